@@ -1,0 +1,21 @@
+# The one BLAS shim of fastbptt: row-major GEMM and GEMV on a fused float/double type over
+# scipy.linalg.cython_blas (Fortran, column-major). Row-major is handled here, once: a
+# row-major matrix is the column-major storage of its transpose, so
+# C = op(A) op(B) (row-major) is C^T = op(B)^T op(A)^T (column-major): the same call with
+# the operands and their transposition flags swapped. No kernel thinks about Fortran order.
+
+from cython cimport floating
+
+cpdef enum BLAS_Trans:
+    NoTrans = 110  # ord('n')
+    Trans = 116    # ord('t')
+
+# C := alpha * op(A) @ op(B) + beta * C, row-major, C (m x n), op(A) (m x k), op(B) (k x n)
+cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
+               floating alpha, const floating *A, int lda,
+               const floating *B, int ldb,
+               floating beta, floating *C, int ldc) noexcept nogil
+
+# y := alpha * op(A) @ x + beta * y, row-major A (m x n), contiguous x and y
+cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
+               const floating *x, floating beta, floating *y) noexcept nogil

@@ -1,0 +1,85 @@
+# The BLAS shim; see blas.pxd for the row-major convention.
+
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+
+cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
+               floating alpha, const floating *A, int lda,
+               const floating *B, int ldb,
+               floating beta, floating *C, int ldc) noexcept nogil:
+    """C := alpha * op(A) @ op(B) + beta * C  (row-major)."""
+    cdef char ta_ = <char> ta
+    cdef char tb_ = <char> tb
+    cdef Py_ssize_t i, j
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        # Reference BLAS handles k = 0, but not every BLAS does (and lda >= 1 rules make
+        # the call fragile): C := beta * C by hand.
+        for i in range(m):
+            for j in range(n):
+                C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
+        return
+    # Column-major: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
+    if floating is float:
+        sgemm(&tb_, &ta_, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb_, &ta_, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
+              &beta, C, &ldc)
+
+
+cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
+               const floating *x, floating beta, floating *y) noexcept nogil:
+    """y := alpha * op(A) @ x + beta * y  (row-major A of m rows and n columns)."""
+    # Row-major A (m x n) is column-major A^T (n x m): op(A) = A is the 'T' call on it.
+    cdef char ta_ = b't' if ta == NoTrans else b'n'
+    cdef int one = 1
+    cdef int out_len = m if ta == NoTrans else n
+    cdef Py_ssize_t i
+    if out_len == 0:
+        return
+    if m == 0 or n == 0:
+        for i in range(out_len):
+            y[i] = 0 if beta == 0 else beta * y[i]
+        return
+    if floating is float:
+        sgemv(&ta_, &n, &m, &alpha, <float*> A, &lda, <float*> x, &one, &beta, y, &one)
+    else:
+        dgemv(&ta_, &n, &m, &alpha, <double*> A, &lda, <double*> x, &one, &beta, y, &one)
+
+
+# Python entry points, for the tests that hold the shim to NumPy. Shapes are checked by
+# the callers (tests); these pass the arrays' own leading dimensions.
+
+def gemm_py(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] A,
+            const floating[:, ::1] B, floating beta, floating[:, ::1] C):
+    """C := alpha * op(A) @ op(B) + beta * C, in place; returns C."""
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    if (B.shape[1] if trans_b else B.shape[0]) != k or \
+            (A.shape[1] if trans_a else A.shape[0]) != m or \
+            (B.shape[0] if trans_b else B.shape[1]) != n:
+        raise ValueError("gemm_py: shapes do not agree")
+    cdef const floating *a = &A[0, 0] if A.shape[0] * A.shape[1] else NULL
+    cdef const floating *b = &B[0, 0] if B.shape[0] * B.shape[1] else NULL
+    cdef floating *c = &C[0, 0] if m * n else NULL
+    with nogil:
+        gemm(Trans if trans_a else NoTrans, Trans if trans_b else NoTrans, m, n, k,
+             alpha, a, max(1, <int> A.shape[1]), b, max(1, <int> B.shape[1]),
+             beta, c, max(1, n))
+    return C.base
+
+
+def gemv_py(bint trans_a, floating alpha, const floating[:, ::1] A,
+            const floating[::1] x, floating beta, floating[::1] y):
+    """y := alpha * op(A) @ x + beta * y, in place; returns y."""
+    cdef int m = A.shape[0], n = A.shape[1]
+    if x.shape[0] != (m if trans_a else n) or y.shape[0] != (n if trans_a else m):
+        raise ValueError("gemv_py: shapes do not agree")
+    cdef const floating *a = &A[0, 0] if m * n else NULL
+    cdef const floating *xp = &x[0] if x.shape[0] else NULL
+    cdef floating *yp = &y[0] if y.shape[0] else NULL
+    with nogil:
+        gemv(Trans if trans_a else NoTrans, m, n, alpha, a, max(1, n), xp, beta, yp)
+    return y.base

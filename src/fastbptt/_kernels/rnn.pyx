@@ -1,0 +1,125 @@
+# Vanilla (Elman) RNN: forward and reverse time loops.
+#
+#   a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh        (B x H)
+#   h_t = f(a_t)
+#
+# Row order. The sequence arrives as one C-contiguous matrix X of T*B rows of I columns,
+# time-major (row t*B + b) or batch-first (row b*T + t). Every T*B-row matrix here (the
+# projections P, the pre-activation gradients dA, dh, dX) uses the same order as X, so the
+# input GEMMs run once over all steps whatever the layout, and one time step is a B-row
+# matrix with row stride `rs` (B-1 rows apart: 1 row time-major, T rows batch-first)
+# starting at row t * `ts`. The hidden states live in hbuf (T+1, B, H), time-major,
+# hbuf[0] = h0, hbuf[t+1] = h_t: the memory of backward and the source of the output.
+#
+# The wrappers in fastbptt.rnn validate every argument and allocate every buffer; nothing
+# here allocates, touches a Python object inside a loop, or holds the GIL.
+
+from cython cimport floating
+
+from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
+from fastbptt._kernels.activations cimport activate, activate_grad
+
+
+def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                const floating[:, ::1] W_hh, const floating[::1] bias,
+                floating[:, ::1] P, floating[:, :, ::1] hbuf,
+                int nonlinearity, bint batch_first):
+    """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace.
+
+    bias = b_ih + b_hh (H,). All sizes are at least 1 (the wrapper sends empty problems
+    to the reference implementation).
+    """
+    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    cdef int I = X.shape[1]
+    cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
+    cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
+    cdef Py_ssize_t t, b
+    cdef floating *P_t
+    cdef floating *h_prev
+    cdef floating *h_t
+    with nogil:
+        # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
+        gemm(NoTrans, Trans, T * B, H, I, 1, &X[0, 0], I, &W_ih[0, 0], I, 0, &P[0, 0], H)
+        for t in range(T):
+            P_t = &P[0, 0] + t * ts * H
+            h_prev = &hbuf[t, 0, 0]
+            h_t = &hbuf[t + 1, 0, 0]
+            if B == 1:
+                # P_t += W_hh h_{t-1}: (H) = (H x H)(H)
+                gemv(NoTrans, H, H, 1, &W_hh[0, 0], H, h_prev, 1, P_t)
+            else:
+                # P_t += h_{t-1} W_hh^T: (B x H) = (B x H)(H x H)^T, rows rs*H apart
+                gemm(NoTrans, Trans, B, H, H, 1, h_prev, H, &W_hh[0, 0], H,
+                     1, P_t, <int> (rs * H))
+            # h_t = f(P_t + b_ih + b_hh)
+            for b in range(B):
+                activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
+
+
+def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                 const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
+                 const floating[:, ::1] dh, floating[:, ::1] dA,
+                 floating[:, ::1] carry, floating[:, ::1] dX,
+                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
+                 int nonlinearity, bint batch_first):
+    """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
+    entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
+    every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
+    db is the gradient of b_ih and of b_hh alike.
+    """
+    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    cdef int I = X.shape[1]
+    cdef Py_ssize_t ts = B if not batch_first else 1
+    cdef Py_ssize_t rs = 1 if not batch_first else T
+    cdef Py_ssize_t t, b, j, r
+    cdef floating *dA_t
+    cdef const floating *dh_t = NULL
+    cdef const floating *dh_all = NULL
+    cdef floating *c = &carry[0, 0]
+    if dh is not None:
+        dh_all = &dh[0, 0]
+    with nogil:
+        for t in range(T - 1, -1, -1):
+            dA_t = &dA[0, 0] + t * ts * H
+            # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
+            # from the loss at step t, through the nonlinearity
+            for b in range(B):
+                if dh_all != NULL:
+                    dh_t = dh_all + (t * ts + b * rs) * H
+                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], c + b * H, dh_t,
+                              dA_t + b * rs * H, H)
+            if B == 1:
+                # carry = W_hh^T dA_t: (H) = (H x H)^T (H)
+                gemv(Trans, H, H, 1, &W_hh[0, 0], H, dA_t, 0, c)
+            else:
+                # carry = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t rows rs*H apart
+                gemm(NoTrans, NoTrans, B, H, H, 1, dA_t, <int> (rs * H), &W_hh[0, 0], H,
+                     0, c, H)
+
+        # The shared parameters' gradients, summed over all steps, as large GEMMs.
+        # dW_ih = dA^T X: (H x I) = (T*B x H)^T (T*B x I)
+        gemm(Trans, NoTrans, H, I, T * B, 1, &dA[0, 0], H, &X[0, 0], I, 0, &dW_ih[0, 0], I)
+        # dX = dA W_ih: (T*B x I) = (T*B x H)(H x I)
+        gemm(NoTrans, NoTrans, T * B, I, H, 1, &dA[0, 0], H, &W_ih[0, 0], I, 0, &dX[0, 0], I)
+        # dW_hh = sum_t dA_t^T h_{t-1}: (H x H). hbuf[0:T] is time-major, so it pairs
+        # with dA in one GEMM only when dA is time-major too.
+        if not batch_first or B == 1:
+            # (H x H) = (T*B x H)^T (T*B x H)
+            gemm(Trans, NoTrans, H, H, T * B, 1, &dA[0, 0], H, &hbuf[0, 0, 0], H,
+                 0, &dW_hh[0, 0], H)
+        elif T <= B:
+            # batch-first, one GEMM per step: (H x H) += (B x H)^T (B x H)
+            for t in range(T):
+                gemm(Trans, NoTrans, H, H, B, 1, &dA[0, 0] + t * H, T * H,
+                     &hbuf[t, 0, 0], H, 0 if t == 0 else 1, &dW_hh[0, 0], H)
+        else:
+            # batch-first, one GEMM per sequence: (H x H) += (T x H)^T (T x H)
+            for b in range(B):
+                gemm(Trans, NoTrans, H, H, T, 1, &dA[0, 0] + b * T * H, H,
+                     &hbuf[0, b, 0], B * H, 0 if b == 0 else 1, &dW_hh[0, 0], H)
+        # db = column sums of dA: (H)
+        for j in range(H):
+            db[j] = 0
+        for r in range(T * B):
+            for j in range(H):
+                db[j] += dA[r, j]

@@ -1,0 +1,52 @@
+"""Argument checks shared by the compiled wrappers and the reference implementation.
+
+Every public function validates here, before any compiled code runs: the kernels trust
+what they are given (no bounds checks), so a shape or dtype that gets past these checks
+is a bug here. Messages name the argument and what was expected.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# BLAS takes 32-bit ints for sizes and leading dimensions.
+_BLAS_INT_MAX = 2**31 - 1
+
+
+def as_float_array(name, value, ndim, dtype=None):
+    """`value` as a C-contiguous float32/float64 ndarray of `ndim` dimensions.
+
+    The dtype is `dtype` when given (the dtype of the sequence decides for every other
+    argument); anything else is an error, never a silent cast. A non-contiguous or
+    negatively strided view is copied (the caller's array is never written).
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(
+            f"mixed dtypes: {name} is {value.dtype} but the sequence x is {dtype}; "
+            f"convert them to one dtype"
+        )
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {value.ndim}-D with shape {value.shape}")
+    return np.ascontiguousarray(value)
+
+
+def check_shape(name, array, expected, described):
+    """Raise ValueError unless array.shape == expected; `described` spells the shape."""
+    if array.shape != expected:
+        raise ValueError(f"{name} must have shape {described} = {expected}, got {array.shape}")
+
+
+def check_blas_size(**sizes):
+    """BLAS takes int32 sizes: refuse products of dimensions it cannot index."""
+    for what, n in sizes.items():
+        if n > _BLAS_INT_MAX:
+            raise ValueError(
+                f"{what} = {n} exceeds the 32-bit BLAS index limit ({_BLAS_INT_MAX}); "
+                f"split the batch or the sequence"
+            )

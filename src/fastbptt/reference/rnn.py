@@ -1,0 +1,105 @@
+"""Vanilla (Elman) RNN, forward and backward through time, in plain NumPy.
+
+    a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
+    h_t = f(a_t)                                           f in tanh, relu, sigmoid, identity
+
+Backward, with g_t = dL/dh_t arriving from the loss at step t and from step t+1:
+
+    dA_t    = g_t * f'(a_t)                                (B, H)
+    g_{t-1} = dh_{t-1} + dA_t W_hh
+    dW_ih = sum_t dA_t^T x_t,  dW_hh = sum_t dA_t^T h_{t-1},  db = sum_t sum_b dA_t
+    dx_t  = dA_t W_ih,         dh0 = g_0 carried past the first step
+"""
+import numpy as np
+from scipy.special import expit
+
+from fastbptt._grads import RNNGrads
+from fastbptt._rnn_args import check_rnn_backward_args, check_rnn_forward_args
+
+
+def _activate(nonlinearity, a):
+    if nonlinearity == "tanh":
+        return np.tanh(a)
+    if nonlinearity == "relu":
+        return np.maximum(a, 0)
+    if nonlinearity == "sigmoid":
+        return expit(a)
+    return a
+
+
+def _derivative_from_output(nonlinearity, h):
+    """f'(a) written through h = f(a); relu's derivative at 0 is 0, as in PyTorch."""
+    if nonlinearity == "tanh":
+        return 1 - h * h
+    if nonlinearity == "relu":
+        return (h > 0).astype(h.dtype)
+    if nonlinearity == "sigmoid":
+        return h * (1 - h)
+    return np.ones_like(h)
+
+
+class ReferenceRNNCache:
+    """What rnn_backward needs from rnn_forward. Opaque to callers."""
+    __slots__ = ("args", "h")
+
+    def __init__(self, args, h):
+        self.args = args   # validated RNNArgs
+        self.h = h         # (T, B, H), time-major, h[t] = h_{t+1} in the equations' count
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                batch_first=False):
+    """Run a vanilla RNN over a sequence.
+
+    x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
+    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None.
+    Returns h, every hidden state, (T, B, H) (or (B, T, H)), and a cache for rnn_backward.
+    """
+    args = check_rnn_forward_args(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity, batch_first)
+    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
+    h = np.empty((args.T, args.B, args.H), args.x.dtype)
+    h_prev = args.h0
+    for t in range(args.T):
+        a = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
+        h[t] = _activate(args.nonlinearity, a)
+        h_prev = h[t]
+    out = h.transpose(1, 0, 2) if args.batch_first else h
+    return np.ascontiguousarray(out), ReferenceRNNCache(args, h)
+
+
+def rnn_backward(dh, cache, dh_n=None):
+    """Backpropagate through time.
+
+    dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
+    dh_n: dL/dh_T (B, H), the gradient reaching the final state from outside, or None.
+    Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
+    """
+    if not isinstance(cache, ReferenceRNNCache):
+        raise TypeError(
+            f"cache must come from fastbptt.reference.rnn_forward, got {type(cache).__name__}"
+        )
+    args, h = cache.args, cache.h
+    T, B, H = args.T, args.B, args.H
+    dtype = args.x.dtype
+    dh, dh_n = check_rnn_backward_args(dh, dh_n, T, B, H, dtype, args.batch_first)
+    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
+    dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
+
+    dx = np.zeros_like(xs)
+    dW_ih = np.zeros_like(args.W_ih)
+    dW_hh = np.zeros_like(args.W_hh)
+    db = np.zeros(H, dtype)
+    g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
+    for t in reversed(range(T)):
+        if dhs is not None:
+            g = g + dhs[t]
+        h_prev = h[t - 1] if t > 0 else args.h0
+        dA = g * _derivative_from_output(args.nonlinearity, h[t])
+        dx[t] = dA @ args.W_ih
+        dW_ih += dA.T @ xs[t]
+        dW_hh += dA.T @ h_prev
+        db += dA.sum(axis=0)
+        g = dA @ args.W_hh
+    dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
+    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
+    return RNNGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)

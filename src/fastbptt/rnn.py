@@ -1,0 +1,92 @@
+"""Vanilla (Elman) RNN, compiled: the wrappers around fastbptt._kernels.rnn.
+
+Same signatures and semantics as fastbptt.reference.rnn (the specification). The work
+here is validation, allocation and dispatch; the numbers come from the kernels:
+
+    a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
+    h_t = f(a_t)
+"""
+import numpy as np
+
+from fastbptt import reference
+from fastbptt._grads import RNNGrads
+from fastbptt._kernels import rnn as _kernel
+from fastbptt._rnn_args import check_rnn_backward_args, check_rnn_forward_args
+
+
+class RNNCache:
+    """What rnn_backward needs from rnn_forward. Opaque to callers.
+
+    It keeps references to x and the weights (do not modify them in place between
+    forward and backward) and its own copy of every hidden state.
+    """
+    __slots__ = ("args", "hbuf")
+
+    def __init__(self, args, hbuf):
+        self.args = args   # validated RNNArgs (C-contiguous arrays)
+        self.hbuf = hbuf   # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t
+
+
+def _is_empty(args):
+    # The kernels assume every size >= 1; an empty problem has nothing to compute and the
+    # reference defines its result.
+    return 0 in (args.T, args.B, args.I, args.H)
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                batch_first=False):
+    """Run a vanilla RNN over a sequence.
+
+    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
+    for zeros, W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
+    nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
+    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
+    cache for rnn_backward.
+    """
+    args = check_rnn_forward_args(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity, batch_first)
+    if _is_empty(args):
+        h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
+                                             nonlinearity, batch_first)
+        return h, ref_cache
+    T, B, I, H = args.T, args.B, args.I, args.H
+    dtype = args.x.dtype
+    hbuf = np.empty((T + 1, B, H), dtype)
+    hbuf[0] = args.h0
+    P = np.empty((T * B, H), dtype)
+    bias = args.b_ih + args.b_hh
+    _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
+                        args.code, args.batch_first)
+    h = hbuf[1:]
+    h = h.transpose(1, 0, 2).copy() if args.batch_first else h.copy()
+    return h, RNNCache(args, hbuf)
+
+
+def rnn_backward(dh, cache, dh_n=None):
+    """Backpropagate through time.
+
+    dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
+    dh_n: dL/dh_T (B, H), the gradient reaching the final state from outside, or None.
+    Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
+    """
+    if isinstance(cache, reference.rnn.ReferenceRNNCache):
+        # An empty problem, run by the reference in rnn_forward.
+        return reference.rnn_backward(dh, cache, dh_n)
+    if not isinstance(cache, RNNCache):
+        raise TypeError(
+            f"cache must come from fastbptt.rnn_forward, got {type(cache).__name__}"
+        )
+    args = cache.args
+    T, B, I, H = args.T, args.B, args.I, args.H
+    dtype = args.x.dtype
+    dh, dh_n = check_rnn_backward_args(dh, dh_n, T, B, H, dtype, args.batch_first)
+    carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
+    dA = np.empty((T * B, H), dtype)
+    dX = np.empty((T * B, I), dtype)
+    dW_ih = np.empty((H, I), dtype)
+    dW_hh = np.empty((H, H), dtype)
+    db = np.empty(H, dtype)
+    _kernel.rnn_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
+                         None if dh is None else dh.reshape(T * B, H),
+                         dA, carry, dX, dW_ih, dW_hh, db, args.code, args.batch_first)
+    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
+    return RNNGrads(dX.reshape(args.x.shape), carry, dW_ih, dW_hh, db_ih, db_hh)
