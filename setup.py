@@ -27,15 +27,15 @@ if sys.platform == "win32":
     cflags = ["/O2"] if not DEBUG else ["/Od", "/Zi"]
 else:
     cflags = ["-O1", "-g"] if DEBUG else ["-O3"]
-    # No -march=native: the build must run on any CPU of its architecture; the per-step
-    # element-wise loops are written so that -O3 vectorises them with the baseline ISA.
+    # No -march=native: the build must run on any CPU of its architecture. The hot
+    # element-wise loops (vmath.h) carry their own AVX2/AVX-512 clones instead.
 
-kernels = ["blas", "rnn"]
+kernels = ["blas", "activations", "rnn"]
 extensions = [
     Extension(
         f"fastbptt._kernels.{name}",
         [f"src/fastbptt/_kernels/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "src/fastbptt/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags,
     )

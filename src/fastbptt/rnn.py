@@ -27,6 +27,17 @@ class RNNCache:
         self.hbuf = hbuf   # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t
 
 
+def _transposed_step(B, H):
+    """Whether the per-step GEMM runs as its transpose (W_hh h^T instead of h W_hh^T).
+
+    OpenBLAS tiles the output's columns by its micro-kernel width, so with few rows
+    (B = 32) against H = 256 the transposed product ran about 30% faster here (100 calls:
+    4.4 ms against 6.2 ms, AVX2 kernels; 2.5 against 4.0 with AVX-512), worth the two
+    small B x H transposes it costs per step. B = 1 uses GEMV instead.
+    """
+    return 1 < B < H
+
+
 def _is_empty(args):
     # The kernels assume every size >= 1; an empty problem has nothing to compute and the
     # reference defines its result.
@@ -54,8 +65,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     hbuf[0] = args.h0
     P = np.empty((T * B, H), dtype)
     bias = args.b_ih + args.b_hh
+    scratch = np.empty(2 * H * B, dtype)
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
-                        args.code, args.batch_first)
+                        scratch, args.code, args.batch_first, _transposed_step(B, H))
     h = hbuf[1:]
     h = h.transpose(1, 0, 2).copy() if args.batch_first else h.copy()
     return h, RNNCache(args, hbuf)
@@ -85,8 +97,12 @@ def rnn_backward(dh, cache, dh_n=None):
     dW_ih = np.empty((H, I), dtype)
     dW_hh = np.empty((H, H), dtype)
     db = np.empty(H, dtype)
+    transposed = _transposed_step(B, H)
+    W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
+    scratch = np.empty(2 * H * B, dtype)
     _kernel.rnn_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),
-                         dA, carry, dX, dW_ih, dW_hh, db, args.code, args.batch_first)
+                         dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch,
+                         args.code, args.batch_first, transposed)
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return RNNGrads(dX.reshape(args.x.shape), carry, dW_ih, dW_hh, db_ih, db_hh)

@@ -3,7 +3,13 @@
 # per-step pass is a loop over B rows of H elements.
 
 from cython cimport floating
-from libc.math cimport tanh, tanhf, exp, expf
+
+cdef extern from "vmath.h" nogil:
+    # Vectorised h[j] = f(a[j] + bias[j]) (see vmath.h for the math and its accuracy)
+    void fb_tanh_bias_f32(const float *a, const float *bias, float *h, Py_ssize_t n)
+    void fb_tanh_bias_f64(const double *a, const double *bias, double *h, Py_ssize_t n)
+    void fb_sigmoid_bias_f32(const float *a, const float *bias, float *h, Py_ssize_t n)
+    void fb_sigmoid_bias_f64(const double *a, const double *bias, double *h, Py_ssize_t n)
 
 # Codes shared with the Python wrappers (fastbptt._nonlinearity).
 cdef enum:
@@ -13,33 +19,25 @@ cdef enum:
     IDENTITY = 3
 
 
-cdef inline floating sigmoid(floating v) noexcept nogil:
-    # 1 / (1 + e^-v): e^-v overflows to inf for v < -88 (float) and gives exactly 0, which
-    # is the correctly rounded result, so no branch is needed.
-    if floating is float:
-        return 1.0 / (1.0 + expf(-v))
-    else:
-        return 1.0 / (1.0 + exp(-v))
-
-
 cdef inline void activate(int kind, const floating *a, const floating *bias,
                           floating *h, Py_ssize_t n) noexcept nogil:
     """h[j] = f(a[j] + bias[j]), j < n."""
     cdef Py_ssize_t j
     cdef floating v
     if kind == TANH:
-        for j in range(n):
-            if floating is float:
-                h[j] = tanhf(a[j] + bias[j])
-            else:
-                h[j] = tanh(a[j] + bias[j])
+        if floating is float:
+            fb_tanh_bias_f32(a, bias, h, n)
+        else:
+            fb_tanh_bias_f64(a, bias, h, n)
     elif kind == RELU:
         for j in range(n):
             v = a[j] + bias[j]
             h[j] = v if v > 0 else 0
     elif kind == SIGMOID:
-        for j in range(n):
-            h[j] = sigmoid(a[j] + bias[j])
+        if floating is float:
+            fb_sigmoid_bias_f32(a, bias, h, n)
+        else:
+            fb_sigmoid_bias_f64(a, bias, h, n)
     else:
         for j in range(n):
             h[j] = a[j] + bias[j]

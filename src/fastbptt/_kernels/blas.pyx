@@ -49,11 +49,12 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
         dgemv(&ta_, &n, &m, &alpha, <double*> A, &lda, <double*> x, &one, &beta, y, &one)
 
 
-# Python entry points, for the tests that hold the shim to NumPy. Shapes are checked by
-# the callers (tests); these pass the arrays' own leading dimensions.
+# Python entry points, for the tests that hold the shim to NumPy. They dispatch on the
+# arrays' dtype (alpha and beta arrive as Python floats and are rounded to it) and pass
+# the arrays' own leading dimensions.
 
-def gemm_py(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] A,
-            const floating[:, ::1] B, floating beta, floating[:, ::1] C):
+def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
+            const floating[:, ::1] B, double beta, floating[:, ::1] C):
     """C := alpha * op(A) @ op(B) + beta * C, in place; returns C."""
     cdef int m = C.shape[0], n = C.shape[1]
     cdef int k = A.shape[0] if trans_a else A.shape[1]
@@ -66,13 +67,13 @@ def gemm_py(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] A
     cdef floating *c = &C[0, 0] if m * n else NULL
     with nogil:
         gemm(Trans if trans_a else NoTrans, Trans if trans_b else NoTrans, m, n, k,
-             alpha, a, max(1, <int> A.shape[1]), b, max(1, <int> B.shape[1]),
-             beta, c, max(1, n))
+             <floating> alpha, a, max(1, <int> A.shape[1]), b, max(1, <int> B.shape[1]),
+             <floating> beta, c, max(1, n))
     return C.base
 
 
-def gemv_py(bint trans_a, floating alpha, const floating[:, ::1] A,
-            const floating[::1] x, floating beta, floating[::1] y):
+def gemv_py(bint trans_a, double alpha, const floating[:, ::1] A,
+            const floating[::1] x, double beta, floating[::1] y):
     """y := alpha * op(A) @ x + beta * y, in place; returns y."""
     cdef int m = A.shape[0], n = A.shape[1]
     if x.shape[0] != (m if trans_a else n) or y.shape[0] != (n if trans_a else m):
@@ -81,5 +82,6 @@ def gemv_py(bint trans_a, floating alpha, const floating[:, ::1] A,
     cdef const floating *xp = &x[0] if x.shape[0] else NULL
     cdef floating *yp = &y[0] if y.shape[0] else NULL
     with nogil:
-        gemv(Trans if trans_a else NoTrans, m, n, alpha, a, max(1, n), xp, beta, yp)
+        gemv(Trans if trans_a else NoTrans, m, n, <floating> alpha, a, max(1, n), xp,
+             <floating> beta, yp)
     return y.base
