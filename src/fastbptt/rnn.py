@@ -20,11 +20,12 @@ class RNNCache:
     It keeps references to x and the weights (do not modify them in place between
     forward and backward) and its own copy of every hidden state.
     """
-    __slots__ = ("args", "hbuf")
+    __slots__ = ("args", "hbuf", "empty")
 
-    def __init__(self, args, hbuf):
+    def __init__(self, args, hbuf, empty=None):
         self.args = args   # validated RNNArgs (C-contiguous arrays)
         self.hbuf = hbuf   # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t
+        self.empty = empty  # for an empty problem: the reference's cache, else None
 
 
 def _transposed_step(B, H):
@@ -58,7 +59,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     if _is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                              nonlinearity, batch_first)
-        return h, ref_cache
+        return h, RNNCache(args, None, ref_cache)
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
     hbuf = np.empty((T + 1, B, H), dtype)
@@ -80,13 +81,13 @@ def rnn_backward(dh, cache, dh_n=None):
     dh_n: dL/dh_T (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
     """
-    if isinstance(cache, reference.rnn.ReferenceRNNCache):
-        # An empty problem, run by the reference in rnn_forward.
-        return reference.rnn_backward(dh, cache, dh_n)
     if not isinstance(cache, RNNCache):
         raise TypeError(
             f"cache must come from fastbptt.rnn_forward, got {type(cache).__name__}"
         )
+    if cache.empty is not None:
+        # An empty problem, run by the reference in rnn_forward.
+        return reference.rnn_backward(dh, cache.empty, dh_n)
     args = cache.args
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype

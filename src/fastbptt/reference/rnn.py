@@ -64,7 +64,8 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
         h[t] = _activate(args.nonlinearity, a)
         h_prev = h[t]
     out = h.transpose(1, 0, 2) if args.batch_first else h
-    return np.ascontiguousarray(out), ReferenceRNNCache(args, h)
+    # A copy: the caller may edit what it gets back, and backward must not see that.
+    return out.copy(order="C"), ReferenceRNNCache(args, h)
 
 
 def rnn_backward(dh, cache, dh_n=None):
