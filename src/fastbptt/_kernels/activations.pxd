@@ -32,7 +32,7 @@ cdef inline void activate(int kind, const floating *a, const floating *bias,
     elif kind == RELU:
         for j in range(n):
             v = a[j] + bias[j]
-            h[j] = v if v > 0 else 0
+            h[j] = 0 if v <= 0 else v     # NaN propagates, as np.maximum and torch do
     elif kind == SIGMOID:
         if floating is float:
             fb_sigmoid_bias_f32(a, bias, h, n)

@@ -6,7 +6,7 @@
  * baseline as fallback, the clone picked once at load time (GCC/Clang target_clones on
  * ELF; elsewhere the baseline build only).
  *
- * Accuracy (tests/test_vmath.py measures it against float64/long double references):
+ * Accuracy (tests/test_activations.py measures it against float64/long double references):
  * within 3 ulp over the whole range (measured: float32 2.4 ulp, float64 2.9 ulp), NaN in
  * gives NaN out, +-inf gives +-1 (tanh); sigmoid(+inf) = 1, and sigmoid(x) for x below
  * -87 (float) or -708 (double) gives the value at that bound, under 2e-38 (4e-308).
