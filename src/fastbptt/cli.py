@@ -1,0 +1,125 @@
+"""The `fastbptt` command (also `python -m fastbptt`): one subcommand per tool.
+
+Only parsing and printing live here; each subcommand calls the module that does the work
+(`bench`: fastbptt.bench). A new subcommand is a parser in _parser() with its run function
+set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
+"""
+import argparse
+import json
+import sys
+
+from threadpoolctl import threadpool_limits
+
+from fastbptt import bench
+
+
+def main(argv=None):
+    """Run the command line argv (sys.argv[1:] when None); return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        parser.exit(2)
+    return args.run(args)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="fastbptt",
+        description="Compiled backpropagation through time for recurrent networks in NumPy.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command")
+
+    bench_parser = commands.add_parser(
+        "bench",
+        help="time the compiled forward+backward against the NumPy reference",
+        description="Time one forward+backward through all steps (dh given at every "
+                    "step) of the compiled functions and their NumPy reference twins, and "
+                    "print the machine, then a table of milliseconds, speedups and GFLOP/s.",
+    )
+    bench_parser.add_argument(
+        "--cells", type=_cells, default=["rnn"],
+        help=f"comma-separated cells, from: {', '.join(bench.CELLS)} (default: rnn)")
+    bench_parser.add_argument(
+        "--shapes", type=_shapes, nargs="+", action="extend", metavar="SHAPES",
+        help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "
+             "(default: " + "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES) + ")")
+    bench_parser.add_argument(
+        "--dtypes", type=_dtypes, default=bench.DEFAULT_DTYPES,
+        help="comma-separated, from: float32, float64 (default: float32,float64)")
+    bench_parser.add_argument(
+        "--repeat", type=_positive_int,
+        help=f"timed calls per measurement (default: as many as fit in about "
+             f"{bench.REPEAT_BUDGET:g} s, {bench.MIN_REPEAT} to {bench.MAX_REPEAT})")
+    bench_parser.add_argument(
+        "--threads", type=_positive_int, default=1,
+        help="BLAS threads, set with threadpoolctl (default: 1)")
+    bench_parser.add_argument(
+        "--json", action="store_true",
+        help='print one JSON object {"header": {...}, "rows": [...]} instead of text')
+    bench_parser.add_argument(
+        "--no-reference", dest="reference", action="store_false",
+        help="time the compiled functions only")
+    bench_parser.set_defaults(run=_run_bench)
+    return parser
+
+
+def _run_bench(args):
+    shapes = bench.DEFAULT_SHAPES
+    if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
+        shapes = [shape for group in args.shapes for shape in group]
+    with threadpool_limits(limits=args.threads):
+        header = bench.machine_header()
+        rows = bench.measure_rows(args.cells, shapes, args.dtypes, repeat=args.repeat,
+                                  reference=args.reference)
+        if args.json:
+            print(json.dumps({"header": header, "rows": list(rows)}, indent=2))
+        else:
+            print("\n".join(bench.format_header(header)), end="\n\n")
+            for line in bench.table_lines(rows, reference=args.reference):
+                print(line, flush=True)
+    return 0
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _shapes(text):
+    """'T,B,H' or 'T,B,I,H', several separated by ';' -> [(T, B, I, H), ...]."""
+    shapes = []
+    for shape in text.split(";"):
+        try:
+            sizes = [int(size) for size in shape.split(",")]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (3, 4) or min(sizes) < 1:
+            raise argparse.ArgumentTypeError(
+                f"invalid shape {shape!r}: expected T,B,H (I = H) or T,B,I,H, positive "
+                f"integers, shapes separated by ';'")
+        shapes.append(tuple(sizes) if len(sizes) == 4 else (*sizes, sizes[2]))
+    return shapes
+
+
+def _choices(text, allowed, what):
+    chosen = text.split(",")
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown:
+        unknown = ", ".join(map(repr, unknown))
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def _cells(text):
+    return _choices(text, list(bench.CELLS), "cell")
+
+
+def _dtypes(text):
+    return _choices(text, ["float32", "float64"], "dtype")

@@ -1,0 +1,179 @@
+"""The `fastbptt` command and the benchmark logic behind it (fastbptt.bench).
+
+Smoke tests on tiny shapes with one timed call: the command runs, prints what it promises
+and rejects bad options the argparse way; plus the arithmetic the table rests on (the
+FLOP count, the median, the repeat policy, the random problem).
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastbptt import bench
+from fastbptt.cli import main
+
+HEADINGS = ["T,B,I,H", "dtype", "cell", "compiled ms", "reference ms", "speedup",
+            "compiled GFLOP/s", "reference GFLOP/s"]
+
+
+def table(out):
+    """The printed table's lines split into their entries: headings, rule, then the rows."""
+    return [[entry.strip() for entry in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("|")]
+
+
+def test_bench_prints_header_and_table(capsys):
+    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fastbptt ")
+    assert "BLAS: " in out and "OPENBLAS_CORETYPE: " in out
+    assert table(out)[0] == HEADINGS
+    rows = table(out)[2:]
+    assert [row[:3] for row in rows] == [["3,2,4,4", "float32", "rnn"],
+                                         ["3,2,4,4", "float64", "rnn"]]
+    for row in rows:
+        assert float(row[3]) > 0 and row[5].endswith("x")
+
+
+def test_bench_json_parses(capsys):
+    assert main(["bench", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    header, rows = report["header"], report["rows"]
+    assert header["fastbptt"] and header["numpy"] and header["cpu"]
+    assert header["blas"] and all(lib["num_threads"] == 1 for lib in header["blas"])
+    assert [(row["shape"], row["dtype"]) for row in rows] == [
+        ([3, 2, 4, 4], "float32"), ([3, 2, 4, 4], "float64"),
+        ([2, 1, 3, 5], "float32"), ([2, 1, 3, 5], "float64")]
+    for row in rows:
+        assert len(row["compiled_times_ms"]) == len(row["reference_times_ms"]) == 2
+        gflops = row["flops"] / row["compiled_ms"] / 1e6
+        assert row["compiled_gflops"] == pytest.approx(gflops)
+        assert row["speedup"] == pytest.approx(row["reference_ms"] / row["compiled_ms"])
+
+
+def test_bench_one_dtype(capsys):
+    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32"]) == 0
+    assert [row[1] for row in table(capsys.readouterr().out)[2:]] == ["float32"]
+
+
+def test_bench_no_reference(capsys):
+    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1", "--no-reference"]) == 0
+    out = capsys.readouterr().out
+    assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "compiled ms", "compiled GFLOP/s"]
+    assert len(table(out)) == 2 + 2
+
+
+def test_bench_threads_shown_in_header(capsys):
+    assert main(["bench", "--shapes", "2,1,3", "--repeat", "1", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    blas_lines = [line for line in out.splitlines() if line.startswith("BLAS")]
+    assert blas_lines and all(line.endswith(", 2 threads") for line in blas_lines)
+
+
+@pytest.mark.parametrize("shapes", [
+    ["3,2,4;2,1,3,5"],                        # one argument, ';'-separated
+    ["3,2,4", "2,1,3,5"],                     # several arguments
+    ["3,2,4", "--shapes", "2,1,3,5"],         # the option repeated
+])
+def test_bench_shape_lists(capsys, shapes):
+    argv = ["bench", "--repeat", "1", "--dtypes", "float64", "--no-reference", "--shapes"]
+    assert main(argv + shapes) == 0
+    assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["3,2,4,4", "2,1,3,5"]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--shapes", "3,2"),
+    ("--shapes", "3,x,4"),
+    ("--shapes", "3,0,4"),
+    ("--shapes", "3,2,4;;"),
+    ("--dtypes", "float16"),
+    ("--cells", "transformer"),
+    ("--repeat", "0"),
+    ("--threads", "two"),
+])
+def test_bench_bad_option_is_an_argparse_error(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"fastbptt bench: error: argument {option}:" in err
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "bench" in capsys.readouterr().err
+
+
+def test_python_m_fastbptt_bench():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastbptt", "bench", "--shapes", "2,1,3", "--repeat", "1"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "compiled ms" in result.stdout and "2,1,3,3" in result.stdout
+
+
+def test_flops_formula():
+    # T=100, B=1, I=H=32: 6 * 100 * 1 * (32+32) * 1 * 32
+    assert bench.flops("rnn", 100, 1, 32, 32) == 1_228_800
+    # I and H enter differently: 6 * 25 * 1 * (65+100) * 100
+    assert bench.flops("rnn", 25, 1, 65, 100) == 2_475_000
+
+
+def test_flops_scale_with_gates(monkeypatch):
+    monkeypatch.setitem(bench.CELLS, "four_gates", bench.Cell("f", "b", gates=4))
+    assert bench.flops("four_gates", 3, 2, 5, 7) == 4 * bench.flops("rnn", 3, 2, 5, 7)
+
+
+def fake_clock(monkeypatch, durations):
+    """Make bench's perf_counter report the given call durations, in order."""
+    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
+    monkeypatch.setattr(bench, "perf_counter", lambda: next(readings))
+
+
+def test_time_call_median_and_list(monkeypatch):
+    fake_clock(monkeypatch, [100.0, 5.0, 1.0, 4.0, 2.0, 3.0])   # warm-up first, untimed
+    timing = bench.time_call(lambda: None, repeat=5)
+    assert timing.times == pytest.approx([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert timing.median == pytest.approx(3.0)
+
+
+def test_time_call_median_of_an_even_count(monkeypatch):
+    fake_clock(monkeypatch, [1.0, 4.0, 1.0, 3.0, 2.0])
+    assert bench.time_call(lambda: None, repeat=4).median == pytest.approx(2.5)
+
+
+def test_time_call_adaptive_repeat_follows_the_warm_up(monkeypatch):
+    warm_up = bench.REPEAT_BUDGET / 10
+    fake_clock(monkeypatch, [warm_up] * 11)
+    assert len(bench.time_call(lambda: None).times) == 10
+
+
+def test_adaptive_repeat_bounds():
+    assert bench.adaptive_repeat(0.0) == bench.MAX_REPEAT
+    assert bench.adaptive_repeat(1e-6) == bench.MAX_REPEAT
+    assert bench.adaptive_repeat(bench.REPEAT_BUDGET / 20) == 20
+    assert bench.adaptive_repeat(10 * bench.REPEAT_BUDGET) == bench.MIN_REPEAT
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_make_problem(dtype):
+    T, B, I, H = 4, 3, 5, 6
+    p = bench.make_problem("rnn", T, B, I, H, dtype, seed=1)
+    shapes = [a.shape for a in (p.x, *p.states, p.W_ih, p.W_hh, p.b_ih, p.b_hh, p.dh)]
+    assert shapes == [(T, B, I), (B, H), (H, I), (H, H), (H,), (H,), (T, B, H)]
+    assert all(a.dtype == dtype for a in (p.x, *p.states, p.W_ih, p.W_hh, p.dh))
+    for w in (p.W_ih, p.W_hh, p.b_ih, p.b_hh):   # torch.nn's U(-1/sqrt(H), 1/sqrt(H))
+        assert np.abs(w).max() <= 1 / np.sqrt(H)
+    same = bench.make_problem("rnn", T, B, I, H, np.float64, seed=1)
+    np.testing.assert_array_equal(p.W_hh, same.W_hh.astype(dtype))
+
+
+@pytest.mark.parametrize("backend", list(bench.BACKENDS))
+def test_runner_runs_forward_and_backward(backend):
+    p = bench.make_problem("rnn", 4, 3, 5, 6, np.float64)
+    grads = bench.runner("rnn", backend, p)()
+    assert grads.dW_hh.shape == (6, 6) and grads.dx.shape == p.x.shape
