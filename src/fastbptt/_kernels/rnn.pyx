@@ -7,9 +7,10 @@
 # time-major (row t*B + b) or batch-first (row b*T + t). Every T*B-row matrix here (the
 # projections P, the pre-activation gradients dA, dh, dX) uses the same order as X, so the
 # input GEMMs run once over all steps whatever the layout, and one time step is a B-row
-# matrix with row stride `rs` (B-1 rows apart: 1 row time-major, T rows batch-first)
-# starting at row t * `ts`. The hidden states live in hbuf (T+1, B, H), time-major,
-# hbuf[0] = h0, hbuf[t+1] = h_t: the memory of backward and the source of the output.
+# matrix starting at row t * `ts` whose consecutive rows are `rs` rows apart (rs = 1
+# time-major, T batch-first; ts = B time-major, 1 batch-first). The hidden states live in
+# hbuf (T+1, B, H), time-major, hbuf[0] = h0, hbuf[t+1] = h_t: the memory of backward and
+# the source of the output.
 #
 # The wrappers in fastbptt.rnn validate every argument and allocate every buffer; nothing
 # here allocates, touches a Python object inside a loop, or holds the GIL.
