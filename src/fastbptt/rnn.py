@@ -64,9 +64,12 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     dtype = args.x.dtype
     hbuf = np.empty((T + 1, B, H), dtype)
     hbuf[0] = args.h0
-    P = np.empty((T * B, H), dtype)
+    # The pre-activations of all steps, in x's row order. Time-major, that is the order of
+    # hbuf[1:], so they are computed in place there (f is applied element by element) and
+    # no T*B*H workspace is touched beside hbuf.
+    P = hbuf[1:].reshape(T * B, H) if not args.batch_first else np.empty((T * B, H), dtype)
     bias = args.b_ih + args.b_hh
-    scratch = np.empty(2 * H * B, dtype)
+    scratch = np.empty(H * B, dtype)
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
                         scratch, args.code, args.batch_first, _transposed_step(B, H))
     h = hbuf[1:]
@@ -100,7 +103,7 @@ def rnn_backward(dh, cache, dh_n=None):
     db = np.empty(H, dtype)
     transposed = _transposed_step(B, H)
     W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
-    scratch = np.empty(2 * H * B, dtype)
+    scratch = np.empty(H * B, dtype)
     _kernel.rnn_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),
                          dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch,

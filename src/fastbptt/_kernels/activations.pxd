@@ -10,6 +10,16 @@ cdef extern from "vmath.h" nogil:
     void fb_tanh_bias_f64(const double *a, const double *bias, double *h, Py_ssize_t n)
     void fb_sigmoid_bias_f32(const float *a, const float *bias, float *h, Py_ssize_t n)
     void fb_sigmoid_bias_f64(const double *a, const double *bias, double *h, Py_ssize_t n)
+    # Vectorised da[j] = (g[j] + g2[j]) * f'(a[j]) through h = f(a); g2 may be NULL
+    void fb_dtanh_f32(const float *h, const float *g, const float *g2, float *da, Py_ssize_t n)
+    void fb_dtanh_f64(const double *h, const double *g, const double *g2, double *da,
+                      Py_ssize_t n)
+    void fb_dsigmoid_f32(const float *h, const float *g, const float *g2, float *da,
+                         Py_ssize_t n)
+    void fb_dsigmoid_f64(const double *h, const double *g, const double *g2, double *da,
+                         Py_ssize_t n)
+    void fb_accumulate_f32(float *y, const float *x, Py_ssize_t n)
+    void fb_accumulate_f64(double *y, const double *x, Py_ssize_t n)
 
 # Codes shared with the Python wrappers (fastbptt._nonlinearity).
 cdef enum:
@@ -53,30 +63,36 @@ cdef inline void activate_grad(int kind, const floating *h, const floating *g,
     """
     cdef Py_ssize_t j
     cdef floating s
-    if g_extra == NULL:
-        if kind == TANH:
-            for j in range(n):
-                da[j] = g[j] * (1 - h[j] * h[j])
-        elif kind == RELU:
+    if kind == TANH:
+        if floating is float:
+            fb_dtanh_f32(h, g, g_extra, da, n)
+        else:
+            fb_dtanh_f64(h, g, g_extra, da, n)
+    elif kind == SIGMOID:
+        if floating is float:
+            fb_dsigmoid_f32(h, g, g_extra, da, n)
+        else:
+            fb_dsigmoid_f64(h, g, g_extra, da, n)
+    elif g_extra == NULL:
+        if kind == RELU:
             for j in range(n):
                 da[j] = g[j] if h[j] > 0 else 0
-        elif kind == SIGMOID:
-            for j in range(n):
-                da[j] = g[j] * h[j] * (1 - h[j])
         else:
             for j in range(n):
                 da[j] = g[j]
     else:
-        if kind == TANH:
-            for j in range(n):
-                da[j] = (g[j] + g_extra[j]) * (1 - h[j] * h[j])
-        elif kind == RELU:
+        if kind == RELU:
             for j in range(n):
                 s = g[j] + g_extra[j]
                 da[j] = s if h[j] > 0 else 0
-        elif kind == SIGMOID:
-            for j in range(n):
-                da[j] = (g[j] + g_extra[j]) * h[j] * (1 - h[j])
         else:
             for j in range(n):
                 da[j] = g[j] + g_extra[j]
+
+
+cdef inline void accumulate(floating *y, const floating *x, Py_ssize_t n) noexcept nogil:
+    """y[j] += x[j], j < n."""
+    if floating is float:
+        fb_accumulate_f32(y, x, n)
+    else:
+        fb_accumulate_f64(y, x, n)

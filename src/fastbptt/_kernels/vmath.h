@@ -150,4 +150,36 @@ FB_CLONES static void fb_sigmoid_bias_f64(const double *a, const double *bias, d
     for (ptrdiff_t j = 0; j < n; j++) h[j] = fb_sigmoid1(a[j] + bias[j]);
 }
 
+/* The backward passes, f' written through the output h = f(a):
+ * da[j] = (g[j] + g2[j]) * (1 - h[j]^2)   (tanh)
+ * da[j] = (g[j] + g2[j]) * h[j] (1 - h[j])  (sigmoid)
+ * g2 may be NULL (no gradient from outside at this step). In the element type throughout:
+ * a literal 1.0 would promote float to double and halve the vector width. */
+#define FB_DERIVATIVE(name, T, deriv)                                                  \
+FB_CLONES static void name(const T *h, const T *g, const T *g2, T *da, ptrdiff_t n)    \
+{                                                                                      \
+    const T one = 1;                                                                   \
+    if (g2 == NULL) {                                                                  \
+        for (ptrdiff_t j = 0; j < n; j++) da[j] = g[j] * (deriv);                      \
+    } else {                                                                           \
+        for (ptrdiff_t j = 0; j < n; j++) da[j] = (g[j] + g2[j]) * (deriv);            \
+    }                                                                                  \
+}
+FB_DERIVATIVE(fb_dtanh_f32, float, one - h[j] * h[j])
+FB_DERIVATIVE(fb_dtanh_f64, double, one - h[j] * h[j])
+FB_DERIVATIVE(fb_dsigmoid_f32, float, h[j] * (one - h[j]))
+FB_DERIVATIVE(fb_dsigmoid_f64, double, h[j] * (one - h[j]))
+#undef FB_DERIVATIVE
+
+/* y[j] += x[j], j < n: the bias gradients, summed row by row while a step's dA is in L1. */
+FB_CLONES static void fb_accumulate_f32(float *y, const float *x, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) y[j] += x[j];
+}
+
+FB_CLONES static void fb_accumulate_f64(double *y, const double *x, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) y[j] += x[j];
+}
+
 #endif
