@@ -28,6 +28,8 @@ SHAPES = [
     (3, 6, 4, 5),      # batch-first T <= B
     (2, 3, 4, 6),      # transposed step with T <= B
     (6, 5, 3, 5),      # B == H
+    (4, 9, 3, 19),     # transposed step: 8 x 8 tiles of transpose.h and both edges
+    (3, 16, 5, 24),    # transposed step: whole tiles only
     (300, 2, 8, 8),    # long sequence
 ]
 
