@@ -602,3 +602,177 @@ def test_matches_torch(shape, nonlinearity, dtype, batch_first, bias):
         got = getattr(grads, name)
         assert got.dtype == np.dtype(dtype)
         assert_close(got, value.numpy(), rtol, atol, err_msg=name)
+
+
+# ------------------------------------------------------------------ variable lengths
+
+# (T, B, I, H, lengths): plain GEMM, GEMV, transposed step; 0 and T among the lengths
+LENGTH_CASES = [
+    (5, 4, 3, 3, [5, 0, 2, 3]),
+    (6, 1, 3, 4, [4]),
+    (7, 9, 3, 19, [7, 1, 0, 3, 5, 7, 2, 6, 4]),
+    (4, 3, 2, 5, [4, 4, 4]),
+]
+length_param = pytest.mark.parametrize("case", LENGTH_CASES,
+                                       ids=lambda c: "x".join(map(str, c[:4])))
+
+
+def _run_with_lengths(p, lengths, impl):
+    """(h, h_n, grads) of problem p with lengths; dh_n reaches the cache's h_n."""
+    forward, backward = IMPLS[impl]
+    h, cache = forward(*p.forward_args(), **p.forward_kwargs(), lengths=lengths)
+    return h, cache.h_n, backward(p.dh, cache, dh_n=p.dh_n)
+
+
+@length_param
+@layout_param
+@dtype_param
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_lengths_match_reference(case, dtype, batch_first, nonlinearity, mode):
+    *shape, lengths = case
+    p = make_problem(*shape, dtype, nonlinearity=nonlinearity, batch_first=batch_first,
+                     seed=5, **MODES[mode])
+    h, h_n, grads = _run_with_lengths(p, np.array(lengths), "compiled")
+    h_r, h_n_r, grads_r = _run_with_lengths(p, np.array(lengths), "reference")
+    rtol, atol = tol_for(dtype)
+    assert h.dtype == h_n.dtype == np.dtype(dtype)
+    assert_close(h, h_r, rtol, atol, err_msg="h")
+    assert_close(h_n, h_n_r, rtol, atol, err_msg="h_n")
+    assert_grads_close(grads, grads_r, rtol, atol)
+
+
+@impl_param
+@length_param
+@layout_param
+def test_lengths_equal_separate_runs(case, batch_first, impl):
+    """Each sequence alone, T = its length, gives its rows of every result; the shared
+    parameters' gradients are the sums over the separate runs."""
+    *shape, lengths = case
+    p = make_problem(*shape, np.float64, batch_first=batch_first, seed=9)
+    h, h_n, grads = _run_with_lengths(p, lengths, impl)
+    forward, backward = IMPLS[impl]
+    summed = {name: 0.0 for name in ("dW_ih", "dW_hh", "db_ih", "db_hh")}
+    for b, n in enumerate(lengths):
+        def seq(a):   # sequence b's first n steps, (n, 1, .) time-major
+            a = a[b, :n] if batch_first else a[:n, b]
+            return a[:, None]
+        h_b, cache_b = forward(seq(p.x), p.h0[b:b + 1], p.W_ih, p.W_hh, p.b_ih, p.b_hh,
+                               p.nonlinearity)
+        g_b = backward(seq(p.dh), cache_b, dh_n=p.dh_n[b:b + 1])
+        h_rows = h[b] if batch_first else h[:, b]
+        dx_rows = grads.dx[b] if batch_first else grads.dx[:, b]
+        np.testing.assert_allclose(h_rows[:n], h_b[:, 0], rtol=1e-12, atol=1e-12)
+        assert not np.any(h_rows[n:]), "outputs past a length must be zero"
+        np.testing.assert_allclose(h_n[b], cache_b.h_n[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx_rows[:n], g_b.dx[:, 0], rtol=1e-12, atol=1e-12)
+        assert not np.any(dx_rows[n:]), "dx past a length must be zero"
+        np.testing.assert_allclose(grads.dh0[b], g_b.dh0[0], rtol=1e-12, atol=1e-12)
+        for name in summed:
+            summed[name] = summed[name] + getattr(g_b, name)
+    for name, value in summed.items():
+        np.testing.assert_allclose(getattr(grads, name), value, rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+@impl_param
+@layout_param
+def test_lengths_finite_differences(batch_first, impl):
+    lengths = np.array([3, 0, 1, 2])
+    p = make_problem(3, 4, 2, 3, np.float64, batch_first=batch_first, seed=3)
+
+    def loss_of(q):
+        h, h_n, _ = _run_with_lengths(q, lengths, impl)
+        return float(np.sum(h * q.dh) + np.sum(h_n * q.dh_n))
+
+    _, _, grads = _run_with_lengths(p, lengths, impl)
+    for grad_name, arg_name in zip(GRAD_NAMES, ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")):
+        base = getattr(p, arg_name)
+        numeric = np.empty_like(base)
+        for idx in np.ndindex(base.shape):
+            values = []
+            for sign in (1, -1):
+                perturbed = base.copy()
+                perturbed[idx] += sign * 1e-6
+                values.append(loss_of(p.with_(**{arg_name: perturbed})))
+            numeric[idx] = (values[0] - values[1]) / 2e-6
+        err = relative_error(getattr(grads, grad_name), numeric)
+        assert err < 1e-6, f"{grad_name}: relative error {err:.2e}"
+
+
+@impl_param
+def test_lengths_ignore_dh_past_the_end(impl):
+    """dh at padded steps is ignored, even when it is not finite."""
+    p = make_problem(4, 2, 3, 3, np.float64, seed=4)
+    lengths = np.array([2, 4])
+    dh = p.dh.copy()
+    dh[2:, 0] = np.nan
+    _, _, grads = _run_with_lengths(p.with_(dh=dh), lengths, impl)
+    clean = p.dh.copy()
+    clean[2:, 0] = 0
+    _, _, expected = _run_with_lengths(p.with_(dh=clean), lengths, impl)
+    assert_grads_close(grads, expected, 1e-14, 1e-14)
+
+
+@impl_param
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
+def test_h_n_is_the_last_step_without_lengths(batch_first, impl):
+    p = make_problem(5, 3, 2, 4, np.float64, batch_first=batch_first)
+    forward, _ = IMPLS[impl]
+    h, cache = forward(*p.forward_args(), **p.forward_kwargs())
+    h_n = cache.h_n
+    np.testing.assert_array_equal(h_n, last_state(h, batch_first))
+    h_n[:] = 7   # a fresh array each time
+    assert not np.any(cache.h_n == 7)
+
+
+@impl_param
+@pytest.mark.parametrize("lengths,exc,needle", [
+    ([1, 2], ValueError, r"lengths must have shape \(B,\)"),
+    ([[1, 2, 3]], ValueError, r"lengths must have shape"),
+    ([1, 2, 6], ValueError, r"lengths must lie in \[0, T\]"),
+    ([1, -1, 2], ValueError, r"lengths must lie in \[0, T\]"),
+    ([1.0, 2.0, 3.0], TypeError, r"lengths must have an integer dtype"),
+    ([True, False, True], TypeError, r"lengths must have an integer dtype"),
+    ("abc", TypeError, r"lengths"),
+], ids=["short", "2d", "above_T", "negative", "float", "bool", "str"])
+def test_bad_lengths(lengths, exc, needle, impl):
+    p = make_problem(5, 3, 2, 4, np.float64)
+    forward, _ = IMPLS[impl]
+    with pytest.raises(exc, match=needle):
+        forward(*p.forward_args(), **p.forward_kwargs(), lengths=lengths)
+
+
+@dtype_param
+@layout_param
+def test_lengths_match_torch_packed_sequence(dtype, batch_first):
+    torch = pytest.importorskip("torch")
+    T, B, I, H = 6, 4, 3, 5
+    lengths = np.array([6, 2, 4, 1])
+    p = make_problem(T, B, I, H, dtype, batch_first=batch_first, seed=31)
+    rnn = torch.nn.RNN(I, H, batch_first=batch_first,
+                       dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        for name, value in (("weight_ih_l0", p.W_ih), ("weight_hh_l0", p.W_hh),
+                            ("bias_ih_l0", p.b_ih), ("bias_hh_l0", p.b_hh)):
+            getattr(rnn, name).copy_(torch.from_numpy(value))
+    x = torch.from_numpy(p.x.copy()).requires_grad_()
+    h0 = torch.from_numpy(p.h0.copy()[None]).requires_grad_()
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
+    out_packed, h_n = rnn(packed, h0)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=batch_first,
+                                                    total_length=T)
+    loss = (out * torch.from_numpy(p.dh)).sum() + (h_n[0] * torch.from_numpy(p.dh_n)).sum()
+    loss.backward()
+
+    h, ours_h_n, grads = _run_with_lengths(p, lengths, "compiled")
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    atol = rtol if dtype == np.float64 else 1e-5
+    assert_close(h, out.detach().numpy(), rtol, atol, err_msg="h")
+    assert_close(ours_h_n, h_n[0].detach().numpy(), rtol, atol, err_msg="h_n")
+    expected = {"dx": x.grad, "dh0": h0.grad[0], "dW_ih": rnn.weight_ih_l0.grad,
+                "dW_hh": rnn.weight_hh_l0.grad, "db_ih": rnn.bias_ih_l0.grad,
+                "db_hh": rnn.bias_hh_l0.grad}
+    for name, value in expected.items():
+        assert_close(getattr(grads, name), value.numpy(), rtol, atol, err_msg=name)

@@ -11,11 +11,12 @@ import numpy as np
 from fastbptt import reference
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
-from fastbptt._rnn_args import check_rnn_backward_args, check_rnn_forward_args
+from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._nonlinearity import nonlinearity_code
 
 
 class RNNCache:
-    """What rnn_backward needs from rnn_forward. Opaque to callers.
+    """What rnn_backward needs from rnn_forward. Opaque to callers but for h_n.
 
     It keeps references to x and the weights (do not modify them in place between
     forward and backward) and its own copy of every hidden state.
@@ -23,9 +24,16 @@ class RNNCache:
     __slots__ = ("args", "hbuf", "empty")
 
     def __init__(self, args, hbuf, empty=None):
-        self.args = args   # validated RNNArgs (C-contiguous arrays)
-        self.hbuf = hbuf   # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t
+        self.args = args   # validated CellArgs (C-contiguous arrays)
+        self.hbuf = hbuf   # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t (carried past lengths)
         self.empty = empty  # for an empty problem: the reference's cache, else None
+
+    @property
+    def h_n(self):
+        """The final state (B, H), a new array: each sequence's state at its own last step."""
+        if self.empty is not None:
+            return self.empty.h_n
+        return self.hbuf[-1].copy()
 
 
 def _transposed_step(B, H):
@@ -33,8 +41,8 @@ def _transposed_step(B, H):
 
     OpenBLAS tiles the output's columns by its micro-kernel width, so with few rows
     (B = 32) against H = 256 the transposed product ran about 30% faster here (100 calls:
-    4.4 ms against 6.2 ms, AVX2 kernels; 2.5 against 4.0 with AVX-512), worth the two
-    small B x H transposes it costs per step. B = 1 uses GEMV instead.
+    4.3 ms against 6.1 ms, AVX2 kernels; 2.5 against 4.0 with AVX-512), worth the small
+    (H x B) transpose of its result per step. B = 1 uses GEMV instead.
     """
     return 1 < B < H
 
@@ -46,19 +54,23 @@ def _is_empty(args):
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False):
+                batch_first=False, lengths=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
     for zeros, W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
     nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
+    lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
+    state is carried unchanged past that, its outputs are zero).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for rnn_backward.
+    cache for rnn_backward whose h_n is the final state (B, H).
     """
-    args = check_rnn_forward_args(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity, batch_first)
+    code = nonlinearity_code(nonlinearity)
+    args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              nonlinearity=nonlinearity, code=code)
     if _is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
-                                             nonlinearity, batch_first)
+                                             nonlinearity, batch_first, lengths)
         return h, RNNCache(args, None, ref_cache)
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
@@ -71,17 +83,26 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     bias = args.b_ih + args.b_hh
     scratch = np.empty(H * B, dtype)
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
-                        scratch, args.code, args.batch_first, _transposed_step(B, H))
+                        scratch, args.lengths, args.code, args.batch_first,
+                        _transposed_step(B, H))
+    return _outputs(hbuf, args), RNNCache(args, hbuf)
+
+
+def _outputs(hbuf, args):
+    """The states h_1..h_T as the caller's new array, zero past each sequence's length."""
     h = hbuf[1:]
     h = h.transpose(1, 0, 2).copy() if args.batch_first else h.copy()
-    return h, RNNCache(args, hbuf)
+    mask = step_mask(args)   # (T, B)
+    if mask is not None:
+        h[~(mask.T if args.batch_first else mask)] = 0
+    return h
 
 
 def rnn_backward(dh, cache, dh_n=None):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
-    dh_n: dL/dh_T (B, H), the gradient reaching the final state from outside, or None.
+    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
     """
     if not isinstance(cache, RNNCache):
@@ -94,7 +115,7 @@ def rnn_backward(dh, cache, dh_n=None):
     args = cache.args
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
-    dh, dh_n = check_rnn_backward_args(dh, dh_n, T, B, H, dtype, args.batch_first)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     dA = np.empty((T * B, H), dtype)
     dX = np.empty((T * B, I), dtype)
@@ -107,6 +128,7 @@ def rnn_backward(dh, cache, dh_n=None):
     _kernel.rnn_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),
                          dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch,
+                         args.lengths, None if args.lengths is None else np.empty((B, H), dtype),
                          args.code, args.batch_first, transposed)
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return RNNGrads(dX.reshape(args.x.shape), carry, dW_ih, dW_hh, db_ih, db_hh)

@@ -12,10 +12,17 @@
 # hbuf (T+1, B, H), time-major, hbuf[0] = h0, hbuf[t+1] = h_t: the memory of backward and
 # the source of the output.
 #
+# Variable lengths: with `lengths` (B,) given, sequence b stops after lengths[b] steps. Its
+# later steps are the identity on the state (h_t = h_{t-1}, copied over what the step
+# computed) and, in reverse, pass the carried gradient through unchanged with dA = 0, so
+# nothing past a length reaches a gradient. The GEMMs still run over all B rows: masking
+# after them is cheaper than packing the batch per step at the sizes this serves.
+#
 # The wrappers in fastbptt.rnn validate every argument and allocate every buffer; nothing
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
+from libc.string cimport memcpy, memset
 
 from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
@@ -25,10 +32,12 @@ from fastbptt._kernels.transpose cimport transpose
 def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
                 floating[:, ::1] P, floating[:, :, ::1] hbuf, floating[::1] scratch,
+                const Py_ssize_t[::1] lengths,
                 int nonlinearity, bint batch_first, bint transposed_step):
     """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace,
     scratch (H*B) too (used when transposed_step). P may be hbuf[1:] itself when
     time-major: step t reads only its own rows of P before writing h_t over them.
+    lengths (B,) or None: see the top of this file.
 
     bias = b_ih + b_hh (H,). All sizes are at least 1 (the wrapper sends empty problems
     to the reference implementation).
@@ -42,6 +51,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *h_prev
     cdef floating *h_t
     cdef floating *RT = &scratch[0]
+    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     with nogil:
         # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
         gemm(NoTrans, Trans, T * B, H, I, 1, &X[0, 0], I, &W_ih[0, 0], I, 0, &P[0, 0], H)
@@ -62,9 +72,11 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 # P_t += h_{t-1} W_hh^T: (B x H) = (B x H)(H x H)^T, rows rs*H apart
                 gemm(NoTrans, Trans, B, H, H, 1, h_prev, H, &W_hh[0, 0], H,
                      1, P_t, <int> (rs * H))
-            # h_t = f(P_t + b_ih + b_hh)
+            # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
             for b in range(B):
                 activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
+                if lens != NULL and t >= lens[b]:
+                    memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
 def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -73,12 +85,15 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, ::1] carry, floating[:, ::1] dX,
                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
                  const floating[:, ::1] W_hhT, floating[::1] scratch,
+                 const Py_ssize_t[::1] lengths, floating[:, ::1] hold,
                  int nonlinearity, bint batch_first, bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
     db is the gradient of b_ih and of b_hh alike. With transposed_step, W_hhT = W_hh^T
-    (contiguous) and scratch (H*B) is workspace.
+    (contiguous) and scratch (H*B) is workspace. lengths (B,) or None: see the top of this
+    file; hold (B, H) is workspace when lengths is given (the carried rows of sequences
+    that have ended, kept across the step's GEMM).
     """
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1]
@@ -90,6 +105,8 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating *dh_all = NULL
     cdef floating *c = &carry[0, 0]
     cdef floating *cT = &scratch[0]
+    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef bint any_ended
     if dh is not None:
         dh_all = &dh[0, 0]
     with nogil:
@@ -100,7 +117,14 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
             # from the loss at step t, through the nonlinearity; db += the rows of dA_t
             # (db = column sums of dA), while they are in L1
+            any_ended = False
             for b in range(B):
+                if lens != NULL and t >= lens[b]:
+                    # an ended sequence: dA = 0, its carry waits in `hold`
+                    memset(dA_t + b * rs * H, 0, H * sizeof(floating))
+                    memcpy(&hold[b, 0], c + b * H, H * sizeof(floating))
+                    any_ended = True
+                    continue
                 if dh_all != NULL:
                     dh_t = dh_all + (t * ts + b * rs) * H
                 activate_grad(nonlinearity, &hbuf[t + 1, b, 0], c + b * H, dh_t,
@@ -118,6 +142,10 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 # carry = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t rows rs*H apart
                 gemm(NoTrans, NoTrans, B, H, H, 1, dA_t, <int> (rs * H), &W_hh[0, 0], H,
                      0, c, H)
+            if any_ended:
+                for b in range(B):
+                    if t >= lens[b]:
+                        memcpy(c + b * H, &hold[b, 0], H * sizeof(floating))
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs.
         # dW_ih = dA^T X: (H x I) = (T*B x H)^T (T*B x I)

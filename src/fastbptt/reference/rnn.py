@@ -9,12 +9,17 @@ Backward, with g_t = dL/dh_t arriving from the loss at step t and from step t+1:
     g_{t-1} = dh_{t-1} + dA_t W_hh
     dW_ih = sum_t dA_t^T x_t,  dW_hh = sum_t dA_t^T h_{t-1},  db = sum_t sum_b dA_t
     dx_t  = dA_t W_ih,         dh0 = g_0 carried past the first step
+
+With lengths, sequence b stops at step lengths[b]: after it, its state is carried
+unchanged (h_t = h_{t-1}), its output is zero and its dA is zero, so g passes back through
+those steps untouched and nothing past the length reaches a gradient.
 """
 import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import RNNGrads
-from fastbptt._rnn_args import check_rnn_backward_args, check_rnn_forward_args
+from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._nonlinearity import nonlinearity_code
 
 
 def _activate(nonlinearity, a):
@@ -39,31 +44,45 @@ def _derivative_from_output(nonlinearity, h):
 
 
 class ReferenceRNNCache:
-    """What rnn_backward needs from rnn_forward. Opaque to callers."""
+    """What rnn_backward needs from rnn_forward. Opaque to callers but for h_n."""
     __slots__ = ("args", "h")
 
     def __init__(self, args, h):
-        self.args = args   # validated RNNArgs
-        self.h = h         # (T, B, H), time-major, h[t] = h_{t+1} in the equations' count
+        self.args = args   # validated CellArgs
+        self.h = h         # (T, B, H), time-major states, h[t] = h_{t+1} in the equations'
+        #                    count; past a sequence's length, its last state repeated
+
+    @property
+    def h_n(self):
+        """The final state (B, H), a new array: each sequence's state at its own last step."""
+        return (self.h[-1] if self.args.T else self.args.h0).copy()
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False):
+                batch_first=False, lengths=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
-    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None.
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), and a cache for rnn_backward.
+    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None; lengths (B,) ints in
+    [0, T] or None (all T).
+    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
+    length, and a cache for rnn_backward whose h_n is the final state.
     """
-    args = check_rnn_forward_args(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity, batch_first)
+    code = nonlinearity_code(nonlinearity)
+    args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              nonlinearity=nonlinearity, code=code)
+    mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     h = np.empty((args.T, args.B, args.H), args.x.dtype)
     h_prev = args.h0
     for t in range(args.T):
         a = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
         h[t] = _activate(args.nonlinearity, a)
+        if mask is not None:
+            h[t] = np.where(mask[t][:, None], h[t], h_prev)
         h_prev = h[t]
-    out = h.transpose(1, 0, 2) if args.batch_first else h
+    out = h if mask is None else np.where(mask[:, :, None], h, 0)
+    out = out.transpose(1, 0, 2) if args.batch_first else out
     # A copy: the caller may edit what it gets back, and backward must not see that.
     return out.copy(order="C"), ReferenceRNNCache(args, h)
 
@@ -72,7 +91,7 @@ def rnn_backward(dh, cache, dh_n=None):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
-    dh_n: dL/dh_T (B, H), the gradient reaching the final state from outside, or None.
+    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     """
     if not isinstance(cache, ReferenceRNNCache):
@@ -82,7 +101,8 @@ def rnn_backward(dh, cache, dh_n=None):
     args, h = cache.args, cache.h
     T, B, H = args.T, args.B, args.H
     dtype = args.x.dtype
-    dh, dh_n = check_rnn_backward_args(dh, dh_n, T, B, H, dtype, args.batch_first)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
+    mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
     dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
 
@@ -93,14 +113,21 @@ def rnn_backward(dh, cache, dh_n=None):
     g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     for t in reversed(range(T)):
         if dhs is not None:
-            g = g + dhs[t]
+            g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = h[t - 1] if t > 0 else args.h0
         dA = g * _derivative_from_output(args.nonlinearity, h[t])
+        if mask is not None:
+            # past its length a sequence's step is the identity: g passes through it
+            keep = mask[t][:, None]
+            dA = np.where(keep, dA, 0)
+            g_skip = np.where(keep, 0, g)
         dx[t] = dA @ args.W_ih
         dW_ih += dA.T @ xs[t]
         dW_hh += dA.T @ h_prev
         db += dA.sum(axis=0)
         g = dA @ args.W_hh
+        if mask is not None:
+            g = g + g_skip
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return RNNGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)

@@ -1,0 +1,156 @@
+"""Validation of the recurrent cells' arguments, shared by the compiled wrappers and the
+reference twins of rnn, lstm and gru.
+
+A cell with G gates (rnn 1, gru 3, lstm 4) takes
+    x (T, B, I), or (B, T, I) when batch_first;  h0 (B, H) (and c0 (B, H) for lstm);
+    W_ih (G*H, I);  W_hh (G*H, H);  b_ih, b_hh (G*H,) or both None;
+    lengths (B,) of ints in [0, T], or None (every sequence T steps long).
+H comes from W_hh's second dimension, I and B and T from x.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from fastbptt._validation import as_float_array, check_blas_size, check_shape
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+@dataclass(frozen=True)
+class CellArgs:
+    """Validated, C-contiguous arguments of a cell's forward function and their sizes."""
+    cell: str                      # "rnn", "gru" or "lstm"
+    x: np.ndarray                  # (T, B, I), or (B, T, I) when batch_first
+    h0: np.ndarray                 # (B, H), zeros when the caller gave None
+    c0: Optional[np.ndarray]       # (B, H) for lstm (zeros when None), else None
+    W_ih: np.ndarray               # (G*H, I)
+    W_hh: np.ndarray               # (G*H, H)
+    b_ih: np.ndarray               # (G*H,), zeros when the caller gave None
+    b_hh: np.ndarray               # (G*H,)
+    has_bias: bool
+    batch_first: bool
+    lengths: Optional[np.ndarray]  # (B,) intp in [0, T], or None: all T
+    T: int
+    B: int
+    I: int
+    H: int
+    G: int
+    nonlinearity: Optional[str] = None   # rnn only
+    code: int = 0                        # rnn only: fastbptt._nonlinearity code
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+
+def check_lengths(lengths, B, T):
+    """lengths as a C-contiguous (B,) intp array with 0 <= lengths[b] <= T, or None."""
+    if lengths is None:
+        return None
+    try:
+        arr = np.asarray(lengths)
+    except Exception as exc:
+        raise TypeError(f"lengths must be an array of ints, got {type(lengths).__name__}") from exc
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"lengths must have an integer dtype, got {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = {(B,)} (B from x), got {arr.shape}")
+    if B and (arr.min() < 0 or arr.max() > T):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {T}] (T from x), got values from "
+            f"{arr.min()} to {arr.max()}"
+        )
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def _check_state(name, value, B, H, dtype, layout, x_shape):
+    if value is None:
+        return np.zeros((B, H), dtype)
+    value = as_float_array(name, value, 2, dtype)
+    if value.shape != (B, H):
+        raise ValueError(
+            f"{name} must have shape (B, H) = {(B, H)} (B from x {layout} = {x_shape}, "
+            f"H from W_hh), got {value.shape}"
+        )
+    return value
+
+
+def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths=None,
+                       c0=None, nonlinearity=None, code=0):
+    """Validate a cell's forward arguments; returns CellArgs. Raises TypeError for a
+    wrong type or dtype, ValueError for a wrong shape or value, naming the argument."""
+    G = GATES[cell]
+    if not isinstance(batch_first, (bool, np.bool_)):
+        raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
+    x = as_float_array("x", x, 3, None)
+    dtype = x.dtype
+    if batch_first:
+        B, T, I = x.shape
+        layout = "(B, T, I)"
+    else:
+        T, B, I = x.shape
+        layout = "(T, B, I)"
+    W_hh = as_float_array("W_hh", W_hh, 2, dtype)
+    H = W_hh.shape[1]
+    gh = "(H, H)" if G == 1 else f"({G}*H, H)"
+    check_shape("W_hh", W_hh, (G * H, H), gh)
+    W_ih = as_float_array("W_ih", W_ih, 2, dtype)
+    if W_ih.shape != (G * H, I):
+        gi = "(H, I)" if G == 1 else f"({G}*H, I)"
+        raise ValueError(
+            f"W_ih must have shape {gi} = {(G * H, I)} (H from W_hh, I from x {layout} "
+            f"= {x.shape}), got {W_ih.shape}"
+        )
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh must both be given or both be None")
+    has_bias = b_ih is not None
+    gb = "(H,)" if G == 1 else f"({G}*H,)"
+    if has_bias:
+        b_ih = as_float_array("b_ih", b_ih, 1, dtype)
+        check_shape("b_ih", b_ih, (G * H,), gb)
+        b_hh = as_float_array("b_hh", b_hh, 1, dtype)
+        check_shape("b_hh", b_hh, (G * H,), gb)
+    else:
+        b_ih = np.zeros(G * H, dtype)
+        b_hh = np.zeros(G * H, dtype)
+    h0 = _check_state("h0", h0, B, H, dtype, layout, x.shape)
+    if cell == "lstm":
+        c0 = _check_state("c0", c0, B, H, dtype, layout, x.shape)
+    elif c0 is not None:
+        raise ValueError(f"c0 is for lstm only, not {cell}")
+    lengths = check_lengths(lengths, B, T)
+    check_blas_size(**{"T*B*I": T * B * I, "T*B*G*H": T * B * G * H, "G*H*H": G * H * H})
+    return CellArgs(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
+                    lengths, T, B, I, H, G, nonlinearity, code)
+
+
+def check_backward_args(dh, dh_n, args, dc_n=None):
+    """dh like forward's output or None; dh_n (B, H) or None; dc_n (B, H) or None (lstm).
+    At least one of them must be given. Returns (dh, dh_n, dc_n) validated."""
+    T, B, H, dtype = args.T, args.B, args.H, args.dtype
+    if args.cell != "lstm" and dc_n is not None:
+        raise ValueError(f"dc_n is for lstm only, not {args.cell}")
+    if dh is None and dh_n is None and dc_n is None:
+        last = "dh_n and/or dc_n" if args.cell == "lstm" else "dh_n"
+        raise ValueError(f"give dh (a gradient at every step), {last} (at the last step), "
+                         f"or both; all were None")
+    if dh is not None:
+        dh = as_float_array("dh", dh, 3, dtype)
+        expected, described = ((B, T, H), "(B, T, H)") if args.batch_first else ((T, B, H), "(T, B, H)")
+        check_shape("dh", dh, expected, described)
+    if dh_n is not None:
+        dh_n = as_float_array("dh_n", dh_n, 2, dtype)
+        check_shape("dh_n", dh_n, (B, H), "(B, H)")
+    if dc_n is not None:
+        dc_n = as_float_array("dc_n", dc_n, 2, dtype)
+        check_shape("dc_n", dc_n, (B, H), "(B, H)")
+    return dh, dh_n, dc_n
+
+
+def step_mask(args):
+    """(T, B) bool, True where step t is inside sequence b (t < lengths[b]); None when
+    lengths is None (every step of every sequence counts)."""
+    if args.lengths is None:
+        return None
+    return np.arange(args.T)[:, None] < args.lengths[None, :]
