@@ -3,10 +3,12 @@
 Imported by the test modules as ``from _helpers import ...`` (pytest puts this folder on
 sys.path because tests/ is not a package).
 """
+import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
+import pytest
 
 import fastbptt
 from fastbptt import reference
@@ -50,9 +52,10 @@ def assert_close(actual, expected, rtol, atol=None, err_msg=""):
                                err_msg=err_msg)
 
 
-def assert_grads_close(actual, expected, rtol, atol=None, err_msg=""):
-    """Every field of two RNNGrads agrees (None where the other is None)."""
-    for name in GRAD_NAMES:
+def assert_grads_close(actual, expected, rtol, atol=None, err_msg="", names=GRAD_NAMES):
+    """Every field `names` of two gradient records (RNNGrads by default) agrees (None where
+    the other is None)."""
+    for name in names:
         a, e = getattr(actual, name), getattr(expected, name)
         if e is None:
             assert a is None, f"{err_msg}: {name} should be None"
@@ -158,8 +161,9 @@ def loss(p, impl):
     return total
 
 
-def numerical_gradient(p, name, impl, eps=1e-6):
-    """dL/d(argument `name`) by central differences, one element at a time (float64)."""
+def numerical_gradient(p, name, impl, eps=1e-6, loss_of=loss):
+    """dL/d(argument `name`) by central differences, one element at a time (float64);
+    L = loss_of(problem, impl), by default the RNN's loss() above."""
     base = getattr(p, name)
     grad = np.empty_like(base)
     for idx in np.ndindex(base.shape):
@@ -167,7 +171,7 @@ def numerical_gradient(p, name, impl, eps=1e-6):
         for sign in (1, -1):
             perturbed = base.copy()
             perturbed[idx] += sign * eps
-            values.append(loss(p.with_(**{name: perturbed}), impl))
+            values.append(loss_of(p.with_(**{name: perturbed}), impl))
         grad[idx] = (values[0] - values[1]) / (2 * eps)
     return grad
 
@@ -178,3 +182,12 @@ def relative_error(actual, expected):
     if denom == 0:
         return 0.0
     return float(np.max(np.abs(actual - expected)) / denom)
+
+
+def raises_naming(exc, needles, call):
+    """call() raises exc whose message matches every regular expression in needles."""
+    with pytest.raises(exc, match=needles[0]) as info:
+        call()
+    for needle in needles[1:]:
+        assert re.search(needle, str(info.value)), (
+            f"{needle!r} not in the message {str(info.value)!r}")

@@ -4,9 +4,14 @@ The functions here run compiled kernels; :mod:`fastbptt.reference` holds their p
 twins with the same names and signatures.
 """
 from fastbptt import reference
-from fastbptt._grads import RNNGrads
+from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
+from fastbptt.gru import gru_backward, gru_forward
+from fastbptt.layers import GRU, LSTM, RNN
+from fastbptt.lstm import lstm_backward, lstm_forward
 from fastbptt.rnn import rnn_backward, rnn_forward
 
 __version__ = "0.1.0"
 
-__all__ = ["rnn_forward", "rnn_backward", "RNNGrads", "reference", "__version__"]
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
+           "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads", "RNN", "LSTM", "GRU",
+           "reference", "__version__"]

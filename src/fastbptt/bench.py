@@ -39,8 +39,12 @@ class Cell:
     states: int = 1
 
 
-# Adding a cell is one entry here, e.g. an LSTM: gates=4 and states=2 for (h0, c0).
-CELLS = {"rnn": Cell("rnn_forward", "rnn_backward", gates=1)}
+# Adding a cell is one entry here.
+CELLS = {
+    "rnn": Cell("rnn_forward", "rnn_backward", gates=1),
+    "lstm": Cell("lstm_forward", "lstm_backward", gates=4, states=2),   # (h0, c0)
+    "gru": Cell("gru_forward", "gru_backward", gates=3),
+}
 
 BACKENDS = {"compiled": fastbptt, "reference": fastbptt.reference}
 

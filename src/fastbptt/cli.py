@@ -38,8 +38,8 @@ def _parser():
                     "print the machine, then a table of milliseconds, speedups and GFLOP/s.",
     )
     bench_parser.add_argument(
-        "--cells", type=_cells, default=["rnn"],
-        help=f"comma-separated cells, from: {', '.join(bench.CELLS)} (default: rnn)")
+        "--cells", type=_cells, default=list(bench.CELLS),
+        help=f"comma-separated cells, from: {', '.join(bench.CELLS)} (default: all)")
     bench_parser.add_argument(
         "--shapes", type=_shapes, nargs="+", action="extend", metavar="SHAPES",
         help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "

@@ -4,6 +4,9 @@ Same names, signatures and semantics as the functions in :mod:`fastbptt`; writte
 clarity (one step at a time, the textbook equations), not speed. The tests hold the
 compiled functions to these.
 """
+from fastbptt.reference.gru import gru_backward, gru_forward
+from fastbptt.reference.lstm import lstm_backward, lstm_forward
 from fastbptt.reference.rnn import rnn_backward, rnn_forward
 
-__all__ = ["rnn_forward", "rnn_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
+           "gru_backward"]

@@ -1,0 +1,18 @@
+"""pytest-benchmark suite of the LSTM: compiled against reference forward+backward.
+
+The same shapes, dtypes, random problems and timed unit as `fastbptt bench` (all from
+fastbptt.bench); the timing itself is conftest.py's forward_backward_benchmark.
+"""
+import pytest
+
+from fastbptt import bench
+
+CELL = "lstm"
+
+
+@pytest.mark.parametrize("backend", list(bench.BACKENDS))
+@pytest.mark.parametrize("dtype", bench.DEFAULT_DTYPES)
+@pytest.mark.parametrize("shape", bench.DEFAULT_SHAPES,
+                         ids=lambda shape: "x".join(map(str, shape)))
+def test_lstm_forward_backward(forward_backward_benchmark, shape, dtype, backend):
+    forward_backward_benchmark(CELL, shape, dtype, backend)

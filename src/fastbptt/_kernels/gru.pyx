@@ -1,0 +1,206 @@
+# GRU: forward and reverse time loops. PyTorch's gates r, z, n:
+#
+#   P_t = x_t W_ih^T (+ b_ih)  = [P_r P_z P_n]                  (B x 3H)
+#   R_t = h_{t-1} W_hh^T (+ b_hh) = [R_r R_z R_n]              (B x 3H)
+#   r = sigmoid(P_r + R_r), z = sigmoid(P_z + R_z), n = tanh(P_n + r R_n)
+#   h_t = (1 - z) n + z h_{t-1}
+#
+# The reset gate acts after the recurrent product, so one GEMM per step serves all three
+# gates; the fused element-wise passes and the row layouts of `gates` and `dA` are in
+# gru_cell.h.
+#
+# Row order, as in rnn.pyx. The sequence arrives as one C-contiguous matrix X of T*B rows
+# of I columns, time-major (row t*B + b) or batch-first (row b*T + t). The T*B-row
+# matrices here (gates, dA, dh, dX) use X's row order, so the input GEMMs run once over
+# all steps whatever the layout, and one time step is a B-row matrix starting at row
+# t * `ts` whose consecutive rows are `rs` rows apart (rs = 1 time-major, T batch-first;
+# ts = B time-major, 1 batch-first). The hidden states live in hbuf (T+1, B, H),
+# time-major, hbuf[0] = h0, hbuf[t+1] = h_t.
+#
+# Variable lengths: with `lengths` (B,) given, sequence b stops after lengths[b] steps. Its
+# later steps are the identity on the state (h_t = h_{t-1}, copied over what the step
+# computed) and, in reverse, have dA = 0 and leave the carried gradient as it is: the
+# step's GEMM adds 0 W_hh = 0 to those rows. The GEMMs still run over all B rows.
+#
+# The wrappers in fastbptt.gru validate every argument and allocate every buffer; nothing
+# here allocates, touches a Python object inside a loop, or holds the GIL.
+
+from cython cimport floating
+from libc.string cimport memcpy, memset
+
+from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
+from fastbptt._kernels.transpose cimport transpose
+
+cdef extern from "gru_cell.h" nogil:
+    # One row of the forward pass: gates (4H) [P_r P_z P_n .] -> [r z n R_n], h (H)
+    void fb_gru_forward_f32(float *gates, const float *R, const float *bias,
+                            const float *h_prev, float *h, Py_ssize_t H)
+    void fb_gru_forward_f64(double *gates, const double *R, const double *bias,
+                            const double *h_prev, double *h, Py_ssize_t H)
+    # One row of the backward pass: dA (4H), db (4H) +=, carry (H) := g z; dh may be NULL
+    void fb_gru_backward_f32(const float *gates, const float *h_prev, const float *dh,
+                             float *carry, float *dA, float *db, Py_ssize_t H)
+    void fb_gru_backward_f64(const double *gates, const double *h_prev, const double *dh,
+                             double *carry, double *dA, double *db, Py_ssize_t H)
+
+
+cdef inline void gru_forward_row(floating *gates, const floating *R, const floating *bias,
+                                 const floating *h_prev, floating *h,
+                                 Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        fb_gru_forward_f32(gates, R, bias, h_prev, h, H)
+    else:
+        fb_gru_forward_f64(gates, R, bias, h_prev, h, H)
+
+
+cdef inline void gru_backward_row(const floating *gates, const floating *h_prev,
+                                  const floating *dh, floating *carry, floating *dA,
+                                  floating *db, Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        fb_gru_backward_f32(gates, h_prev, dh, carry, dA, db, H)
+    else:
+        fb_gru_backward_f64(gates, h_prev, dh, carry, dA, db, H)
+
+
+def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                const floating[:, ::1] W_hh, const floating[::1] bias,
+                floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
+                floating[::1] scratch, const Py_ssize_t[::1] lengths,
+                bint batch_first, bint transposed_step):
+    """Fill hbuf[1:] with h_1..h_T (hbuf[0] holds h0 on entry) and gates (T*B, 4H) with
+    every step's [r z n R_n] for backward. R (B, 3H) is workspace, scratch (3H*B) too
+    (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn].
+    lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
+    sends empty problems to the reference implementation).
+    """
+    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    cdef int I = X.shape[1]
+    cdef int G = 3 * H, ldg = 4 * H
+    cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
+    cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
+    cdef Py_ssize_t t, b
+    cdef floating *gates_t
+    cdef floating *h_prev
+    cdef floating *h_t
+    cdef floating *R_ = &R[0, 0]
+    cdef floating *RT = &scratch[0]
+    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    with nogil:
+        # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
+        # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
+        gemm(NoTrans, Trans, T * B, G, I, 1, &X[0, 0], I, &W_ih[0, 0], I,
+             0, &gates[0, 0], ldg)
+        for t in range(T):
+            gates_t = &gates[0, 0] + t * ts * ldg
+            h_prev = &hbuf[t, 0, 0]
+            h_t = &hbuf[t + 1, 0, 0]
+            if B == 1:
+                # R = W_hh h_{t-1}: (3H) = (3H x H)(H)
+                gemv(NoTrans, G, H, 1, &W_hh[0, 0], H, h_prev, 0, R_)
+            elif transposed_step:
+                # The same product as its transpose, which OpenBLAS runs faster when B is
+                # small against 3H (see fastbptt.gru._transposed_step):
+                # RT = W_hh h_{t-1}^T: (3H x B) = (3H x H)(B x H)^T; R = RT^T
+                gemm(NoTrans, Trans, G, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0, RT, B)
+                transpose(RT, G, B, B, R_, G, False)
+            else:
+                # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T
+                gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, &W_hh[0, 0], H, 0, R_, G)
+            # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
+            for b in range(B):
+                gru_forward_row(gates_t + b * rs * ldg, R_ + b * G, &bias[0],
+                                h_prev + b * H, h_t + b * H, H)
+                if lens != NULL and t >= lens[b]:
+                    memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+
+
+def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                 const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
+                 const floating[:, ::1] gates, const floating[:, ::1] dh,
+                 floating[:, ::1] dA, floating[:, ::1] carry, floating[:, ::1] dX,
+                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
+                 const floating[:, ::1] W_hhT, floating[::1] scratch,
+                 const Py_ssize_t[::1] lengths, bint batch_first, bint transposed_step):
+    """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
+    entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
+    every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
+    dW_hh are overwritten; db (4H) is overwritten with the column sums of dA:
+    db_hh = db[:3H], db_ih = db[:2H] + db[3H:]. With transposed_step, W_hhT = W_hh^T
+    (H, 3H) contiguous and scratch (H*B) is workspace. lengths (B,) or None.
+    """
+    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    cdef int I = X.shape[1]
+    cdef int G = 3 * H, lda = 4 * H
+    cdef Py_ssize_t ts = B if not batch_first else 1
+    cdef Py_ssize_t rs = 1 if not batch_first else T
+    cdef Py_ssize_t t, b, j
+    cdef floating *dA_t
+    cdef const floating *gates_t
+    cdef const floating *dh_t = NULL
+    cdef const floating *dh_all = NULL
+    cdef floating *c = &carry[0, 0]
+    cdef floating *cT = &scratch[0]
+    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    if dh is not None:
+        dh_all = &dh[0, 0]
+    with nogil:
+        for j in range(lda):
+            db[j] = 0
+        for t in range(T - 1, -1, -1):
+            dA_t = &dA[0, 0] + t * ts * lda
+            gates_t = &gates[0, 0] + t * ts * lda
+            # dA_t rows and carry := g z (the part of dL/dh_{t-1} that skips W_hh), from
+            # g = carry + dh_t; db += dA_t rows
+            for b in range(B):
+                if lens != NULL and t >= lens[b]:
+                    # an ended sequence: dA = 0, its carry passes through unchanged
+                    memset(dA_t + b * rs * lda, 0, lda * sizeof(floating))
+                    continue
+                if dh_all != NULL:
+                    dh_t = dh_all + (t * ts + b * rs) * H
+                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, c + b * H,
+                                 dA_t + b * rs * lda, &db[0], H)
+            # carry += dR_t W_hh with dR_t = dA_t[:, :3H]
+            if B == 1:
+                # (H) += (3H x H)^T (3H)
+                gemv(Trans, G, H, 1, &W_hh[0, 0], H, dA_t, 1, c)
+            elif transposed_step:
+                # As in forward: cT = W_hh^T dR_t^T: (H x B) = (H x 3H)(B x 3H)^T;
+                # carry += cT^T
+                gemm(NoTrans, Trans, H, B, G, 1, &W_hhT[0, 0], G, dA_t, <int> (rs * lda),
+                     0, cT, B)
+                transpose(cT, H, B, B, c, H, True)
+            else:
+                # (B x H) += (B x 3H)(3H x H), dR_t rows rs*4H apart
+                gemm(NoTrans, NoTrans, B, H, G, 1, dA_t, <int> (rs * lda), &W_hh[0, 0], H,
+                     1, c, H)
+
+        # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
+        # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): two GEMMs each for W_ih's blocks.
+        # dW_ih[:2H] = dP_rz^T X: (2H x I) = (T*B x 2H)^T (T*B x I)
+        gemm(Trans, NoTrans, 2 * H, I, T * B, 1, &dA[0, 0], lda, &X[0, 0], I,
+             0, &dW_ih[0, 0], I)
+        # dW_ih[2H:] = dP_n^T X: (H x I) = (T*B x H)^T (T*B x I)
+        gemm(Trans, NoTrans, H, I, T * B, 1, &dA[0, 3 * H], lda, &X[0, 0], I,
+             0, &dW_ih[2 * H, 0], I)
+        # dX = dP_rz W_ih[:2H] + dP_n W_ih[2H:]: (T*B x I) = (T*B x 2H)(2H x I) + (T*B x H)(H x I)
+        gemm(NoTrans, NoTrans, T * B, I, 2 * H, 1, &dA[0, 0], lda, &W_ih[0, 0], I,
+             0, &dX[0, 0], I)
+        gemm(NoTrans, NoTrans, T * B, I, H, 1, &dA[0, 3 * H], lda, &W_ih[2 * H, 0], I,
+             1, &dX[0, 0], I)
+        # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H). hbuf[0:T] is time-major, so it pairs
+        # with dA in one GEMM only when dA is time-major too.
+        if not batch_first or B == 1:
+            # (3H x H) = (T*B x 3H)^T (T*B x H)
+            gemm(Trans, NoTrans, G, H, T * B, 1, &dA[0, 0], lda, &hbuf[0, 0, 0], H,
+                 0, &dW_hh[0, 0], H)
+        elif T <= B:
+            # batch-first, one GEMM per step: (3H x H) += (B x 3H)^T (B x H)
+            for t in range(T):
+                gemm(Trans, NoTrans, G, H, B, 1, &dA[0, 0] + t * lda, T * lda,
+                     &hbuf[t, 0, 0], H, 0 if t == 0 else 1, &dW_hh[0, 0], H)
+        else:
+            # batch-first, one GEMM per sequence: (3H x H) += (T x 3H)^T (T x H)
+            for b in range(B):
+                gemm(Trans, NoTrans, G, H, T, 1, &dA[0, 0] + b * T * lda, lda,
+                     &hbuf[0, b, 0], B * H, 0 if b == 0 else 1, &dW_hh[0, 0], H)

@@ -1,0 +1,145 @@
+"""LSTM, forward and backward through time, in plain NumPy. PyTorch's gate order i, f, g, o:
+
+    z_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, 4H), blocks [i f g o]
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);  g = tanh(z_g)
+    c_t = f c_{t-1} + i g
+    h_t = o tanh(c_t)                                      (B, H)
+
+Backward, with dh_t = dL/dh_t (from the loss at step t and from step t+1) and
+dc_t = dL/dc_t arriving from step t+1:
+
+    dc      = dc_t + dh_t o (1 - tanh(c_t)^2)              the total dL/dc_t
+    dz_i = dc g i (1 - i),  dz_f = dc c_{t-1} f (1 - f),  dz_g = dc i (1 - g^2),
+    dz_o = dh_t tanh(c_t) o (1 - o)                        dz_t (B, 4H)
+    dh_{t-1} = dz_t W_hh (+ the loss's gradient at t-1),  dc_{t-1} = dc f
+    dW_ih = sum_t dz_t^T x_t,  dW_hh = sum_t dz_t^T h_{t-1},  db = sum_t sum_b dz_t
+    dx_t  = dz_t W_ih;  dh0 and dc0 are the gradients carried past the first step
+
+With lengths, sequence b stops at step lengths[b]: after it, its state (h and c) is
+carried unchanged, its output is zero and its dz is zero, so both gradients pass back
+through those steps untouched and nothing past the length reaches a gradient.
+"""
+import numpy as np
+from scipy.special import expit
+
+from fastbptt._grads import LSTMGrads
+from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+
+
+class ReferenceLSTMCache:
+    """What lstm_backward needs from lstm_forward. Opaque to callers but for h_n and c_n."""
+    __slots__ = ("args", "gates", "h", "c")
+
+    def __init__(self, args, gates, h, c):
+        self.args = args     # validated CellArgs
+        self.gates = gates   # (T, B, 4H) activated gates [i f g o], time-major
+        self.h = h           # (T, B, H) time-major states, h[t] = h_{t+1} in the
+        self.c = c           # equations' count; past a sequence's length, its last state
+
+    @property
+    def h_n(self):
+        """The final hidden state (B, H), a new array: each sequence's h at its own last
+        step."""
+        return (self.h[-1] if self.args.T else self.args.h0).copy()
+
+    @property
+    def c_n(self):
+        """The final cell state (B, H), a new array: each sequence's c at its own last
+        step."""
+        return (self.c[-1] if self.args.T else self.args.c0).copy()
+
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
+                 lengths=None):
+    """Run an LSTM over a sequence.
+
+    x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
+    W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None, gate blocks i, f, g, o;
+    lengths (B,) ints in [0, T] or None (all T).
+    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
+    length, and a cache for lstm_backward whose h_n and c_n are the final states.
+    """
+    args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              c0=c0)
+    T, B, H = args.T, args.B, args.H
+    dtype = args.dtype
+    mask = step_mask(args)
+    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
+    gates = np.empty((T, B, 4 * H), dtype)
+    h = np.empty((T, B, H), dtype)
+    c = np.empty((T, B, H), dtype)
+    h_prev, c_prev = args.h0, args.c0
+    for t in range(T):
+        z = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
+        i, f, g, o = np.split(z, 4, axis=1)
+        i, f, g, o = expit(i), expit(f), np.tanh(g), expit(o)
+        gates[t] = np.concatenate([i, f, g, o], axis=1)
+        c[t] = f * c_prev + i * g
+        h[t] = o * np.tanh(c[t])
+        if mask is not None:
+            keep = mask[t][:, None]
+            c[t] = np.where(keep, c[t], c_prev)
+            h[t] = np.where(keep, h[t], h_prev)
+        h_prev, c_prev = h[t], c[t]
+    out = h if mask is None else np.where(mask[:, :, None], h, 0)
+    out = out.transpose(1, 0, 2) if args.batch_first else out
+    # A copy: the caller may edit what it gets back, and backward must not see that.
+    return out.copy(order="C"), ReferenceLSTMCache(args, gates, h, c)
+
+
+def lstm_backward(dh, cache, dh_n=None, dc_n=None):
+    """Backpropagate through time.
+
+    dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
+    dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
+    outside, or None. At least one of dh, dh_n, dc_n must be given.
+    Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh).
+    """
+    if not isinstance(cache, ReferenceLSTMCache):
+        raise TypeError(
+            f"cache must come from fastbptt.reference.lstm_forward, got "
+            f"{type(cache).__name__}"
+        )
+    args = cache.args
+    T, B, H = args.T, args.B, args.H
+    dtype = args.dtype
+    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n)
+    mask = step_mask(args)
+    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
+    dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
+
+    dx = np.zeros_like(xs)
+    dW_ih = np.zeros_like(args.W_ih)
+    dW_hh = np.zeros_like(args.W_hh)
+    db = np.zeros(4 * H, dtype)
+    dh_carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
+    dc_carry = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
+    for t in reversed(range(T)):
+        if dhs is not None:
+            dh_carry = dh_carry + (dhs[t] if mask is None
+                                   else np.where(mask[t][:, None], dhs[t], 0))
+        h_prev = cache.h[t - 1] if t > 0 else args.h0
+        c_prev = cache.c[t - 1] if t > 0 else args.c0
+        i, f, g, o = np.split(cache.gates[t], 4, axis=1)
+        tc = np.tanh(cache.c[t])
+        dc = dc_carry + dh_carry * o * (1 - tc * tc)
+        dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                             dc * i * (1 - g * g), dh_carry * tc * o * (1 - o)], axis=1)
+        dc_prev = dc * f
+        if mask is not None:
+            # past its length a sequence's step is the identity: both gradients pass
+            keep = mask[t][:, None]
+            dz = np.where(keep, dz, 0)
+            dc_prev = np.where(keep, dc_prev, dc_carry)
+            dh_skip = np.where(keep, 0, dh_carry)
+        dx[t] = dz @ args.W_ih
+        dW_ih += dz.T @ xs[t]
+        dW_hh += dz.T @ h_prev
+        db += dz.sum(axis=0)
+        dh_carry = dz @ args.W_hh
+        if mask is not None:
+            dh_carry = dh_carry + dh_skip
+        dc_carry = dc_prev
+    dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
+    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
+    return LSTMGrads(dx, dh_carry, dc_carry, dW_ih, dW_hh, db_ih, db_hh)
