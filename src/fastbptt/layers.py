@@ -1,0 +1,346 @@
+"""Layer classes RNN, LSTM and GRU: stacked and bidirectional recurrent layers built from
+the functional cells, named and parameterised like torch.nn.
+
+Parameters are a dict of NumPy arrays keyed like a torch state dict, so weights move
+between the two with state_dict() / load_state_dict() (torch tensors load directly, and
+`{k: torch.from_numpy(v) for k, v in layer.state_dict().items()}` loads into torch):
+
+    weight_ih_l{k}{sfx} (G*H, I_k)   weight_hh_l{k}{sfx} (G*H, H)
+    bias_ih_l{k}{sfx}   (G*H,)       bias_hh_l{k}{sfx}   (G*H,)
+
+k the layer, sfx "" or "_reverse", I_0 = input_size and I_k = D*H above (D = 2 when
+bidirectional), G = 1, 4, 3 gates for RNN, LSTM, GRU.
+
+forward(x, h0=None, lengths=None) -> output, h_n (LSTM: output, (h_n, c_n)), where
+    x (T, B, I) (or (B, T, I) with batch_first), h0 (L*D, B, H) (LSTM: (h0, c0) or None),
+    output (T, B, D*H) (or (B, T, D*H)), [forward, reverse] concatenated like torch;
+    h_n (L*D, B, H), layer-major then direction, like torch.
+backward(d_output, d_hn=None, d_cn=None) -> dx, grads: grads keyed like the parameters;
+    the initial states' gradients are left in self.d_h0 (and self.d_c0).
+
+The reverse direction reads each sequence backwards within its own length, as torch does
+with packed sequences: position t < lengths[b] of the reversed sequence is step
+lengths[b] - 1 - t.
+"""
+import importlib
+
+import numpy as np
+
+from fastbptt._cell_args import GATES, check_lengths
+from fastbptt._validation import as_float_array
+
+_BACKENDS = {"compiled": "fastbptt", "reference": "fastbptt.reference"}
+
+
+def _cell_module(backend, cell):
+    """The module with `{cell}_forward` / `{cell}_backward` of a backend, e.g.
+    fastbptt.lstm or fastbptt.reference.lstm."""
+    return importlib.import_module(f"{_BACKENDS[backend]}.{cell}")
+
+
+def _reversal_index(T, B, lengths):
+    """(T, B) time index that reverses each sequence within its own length and leaves the
+    padding in place; it is its own inverse."""
+    t = np.arange(T)[:, None]
+    if lengths is None:
+        return np.broadcast_to(T - 1 - t, (T, B))
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _gather_time(a, index):
+    """a (T, B, F) with a[index[t, b], b] at (t, b)."""
+    return a[index, np.arange(a.shape[1])[None, :]]
+
+
+class _RecurrentLayer:
+    """The machinery shared by RNN, LSTM and GRU; use those."""
+    _cell = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, dtype=np.float32, seed=None, backend="compiled"):
+        for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
+                                 ("num_layers", num_layers, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        for name, value in (("bias", bias), ("batch_first", batch_first),
+                            ("bidirectional", bidirectional)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {value!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = dtype
+        self.backend = backend   # validated by the property
+        self.params = self._init_params(np.random.default_rng(seed))
+        self._caches = None
+
+    # ------------------------------------------------------------ parameters
+
+    @property
+    def backend(self):
+        return self._backend
+
+    @backend.setter
+    def backend(self, value):
+        if value not in _BACKENDS:
+            raise ValueError(f"backend must be 'compiled' or 'reference', got {value!r}")
+        self._backend = value
+
+    def _param_shapes(self):
+        """{key: shape} in torch's order: by layer, direction, then w_ih, w_hh, b_ih, b_hh."""
+        G, H = GATES[self._cell], self.hidden_size
+        shapes = {}
+        for k in range(self.num_layers):
+            I = self.input_size if k == 0 else self.num_directions * H
+            for sfx in ("", "_reverse")[:self.num_directions]:
+                shapes[f"weight_ih_l{k}{sfx}"] = (G * H, I)
+                shapes[f"weight_hh_l{k}{sfx}"] = (G * H, H)
+                if self.bias:
+                    shapes[f"bias_ih_l{k}{sfx}"] = (G * H,)
+                    shapes[f"bias_hh_l{k}{sfx}"] = (G * H,)
+        return shapes
+
+    def _init_params(self, rng):
+        # torch's default: every parameter U(-1/sqrt(H), 1/sqrt(H))
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        return {key: rng.uniform(-bound, bound, shape).astype(self.dtype)
+                for key, shape in self._param_shapes().items()}
+
+    def state_dict(self):
+        """The parameters as a new dict of new arrays, under torch's keys and shapes."""
+        return {key: value.copy() for key, value in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Replace every parameter from a dict with exactly this layer's keys and shapes
+        (NumPy arrays or anything np.asarray takes, torch CPU tensors included); values
+        are copied and converted to the layer's dtype."""
+        shapes = self._param_shapes()
+        missing = [k for k in shapes if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in shapes]
+        if missing or unexpected:
+            raise KeyError(f"state_dict keys do not match this {type(self).__name__}: "
+                           f"missing {missing}, unexpected {unexpected}")
+        loaded = {}
+        for key, shape in shapes.items():
+            value = np.asarray(state_dict[key])
+            if not (np.issubdtype(value.dtype, np.floating)):
+                raise TypeError(f"state_dict[{key!r}] must be a float array, got {value.dtype}")
+            if value.shape != shape:
+                raise ValueError(f"state_dict[{key!r}] must have shape {shape}, got {value.shape}")
+            loaded[key] = np.array(value, dtype=self.dtype, order="C")
+        self.params = loaded
+
+    def _weights(self, k, sfx):
+        p = self.params
+        b_ih = p.get(f"bias_ih_l{k}{sfx}")
+        b_hh = p.get(f"bias_hh_l{k}{sfx}")
+        return p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"], b_ih, b_hh
+
+    # ------------------------------------------------------------ forward / backward
+
+    def _initial_states(self, states, B):
+        """Validated initial states: a list of (L*D, B, H) arrays (h0, and c0 for LSTM)."""
+        names = ("h0", "c0") if self._cell == "lstm" else ("h0",)
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        out = []
+        for name, value in zip(names, states):
+            if value is None:
+                out.append(np.zeros(shape, self.dtype))
+                continue
+            value = as_float_array(name, value, 3, self.dtype)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape (num_layers * num_directions, B, H)"
+                                 f" = {shape}, got {value.shape}")
+            out.append(value)
+        return out
+
+    def _run_forward(self, x, states, lengths):
+        cells = _cell_module(self.backend, self._cell)
+        forward = getattr(cells, f"{self._cell}_forward")
+        x = as_float_array("x", x, 3, self.dtype)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x must have {self.input_size} features (input_size) in its "
+                             f"last dimension, got shape {x.shape}")
+        seq = x.transpose(1, 0, 2) if self.batch_first else x   # (T, B, I)
+        T, B = seq.shape[:2]
+        lengths = check_lengths(lengths, B, T)
+        states = self._initial_states(states, B)
+        reverse_index = _reversal_index(T, B, lengths) if self.bidirectional else None
+        finals = [np.empty_like(s) for s in states]
+        caches = []
+        layer_input = seq
+        for k in range(self.num_layers):
+            outputs = []
+            for d, sfx in enumerate(("", "_reverse")[:self.num_directions]):
+                i = k * self.num_directions + d
+                inp = layer_input if d == 0 else _gather_time(layer_input, reverse_index)
+                init = [s[i] for s in states]
+                if self._cell == "lstm":
+                    h, cache = forward(inp, init[0], init[1], *self._weights(k, sfx),
+                                       lengths=lengths)
+                    finals[1][i] = cache.c_n
+                elif self._cell == "rnn":
+                    h, cache = forward(inp, init[0], *self._weights(k, sfx),
+                                       nonlinearity=self.nonlinearity, lengths=lengths)
+                else:
+                    h, cache = forward(inp, init[0], *self._weights(k, sfx), lengths=lengths)
+                finals[0][i] = cache.h_n
+                outputs.append(h if d == 0 else _gather_time(h, reverse_index))
+                caches.append(cache)
+            layer_input = np.concatenate(outputs, axis=2) if len(outputs) > 1 else outputs[0]
+        self._caches = (caches, reverse_index, x.shape)
+        out = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        return np.ascontiguousarray(out), finals
+
+    def _run_backward(self, d_output, finals_grads):
+        if self._caches is None:
+            raise RuntimeError("backward needs a forward call first")
+        caches, reverse_index, x_shape = self._caches
+        cells = _cell_module(self.backend, self._cell)
+        backward = getattr(cells, f"{self._cell}_backward")
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        B = x_shape[0] if self.batch_first else x_shape[1]
+        T = x_shape[1] if self.batch_first else x_shape[0]
+        state_shape = (L * D, B, H)
+        out_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        names = ("d_hn", "d_cn") if self._cell == "lstm" else ("d_hn",)
+        checked = []
+        for name, value in zip(names, finals_grads):
+            if value is not None:
+                value = as_float_array(name, value, 3, self.dtype)
+                if value.shape != state_shape:
+                    raise ValueError(f"{name} must have shape (num_layers * num_directions, "
+                                     f"B, H) = {state_shape}, got {value.shape}")
+            checked.append(value)
+        if d_output is None and all(v is None for v in checked):
+            raise ValueError("give d_output, d_hn" + (" or d_cn" if self._cell == "lstm" else "")
+                             + "; all were None")
+        if d_output is not None:
+            d_output = as_float_array("d_output", d_output, 3, self.dtype)
+            if d_output.shape != out_shape:
+                raise ValueError(f"d_output must have the output's shape {out_shape}, "
+                                 f"got {d_output.shape}")
+            d_output = d_output.transpose(1, 0, 2) if self.batch_first else d_output
+
+        grads = {}
+        d_init = [np.empty(state_shape, self.dtype) for _ in names]
+        d_layer = d_output   # (T, B, D*H) time-major, or None
+        for k in reversed(range(L)):
+            d_input = None
+            for d, sfx in enumerate(("", "_reverse")[:D]):
+                i = k * D + d
+                dh = None if d_layer is None else d_layer[:, :, d * H:(d + 1) * H]
+                if dh is not None and d == 1:
+                    dh = _gather_time(dh, reverse_index)
+                finals = [None if v is None else v[i] for v in checked]
+                if dh is None and all(f is None for f in finals):
+                    # nothing reaches this direction: its gradients are zero
+                    finals[0] = np.zeros((B, H), self.dtype)
+                if self._cell == "lstm":
+                    g = backward(dh, caches[i], dh_n=finals[0], dc_n=finals[1])
+                    d_init[1][i] = g.dc0
+                else:
+                    g = backward(dh, caches[i], dh_n=finals[0])
+                d_init[0][i] = g.dh0
+                grads[f"weight_ih_l{k}{sfx}"] = g.dW_ih
+                grads[f"weight_hh_l{k}{sfx}"] = g.dW_hh
+                if self.bias:
+                    grads[f"bias_ih_l{k}{sfx}"] = g.db_ih
+                    grads[f"bias_hh_l{k}{sfx}"] = g.db_hh
+                dx = g.dx if d == 0 else _gather_time(g.dx, reverse_index)
+                d_input = dx if d_input is None else d_input + dx
+            d_layer = d_input
+        self.d_h0 = d_init[0]
+        if self._cell == "lstm":
+            self.d_c0 = d_init[1]
+        dx = d_layer.transpose(1, 0, 2) if self.batch_first else d_layer
+        ordered = {key: grads[key] for key in self._param_shapes()}
+        return np.ascontiguousarray(dx), ordered
+
+    def backward(self, d_output, d_hn=None):
+        """Gradients of the last forward call. d_output like forward's output, or None;
+        d_hn (L*D, B, H) or None. Returns dx and the parameters' gradients as a dict
+        keyed like self.params; self.d_h0 holds dL/dh0."""
+        return self._run_backward(d_output, (d_hn,))
+
+    def __repr__(self):
+        extra = f", nonlinearity={self.nonlinearity!r}" if self._cell == "rnn" else ""
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
+                f"batch_first={self.batch_first}, bidirectional={self.bidirectional}, "
+                f"dtype={self.dtype.name}, backend={self.backend!r})")
+
+
+class RNN(_RecurrentLayer):
+    """Elman RNN layers, h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like torch.nn.RNN.
+
+    RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+        batch_first=False, bidirectional=False, dtype=np.float32, seed=None,
+        backend="compiled"); seed is an int, None or a numpy Generator.
+    forward(x, h0=None, lengths=None) -> output, h_n.
+    """
+    _cell = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
+                 bias=True, batch_first=False, bidirectional=False, dtype=np.float32,
+                 seed=None, backend="compiled"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN's), "
+                             f"got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first,
+                         bidirectional, dtype, seed, backend)
+
+    def forward(self, x, h0=None, lengths=None):
+        out, (h_n,) = self._run_forward(x, (h0,), lengths)
+        return out, h_n
+
+    __call__ = forward
+
+
+class GRU(_RecurrentLayer):
+    """GRU layers with torch.nn.GRU's gates r, z, n and parameters.
+
+    GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+        bidirectional=False, dtype=np.float32, seed=None, backend="compiled").
+    forward(x, h0=None, lengths=None) -> output, h_n.
+    """
+    _cell = "gru"
+
+    def forward(self, x, h0=None, lengths=None):
+        out, (h_n,) = self._run_forward(x, (h0,), lengths)
+        return out, h_n
+
+    __call__ = forward
+
+
+class LSTM(_RecurrentLayer):
+    """LSTM layers with torch.nn.LSTM's gates i, f, g, o and parameters.
+
+    LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+         bidirectional=False, dtype=np.float32, seed=None, backend="compiled").
+    forward(x, hx=None, lengths=None) -> output, (h_n, c_n); hx is (h0, c0) or None.
+    backward(d_output, d_hn=None, d_cn=None) -> dx, grads; self.d_h0, self.d_c0.
+    """
+    _cell = "lstm"
+
+    def forward(self, x, hx=None, lengths=None):
+        if hx is None:
+            hx = (None, None)
+        elif not (isinstance(hx, tuple) and len(hx) == 2):
+            raise TypeError("hx must be a tuple (h0, c0) or None")
+        out, (h_n, c_n) = self._run_forward(x, hx, lengths)
+        return out, (h_n, c_n)
+
+    __call__ = forward
+
+    def backward(self, d_output, d_hn=None, d_cn=None):
+        """As RNN.backward, with d_cn (L*D, B, H) or None; self.d_c0 holds dL/dc0."""
+        return self._run_backward(d_output, (d_hn, d_cn))
