@@ -176,6 +176,18 @@ def numerical_gradient(p, name, impl, eps=1e-6, loss_of=loss):
     return grad
 
 
+def assert_matches_finite_differences(grads, p, impl, pairs, loss_of=loss):
+    """Every gradient in grads equals its central-difference estimate (float64) to 1e-6
+    relative error; pairs are (gradient field, argument of p) names."""
+    for grad_name, arg_name in pairs:
+        analytic = getattr(grads, grad_name)
+        numeric = numerical_gradient(p, arg_name, impl, loss_of=loss_of)
+        assert analytic.shape == numeric.shape
+        assert np.max(np.abs(numeric)) > 1e-3, f"{arg_name}: degenerate test, zero gradient"
+        err = relative_error(analytic, numeric)
+        assert err < 1e-6, f"{grad_name}: relative error {err:.2e}"
+
+
 def relative_error(actual, expected):
     """max|actual - expected| / max|expected|, 0 for two zero arrays."""
     denom = max(np.max(np.abs(expected), initial=0.0), np.max(np.abs(actual), initial=0.0))
@@ -191,3 +203,15 @@ def raises_naming(exc, needles, call):
     for needle in needles[1:]:
         assert re.search(needle, str(info.value)), (
             f"{needle!r} not in the message {str(info.value)!r}")
+
+
+# Bad `lengths` for a problem with B = 3, T = 5: (id, lengths, exception, message regex).
+BAD_LENGTHS = [
+    ("short", [1, 2], ValueError, r"lengths must have shape \(B,\)"),
+    ("2d", [[1, 2, 3]], ValueError, r"lengths must have shape"),
+    ("above_T", [1, 2, 6], ValueError, r"lengths must lie in \[0, T\]"),
+    ("negative", [1, -1, 2], ValueError, r"lengths must lie in \[0, T\]"),
+    ("float", [1.0, 2.0, 3.0], TypeError, r"lengths must have an integer dtype"),
+    ("bool", [True, False, True], TypeError, r"lengths must have an integer dtype"),
+    ("str", "abc", TypeError, r"lengths"),
+]

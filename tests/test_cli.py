@@ -31,14 +31,15 @@ def test_bench_prints_header_and_table(capsys):
     assert "BLAS: " in out and "OPENBLAS_CORETYPE: " in out
     assert table(out)[0] == HEADINGS
     rows = table(out)[2:]
-    assert [row[:3] for row in rows] == [["3,2,4,4", "float32", "rnn"],
-                                         ["3,2,4,4", "float64", "rnn"]]
+    assert [row[:3] for row in rows] == [["3,2,4,4", dtype, cell]
+                                         for dtype in ("float32", "float64")
+                                         for cell in ("rnn", "lstm", "gru")]
     for row in rows:
         assert float(row[3]) > 0 and row[5].endswith("x")
 
 
 def test_bench_json_parses(capsys):
-    assert main(["bench", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     header, rows = report["header"], report["rows"]
     assert header["fastbptt"] and header["numpy"] and header["cpu"]
@@ -54,12 +55,12 @@ def test_bench_json_parses(capsys):
 
 
 def test_bench_one_dtype(capsys):
-    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32"]) == 0
     assert [row[1] for row in table(capsys.readouterr().out)[2:]] == ["float32"]
 
 
 def test_bench_no_reference(capsys):
-    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1", "--no-reference"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--no-reference"]) == 0
     out = capsys.readouterr().out
     assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "compiled ms", "compiled GFLOP/s"]
     assert len(table(out)) == 2 + 2
@@ -78,7 +79,7 @@ def test_bench_threads_shown_in_header(capsys):
     ["3,2,4", "--shapes", "2,1,3,5"],         # the option repeated
 ])
 def test_bench_shape_lists(capsys, shapes):
-    argv = ["bench", "--repeat", "1", "--dtypes", "float64", "--no-reference", "--shapes"]
+    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float64", "--no-reference", "--shapes"]
     assert main(argv + shapes) == 0
     assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["3,2,4,4", "2,1,3,5"]
 

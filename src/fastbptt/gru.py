@@ -13,7 +13,8 @@ import numpy as np
 
 from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._cell_args import check_backward_args, check_forward_args
+from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt.reference import gru as reference
 
 
@@ -52,12 +53,6 @@ def _transposed_step(B, H):
     return 1 < B < H
 
 
-def _is_empty(args):
-    # The kernels assume every size >= 1; an empty problem has nothing to compute and the
-    # reference defines its result.
-    return 0 in (args.T, args.B, args.I, args.H)
-
-
 def _bias_rows(args):
     """The biases as the kernel's element-wise pass adds them, (4H,):
     [b_ir + b_hr, b_iz + b_hz, b_in, b_hn] (b_hn stays apart: r multiplies it)."""
@@ -78,7 +73,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     cache for gru_backward whose h_n is the final state (B, H).
     """
     args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths)
-    if _is_empty(args):
+    if is_empty(args):
         h, ref_cache = reference.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, batch_first,
                                              lengths)
         return h, GRUCache(args, None, None, ref_cache)
@@ -92,17 +87,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, _bias_rows(args),
                         gates, hbuf, R, scratch, args.lengths, args.batch_first,
                         _transposed_step(B, H))
-    return _outputs(hbuf, args), GRUCache(args, hbuf, gates)
-
-
-def _outputs(hbuf, args):
-    """The states h_1..h_T as the caller's new array, zero past each sequence's length."""
-    h = hbuf[1:]
-    h = h.transpose(1, 0, 2).copy() if args.batch_first else h.copy()
-    mask = step_mask(args)   # (T, B)
-    if mask is not None:
-        h[~(mask.T if args.batch_first else mask)] = 0
-    return h
+    return outputs(hbuf, args), GRUCache(args, hbuf, gates)
 
 
 def gru_backward(dh, cache, dh_n=None):

@@ -12,8 +12,8 @@ Backward, with g = dL/dh_t arriving from the loss at step t and from step t+1:
 
     dn = g (1 - z),  dz = g (h_{t-1} - n)
     da_n = dn (1 - n^2),  da_r = da_n R_n r (1 - r),  da_z = dz z (1 - z)
-    dP_t = [da_r, da_z, da_n]          -> dW_ih += dP_t^T x_t,  db_ih += sum_b dP_t,  dx_t = dP_t W_ih
-    dR_t = [da_r, da_z, da_n * r]      -> dW_hh += dR_t^T h_{t-1},  db_hh += sum_b dR_t
+    dP_t = [da_r, da_z, da_n]      dW_ih += dP_t^T x_t,      db_ih += sum_b dP_t,  dx_t = dP_t W_ih
+    dR_t = [da_r, da_z, da_n r]    dW_hh += dR_t^T h_{t-1},  db_hh += sum_b dR_t
     g_{t-1} = dh_{t-1} + dR_t W_hh + g z
 
 dP and dR differ in the n block, so db_ih != db_hh. With lengths, sequence b stops at
@@ -70,7 +70,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     h_prev = args.h0
     for t in range(T):
         P_r, P_z, P_n = _blocks(xs[t] @ args.W_ih.T + args.b_ih, H)
-        R_r, R_z, R_n[t] = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)
+        R_r, R_z, R_n[t] = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)   # R_n kept
         r[t] = expit(P_r + R_r)
         z[t] = expit(P_z + R_z)
         n[t] = np.tanh(P_n + r[t] * R_n[t])
