@@ -11,7 +11,8 @@ import numpy as np
 from fastbptt import reference
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._cell_args import check_backward_args, check_forward_args
+from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._nonlinearity import nonlinearity_code
 
 
@@ -47,12 +48,6 @@ def _transposed_step(B, H):
     return 1 < B < H
 
 
-def _is_empty(args):
-    # The kernels assume every size >= 1; an empty problem has nothing to compute and the
-    # reference defines its result.
-    return 0 in (args.T, args.B, args.I, args.H)
-
-
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None):
     """Run a vanilla RNN over a sequence.
@@ -68,7 +63,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               nonlinearity=nonlinearity, code=code)
-    if _is_empty(args):
+    if is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                              nonlinearity, batch_first, lengths)
         return h, RNNCache(args, None, ref_cache)
@@ -85,17 +80,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
                         scratch, args.lengths, args.code, args.batch_first,
                         _transposed_step(B, H))
-    return _outputs(hbuf, args), RNNCache(args, hbuf)
-
-
-def _outputs(hbuf, args):
-    """The states h_1..h_T as the caller's new array, zero past each sequence's length."""
-    h = hbuf[1:]
-    h = h.transpose(1, 0, 2).copy() if args.batch_first else h.copy()
-    mask = step_mask(args)   # (T, B)
-    if mask is not None:
-        h[~(mask.T if args.batch_first else mask)] = 0
-    return h
+    return outputs(hbuf, args), RNNCache(args, hbuf)
 
 
 def rnn_backward(dh, cache, dh_n=None):
