@@ -10,10 +10,12 @@ from fastbptt.layers import GRU, LSTM, RNN
 from fastbptt.lstm import lstm_backward, lstm_forward
 from fastbptt.optim import SGD, Adagrad, Adam, Momentum, clip_grad_norm, clip_grad_value
 from fastbptt.rnn import rnn_backward, rnn_forward
+from fastbptt.tbptt import TruncatedBPTT, TruncatedBPTTWindow
 
 __version__ = "0.1.0"
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
            "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads", "RNN", "LSTM", "GRU",
            "reference", "__version__",
-           "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value"]
+           "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
+           "TruncatedBPTT", "TruncatedBPTTWindow"]
