@@ -5,6 +5,7 @@ twins with the same names and signatures.
 """
 from fastbptt import reference
 from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
+from fastbptt.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
 from fastbptt.gru import gru_backward, gru_forward
 from fastbptt.layers import GRU, LSTM, RNN
 from fastbptt.lstm import lstm_backward, lstm_forward
@@ -18,4 +19,5 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
            "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads", "RNN", "LSTM", "GRU",
            "reference", "__version__",
            "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
-           "TruncatedBPTT", "TruncatedBPTTWindow"]
+           "TruncatedBPTT", "TruncatedBPTTWindow",
+           "GradientFlow", "gradient_flow", "plot_gradient_flow"]
