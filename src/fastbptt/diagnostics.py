@@ -129,7 +129,8 @@ def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
             dh = dh + d_above[t]
             grad_norm[k, t] = _mean_row_norm(dh)
             d_pre, dh, dc = _step_back(cell, caches[k], t, dh, dc)
-            d_below[t] = d_pre @ W_ih
+            if k > 0:   # the bottom layer's input gradient reaches no state
+                d_below[t] = d_pre @ W_ih
         d_above = d_below
 
     jacobian_norm = None
