@@ -223,3 +223,38 @@ def test_bad_input():
     pytest.importorskip("matplotlib")
     with pytest.raises(TypeError, match="flow must be a GradientFlow"):
         plot_gradient_flow(np.ones((1, 3)))
+
+
+# ------------------------------------------------------------------ per-step reference
+
+@cell_param
+def test_reference_backward_steps_broadcast_over_leading_dimensions(cell):
+    """The per-step functions the diagnostics push an identity through: K vectors at once
+    (K, B, H) give the same as K separate (B, H) calls, with and without lengths."""
+    from fastbptt.reference.gru import gru_backward_step
+    from fastbptt.reference.lstm import lstm_backward_step
+    from fastbptt.reference.rnn import rnn_backward_step
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, B, I))
+    params = _layer(cell, num_layers=1).params
+    h0, c0 = rng.standard_normal((2, B, H))
+    _, cache = _reference_run(cell, params, 0, x, h0, c0)
+    G = rng.standard_normal((5, B, H))
+    C = rng.standard_normal((5, B, H))
+    for keep in (None, np.array([[True], [False], [True]])):
+        for t in (0, T - 1):
+            if cell == "rnn":
+                together = rnn_backward_step(G, cache, t, keep)
+                apart = [rnn_backward_step(G[j], cache, t, keep) for j in range(5)]
+            elif cell == "gru":
+                together = gru_backward_step(G, cache, t, keep)
+                apart = [gru_backward_step(G[j], cache, t, keep) for j in range(5)]
+            else:
+                together = lstm_backward_step(G, C, cache, t, keep)
+                apart = [lstm_backward_step(G[j], C[j], cache, t, keep) for j in range(5)]
+            for i, part in enumerate(together):
+                np.testing.assert_allclose(part, np.stack([a[i] for a in apart]),
+                                           rtol=1e-14, atol=1e-14)
+            if keep is not None:   # the row past its length passes g through untouched
+                np.testing.assert_array_equal(together[-1][:, 1], (C if cell == "lstm"
+                                                                   else G)[:, 1])

@@ -341,3 +341,23 @@ def test_bad_clip_arguments():
             clip_grad_value(grads, bad)
     with pytest.raises(TypeError, match=r"grads\['i'\] must have dtype"):
         clip_grad_norm({"i": np.arange(3)}, 1.0)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_step_allocates_no_per_parameter_temporaries(name):
+    """After the first step, a step's peak allocation stays far below one parameter's
+    size: the updates go through the per-parameter scratch buffer (NumPy reports its
+    array allocations to tracemalloc)."""
+    import tracemalloc
+    cls, kw = OPTIMIZERS[name]
+    params = {"big": np.ones((256, 256)), "bias": np.ones(256)}   # 512 KiB + 2 KiB
+    opt = cls(params, **kw)
+    grads = {k: np.full_like(p, 0.5) for k, p in params.items()}
+    opt.step(grads)
+    tracemalloc.start()
+    try:
+        opt.step(grads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < params["big"].nbytes // 16, f"peak {peak} bytes"
