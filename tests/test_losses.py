@@ -112,18 +112,20 @@ def test_block_boundaries(loss, dtype, N, V):
                            err_msg=f"N={n} V={V} block={block}")
 
 
+@pytest.mark.parametrize("weighting", ["none", "float_mask"])
 @dtype_param
 @loss_param
-def test_noncontiguous_inputs(loss, dtype):
-    h, W, b, targets, kwargs = make_problem(loss, (4, 6), 5, 7, dtype,
-                                            weighting="float_mask")
+def test_noncontiguous_inputs(loss, dtype, weighting):
+    h, W, b, targets, kwargs = make_problem(loss, (4, 6), 5, 7, dtype, weighting=weighting)
     h_strided = np.asfortranarray(h[::-1])[::-1]     # Fortran order, negative stride
     W_strided = np.asfortranarray(W)
     b_strided = np.repeat(b, 2)[::2]
-    assert not h_strided.flags.c_contiguous and not b_strided.flags.c_contiguous
+    targets_strided = np.repeat(targets, 2, axis=-1)[..., ::2]
+    for a in (h_strided, b_strided, targets_strided):
+        assert not a.flags.c_contiguous
     np.testing.assert_array_equal(h_strided, h)
     expected = run("reference", loss, (h, W, b, targets, kwargs))
-    got = run("compiled", loss, (h_strided, W_strided, b_strided, targets, kwargs))
+    got = run("compiled", loss, (h_strided, W_strided, b_strided, targets_strided, kwargs))
     assert_same_result(got, expected, dtype)
 
 

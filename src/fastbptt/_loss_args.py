@@ -11,6 +11,7 @@ result, HeadArgs, is the problem flattened to N = prod(h.shape[:-1]) rows:
              [target != ignore_index] for the cross-entropy); None means every row 1
     scale: what multiplies each row's gradient: 1 for "sum", 1 / denominator for "mean"
 """
+import math
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -109,24 +110,34 @@ def _classes(targets, lead, V, weights, ignore_index):
                         f"got {targets.dtype}")
     _check_shape("targets", targets, lead, "h.shape[:-1]")
     flat = targets.reshape(-1)
+    if ignore_index is not None and (isinstance(ignore_index, (bool, np.bool_)) or
+                                     not isinstance(ignore_index, (int, np.integer))):
+        raise TypeError(f"ignore_index must be an int or None, "
+                        f"got {type(ignore_index).__name__}")
+    if weights is None and ignore_index is None:
+        # Every position counts: a range check, and the classes as they are (the common
+        # case of a training step, kept cheap for small heads).
+        if flat.size and (flat.min() < 0 or flat.max() >= V):
+            _raise_out_of_range(flat, (flat < 0) | (flat >= V), lead, V)
+        return np.ascontiguousarray(flat, dtype=np.intp), None
     counted = np.ones(flat.shape, bool) if weights is None else weights > 0
     if ignore_index is not None:
-        if isinstance(ignore_index, (bool, np.bool_)) or \
-                not isinstance(ignore_index, (int, np.integer)):
-            raise TypeError(f"ignore_index must be an int or None, "
-                            f"got {type(ignore_index).__name__}")
         counted &= flat != ignore_index
     bad = counted & ((flat < 0) | (flat >= V))
     if np.any(bad):
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"targets must lie in [0, V) = [0, {V}) (V from W) where counted, "
-                         f"got {int(flat[first])} at position {_position(first, lead)}")
+        _raise_out_of_range(flat, bad, lead, V)
     classes = np.where(counted, flat, 0).astype(np.intp)
     if weights is None:
         weights = None if counted.all() else counted.astype(np.float64)
     else:
         weights = np.where(counted, weights, 0.0)
     return classes, weights
+
+
+def _raise_out_of_range(flat, bad, lead, V):
+    first = int(np.flatnonzero(bad)[0])
+    raise ValueError(f"targets must lie in [0, V) = [0, {V}) (V from W) where counted, "
+                     f"got {int(flat[first])} at position {_position(first, lead)}")
 
 
 def _float_targets(loss, targets, lead, V, dtype, weights):
@@ -169,7 +180,7 @@ def check_head_args(loss, h, W, b, targets, mask=None, ignore_index=None,
         b = np.ascontiguousarray(b)
     if not isinstance(compute_grad, (bool, np.bool_)):
         raise TypeError(f"compute_grad must be True or False, got {compute_grad!r}")
-    N = int(np.prod(lead, dtype=np.int64))
+    N = math.prod(lead)
     check_blas_size(N=N, V=V, H=H)
 
     weights = _mask_weights(mask, lead)
