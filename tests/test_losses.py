@@ -95,6 +95,21 @@ def test_compiled_matches_reference(loss, weighting, dtype, lead, bias, reductio
     assert_close(loss_only[0], expected[0], *tol_for(dtype))
 
 
+@dtype_param
+@pytest.mark.parametrize("loss,H,V", [
+    (loss, H, V) for loss in LOSSES for H, V in [(0, 4), (3, 0), (0, 0)]
+    if loss != CE or V > 0])   # the softmax needs V >= 1 (test_bad_input)
+def test_empty_sizes(loss, H, V, dtype):
+    p = make_problem(loss, (3, 2), H, V, dtype)
+    result = run("compiled", loss, p)
+    assert_same_result(result, run("reference", loss, p), dtype)
+    assert result[1].dh.shape == (3, 2, H) and result[1].dW.shape == (V, H)
+    if V == 0:
+        assert result[0] == 0
+    else:   # y = b alone: the gradients of b are not zero
+        assert np.any(result[1].db)
+
+
 @pytest.mark.parametrize("N,V", [
     (None, 65),        # N = block - 1, block, block + 1, 2 block + 3 (filled in below)
     (None, 1),         # one output: the softmax is 1, the cross-entropy 0

@@ -140,11 +140,11 @@ def _raise_out_of_range(flat, bad, lead, V):
                      f"got {int(flat[first])} at position {_position(first, lead)}")
 
 
-def _float_targets(loss, targets, lead, V, dtype, weights):
+def _float_targets(loss, targets, lead, N, V, dtype, weights):
     """BCE and MSE targets as (N, V) of h's dtype; BCE's must lie in [0, 1] where counted."""
     targets = _float_array("targets", targets, dtype)
     _check_shape("targets", targets, tuple(lead) + (V,), "h.shape[:-1] + (V,)")
-    flat = np.ascontiguousarray(targets).reshape(-1, V)
+    flat = np.ascontiguousarray(targets).reshape(N, V)
     if loss == "sigmoid_binary_cross_entropy" and flat.size:
         counted = slice(None) if weights is None else weights > 0
         rows = flat[counted]
@@ -190,7 +190,7 @@ def check_head_args(loss, h, W, b, targets, mask=None, ignore_index=None,
     else:
         if ignore_index is not None:
             raise TypeError(f"ignore_index applies to softmax_cross_entropy only; use mask")
-        targets = _float_targets(loss, targets, lead, V, dtype, weights)
+        targets = _float_targets(loss, targets, lead, N, V, dtype, weights)
         per_row = V   # torch's mean of BCEWithLogits and MSE runs over every element
 
     counted = float(N if weights is None else weights.sum())

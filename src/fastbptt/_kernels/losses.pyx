@@ -80,6 +80,7 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
     problems to the reference).
     """
     cdef int N = h.shape[0], H = h.shape[1], V = W.shape[0], nb = work.shape[0]
+    cdef Py_ssize_t ld = V     # row stride of work, in Py_ssize_t: i * V may pass 2^31
     cdef bint grad = dh is not None
     cdef const floating *bias = &b[0] if b is not None else NULL
     cdef const Py_ssize_t *cls = &classes[0] if classes is not None else NULL
@@ -92,7 +93,7 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
     cdef Py_ssize_t n
     with nogil:
         if dbp != NULL:
-            memset(dbp, 0, V * sizeof(floating))
+            memset(dbp, 0, ld * sizeof(floating))
         for blk in range((N + nb - 1) // nb):
             r = blk * nb
             rows = min(nb, N - r)
@@ -103,9 +104,9 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
                 w = wts[n] if wts != NULL else 1.0
                 if w == 0:
                     # Not counted: no loss, no gradient (whatever its logits or target).
-                    memset(y + i * V, 0, V * sizeof(floating))
+                    memset(y + i * ld, 0, ld * sizeof(floating))
                     continue
-                total += w * _row(kind, y + i * V, bias, cls, tgt, n, V,
+                total += w * _row(kind, y + i * ld, bias, cls, tgt, n, ld,
                                   <floating> (w * scale))
             if not grad:
                 continue
@@ -118,5 +119,5 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
             if dbp != NULL:
                 # db += the rows of work
                 for i in range(rows):
-                    accumulate(dbp, y + i * V, V)
+                    accumulate(dbp, y + i * ld, ld)
     return total
