@@ -286,6 +286,25 @@ def test_large_logits_stay_finite(dtype, impl):
     assert all(np.all(np.isfinite(g)) for g in grads if g is not None)
 
 
+@dtype_param
+def test_bce_accuracy_over_the_logit_range(dtype):
+    # One row whose V logits sweep [-60, 60] (W = 0, so y = b): the compiled series for
+    # log1p(exp(-|y|)) and vmath's exp against float64 NumPy, element by element through
+    # the gradient (sigmoid(y) - t) and in the summed loss.
+    y = np.concatenate([np.linspace(-60, 60, 2001), [-1e-6, 0.0, 1e-6, 0.3, 1.7]]).astype(dtype)
+    V = y.size
+    t = np.random.default_rng(2).random((1, V)).astype(dtype)
+    h, W = np.ones((1, 1), dtype), np.zeros((V, 1), dtype)
+    loss, grads = fastbptt.sigmoid_binary_cross_entropy(h, W, y, t, reduction="sum")
+    y64, t64 = y.astype(np.float64), t[0].astype(np.float64)
+    exact = np.maximum(y64, 0) - y64 * t64 + np.log1p(np.exp(-np.abs(y64)))
+    sigmoid = 0.5 * (1 + np.tanh(0.5 * y64))
+    rtol = {np.float32: 1e-6, np.float64: 1e-14}[dtype]
+    assert loss == pytest.approx(exact.sum(), rel=rtol)
+    np.testing.assert_allclose(grads.db, sigmoid - t64, rtol=rtol * 10,
+                               atol=np.finfo(dtype).eps)
+
+
 # ------------------------------------------------------------------ torch
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
