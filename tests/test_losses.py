@@ -305,6 +305,16 @@ def test_bce_accuracy_over_the_logit_range(dtype):
                                atol=np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("impl", list(IMPLS))
+@loss_param
+def test_nan_in_a_counted_row_gives_nan(loss, impl):
+    h, W, b, targets, kwargs = make_problem(loss, (3, 2), 4, 5)
+    h = h.copy()
+    h[1, 0, 2] = np.nan
+    value, grads = run(impl, loss, (h, W, b, targets, kwargs))
+    assert np.isnan(value) and np.isnan(grads.dW).any()
+
+
 # ------------------------------------------------------------------ torch
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -390,14 +400,19 @@ def test_many_to_one_pipeline_matches_finite_differences(cell, with_lengths):
     lengths = np.array([4, 2, 1]) if with_lengths else None
     backward = getattr(fastbptt, f"{cell}_backward")
 
+    def last(h, cache):
+        # (b) each sequence's own last state is cache.h_n; (a) without lengths, the
+        # output's last step h[-1]
+        return cache.h_n if with_lengths else h[-1]
+
     def total_loss(**changes):
         q = dict(p, **{k: v for k, v in changes.items() if k in p})
-        _, cache = _forward(fastbptt, cell, q, lengths)
-        return float(fastbptt.softmax_cross_entropy(cache.h_n, changes.get("W", W), b,
+        h, cache = _forward(fastbptt, cell, q, lengths)
+        return float(fastbptt.softmax_cross_entropy(last(h, cache), changes.get("W", W), b,
                                                     labels)[0])
 
-    _, cache = _forward(fastbptt, cell, p, lengths)
-    _, head = fastbptt.softmax_cross_entropy(cache.h_n, W, b, labels)
+    h, cache = _forward(fastbptt, cell, p, lengths)
+    _, head = fastbptt.softmax_cross_entropy(last(h, cache), W, b, labels)
     grads = backward(None, cache, dh_n=head.dh)
     checks = {"x": grads.dx, "W_ih": grads.dW_ih, "W_hh": grads.dW_hh, "W": head.dW}
     for name, analytic in checks.items():
