@@ -60,7 +60,8 @@ def main():
                 run()
                 times[name].append(time.perf_counter() - start)
     flops = 6 * N * H * V
-    print(f"softmax head N,H,V={N},{H},{V} {args.dtype}, one thread, {args.repeat} interleaved rounds")
+    print(f"softmax head N,H,V={N},{H},{V} {args.dtype}, one thread, "
+          f"{args.repeat} interleaved rounds")
     for name, t in times.items():
         median = float(np.median(t))
         line = f"{name:14s} median {median * 1e3:10.3f} ms  {flops / median / 1e9:6.1f} GFLOP/s"

@@ -5,9 +5,12 @@ with the targets. h (..., H) has any leading shape: (T, B, H) for a loss at ever
 (many-to-many), (B, H) for one at the last step (many-to-one). With N = prod(h.shape[:-1])
 rows, row n of weight w_n (the mask; 0 leaves it out):
 
-    softmax cross-entropy  l_n = w_n (logsumexp(y_n) - y_n[t_n])         dl/dy_n = w_n (softmax(y_n) - e_{t_n})
-    sigmoid BCE            l_n = w_n sum_v max(y,0) - y t + log1p(exp(-|y|))   dl/dy_n = w_n (sigmoid(y_n) - t_n)
-    squared error          l_n = w_n sum_v (y - t)^2                     dl/dy_n = w_n 2 (y_n - t_n)
+    softmax cross-entropy  l_n = w_n (logsumexp(y_n) - y_n[t_n])
+                           dl_n/dy_n = w_n (softmax(y_n) - e_{t_n})
+    sigmoid BCE            l_n = w_n sum_v max(y,0) - y t + log1p(exp(-|y|))
+                           dl_n/dy_n = w_n (sigmoid(y_n) - t_n)
+    squared error          l_n = w_n sum_v (y - t)^2
+                           dl_n/dy_n = w_n 2 (y_n - t_n)
 
 reduction "sum": L = sum_n l_n; "mean": L = sum_n l_n / D with D = sum_n w_n (the counted
 positions, torch's mean with ignore_index) for the cross-entropy, and sum_n w_n * V (every
