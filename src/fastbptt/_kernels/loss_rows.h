@@ -10,7 +10,7 @@
  *
  * bias (V) is added to y first (NULL: no bias). Subtracting the maximum keeps every
  * exponent <= 0 (no overflow) and the largest term exp(0) = 1 (the sum never underflows),
- * so logits of 1e4 give finite results. The exponentials are vmath.h's (within 2 ulp),
+ * so logits of 1e4 give finite results. The exponentials are vmath.h's fb_exp(f)_bounded,
  * clamped below at -87 (float) or -708 (double), where they are under 1e-37 (1e-307) of
  * the sum's largest term, 1; log1p of BCE is the series below. Sums are kept in double so
  * that V = 10^4 float terms lose no more than float's own rounding. The element-wise terms

@@ -6,14 +6,14 @@
 #
 #   work = h_blk W^T                   (nb x V) = (nb x H)(V x H)^T        one GEMM
 #   per row: add b, the loss, and dl/dy * g over the row in place (loss_rows.h)
-#   dW  += work^T h_blk                (V x H)  = (nb x V)^T (nb x H)      GEMM, beta = 1
+#   dW  += work^T h_blk                (V x H)  = (nb x V)^T (nb x H)      GEMM (beta = 0 first)
 #   dh_blk = work W                    (nb x H) = (nb x V)(V x H)          GEMM
 #   db  += sum of work's rows          (V)
 #
 # so the memory is O(nb V) whatever N, and each block's logits are reused from cache by the
 # two gradient GEMMs. g = weight[n] * scale: the row's mask weight (0 skips it: its
 # gradient row is 0 and its loss is not added) times 1 ("sum") or 1 / denominator ("mean").
-# The per-row losses are summed unweighted-then-weighted in float64; the wrapper reduces.
+# The rows' losses times their weights are summed in float64; the wrapper divides for "mean".
 #
 # The wrappers in fastbptt.losses validate every argument and allocate every buffer;
 # nothing here allocates, touches a Python object inside the loop, or holds the GIL.
