@@ -4,6 +4,7 @@ The functions here run compiled kernels; :mod:`fastbptt.reference` holds their p
 twins with the same names and signatures.
 """
 from fastbptt import reference
+from fastbptt._backend import get_backend, set_backend, use_backend
 from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
 from fastbptt.gru import gru_backward, gru_forward
 from fastbptt.layers import GRU, LSTM, RNN
@@ -15,3 +16,4 @@ __version__ = "0.1.0"
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
            "gru_backward", "RNNGrads", "LSTMGrads", "GRUGrads", "RNN", "LSTM", "GRU",
            "reference", "__version__"]
+__all__ += ["set_backend", "get_backend", "use_backend"]
