@@ -3,7 +3,7 @@ functions written here (the assignments' rnn_layers.py, step functions looped ov
 once on fastbptt's drop-in `from fastbptt.compat import cs231n as layers`. The model code
 is the same for both; it prints both runs' losses and times.
 
-    python examples/cs231n_model.py                # defaults: N=8, T=32, LSTM, 100 steps
+    python examples/cs231n_model.py                # defaults: LSTM, N=2, T=50, H=32, 100 steps
     python examples/cs231n_model.py --cell rnn --steps 300
     python examples/cs231n_model.py --small        # a few steps on tiny sizes (CI)
 
@@ -228,11 +228,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
     parser.add_argument("--steps", type=int, default=100, help="SGD steps (batches)")
-    parser.add_argument("--N", type=int, default=8, help="batch size")
-    parser.add_argument("--T", type=int, default=32, help="sequence length")
+    parser.add_argument("--N", type=int, default=2, help="batch size")
+    parser.add_argument("--T", type=int, default=50, help="sequence length")
     parser.add_argument("--V", type=int, default=16, help="vocabulary size")
     parser.add_argument("--D", type=int, default=16, help="embedding size")
-    parser.add_argument("--H", type=int, default=64, help="hidden size")
+    parser.add_argument("--H", type=int, default=32, help="hidden size")
     parser.add_argument("--delay", type=int, default=2, help="recall this many steps back")
     parser.add_argument("--lr", type=float, default=None,
                         help="SGD step size (default 0.1 for the LSTM, 0.02 for the RNN)")

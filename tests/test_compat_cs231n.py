@@ -223,7 +223,8 @@ def test_lstm_step_saturated_gates_stay_finite():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("NTVD", [(2, 3, 5, 4), (4, 6, 3, 2), (1, 1, 7, 3)])
+@pytest.mark.parametrize("NTVD", [(2, 3, 5, 4), (4, 6, 3, 2), (1, 1, 7, 3),
+                                  (20, 12, 300, 3)])   # the last one takes the sparse branch
 def test_embedding_affine_and_loss_match_the_course(NTVD, dtype):
     N, T, V, D = NTVD
     rng = _rng(2)

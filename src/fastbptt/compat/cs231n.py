@@ -238,16 +238,26 @@ def word_embedding_forward(x, W):
     return W[x], _Cache("word_embedding", (x, W.shape, W.dtype))
 
 
+# Below this many entries of the one-hot matrix (V x N*T) it is built dense: building a
+# scipy.sparse matrix costs tens of microseconds of Python, more than the dense product
+# at small sizes (bench/RESULTS.md).
+_DENSE_ONE_HOT_MAX = 1 << 16
+
+
 def word_embedding_backward(dout, cache):
     """dW (V, D): dout's rows summed into the rows of the words they came from.
 
-    As a product: dW = S dout, S (V, N*T) the sparse one-hot matrix S[x_k, k] = 1 (CSC
-    with one entry per column, so its index arrays are x itself and 0..N*T). Measured
-    several times faster than np.add.at (bench/RESULTS.md).
+    As a product: dW = S dout, S (V, N*T) the one-hot matrix S[x_k, k] = 1; dense when
+    small, else sparse (CSC with one entry per column, so its index arrays are x itself
+    and 0..N*T). Both measured faster than np.add.at (bench/RESULTS.md).
     """
     x, (V, D), dtype = _cache_of(cache, "word_embedding", "word_embedding_backward")
     dout = _like("dout", dout, x.shape + (D,), dtype)
     n = x.size
+    if V * n <= _DENSE_ONE_HOT_MAX:
+        one_hot = np.zeros((V, n), dtype)
+        one_hot[x.ravel(), np.arange(n)] = 1
+        return one_hot @ dout.reshape(n, D)
     one_hot = scipy.sparse.csc_array((np.ones(n, dtype), x.ravel(), np.arange(n + 1)),
                                      shape=(V, n))
     return np.asarray(one_hot @ dout.reshape(n, D), dtype=dtype)
