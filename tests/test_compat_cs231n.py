@@ -420,3 +420,21 @@ def test_bad_other_layer_arguments_are_named():
                   lambda: cs231n.temporal_softmax_loss(x, np.full((2, 3), 4), np.ones((2, 3))))
     raises_naming(ValueError, [r"mask must have shape"],
                   lambda: cs231n.temporal_softmax_loss(x, np.zeros((2, 3), int), np.ones(6)))
+
+
+def test_bad_step_arguments_are_named():
+    x, h, Wx, Wh, b = np.ones((2, 3)), np.ones((2, 4)), np.ones((3, 16)), np.ones((4, 16)), np.ones(16)
+    raises_naming(ValueError, [r"prev_c must have shape \(N, H\)"],
+                  lambda: cs231n.lstm_step_forward(x, h, np.ones((2, 5)), Wx, Wh, b))
+    raises_naming(ValueError, [r"prev_h must have shape \(N, H\)"],
+                  lambda: cs231n.lstm_step_forward(x, np.ones((3, 4)), h, Wx, Wh, b))
+    raises_naming(ValueError, [r"Wx must have shape \(D, 4\*H\)"],
+                  lambda: cs231n.lstm_step_forward(x, h, h, np.ones((2, 16)), Wh, b))
+    _, rnn_cache = cs231n.rnn_step_forward(x, h, Wx[:, :4], Wh[:, :4], b[:4])
+    raises_naming(TypeError, [r"cache must come from .*lstm_step_forward", "rnn_step_forward"],
+                  lambda: cs231n.lstm_step_backward(h, h, rnn_cache))
+    _, _, cache = cs231n.lstm_step_forward(x, h, h, Wx, Wh, b)
+    raises_naming(ValueError, [r"dnext_c must have shape"],
+                  lambda: cs231n.lstm_step_backward(h, np.ones((2, 5)), cache))
+    raises_naming(TypeError, [r"cache must come from .*word_embedding_forward"],
+                  lambda: cs231n.word_embedding_backward(np.ones((2, 3, 4)), cache))

@@ -178,3 +178,13 @@ def test_bad_arguments_are_named():
                   lambda: minchar.sample(hprev, 0, -1, Wxh, Whh, Why, bh, by))
     raises_naming(TypeError, [r"rng must be a numpy Generator"],
                   lambda: minchar.sample(hprev, 0, 2, Wxh, Whh, Why, bh, by, rng=3))
+
+
+def test_lossFun_follows_the_backend_switch():
+    import fastbptt
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=7, H=5, scale=0.3)
+    inputs, targets = _chunk(7, 6)
+    with fastbptt.use_backend("reference"):
+        got = minchar.lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    want = o_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    _assert_results(got, want, 1e-12, np.float64)

@@ -5,8 +5,10 @@ the time loops run compiled, with the same functions, signatures and results.
   (``from fastbptt.compat import cs231n as layers``).
 - :mod:`fastbptt.compat.minchar`: ``lossFun`` and ``sample`` of the min-char-rnn script.
 
-Both call the public cell functions, so they follow the backend switch
-(``fastbptt.use_backend("reference")`` runs them on the pure-NumPy reference).
+Their sequence functions (cs231n's rnn/lstm_forward/backward, minchar's lossFun) call the
+public cell functions, so they follow the backend switch: under
+``fastbptt.use_backend("reference")`` they run on the pure-NumPy reference. The step
+functions and the other layers are NumPy either way.
 """
 from fastbptt.compat import cs231n, minchar
 
