@@ -178,3 +178,62 @@ def test_runner_runs_forward_and_backward(backend):
     p = bench.make_problem("rnn", 4, 3, 5, 6, np.float64)
     grads = bench.runner("rnn", backend, p)()
     assert grads.dW_hh.shape == (6, 6) and grads.dx.shape == p.x.shape
+
+
+# ---------------------------------------------------------------- demo and sample
+
+TINY_DEMO = ["--hidden", "16", "--seq-len", "8", "--batch", "4", "--sample-length", "15"]
+
+
+def test_demo_then_sample(capsys, tmp_path):
+    ckpt = tmp_path / "m.npz"
+    assert main(["demo", "--steps", "4", "--cell", "gru", "--checkpoint", str(ckpt),
+                 "--sample-every", "2", *TINY_DEMO]) == 0
+    out = capsys.readouterr().out
+    for promise in ("unigram baseline", "--- sample at step 2", "--- sample at step 4",
+                    "trained 4 steps", "held-out", f"checkpoint: {ckpt}"):
+        assert promise in out
+    assert main(["sample", str(ckpt), "--length", "30", "--seed", "1", "--prime", "The "]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    assert text.startswith("The ") and len(text) == 34
+    assert main(["sample", str(ckpt), "--length", "30", "--seed", "1", "--prime", "The "]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == text     # seeded
+
+
+def test_demo_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "demo.png"
+    assert main(["demo", "--steps", "3", "--checkpoint", "", "--plot", str(png),
+                 *TINY_DEMO]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "checkpoint:" not in capsys.readouterr().out
+
+
+def test_python_m_fastbptt_demo(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fastbptt", "demo", "--steps", "2", "--checkpoint",
+         str(tmp_path / "m.npz"), *TINY_DEMO],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "unigram baseline" in result.stdout and (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["demo", "--cell", "transformer"], "--cell"),
+    (["demo", "--steps", "0"], "--steps"),
+    (["demo", "--lr", "-1"], "--lr"),
+    (["demo", "--backend", "gpu"], "--backend"),
+    (["sample", "x.npz", "--temperature", "0"], "--temperature"),
+    (["sample", "x.npz", "--length", "-3"], "--length"),
+])
+def test_demo_and_sample_reject_bad_options(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_demo_and_sample_report_bad_files(capsys, tmp_path):
+    assert main(["demo", "--text", str(tmp_path / "missing.txt"), *TINY_DEMO]) == 1
+    assert "fastbptt demo: error:" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "missing.npz")]) == 1
+    assert "fastbptt sample: error:" in capsys.readouterr().err

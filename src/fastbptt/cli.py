@@ -1,7 +1,7 @@
 """The `fastbptt` command (also `python -m fastbptt`): one subcommand per tool.
 
 Only parsing and printing live here; each subcommand calls the module that does the work
-(`bench`: fastbptt.bench). A new subcommand is a parser in _parser() with its run function
+(`bench`: fastbptt.bench; `demo`: fastbptt.demo; `sample`: fastbptt.charlm). A new subcommand is a parser in _parser() with its run function
 set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
 """
 import argparse
@@ -61,6 +61,70 @@ def _parser():
         "--no-reference", dest="reference", action="store_false",
         help="time the compiled functions only")
     bench_parser.set_defaults(run=_run_bench)
+
+    from fastbptt.demo import DemoOptions   # the defaults live with the demo
+    d = DemoOptions()
+    demo_parser = commands.add_parser(
+        "demo",
+        help="train a character-level language model and sample from it",
+        description="Train a character-level language model (truncated BPTT, fused softmax "
+                    "cross-entropy, Adam, gradient clipping) on the embedded corpus or "
+                    "--text, with a progress bar and samples; print the unigram baseline "
+                    "and the final training and held-out losses; save a checkpoint.",
+    )
+    demo_parser.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=d.cell,
+                             help=f"recurrent cell (default: {d.cell})")
+    demo_parser.add_argument("--hidden", type=_positive_int, default=d.hidden,
+                             help=f"hidden units per layer (default: {d.hidden})")
+    demo_parser.add_argument("--layers", type=_positive_int, default=d.layers,
+                             help=f"stacked layers (default: {d.layers})")
+    demo_parser.add_argument("--seq-len", type=_positive_int, default=d.seq_len,
+                             help=f"steps per truncated-BPTT window (default: {d.seq_len})")
+    demo_parser.add_argument("--batch", type=_positive_int, default=d.batch,
+                             help=f"parallel text streams (default: {d.batch})")
+    demo_parser.add_argument("--steps", type=_positive_int, default=d.steps,
+                             help=f"training steps (default: {d.steps})")
+    demo_parser.add_argument("--lr", type=_positive_float, default=d.lr,
+                             help=f"Adam learning rate (default: {d.lr:g})")
+    demo_parser.add_argument("--clip", type=_positive_float, default=d.clip,
+                             help=f"clip the gradient's global norm to this (default: {d.clip:g})")
+    demo_parser.add_argument("--backend", choices=["compiled", "reference"], default=d.backend,
+                             help="compiled kernels or the NumPy reference (default: compiled)")
+    demo_parser.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype,
+                             help=f"parameter and activation dtype (default: {d.dtype})")
+    demo_parser.add_argument("--threads", type=_positive_int, default=d.threads,
+                             help=f"BLAS threads (default: {d.threads})")
+    demo_parser.add_argument("--text", metavar="PATH", default=None,
+                             help="train on this UTF-8 text file (default: the embedded corpus)")
+    demo_parser.add_argument("--seed", type=int, default=d.seed,
+                             help=f"seed of the initial weights and the samples (default: {d.seed})")
+    demo_parser.add_argument("--sample-every", type=_positive_int, default=None,
+                             help="steps between printed samples (default: four in the run)")
+    demo_parser.add_argument("--sample-length", type=_nonnegative_int, default=d.sample_length,
+                             help=f"characters per printed sample (default: {d.sample_length})")
+    demo_parser.add_argument("--checkpoint", metavar="PATH", default=d.checkpoint,
+                             help=f"save the trained model here (default: {d.checkpoint}; "
+                                  f"'' to not save)")
+    demo_parser.add_argument("--plot", metavar="PNG", default=None,
+                             help="save the loss curve and gradient-flow profile here "
+                                  "(needs matplotlib)")
+    demo_parser.set_defaults(run=_run_demo)
+
+    sample_parser = commands.add_parser(
+        "sample", help="generate text from a checkpoint saved by `fastbptt demo`",
+        description="Load a character-model checkpoint (.npz from `fastbptt demo`) and print "
+                    "generated text.")
+    sample_parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the .npz file")
+    sample_parser.add_argument("--length", type=_nonnegative_int, default=500,
+                               help="characters to generate (default: 500)")
+    sample_parser.add_argument("--temperature", type=_positive_float, default=0.8,
+                               help="softmax temperature: below 1 is more conservative "
+                                    "(default: 0.8)")
+    sample_parser.add_argument("--prime", default="",
+                               help="text to start from (default: a random character)")
+    sample_parser.add_argument("--seed", type=int, default=None,
+                               help="random seed (default: fresh randomness)")
+    sample_parser.set_defaults(run=_run_sample)
     return parser
 
 
@@ -79,6 +143,54 @@ def _run_bench(args):
             for line in bench.table_lines(rows, reference=args.reference):
                 print(line, flush=True)
     return 0
+
+
+def _run_demo(args):
+    from fastbptt import demo
+    options = demo.DemoOptions(
+        cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=args.seq_len,
+        batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, backend=args.backend,
+        dtype=args.dtype, threads=args.threads, text=args.text, seed=args.seed,
+        sample_every=args.sample_every, sample_length=args.sample_length,
+        checkpoint=args.checkpoint or None, plot=args.plot)
+    try:
+        demo.run(options)
+    except (OSError, ValueError, ImportError) as err:   # a bad --text, a too-short text, ...
+        print(f"fastbptt demo: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_sample(args):
+    from fastbptt.charlm import CharLM
+    try:
+        model, _ = CharLM.load(args.checkpoint)
+        print(args.prime + model.sample(args.length, args.temperature, prime=args.prime,
+                                        rng=args.seed))
+    except (OSError, ValueError) as err:
+        print(f"fastbptt sample: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _positive_int(text):

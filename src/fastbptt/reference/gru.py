@@ -113,27 +113,42 @@ def gru_backward(dh, cache, dh_n=None):
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = cache.h[t - 1] if t > 0 else args.h0
-        r, z, n = cache.r[t], cache.z[t], cache.n[t]
-        dn = g * (1 - z)
-        dz = g * (h_prev - n)
-        da_n = dn * (1 - n * n)
-        da_r = da_n * cache.R_n[t] * r * (1 - r)
-        da_z = dz * z * (1 - z)
-        dP = np.concatenate([da_r, da_z, da_n], axis=1)
-        dR = np.concatenate([da_r, da_z, da_n * r], axis=1)
-        if mask is not None:
-            # past its length a sequence's step is the identity: g passes through it
-            keep = mask[t][:, None]
-            dP = np.where(keep, dP, 0)
-            dR = np.where(keep, dR, 0)
+        dP, dR, g = gru_backward_step(g, cache, t, None if mask is None else mask[t][:, None])
         dx[t] = dP @ args.W_ih
         dW_ih += dP.T @ xs[t]
         dW_hh += dR.T @ h_prev
         db_ih += dP.sum(axis=0)
         db_hh += dR.sum(axis=0)
-        g_next = dR @ args.W_hh + g * z
-        g = g_next if mask is None else np.where(keep, g_next, g)
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
     if not args.has_bias:
         db_ih = db_hh = None
     return GRUGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
+
+
+def gru_backward_step(g, cache, t, keep=None):
+    """One step of gru_backward, through step t's recurrence only.
+
+    g: dL/dh_t, the total gradient reaching h_t, (..., B, H): leading dimensions
+    broadcast, so several vectors go back at once. keep: (B, 1) bool, the rows inside
+    their length, or None.
+    Returns (dP_t, dR_t, g_{t-1}): dP_t, dR_t (..., B, 3H) zero where not kept, and
+    g_{t-1} = dR_t W_hh + g z (g itself where not kept), before the loss's own gradient
+    at step t-1 is added.
+    """
+    args = cache.args
+    h_prev = cache.h[t - 1] if t > 0 else args.h0
+    r, z, n = cache.r[t], cache.z[t], cache.n[t]
+    dn = g * (1 - z)
+    dz = g * (h_prev - n)
+    da_n = dn * (1 - n * n)
+    da_r = da_n * cache.R_n[t] * r * (1 - r)
+    da_z = dz * z * (1 - z)
+    dP = np.concatenate([da_r, da_z, da_n], axis=-1)
+    dR = np.concatenate([da_r, da_z, da_n * r], axis=-1)
+    if keep is not None:
+        # past its length a sequence's step is the identity: g passes through it
+        dP = np.where(keep, dP, 0)
+        dR = np.where(keep, dR, 0)
+    g_next = dR @ args.W_hh + g * z
+    g_prev = g_next if keep is None else np.where(keep, g_next, g)
+    return dP, dR, g_prev

@@ -119,27 +119,42 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None):
             dh_carry = dh_carry + (dhs[t] if mask is None
                                    else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = cache.h[t - 1] if t > 0 else args.h0
-        c_prev = cache.c[t - 1] if t > 0 else args.c0
-        i, f, g, o = np.split(cache.gates[t], 4, axis=1)
-        tc = np.tanh(cache.c[t])
-        dc = dc_carry + dh_carry * o * (1 - tc * tc)
-        dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                             dc * i * (1 - g * g), dh_carry * tc * o * (1 - o)], axis=1)
-        dc_prev = dc * f
-        if mask is not None:
-            # past its length a sequence's step is the identity: both gradients pass
-            keep = mask[t][:, None]
-            dz = np.where(keep, dz, 0)
-            dc_prev = np.where(keep, dc_prev, dc_carry)
-            dh_skip = np.where(keep, 0, dh_carry)
+        dz, dh_carry_prev, dc_carry = lstm_backward_step(
+            dh_carry, dc_carry, cache, t, None if mask is None else mask[t][:, None])
         dx[t] = dz @ args.W_ih
         dW_ih += dz.T @ xs[t]
         dW_hh += dz.T @ h_prev
         db += dz.sum(axis=0)
-        dh_carry = dz @ args.W_hh
-        if mask is not None:
-            dh_carry = dh_carry + dh_skip
-        dc_carry = dc_prev
+        dh_carry = dh_carry_prev
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return LSTMGrads(dx, dh_carry, dc_carry, dW_ih, dW_hh, db_ih, db_hh)
+
+
+def lstm_backward_step(dh, dc, cache, t, keep=None):
+    """One step of lstm_backward, through step t's recurrence only.
+
+    dh: dL/dh_t, the total gradient reaching h_t; dc: dL/dc_t arriving from step t+1;
+    both (..., B, H): leading dimensions broadcast, so several vectors go back at once.
+    keep: (B, 1) bool, the rows inside their length, or None.
+    Returns (dz_t, dh_{t-1}, dc_{t-1}): dz_t (..., B, 4H) zero where not kept,
+    dh_{t-1} = dz_t W_hh and dc_{t-1} = dc f (both passed through unchanged where not
+    kept), before the loss's own gradient at step t-1 is added.
+    """
+    args = cache.args
+    c_prev = cache.c[t - 1] if t > 0 else args.c0
+    i, f, g, o = np.split(cache.gates[t], 4, axis=1)
+    tc = np.tanh(cache.c[t])
+    dc_total = dc + dh * o * (1 - tc * tc)
+    dz = np.concatenate([dc_total * g * i * (1 - i), dc_total * c_prev * f * (1 - f),
+                         dc_total * i * (1 - g * g), dh * tc * o * (1 - o)], axis=-1)
+    dc_prev = dc_total * f
+    if keep is not None:
+        # past its length a sequence's step is the identity: both gradients pass
+        dz = np.where(keep, dz, 0)
+        dc_prev = np.where(keep, dc_prev, dc)
+        dh_skip = np.where(keep, 0, dh)
+    dh_prev = dz @ args.W_hh
+    if keep is not None:
+        dh_prev = dh_prev + dh_skip
+    return dz, dh_prev, dc_prev

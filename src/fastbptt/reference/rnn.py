@@ -115,19 +115,33 @@ def rnn_backward(dh, cache, dh_n=None):
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = h[t - 1] if t > 0 else args.h0
-        dA = g * _derivative_from_output(args.nonlinearity, h[t])
-        if mask is not None:
-            # past its length a sequence's step is the identity: g passes through it
-            keep = mask[t][:, None]
-            dA = np.where(keep, dA, 0)
-            g_skip = np.where(keep, 0, g)
+        dA, g_prev = rnn_backward_step(g, cache, t, None if mask is None else mask[t][:, None])
         dx[t] = dA @ args.W_ih
         dW_ih += dA.T @ xs[t]
         dW_hh += dA.T @ h_prev
         db += dA.sum(axis=0)
-        g = dA @ args.W_hh
-        if mask is not None:
-            g = g + g_skip
+        g = g_prev
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return RNNGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
+
+
+def rnn_backward_step(g, cache, t, keep=None):
+    """One step of rnn_backward, through step t's recurrence only.
+
+    g: dL/dh_t, the total gradient reaching h_t, (..., B, H): leading dimensions
+    broadcast, so several vectors go back at once (gradient-flow diagnostics push an
+    identity through). keep: (B, 1) bool, the rows inside their length, or None.
+    Returns (dA_t, g_{t-1}): dA_t = g f'(a_t), zero where not kept, and
+    g_{t-1} = dA_t W_hh (plus g itself where not kept: the step is the identity there),
+    before the loss's own gradient at step t-1 is added.
+    """
+    dA = g * _derivative_from_output(cache.args.nonlinearity, cache.h[t])
+    if keep is not None:
+        # past its length a sequence's step is the identity: g passes through it
+        dA = np.where(keep, dA, 0)
+        g_skip = np.where(keep, 0, g)
+    g_prev = dA @ cache.args.W_hh
+    if keep is not None:
+        g_prev = g_prev + g_skip
+    return dA, g_prev

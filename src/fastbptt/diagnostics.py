@@ -1,0 +1,192 @@
+"""Gradient-flow diagnostics: how the gradient reaching each hidden state grows or fades
+going back in time, per layer of a unidirectional fastbptt.RNN, LSTM or GRU.
+
+For layer k (0 = the bottom) and step t, with g_t = dL/dh_t^k the total gradient
+reaching h_t (the direct term, d_output[t] for the top layer or the gradient flowing
+down from layer k+1 at step t, plus everything flowing back from steps t+1..T-1):
+
+    grad_norm[k, t]     = mean over the batch of ||g_t[b]||_2                     (L, T)
+    jacobian_norm[k, t] = mean over the batch of ||dh_{T-1}/dh_t [b]||_F          (L, T)
+
+The Jacobian goes through layer k's own recurrence only: its input sequence (the layer
+below's output) is held fixed, and for an LSTM so is c_t (the partial derivative with
+respect to h_t). jacobian_norm[:, T-1] = sqrt(H), the norm of the identity. A Jacobian
+norm that falls geometrically going back in time is the vanishing gradient.
+
+This runs its own forward and backward in NumPy with the reference twins' per-step
+math (fastbptt.reference.*_backward_step), whatever layer.backend says: it is a
+diagnostic, not a hot path. Cost: the gradient norms one reference forward+backward;
+the Jacobian pushes an identity back through every step, H vectors per batch row,
+about 2 T B G H^3 flops per layer (G = 1, 4, 3 gates); pass jacobian=False to skip it.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from fastbptt._validation import as_float_array
+from fastbptt.layers import _RecurrentLayer
+from fastbptt.reference.gru import gru_backward_step, gru_forward
+from fastbptt.reference.lstm import lstm_backward_step, lstm_forward
+from fastbptt.reference.rnn import rnn_backward_step, rnn_forward
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    """What gradient_flow measured: grad_norm (L, T) = mean_b ||dL/dh_t||, and
+    jacobian_norm (L, T) = mean_b ||dh_{T-1}/dh_t||_F, or None when not asked for."""
+    grad_norm: np.ndarray
+    jacobian_norm: Optional[np.ndarray]
+
+
+def _layer_forward(layer, k, inp, init):
+    """The reference forward of layer k over inp (T, B, I_k) from its initial state(s);
+    returns (output (T, B, H), cache)."""
+    p = layer.params
+    weights = (p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"], p.get(f"bias_ih_l{k}"),
+               p.get(f"bias_hh_l{k}"))
+    if layer._cell == "lstm":
+        return lstm_forward(inp, init[0], init[1], *weights)
+    if layer._cell == "rnn":
+        return rnn_forward(inp, init[0], *weights, nonlinearity=layer.nonlinearity)
+    return gru_forward(inp, init[0], *weights)
+
+
+def _step_back(cell, cache, t, dh, dc):
+    """Through step t: (gradient of the step's input-side pre-activations, dh_{t-1},
+    dc_{t-1} or None). The first is what multiplies W_ih to reach the layer's input."""
+    if cell == "lstm":
+        return lstm_backward_step(dh, dc, cache, t)
+    if cell == "rnn":
+        dA, dh_prev = rnn_backward_step(dh, cache, t)
+        return dA, dh_prev, None
+    dP, _, dh_prev = gru_backward_step(dh, cache, t)
+    return dP, dh_prev, None
+
+
+def _mean_row_norm(g):
+    """Mean over the batch (axis -2) of the L2 norm over everything else: for (B, H) the
+    rows' vector norms, for (H, B, H) (an identity pushed back) the Frobenius norms."""
+    sq = np.sum(g.astype(np.float64, copy=False) ** 2, axis=-1)
+    if g.ndim == 3:
+        sq = np.sum(sq, axis=0)
+    return float(np.mean(np.sqrt(sq)))
+
+
+def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
+    """Measure the gradient flow of L = sum(output * d_output) through a unidirectional
+    layer (see the module docstring).
+
+    layer: fastbptt.RNN, LSTM or GRU, not bidirectional; x (T, B, I) (or (B, T, I) with
+    layer.batch_first); d_output: dL/d(output), shaped like the layer's output;
+    hx: the initial state like layer.forward's (h0 (L, B, H), or (h0, c0) for an LSTM),
+    or None for zeros; jacobian=False skips the (costlier) Jacobian norms.
+    Returns GradientFlow(grad_norm (L, T), jacobian_norm (L, T) or None), float64.
+    """
+    if not isinstance(layer, _RecurrentLayer):
+        raise TypeError(f"layer must be a fastbptt RNN, LSTM or GRU, got "
+                        f"{type(layer).__name__}")
+    if layer.bidirectional:
+        raise ValueError("gradient_flow needs a unidirectional layer")
+    if not isinstance(jacobian, (bool, np.bool_)):
+        raise TypeError(f"jacobian must be a bool, got {jacobian!r}")
+    cell, L, H = layer._cell, layer.num_layers, layer.hidden_size
+    x = as_float_array("x", x, 3, layer.dtype)
+    if x.shape[-1] != layer.input_size:
+        raise ValueError(f"x must have {layer.input_size} features (input_size) in its "
+                         f"last dimension, got shape {x.shape}")
+    xs = x.transpose(1, 0, 2) if layer.batch_first else x   # (T, B, I)
+    T, B = xs.shape[:2]
+    if T == 0:
+        raise ValueError("x has no time steps")
+    d_output = as_float_array("d_output", d_output, 3, layer.dtype)
+    out_shape = (B, T, H) if layer.batch_first else (T, B, H)
+    if d_output.shape != out_shape:
+        raise ValueError(f"d_output must have the layer output's shape {out_shape}, got "
+                         f"{d_output.shape}")
+    if cell == "lstm":
+        if hx is None:
+            hx = (None, None)
+        elif not (isinstance(hx, tuple) and len(hx) == 2):
+            raise TypeError("hx must be a tuple (h0, c0) or None for an LSTM")
+        states = layer._initial_states(hx, B)
+    else:
+        states = layer._initial_states((hx,), B)
+
+    caches, inp = [], xs
+    for k in range(L):
+        inp, cache = _layer_forward(layer, k, inp, [s[k] for s in states])
+        caches.append(cache)
+
+    grad_norm = np.empty((L, T))
+    d_above = d_output.transpose(1, 0, 2) if layer.batch_first else d_output  # (T, B, H)
+    for k in reversed(range(L)):
+        W_ih = layer.params[f"weight_ih_l{k}"]
+        d_below = np.empty(caches[k].args.x.shape, layer.dtype)   # dL/d(layer k's input)
+        dh = np.zeros((B, H), layer.dtype)
+        dc = np.zeros((B, H), layer.dtype) if cell == "lstm" else None
+        for t in reversed(range(T)):
+            dh = dh + d_above[t]
+            grad_norm[k, t] = _mean_row_norm(dh)
+            d_pre, dh, dc = _step_back(cell, caches[k], t, dh, dc)
+            if k > 0:   # the bottom layer's input gradient reaches no state
+                d_below[t] = d_pre @ W_ih
+        d_above = d_below
+
+    jacobian_norm = None
+    if jacobian:
+        jacobian_norm = np.empty((L, T))
+        # J[j, b] = row j of dh_{T-1}/dh_t for batch row b: the identity at t = T-1,
+        # pushed back a step at a time with H as an extra batch dimension
+        seed = np.broadcast_to(np.eye(H, dtype=layer.dtype)[:, None, :], (H, B, H))
+        for k in range(L):
+            J = seed.copy()
+            dc = np.zeros((H, B, H), layer.dtype) if cell == "lstm" else None
+            jacobian_norm[k, T - 1] = _mean_row_norm(J)
+            for t in range(T - 1, 0, -1):
+                _, J, dc = _step_back(cell, caches[k], t, J, dc)
+                jacobian_norm[k, t - 1] = _mean_row_norm(J)
+    return GradientFlow(grad_norm, jacobian_norm)
+
+
+def plot_gradient_flow(flow, path=None, ax=None):
+    """Plot a GradientFlow on a log scale, one line per layer, against the time step.
+
+    ax None: a new figure with a panel for ||dL/dh_t|| and one for ||dh_T/dh_t||_F
+    (when measured); ax one matplotlib Axes: both on it (solid and dashed); ax a pair
+    of Axes: one quantity on each. Saves a PNG when path is given. Returns the Figure.
+    Needs matplotlib (pip install "fastbptt[plot]").
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError('plot_gradient_flow needs matplotlib: pip install "fastbptt[plot]"'
+                          ' (or pip install matplotlib)') from exc
+    if not isinstance(flow, GradientFlow):
+        raise TypeError(f"flow must be a GradientFlow from gradient_flow(), got "
+                        f"{type(flow).__name__}")
+    series = [("||dL/dh_t||", flow.grad_norm, "-")]
+    if flow.jacobian_norm is not None:
+        series.append(("||dh_T/dh_t||_F", flow.jacobian_norm, "--"))
+    if ax is None:
+        fig = Figure(figsize=(4.5 * len(series), 3.4), layout="constrained")
+        axes = list(np.atleast_1d(fig.subplots(1, len(series))))
+    elif isinstance(ax, (list, tuple)):
+        if len(ax) != len(series):
+            raise ValueError(f"ax must hold {len(series)} Axes for this flow, got {len(ax)}")
+        axes, fig = list(ax), ax[0].figure
+    else:
+        axes, fig = [ax] * len(series), ax.figure
+    shared = len(set(map(id, axes))) == 1
+    for a, (title, values, style) in zip(axes, series):
+        steps = np.arange(values.shape[1])
+        for k, row in enumerate(values):
+            label = f"layer {k}" + (f" {title}" if shared else "")
+            a.plot(steps, row, style, label=label)
+        a.set_yscale("log")
+        a.set_xlabel("time step t")
+        a.set_title("mean over the batch" if shared else title)
+        a.legend(fontsize="small")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

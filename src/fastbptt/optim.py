@@ -1,0 +1,345 @@
+"""Optimizers that update a parameter dict in place, and gradient clipping.
+
+Every optimizer holds the caller's arrays themselves ({name: ndarray}, e.g. layer.params)
+and updates them with ufuncs writing into them (out=), never by rebinding, so the layer
+and the optimizer keep sharing the arrays. (A layer's load_state_dict replaces its
+arrays: build the optimizer after loading, or load into the optimizer too.)
+
+The update rules are torch.optim's, step for step, with its defaults (no weight decay,
+no dampening, no learning-rate decay), for a parameter w with gradient g:
+
+    SGD       w -= lr g
+    Momentum  b = momentum b + g  (b = g at the first step);  w -= lr b,
+              or with nesterov: w -= lr (g + momentum b)
+    Adagrad   s += g^2;  w -= lr g / (sqrt(s) + eps)
+    Adam      m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2;  t += 1
+              w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+step(grads) takes a dict with exactly the parameters' keys, shapes and dtypes; the
+caller's gradients are read, never written (only clip_grad_norm / clip_grad_value
+write into gradients, by design). Each parameter has one scratch buffer, so a step
+allocates no per-parameter temporaries.
+
+state_dict() returns a flat dict of arrays and scalars ready for np.savez;
+load_state_dict(d) restores it (from np.load too) into an optimizer built on the same
+parameters.
+"""
+import math
+
+import numpy as np
+
+from fastbptt._validation import FLOAT_DTYPES
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_nonnegative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_unit_interval(name, value):
+    """A coefficient in [0, 1): a decay rate such as momentum or Adam's betas."""
+    value = _check_nonnegative(name, value)
+    if value >= 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return value
+
+
+def _check_float_arrays(what, arrays, writable):
+    """arrays must be a non-empty dict {str: float32/float64 ndarray}."""
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{what} must be a dict {{name: ndarray}}, got {type(arrays).__name__}")
+    if not arrays:
+        raise ValueError(f"{what} is empty")
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{what}[{key!r}] must be a NumPy array, got {type(value).__name__}")
+        if value.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{what}[{key!r}] must have dtype float32 or float64, "
+                            f"got {value.dtype}")
+        if writable and not value.flags.writeable:
+            raise ValueError(f"{what}[{key!r}] is read-only; it is updated in place")
+
+
+class _Optimizer:
+    """The parameter bookkeeping shared by SGD, Momentum, Adagrad and Adam; use those."""
+
+    # Names of the per-parameter state arrays, e.g. ("exp_avg", "exp_avg_sq").
+    _slots = ()
+
+    def __init__(self, params, lr):
+        _check_float_arrays("params", params, writable=True)
+        self.params = params
+        self.lr = _check_positive("lr", lr)
+        self.state = {slot: {k: np.zeros_like(p) for k, p in params.items()}
+                      for slot in self._slots}
+        self._scratch = {k: np.empty_like(p) for k, p in params.items()}
+
+    def _check_grads(self, grads):
+        """Every check before any parameter changes, so a bad dict updates nothing."""
+        _check_float_arrays("grads", grads, writable=False)
+        missing = [k for k in self.params if k not in grads]
+        unexpected = [k for k in grads if k not in self.params]
+        if missing or unexpected:
+            raise ValueError(f"grads must have exactly the parameters' keys: missing "
+                             f"{missing}, unexpected {unexpected}")
+        for key, p in self.params.items():
+            g = grads[key]
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{key!r}] must have the parameter's shape {p.shape}, "
+                                 f"got {g.shape}")
+            if g.dtype != p.dtype:
+                raise ValueError(f"grads[{key!r}] must have the parameter's dtype {p.dtype}, "
+                                 f"got {g.dtype}")
+
+    def step(self, grads):
+        """Update every parameter in place from grads {name: ndarray} (read only)."""
+        self._check_grads(grads)
+        self._begin_step()
+        for key, p in self.params.items():
+            self._update(key, p, grads[key], self._scratch[key])
+
+    def _begin_step(self):
+        """Per-step bookkeeping shared by all parameters (Adam's step count)."""
+
+    def _update(self, key, p, g, scratch):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _hyperparameters(self):
+        return {"lr": self.lr}
+
+    def state_dict(self):
+        """A flat dict for np.savez: 'optimizer' (the class name), the hyperparameters as
+        scalars, and each state array as '<slot>.<parameter name>' (a copy)."""
+        out = {"optimizer": type(self).__name__}
+        out.update(self._hyperparameters())
+        for slot, arrays in self.state.items():
+            for key, value in arrays.items():
+                out[f"{slot}.{key}"] = value.copy()
+        return out
+
+    def load_state_dict(self, state_dict):
+        """Restore what state_dict() returned (a dict or an np.load result) into this
+        optimizer, built on parameters with the same keys, shapes and dtypes. State arrays
+        are copied into the optimizer's own buffers."""
+        name = str(np.asarray(state_dict.get("optimizer", "")))
+        if name != type(self).__name__:
+            raise ValueError(f"state_dict is for optimizer {name!r}, not {type(self).__name__}")
+        hyper = {}
+        for key, current in self._hyperparameters().items():
+            if key not in state_dict:
+                raise ValueError(f"state_dict has no {key!r}")
+            hyper[key] = type(current)(np.asarray(state_dict[key]).item())
+        # Check every array before writing any, so a bad dict leaves the state as it was.
+        arrays = {}
+        for slot, current in self.state.items():
+            for key, buf in current.items():
+                name = f"{slot}.{key}"
+                if name not in state_dict:
+                    raise ValueError(f"state_dict has no {name!r}")
+                value = np.asarray(state_dict[name])
+                if value.shape != buf.shape or value.dtype != buf.dtype:
+                    raise ValueError(f"state_dict[{name!r}] must have shape {buf.shape} and "
+                                     f"dtype {buf.dtype}, got {value.shape} {value.dtype}")
+                arrays[name] = (buf, value)
+        self._set_hyperparameters(hyper)
+        for buf, value in arrays.values():
+            np.copyto(buf, value)
+
+    def _set_hyperparameters(self, hyper):
+        self.lr = _check_positive("lr", hyper["lr"])
+
+
+class SGD(_Optimizer):
+    """Plain gradient descent, w -= lr * g (torch.optim.SGD without momentum).
+
+    SGD(params, lr=0.1); params {name: float ndarray} updated in place by step(grads).
+    """
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, lr)
+
+    def _update(self, key, p, g, scratch):
+        np.multiply(g, self.lr, out=scratch)
+        np.subtract(p, scratch, out=p)
+
+
+class Momentum(_Optimizer):
+    """Heavy-ball or Nesterov momentum with torch.optim.SGD(momentum=...)'s rule:
+
+        b = momentum * b + g        (b starts at zero, so b = g at the first step)
+        w -= lr * b                 or, nesterov, w -= lr * (g + momentum * b)
+
+    Momentum(params, lr=0.1, momentum=0.9, nesterov=False).
+    """
+    _slots = ("momentum_buffer",)
+
+    def __init__(self, params, lr=0.1, momentum=0.9, nesterov=False):
+        self.momentum = _check_unit_interval("momentum", momentum)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        super().__init__(params, lr)
+
+    def _update(self, key, p, g, scratch):
+        buf = self.state["momentum_buffer"][key]
+        buf *= self.momentum
+        buf += g
+        if self.nesterov:
+            np.multiply(buf, self.momentum, out=scratch)
+            scratch += g
+            scratch *= self.lr
+        else:
+            np.multiply(buf, self.lr, out=scratch)
+        np.subtract(p, scratch, out=p)
+
+    def _hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _set_hyperparameters(self, hyper):
+        super()._set_hyperparameters(hyper)
+        self.momentum = _check_unit_interval("momentum", hyper["momentum"])
+        self.nesterov = bool(hyper["nesterov"])
+
+
+class Adagrad(_Optimizer):
+    """Adagrad with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay):
+
+        s += g^2;  w -= lr * g / (sqrt(s) + eps)
+
+    Adagrad(params, lr=0.01, eps=1e-10).
+    """
+    _slots = ("sum",)
+
+    def __init__(self, params, lr=0.01, eps=1e-10):
+        self.eps = _check_nonnegative("eps", eps)
+        super().__init__(params, lr)
+
+    def _update(self, key, p, g, scratch):
+        s = self.state["sum"][key]
+        np.multiply(g, g, out=scratch)
+        s += scratch
+        np.sqrt(s, out=scratch)
+        scratch += self.eps
+        np.divide(g, scratch, out=scratch)
+        scratch *= self.lr
+        np.subtract(p, scratch, out=p)
+
+    def _hyperparameters(self):
+        return {"lr": self.lr, "eps": self.eps}
+
+    def _set_hyperparameters(self, hyper):
+        super()._set_hyperparameters(hyper)
+        self.eps = _check_nonnegative("eps", hyper["eps"])
+
+
+class Adam(_Optimizer):
+    """Adam with torch.optim.Adam's bias-corrected rule, step count t from 1:
+
+        m = lerp(m, g, 1 - beta1)           m + (1 - beta1) (g - m), as torch computes it
+        v = beta2 v + (1 - beta2) g^2
+        w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8).
+    """
+    _slots = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check_unit_interval("betas[0]", betas[0]),
+                      _check_unit_interval("betas[1]", betas[1]))
+        self.eps = _check_nonnegative("eps", eps)
+        self.step_count = 0
+        super().__init__(params, lr)
+
+    def _begin_step(self):
+        self.step_count += 1
+
+    def _update(self, key, p, g, scratch):
+        beta1, beta2 = self.betas
+        t = self.step_count
+        m = self.state["exp_avg"][key]
+        v = self.state["exp_avg_sq"][key]
+        # torch's lerp: start + w (end - start) for w < 0.5, else end - (1 - w)(end - start)
+        weight = 1 - beta1
+        np.subtract(g, m, out=scratch)
+        if weight < 0.5:
+            scratch *= weight
+            m += scratch
+        else:
+            scratch *= beta1
+            np.subtract(g, scratch, out=m)
+        v *= beta2
+        np.multiply(g, g, out=scratch)
+        scratch *= 1 - beta2
+        v += scratch
+        step_size = self.lr / (1 - beta1 ** t)
+        np.sqrt(v, out=scratch)
+        scratch /= math.sqrt(1 - beta2 ** t)
+        scratch += self.eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        np.subtract(p, scratch, out=p)
+
+    def _hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1],
+                "eps": self.eps, "step": self.step_count}
+
+    def _set_hyperparameters(self, hyper):
+        super()._set_hyperparameters(hyper)
+        self.betas = (_check_unit_interval("beta1", hyper["beta1"]),
+                      _check_unit_interval("beta2", hyper["beta2"]))
+        self.eps = _check_nonnegative("eps", hyper["eps"])
+        step = hyper["step"]
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        self.step_count = step
+
+
+# ---------------------------------------------------------------- clipping
+
+def clip_grad_norm(grads, max_norm):
+    """Scale every gradient in place so their global L2 norm is at most max_norm.
+
+    norm = sqrt(sum over arrays of sum(g^2)), the norm of the concatenation of all
+    gradients; when norm > max_norm every g is multiplied by max_norm / (norm + 1e-6),
+    torch.nn.utils.clip_grad_norm_'s factor (it leaves the norm just below max_norm).
+    Returns the norm BEFORE clipping as a Python float.
+
+    A NaN or infinite norm is returned and the gradients are left untouched (torch
+    would multiply them all by NaN): test `math.isfinite(norm)` and skip the update.
+    """
+    _check_float_arrays("grads", grads, writable=True)
+    max_norm = _check_positive("max_norm", max_norm)
+    # Norm of the per-array norms, accumulated in Python floats (float64): the same value
+    # as the norm of the concatenation, without building it.
+    total = math.sqrt(sum(float(np.linalg.norm(g.ravel())) ** 2 for g in grads.values()))
+    if math.isfinite(total) and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+def clip_grad_value(grads, clip_value):
+    """Clamp every gradient in place to [-clip_value, clip_value]
+    (torch.nn.utils.clip_grad_value_). NaN entries stay NaN. Returns None."""
+    _check_float_arrays("grads", grads, writable=True)
+    clip_value = _check_positive("clip_value", clip_value)
+    for g in grads.values():
+        np.clip(g, -clip_value, clip_value, out=g)
