@@ -17,8 +17,8 @@ them as globals). float64 like the script, or float32 (Wxh's dtype decides).
 
 How: the T steps run as one fastbptt.rnn_forward / rnn_backward call (PyTorch layout
 W_ih = Wxh, W_hh = Whh, one batch row); the one-hot input projection is the kernel's one
-(T, V) x (V, H) GEMM. The output layer, softmax and loss gradient are one (T, H) x (H, V)
-GEMM and a few row-wise NumPy passes over all steps at once.
+(T, V) x (V, H) GEMM. The output layer, softmax and loss and their gradients are one call
+of the fused head fastbptt.softmax_cross_entropy over all steps at once.
 """
 import numpy as np
 
@@ -90,20 +90,13 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):   # noqa: N802 (the 
     h, cache = fastbptt.rnn_forward(x, hprev.reshape(1, H), p["Wxh"], p["Whh"],
                                     p["bh"].reshape(H), np.zeros(H, dtype))
     hs = h.reshape(T, H)                              # row t = h_t^T
-    # scores (T, V) = hs Why^T + by^T; p = softmax by rows, shifted by the row max
-    probs = hs @ p["Why"].T
-    probs += p["by"].reshape(V)
-    probs -= probs.max(axis=1, keepdims=True)
-    np.exp(probs, out=probs)
-    probs /= probs.sum(axis=1, keepdims=True)
-    loss = -np.sum(np.log(probs[steps, targets]))
-    dy = probs                                        # dL/dscores = p - onehot(target)
-    dy[steps, targets] -= 1
-    dWhy = dy.T @ hs                                  # (V, H)
-    dby = dy.sum(axis=0).reshape(V, 1)
-    dh = (dy @ p["Why"]).reshape(T, 1, H)             # dL/dh_t from the output layer
-    g = fastbptt.rnn_backward(dh, cache)
-    grads = [g.dW_ih, g.dW_hh, dWhy, g.db_ih.reshape(H, 1), dby]
+    # The output layer and the loss in one compiled pass over the steps: scores (T, V) =
+    # hs Why^T + by^T, loss = -sum_t log softmax(scores_t)[targets[t]], and its gradients
+    # dh (T, H), dWhy (V, H), dby (V,).
+    loss, head = fastbptt.softmax_cross_entropy(hs, p["Why"], p["by"].reshape(V), targets,
+                                                reduction="sum")
+    g = fastbptt.rnn_backward(head.dh.reshape(T, 1, H), cache)
+    grads = [g.dW_ih, g.dW_hh, head.dW, g.db_ih.reshape(H, 1), head.db.reshape(V, 1)]
     for d in grads:
         np.clip(d, -CLIP, CLIP, out=d)
     return loss, *grads, hs[-1].reshape(H, 1).copy()
