@@ -89,9 +89,11 @@ def layer_parts(cell, N, T, V, D, H, repeat):
             "temporal_affine_forward": lambda L=L, h=h: L.temporal_affine_forward(
                 h, p["W_vocab"], p["b_vocab"]),
             "temporal_softmax_loss": lambda L=L, s=s: L.temporal_softmax_loss(s, y, mask),
-            "temporal_affine_backward": lambda L=L, ds=ds, c3=c3: L.temporal_affine_backward(ds, c3),
+            "temporal_affine_backward": lambda L=L, ds=ds, c3=c3:
+                L.temporal_affine_backward(ds, c3),
             f"{cell}_backward": lambda bwd=bwd, dh=dh, c2=c2: bwd(dh, c2),
-            "word_embedding_backward": lambda L=L, demb=demb, c1=c1: L.word_embedding_backward(demb, c1),
+            "word_embedding_backward": lambda L=L, demb=demb, c1=c1:
+                L.word_embedding_backward(demb, c1),
         }
     return {k: interleaved({"numpy": out["numpy"][k], "compat": out["compat"][k]}, repeat, 10)
             for k in out["numpy"]}

@@ -361,7 +361,8 @@ def _rnn_args(**change):
 BAD_SEQUENCE = [
     ("x_2d", dict(x=np.ones((2, 4))), ValueError, [r"x must be 3-D"]),
     ("x_int", dict(x=np.ones((2, 3, 4), int)), TypeError, [r"x must have dtype float32"]),
-    ("Wx_rows", dict(Wx=np.ones((3, 5))), ValueError, [r"Wx must have shape \(D, H\)", r"D from x"]),
+    ("Wx_rows", dict(Wx=np.ones((3, 5))), ValueError,
+     [r"Wx must have shape \(D, H\)", r"D from x"]),
     ("Wh_shape", dict(Wh=np.ones((5, 4))), ValueError, [r"Wh must have shape \(H, H\)"]),
     ("b_shape", dict(b=np.ones(4)), ValueError, [r"b must have shape \(H,\)"]),
     ("h0_shape", dict(h0=np.ones((3, 5))), ValueError, [r"h0 must have shape \(N, H\)"]),
@@ -423,7 +424,8 @@ def test_bad_other_layer_arguments_are_named():
 
 
 def test_bad_step_arguments_are_named():
-    x, h, Wx, Wh, b = np.ones((2, 3)), np.ones((2, 4)), np.ones((3, 16)), np.ones((4, 16)), np.ones(16)
+    x, h, b = np.ones((2, 3)), np.ones((2, 4)), np.ones(16)
+    Wx, Wh = np.ones((3, 16)), np.ones((4, 16))
     raises_naming(ValueError, [r"prev_c must have shape \(N, H\)"],
                   lambda: cs231n.lstm_step_forward(x, h, np.ones((2, 5)), Wx, Wh, b))
     raises_naming(ValueError, [r"prev_h must have shape \(N, H\)"],

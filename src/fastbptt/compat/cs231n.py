@@ -16,15 +16,16 @@ How: the sequence functions are thin adapters onto fastbptt.rnn_forward / lstm_f
 (N, T, D) without copying). Per call that costs one transposed (and, for the LSTM, gate-
 permuted) copy of Wx, Wh and b going in and of their gradients coming out, O((D+H) G H),
 against the O(T N (D+H) G H) of the recurrence. The step functions have no time loop to
-compile and stay NumPy (measured faster than a T = 1 call of the cells: bench/RESULTS.md).
-word_embedding_backward sums rows with a sparse (V, N*T) one-hot product instead of
-np.add.at; temporal_affine and temporal_softmax_loss are single NumPy GEMMs / passes.
+compile and stay NumPy (measured as fast as a T = 1 call of the cells at small sizes and
+1.3-1.5x faster at larger ones: bench/RESULTS.md). word_embedding_backward sums rows with
+a (V, N*T) one-hot product (dense when small, else sparse) instead of np.add.at;
+temporal_affine and temporal_softmax_loss are single NumPy GEMMs / passes.
 """
 import numpy as np
 import scipy.sparse
 
 import fastbptt
-from fastbptt._validation import FLOAT_DTYPES, as_float_array
+from fastbptt._validation import as_float_array
 
 _LSTM_GATES = 4
 
