@@ -626,9 +626,10 @@ def test_backward_rejects_bad_input(batch_first, dh, dh_n, exc, needles, impl):
 
 
 @pytest.mark.parametrize("shape", [(T_, B_, I_, H_), (0, B_, I_, H_)], ids=["full", "empty"])
-@pytest.mark.parametrize("forward_impl,backward_impl",
-                         [("reference", "compiled"), ("compiled", "reference")])
+@pytest.mark.parametrize("forward_impl,backward_impl", [("compiled", "reference")])
 def test_the_other_implementations_cache_is_rejected(shape, forward_impl, backward_impl):
+    # (fastbptt.gru_backward takes a reference cache: the backend switch sends it to the
+    # reference backward; tests/test_backend.py)
     p = make_problem(*shape, seed=21)
     _, cache = IMPLS[forward_impl][0](*p.forward_args())
     with pytest.raises(TypeError, match="cache"):

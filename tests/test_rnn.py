@@ -533,11 +533,13 @@ def test_backward_rejects_bad_input(batch_first, dh, dh_n, exc, needles, impl):
 
 
 @pytest.mark.parametrize("shape", [(T_, B_, I_, H_), (0, B_, I_, H_)], ids=["full", "empty"])
-def test_reference_cache_rejected_by_compiled_backward(shape):
+def test_reference_cache_goes_to_reference_backward(shape):
+    # The backend switch (fastbptt._backend): a backward follows its cache's maker.
     p = make_problem(*shape, seed=21)
     _, ref_cache = reference.rnn_forward(*p.forward_args())
-    with pytest.raises(TypeError, match="cache"):
-        fastbptt.rnn_backward(p.dh, ref_cache, dh_n=p.dh_n)
+    got = fastbptt.rnn_backward(p.dh, ref_cache, dh_n=p.dh_n)
+    want = reference.rnn_backward(p.dh, ref_cache, dh_n=p.dh_n)
+    assert_grads_close(got, want, 0, 0, "reference cache")
 
 
 def test_compiled_cache_rejected_by_reference_backward():

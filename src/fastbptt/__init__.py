@@ -4,6 +4,7 @@ The functions here run compiled kernels; :mod:`fastbptt.reference` holds their p
 twins with the same names and signatures.
 """
 from fastbptt import reference
+from fastbptt._backend import get_backend, set_backend, use_backend
 from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
 from fastbptt._grads import HeadGrads
 from fastbptt.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
@@ -26,3 +27,4 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
            "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
            "TruncatedBPTT", "TruncatedBPTTWindow",
            "GradientFlow", "gradient_flow", "plot_gradient_flow"]
+__all__ += ["set_backend", "get_backend", "use_backend"]

@@ -11,6 +11,7 @@ PyTorch's gates r, z, n:
 """
 import numpy as np
 
+from fastbptt._backend import dispatch
 from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args
@@ -61,6 +62,7 @@ def _bias_rows(args):
                            args.b_hh[2 * H:]])
 
 
+@dispatch("gru_forward")
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None):
     """Run a GRU over a sequence.
 
@@ -90,6 +92,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     return outputs(hbuf, args), GRUCache(args, hbuf, gates)
 
 
+@dispatch("gru_backward")
 def gru_backward(dh, cache, dh_n=None):
     """Backpropagate through time.
 

@@ -26,16 +26,18 @@ import importlib
 
 import numpy as np
 
+from fastbptt._backend import BACKENDS, implementation
 from fastbptt._cell_args import GATES, check_lengths
 from fastbptt._validation import as_float_array
 
-_BACKENDS = {"compiled": "fastbptt", "reference": "fastbptt.reference"}
-
-
-def _cell_module(backend, cell):
-    """The module with `{cell}_forward` / `{cell}_backward` of a backend, e.g.
-    fastbptt.lstm or fastbptt.reference.lstm."""
-    return importlib.import_module(f"{_BACKENDS[backend]}.{cell}")
+def _cell_function(backend, cell, what):
+    """The function `{cell}_{what}` (e.g. lstm_forward) a layer calls. backend None: the
+    public one, which follows the switch (fastbptt.set_backend / use_backend) and whose
+    backward goes where its cache came from; "compiled" or "reference" pins it."""
+    name = f"{cell}_{what}"
+    if backend is None:
+        return getattr(importlib.import_module(f"fastbptt.{cell}"), name)
+    return implementation(name, backend)
 
 
 def _reversal_index(T, B, lengths):
@@ -57,7 +59,7 @@ class _RecurrentLayer:
     _cell = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, dtype=np.float32, seed=None, backend="compiled"):
+                 bidirectional=False, dtype=np.float32, seed=None, backend=None):
         for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -89,8 +91,9 @@ class _RecurrentLayer:
 
     @backend.setter
     def backend(self, value):
-        if value not in _BACKENDS:
-            raise ValueError(f"backend must be 'compiled' or 'reference', got {value!r}")
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"backend must be None (follow fastbptt.set_backend), "
+                             f"'compiled' or 'reference', got {value!r}")
         self._backend = value
 
     def _param_shapes(self):
@@ -162,8 +165,7 @@ class _RecurrentLayer:
         return out
 
     def _run_forward(self, x, states, lengths):
-        cells = _cell_module(self.backend, self._cell)
-        forward = getattr(cells, f"{self._cell}_forward")
+        forward = _cell_function(self.backend, self._cell, "forward")
         x = as_float_array("x", x, 3, self.dtype)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"x must have {self.input_size} features (input_size) in its "
@@ -203,8 +205,7 @@ class _RecurrentLayer:
         if self._caches is None:
             raise RuntimeError("backward needs a forward call first")
         caches, reverse_index, x_shape = self._caches
-        cells = _cell_module(self.backend, self._cell)
-        backward = getattr(cells, f"{self._cell}_backward")
+        backward = _cell_function(self.backend, self._cell, "backward")
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         B = x_shape[0] if self.batch_first else x_shape[1]
         T = x_shape[1] if self.batch_first else x_shape[0]
@@ -283,14 +284,14 @@ class RNN(_RecurrentLayer):
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
         batch_first=False, bidirectional=False, dtype=np.float32, seed=None,
-        backend="compiled"); seed is an int, None or a numpy Generator.
+        backend=None); seed is an int, None or a numpy Generator.
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
     _cell = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, bidirectional=False, dtype=np.float32,
-                 seed=None, backend="compiled"):
+                 seed=None, backend=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN's), "
                              f"got {nonlinearity!r}")
@@ -309,7 +310,7 @@ class GRU(_RecurrentLayer):
     """GRU layers with torch.nn.GRU's gates r, z, n and parameters.
 
     GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-        bidirectional=False, dtype=np.float32, seed=None, backend="compiled").
+        bidirectional=False, dtype=np.float32, seed=None, backend=None).
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
     _cell = "gru"
@@ -325,7 +326,7 @@ class LSTM(_RecurrentLayer):
     """LSTM layers with torch.nn.LSTM's gates i, f, g, o and parameters.
 
     LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-         bidirectional=False, dtype=np.float32, seed=None, backend="compiled").
+         bidirectional=False, dtype=np.float32, seed=None, backend=None).
     forward(x, hx=None, lengths=None) -> output, (h_n, c_n); hx is (h0, c0) or None.
     backward(d_output, d_hn=None, d_cn=None) -> dx, grads; self.d_h0, self.d_c0.
     """

@@ -9,6 +9,7 @@ here is validation, allocation and dispatch; the numbers come from the kernels:
 """
 import numpy as np
 
+from fastbptt._backend import dispatch
 from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args
@@ -60,6 +61,7 @@ def _transposed_step(B, H, dtype):
     return 1 < B < H and dtype == np.float32
 
 
+@dispatch("lstm_forward")
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None):
     """Run an LSTM over a sequence.
@@ -92,6 +94,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     return outputs(hbuf, args), LSTMCache(args, gates, hbuf, cbuf)
 
 
+@dispatch("lstm_backward")
 def lstm_backward(dh, cache, dh_n=None, dc_n=None):
     """Backpropagate through time.
 

@@ -9,6 +9,7 @@ here is validation, allocation and dispatch; the numbers come from the kernels:
 import numpy as np
 
 from fastbptt import reference
+from fastbptt._backend import dispatch
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args
@@ -48,6 +49,7 @@ def _transposed_step(B, H):
     return 1 < B < H
 
 
+@dispatch("rnn_forward")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None):
     """Run a vanilla RNN over a sequence.
@@ -83,6 +85,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     return outputs(hbuf, args), RNNCache(args, hbuf)
 
 
+@dispatch("rnn_backward")
 def rnn_backward(dh, cache, dh_n=None):
     """Backpropagate through time.
 

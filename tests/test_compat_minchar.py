@@ -1,0 +1,190 @@
+"""fastbptt.compat.minchar against the min-char-rnn script's own loops (the oracle below,
+its lossFun and sample with the globals made arguments), finite differences, float32,
+bad input."""
+import numpy as np
+import pytest
+
+from fastbptt.compat import minchar
+from _helpers import raises_naming, relative_error
+
+
+# ------------------------------------------------------------------ the oracle (the script)
+
+def o_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, clip=True):   # noqa: N802
+    vocab_size = Wxh.shape[1]
+    xs, hs, ys, ps = {}, {}, {}, {}
+    hs[-1] = np.copy(hprev)
+    loss = 0
+    for t in range(len(inputs)):
+        xs[t] = np.zeros((vocab_size, 1), Wxh.dtype)
+        xs[t][inputs[t]] = 1
+        hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)
+        ys[t] = np.dot(Why, hs[t]) + by
+        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))
+        loss += -np.log(ps[t][targets[t], 0])
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
+    dhnext = np.zeros_like(hs[0]) if inputs else np.zeros_like(hprev)
+    for t in reversed(range(len(inputs))):
+        dy = np.copy(ps[t])
+        dy[targets[t]] -= 1
+        dWhy += np.dot(dy, hs[t].T)
+        dby += dy
+        dh = np.dot(Why.T, dy) + dhnext
+        dhraw = (1 - hs[t] * hs[t]) * dh
+        dbh += dhraw
+        dWxh += np.dot(dhraw, xs[t].T)
+        dWhh += np.dot(dhraw, hs[t - 1].T)
+        dhnext = np.dot(Whh.T, dhraw)
+    if clip:
+        for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
+            np.clip(dparam, -5, 5, out=dparam)
+    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
+
+
+def o_sample(h, seed_ix, n, Wxh, Whh, Why, bh, by):
+    vocab_size = Wxh.shape[1]
+    x = np.zeros((vocab_size, 1))
+    x[seed_ix] = 1
+    ixes = []
+    for t in range(n):
+        h = np.tanh(np.dot(Wxh, x) + np.dot(Whh, h) + bh)
+        y = np.dot(Why, h) + by
+        p = np.exp(y) / np.sum(np.exp(y))
+        ix = np.random.choice(range(vocab_size), p=p.ravel())
+        x = np.zeros((vocab_size, 1))
+        x[ix] = 1
+        ixes.append(ix)
+    return ixes
+
+
+def _model(V=65, H=100, scale=0.01, seed=0, dtype=np.float64):
+    """The script's initialisation (randn * 0.01, zero biases) or a larger scale."""
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal((H, V)) * scale, rng.standard_normal((H, H)) * scale,
+              rng.standard_normal((V, H)) * scale, rng.standard_normal((H, 1)) * scale,
+              rng.standard_normal((V, 1)) * scale]
+    hprev = np.tanh(rng.standard_normal((H, 1)))
+    return [a.astype(dtype) for a in params], hprev.astype(dtype)
+
+
+def _chunk(V, T, seed=1):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, V, T + 1).tolist()
+    return data[:-1], data[1:]
+
+
+def _assert_results(got, want, tol, dtype):
+    assert len(got) == 7
+    for k, (a, b) in enumerate(zip(got, want)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape, f"result {k}: shape {a.shape} != {b.shape}"
+        assert a.dtype == np.dtype(dtype), f"result {k}: dtype {a.dtype}"
+        err = relative_error(a.astype(np.float64), b.astype(np.float64))
+        assert err <= tol, f"result {k}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.3], ids=["script_init", "large_clipped"])
+@pytest.mark.parametrize("T", [25, 1, 7])
+def test_lossFun_matches_the_script(T, scale):
+    (Wxh, Whh, Why, bh, by), hprev = _model(scale=scale)
+    inputs, targets = _chunk(65, T)
+    params = [a.copy() for a in (hprev, Wxh, Whh, Why, bh, by)]
+    got = minchar.lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    want = o_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    _assert_results(got, want, 1e-10, np.float64)   # the package's float64 TOL
+    if scale == 0.3 and T == 25:
+        assert any(np.max(np.abs(d)) == 5 for d in want[1:6]), "clipping not exercised"
+    for before, after in zip(params, (hprev, Wxh, Whh, Why, bh, by)):
+        np.testing.assert_array_equal(before, after)      # the caller's arrays untouched
+
+
+def test_lossFun_float32_is_kept_and_close():
+    (Wxh, Whh, Why, bh, by), hprev = _model(scale=0.1, dtype=np.float32)
+    inputs, targets = _chunk(65, 25)
+    got = minchar.lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    want = o_lossFun(inputs, targets, *(a.astype(np.float64)
+                                        for a in (hprev, Wxh, Whh, Why, bh, by)))
+    _assert_results(got, want, 2e-5, np.float32)
+
+
+def test_lossFun_empty_chunk_returns_zeros_and_hprev():
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=5, H=4)
+    got = minchar.lossFun([], [], hprev, Wxh, Whh, Why, bh, by)
+    want = o_lossFun([], [], hprev, Wxh, Whh, Why, bh, by)
+    _assert_results(got, want, 0, np.float64)
+    assert got[-1] is not hprev
+
+
+def test_lossFun_gradients_match_finite_differences():
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=6, H=5, scale=0.5, seed=3)
+    inputs, targets = _chunk(6, 8, seed=4)
+    params = [Wxh, Whh, Why, bh, by]
+    got = minchar.lossFun(inputs, targets, hprev, *params)
+    assert all(np.max(np.abs(d)) < 5 for d in got[1:6]), "clipping would spoil the check"
+    eps = 1e-5
+    for k, (name, arr) in enumerate(zip(("Wxh", "Whh", "Why", "bh", "by"), params)):
+        numeric = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            old = arr[idx]
+            arr[idx] = old + eps
+            plus = minchar.lossFun(inputs, targets, hprev, *params)[0]
+            arr[idx] = old - eps
+            minus = minchar.lossFun(inputs, targets, hprev, *params)[0]
+            arr[idx] = old
+            numeric[idx] = (plus - minus) / (2 * eps)
+        assert np.max(np.abs(numeric)) > 1e-3
+        err = relative_error(got[1 + k], numeric)
+        assert err < 1e-7, f"d{name}: relative error {err:.2e}"
+
+
+def test_sample_draws_what_the_script_draws():
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=11, H=8, scale=0.5)
+    np.random.seed(123)
+    want = o_sample(hprev, 3, 40, Wxh, Whh, Why, bh, by)
+    np.random.seed(123)
+    got = minchar.sample(hprev, 3, 40, Wxh, Whh, Why, bh, by)
+    assert got == want and all(isinstance(i, int) for i in got)
+    a = minchar.sample(hprev, 3, 40, Wxh, Whh, Why, bh, by, rng=np.random.default_rng(5))
+    b = minchar.sample(hprev, 3, 40, Wxh, Whh, Why, bh, by, rng=np.random.default_rng(5))
+    assert a == b and len(a) == 40 and all(0 <= i < 11 for i in a)
+    assert minchar.sample(hprev, 3, 0, Wxh, Whh, Why, bh, by) == []
+
+
+def test_bad_arguments_are_named():
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=5, H=4)
+    ok = ([0, 1], [1, 2], hprev, Wxh, Whh, Why, bh, by)
+
+    def call(**change):
+        names = ("inputs", "targets", "hprev", "Wxh", "Whh", "Why", "bh", "by")
+        args = dict(zip(names, ok))
+        args.update(change)
+        return lambda: minchar.lossFun(*(args[n] for n in names))
+
+    raises_naming(ValueError, [r"Whh must have shape \(H, H\)"], call(Whh=np.ones((5, 5))))
+    raises_naming(ValueError, [r"Why must have shape \(V, H\)"], call(Why=np.ones((4, 5))))
+    raises_naming(ValueError, [r"bh must have shape \(H, 1\)"], call(bh=np.ones((1, 4))))
+    raises_naming(ValueError, [r"by must have shape \(V, 1\)"], call(by=np.ones((4, 1))))
+    raises_naming(ValueError, [r"hprev must have shape \(H, 1\)"], call(hprev=np.ones((1, 4))))
+    raises_naming(TypeError, [r"mixed dtypes", "Whh"], call(Whh=Whh.astype(np.float32)))
+    raises_naming(TypeError, [r"Wxh must have dtype float32 or float64"],
+                  call(Wxh=np.ones((4, 5), int)))
+    raises_naming(ValueError, [r"inputs must lie in \[0, V\)"], call(inputs=[0, 5]))
+    raises_naming(TypeError, [r"targets must hold ints"], call(targets=[0.0, 1.0]))
+    raises_naming(ValueError, [r"same length"], call(targets=[1]))
+    raises_naming(ValueError, [r"seed_ix must lie in \[0, V\)"],
+                  lambda: minchar.sample(hprev, 5, 3, Wxh, Whh, Why, bh, by))
+    raises_naming(ValueError, [r"n must be an int >= 0"],
+                  lambda: minchar.sample(hprev, 0, -1, Wxh, Whh, Why, bh, by))
+    raises_naming(TypeError, [r"rng must be a numpy Generator"],
+                  lambda: minchar.sample(hprev, 0, 2, Wxh, Whh, Why, bh, by, rng=3))
+
+
+def test_lossFun_follows_the_backend_switch():
+    import fastbptt
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=7, H=5, scale=0.3)
+    inputs, targets = _chunk(7, 6)
+    with fastbptt.use_backend("reference"):
+        got = minchar.lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    want = o_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    _assert_results(got, want, 1e-12, np.float64)

@@ -1,0 +1,43 @@
+"""The examples run end to end with their small CI settings (subprocesses of this Python,
+with this fastbptt first on the path)."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import fastbptt
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script, *args):
+    if not (EXAMPLES / script).exists():
+        pytest.skip(f"examples/{script} is not in this tree (an installed-wheel run)")
+    env = dict(os.environ)
+    src = str(pathlib.Path(fastbptt.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in [env.get("PYTHONPATH")] if p])
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_cs231n_model_prints_the_same_losses_for_both_layer_sets(cell):
+    out = _run("cs231n_model.py", "--small", "--cell", cell)
+    rows = re.findall(r"^\s+(\d+)\s+([-\d.]+)\s+([-\d.]+)$", out, re.M)
+    assert [int(r[0]) for r in rows] == [0, 1, 2], out
+    for _, numpy_loss, compat_loss in rows:
+        assert float(numpy_loss) == pytest.approx(float(compat_loss), rel=1e-9)
+    assert re.search(r"speed-up [\d.]+x", out), out
+
+
+def test_min_char_rnn_trains_and_samples_on_the_corpus():
+    out = _run("min_char_rnn.py", "--small")
+    assert re.search(r"data has \d+ characters, \d+ unique", out), out
+    losses = [float(v) for v in re.findall(r"iter \d+, loss: ([\d.]+)", out)]
+    assert len(losses) == 3 and all(v > 0 for v in losses), out
+    assert out.count("----") == 4, out          # two samples, each between rulers
