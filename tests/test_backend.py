@@ -204,3 +204,22 @@ def test_layer_backend_is_validated():
     layer.backend = "reference"
     layer.backend = None
     assert layer.backend is None
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+                                  "mean_squared_error"])
+def test_losses_follow_the_switch(name, monkeypatch):
+    rng = np.random.default_rng(0)
+    h, W, b = rng.standard_normal((5, 3, 4)), rng.standard_normal((6, 4)), np.zeros(6)
+    targets = (rng.integers(0, 6, (5, 3)) if name == "softmax_cross_entropy"
+               else rng.uniform(size=(5, 3, 6)))
+    calls = []
+    real = getattr(fastbptt.reference, name)
+    monkeypatch.setattr(fastbptt.reference, name,
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    compiled_loss, _ = getattr(fastbptt, name)(h, W, b, targets)
+    assert calls == []
+    with fastbptt.use_backend("reference"):
+        reference_loss, _ = getattr(fastbptt, name)(h, W, b, targets)
+    assert calls == [1]
+    assert reference_loss == pytest.approx(compiled_loss, rel=1e-12)

@@ -14,7 +14,8 @@ import json
 
 import numpy as np
 
-from fastbptt import losses, reference
+from fastbptt import losses
+from fastbptt._backend import implementation
 from fastbptt.layers import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -69,8 +70,11 @@ class CharLM:
 
     @backend.setter
     def backend(self, value):
+        """"compiled" or "reference" pins the layer and the loss; None follows
+        fastbptt.set_backend / use_backend, like the layer classes."""
         self.layer.backend = value   # validates
-        self._loss = (losses if value == "compiled" else reference).softmax_cross_entropy
+        self._loss = (losses.softmax_cross_entropy if value is None
+                      else implementation("softmax_cross_entropy", value))
 
     @property
     def hidden_size(self):

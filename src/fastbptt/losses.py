@@ -20,6 +20,7 @@ last_step(h, lengths) gathers the same states from the output h.
 import numpy as np
 
 from fastbptt import reference
+from fastbptt._backend import dispatch
 from fastbptt._grads import HeadGrads
 from fastbptt._kernels import losses as _kernel
 from fastbptt._loss_args import check_head_args
@@ -70,6 +71,7 @@ def _run(loss, h, W, b, targets, mask, ignore_index, reduction, compute_grad):
     return a.reduce(total), grads
 
 
+@dispatch("softmax_cross_entropy")
 def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
                           reduction="mean", compute_grad=True):
     """Softmax cross-entropy of the head y = h W^T + b against class indices.
@@ -85,6 +87,7 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
                 compute_grad)
 
 
+@dispatch("sigmoid_binary_cross_entropy")
 def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean",
                                  compute_grad=True):
     """Binary cross-entropy of sigmoid(y), y = h W^T + b, against targets in [0, 1].
@@ -98,6 +101,7 @@ def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean
                 compute_grad)
 
 
+@dispatch("mean_squared_error")
 def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute_grad=True):
     """Squared error of y = h W^T + b against targets.
 
