@@ -181,3 +181,25 @@ def test_caller_arrays_are_never_written(entry, impl, batch_first):
                 a[...] = 12345.0   # results are the caller's: editing them is fine
         for a, b in zip(_all_arrays(call), before):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_empty_batch_with_a_huge_T_is_immediate_and_a_T_beyond_int32_refused(cell, impl):
+    """B = 0 makes every result empty whatever T is: no loop over 2**30 empty steps
+    (found by tools/fuzz.py, where it ran for minutes). T itself must fit a C int."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    W_ih, W_hh = np.ones((G * 3, 2)), np.ones((G * 3, 3))
+    mod = IMPL_MODULES[impl]
+    forward, backward = getattr(mod, f"{cell}_forward"), getattr(mod, f"{cell}_backward")
+
+    def args(x):
+        return (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
+
+    x = np.broadcast_to(np.float64(0), (2**30, 0, 2))
+    h, cache = forward(*args(x))
+    assert h.shape == (2**30, 0, 3)
+    grads = backward(None, cache, dh_n=np.zeros((0, 3)))
+    assert grads.dx.shape == x.shape and not grads.dW_ih.any()
+    with pytest.raises(ValueError, match=r"T = 2147483653 exceeds the 32-bit BLAS"):
+        forward(*args(np.broadcast_to(np.float64(0), (2**31 + 5, 0, 2))))

@@ -84,6 +84,9 @@ def check_sizes(T, B, I, H, G):
     and W_hh (G*H, H). Every int the kernels form (T*B, T*G'*H, B*G'*H, leading
     dimensions) is at most one of these."""
     Gw = 4 if G == 3 else G
+    # each size on its own too: the kernels hold T, B, I, H in C ints (an empty problem
+    # with a huge T would still be refused here rather than looped over)
+    check_blas_size(T=T, B=B, I=I, H=H)
     check_blas_size(**{"T*B*I": T * B * I, f"T*B*{Gw}*H": T * B * Gw * H,
                        f"{G}*H*I": G * H * I, f"{G}*H*H": G * H * H})
 

@@ -73,7 +73,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     dtype = args.x.dtype
     h, r, z, n, R_n = (np.empty((T, B, H), dtype) for _ in range(5))
     h_prev = args.h0
-    for t in range(T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(T if B * H else 0):
         P_r, P_z, P_n = _blocks(xs[t] @ args.W_ih.T + args.b_ih, H)
         R_r, R_z, R_n[t] = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)   # R_n kept
         r[t] = expit(P_r + R_r)
@@ -117,7 +119,7 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     db_ih = np.zeros(3 * H, dtype)
     db_hh = np.zeros(3 * H, dtype)
     g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = cache.h[t - 1] if t > 0 else args.h0

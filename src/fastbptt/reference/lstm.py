@@ -72,7 +72,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     h = np.empty((T, B, H), dtype)
     c = np.empty((T, B, H), dtype)
     h_prev, c_prev = args.h0, args.c0
-    for t in range(T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(T if B * H else 0):
         z = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
         i, f, g, o = np.split(z, 4, axis=1)
         i, f, g, o = expit(i), expit(f), np.tanh(g), expit(o)
@@ -121,7 +123,7 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     db = np.zeros(4 * H, dtype)
     dh_carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     dc_carry = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             dh_carry = dh_carry + (dhs[t] if mask is None
                                    else np.where(mask[t][:, None], dhs[t], 0))

@@ -78,7 +78,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     h = np.empty((args.T, args.B, args.H), args.x.dtype)
     h_prev = args.h0
-    for t in range(args.T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(args.T if args.B * args.H else 0):
         a = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
         h[t] = _activate(args.nonlinearity, a)
         if mask is not None:
@@ -117,7 +119,7 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     dW_hh = np.zeros_like(args.W_hh)
     db = np.zeros(H, dtype)
     g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = h[t - 1] if t > 0 else args.h0
