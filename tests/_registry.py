@@ -187,6 +187,37 @@ REGISTRY = [
 ]
 
 
+def _gemm_call(case, impl):
+    """fastbptt._kernels.blas.gemm_py, C := alpha op(A) op(B) + beta C in place: the
+    BLAS shim's test entry point (writes its output argument C by design)."""
+    from fastbptt._kernels import blas
+    rng = case.rng()
+    ta, tb = bool(case.seed % 2), bool(case.seed // 2 % 2)
+    m, n, k = case.T, case.B, case.H
+    A = _rand(rng, (k, m) if ta else (m, k), case.dtype)
+    B = _rand(rng, (n, k) if tb else (k, n), case.dtype)
+    return Call(blas.gemm_py, (ta, tb, 0.5, A, B, 0.25, _rand(rng, (m, n), case.dtype)))
+
+
+def _gemv_call(case, impl):
+    """fastbptt._kernels.blas.gemv_py, y := alpha op(A) x + beta y in place."""
+    from fastbptt._kernels import blas
+    rng = case.rng()
+    ta = bool(case.seed % 2)
+    m, n = case.T, case.H
+    x = _rand(rng, (m if ta else n,), case.dtype)
+    y = _rand(rng, (n if ta else m,), case.dtype)
+    return Call(blas.gemv_py, (ta, 0.5, _rand(rng, (m, n), case.dtype), x, 0.25, y))
+
+
+# Private entry points that the fuzzer also hammers (tools/fuzz.py), but that are not
+# public API: no reference twin, and they write their output argument by design.
+FUZZ_EXTRA = [
+    Entry("blas.gemm_py", _gemm_call, impls=("compiled",)),
+    Entry("blas.gemv_py", _gemv_call, impls=("compiled",)),
+]
+
+
 def entry(name):
     """The REGISTRY entry called `name`."""
     for e in REGISTRY:

@@ -146,11 +146,14 @@ def test_huge_upstream_gradients_are_refused_by_shape_without_a_copy(cell, impl)
 @pytest.mark.parametrize("entry", REGISTRY, ids=lambda e: e.name)
 @pytest.mark.parametrize("layout", [lay for lay in LAYOUTS if lay != "C"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_layout_gives_the_contiguous_result_bit_for_bit(entry, impl, layout, dtype):
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_every_layout_gives_the_contiguous_result_bit_for_bit(entry, impl, layout, dtype,
+                                                              batch_first):
     """Fortran order, strided slices, negative strides and read-only arrays hold the same
     values as the C-contiguous arrays, so the results must be identical, not just close.
     Lengths on, so the padding paths run too."""
-    case = Case(T=5, B=3, I=4, H=3, dtype=dtype, lengths=True, seed=7)
+    case = Case(T=5, B=3, I=4, H=3, dtype=dtype, batch_first=batch_first, lengths=True,
+                seed=7)
     expected = flatten(entry.build(case, impl)())
     got = flatten(entry.build(Case(**{**case.__dict__, "layout": layout}), impl)())
     assert len(got) == len(expected) > 0

@@ -3,7 +3,8 @@
 
     python tools/fuzz.py --calls 10000 --seed 0
 
-Call i draws everything from numpy.random.default_rng([seed, i]): a registered function,
+Call i draws everything from numpy.random.default_rng([seed, i]): a registered function
+(REGISTRY, plus FUZZ_EXTRA: the BLAS shim's test entry points),
 a random problem (sizes 0..5, both dtypes, every layout, lengths or not), the compiled or
 reference implementation, and, for most calls, one argument replaced by junk (wrong type,
 dtype, ndim or shape, NaN, a huge broadcast view, an unknown keyword...). A valid call
@@ -34,10 +35,11 @@ def one_call(seed, i):
     """Run call i; returns (description, outcome) where outcome is "ok", "rejected" or
     a failure message."""
     import numpy as np
-    from _registry import REGISTRY, mutate, random_case
+    from _registry import FUZZ_EXTRA, REGISTRY, mutate, random_case
 
+    entries = REGISTRY + FUZZ_EXTRA
     rng = np.random.default_rng([seed, i])
-    entry = REGISTRY[int(rng.integers(len(REGISTRY)))]
+    entry = entries[int(rng.integers(len(entries)))]
     case = random_case(rng)
     impl = entry.impls[int(rng.integers(len(entry.impls)))]
     what = f"call {i}: {entry.name} [{impl}] {case}"
