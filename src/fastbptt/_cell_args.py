@@ -129,9 +129,9 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
     gb = "(H,)" if G == 1 else f"({G}*H,)"
     if has_bias:
         b_ih = as_float_array("b_ih", b_ih, 1, dtype, contiguous=False)
-        check_shape("b_ih", b_ih, (G * H,), gb)
+        check_shape("b_ih", b_ih, (G * H,), gb, "H from W_hh")
         b_hh = as_float_array("b_hh", b_hh, 1, dtype, contiguous=False)
-        check_shape("b_hh", b_hh, (G * H,), gb)
+        check_shape("b_hh", b_hh, (G * H,), gb, "H from W_hh")
     h0 = _check_state("h0", h0, B, H, dtype, layout, x.shape)
     if cell == "lstm":
         c0 = _check_state("c0", c0, B, H, dtype, layout, x.shape)
@@ -176,13 +176,14 @@ def check_backward_args(dh, dh_n, args, dc_n=None, check_finite=False):
     if dh is not None:
         dh = as_float_array("dh", dh, 3, dtype, contiguous=False)
         expected, described = ((B, T, H), "(B, T, H)") if args.batch_first else ((T, B, H), "(T, B, H)")
-        check_shape("dh", dh, expected, described)
+        check_shape("dh", dh, expected, described,
+                    "the forward output's shape: T and B from x, H from W_hh")
     if dh_n is not None:
         dh_n = as_float_array("dh_n", dh_n, 2, dtype, contiguous=False)
-        check_shape("dh_n", dh_n, (B, H), "(B, H)")
+        check_shape("dh_n", dh_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
     if dc_n is not None:
         dc_n = as_float_array("dc_n", dc_n, 2, dtype, contiguous=False)
-        check_shape("dc_n", dc_n, (B, H), "(B, H)")
+        check_shape("dc_n", dc_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
     # copied only now that their shapes (and so their sizes) are known to be right
     dh, dh_n, dc_n = (None if a is None else np.ascontiguousarray(a) for a in (dh, dh_n, dc_n))
     if check_finite:

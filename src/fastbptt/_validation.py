@@ -55,10 +55,13 @@ def check_finite(name, value, where=None):
                          f"found {bad} non-finite value(s)")
 
 
-def check_shape(name, array, expected, described):
-    """Raise ValueError unless array.shape == expected; `described` spells the shape."""
+def check_shape(name, array, expected, described, source=""):
+    """Raise ValueError unless array.shape == expected; `described` spells the shape and
+    `source` (optional) says which arguments its sizes come from."""
     if array.shape != expected:
-        raise ValueError(f"{name} must have shape {described} = {expected}, got {array.shape}")
+        source = f" ({source})" if source else ""
+        raise ValueError(f"{name} must have shape {described} = {expected}{source}, "
+                         f"got {array.shape}")
 
 
 def check_blas_size(**sizes):
