@@ -294,6 +294,10 @@ def junk_values(value, rng):
             huge[axis] = 2**31 + 5
             junk.append((f"huge{axis}", np.broadcast_to(np.zeros((1,) * a.ndim, dt),
                                                         tuple(huge))))
+        if a.ndim > 1:   # zero elements, but one size beyond any C int
+            huge_empty = [2**40] + [0] * (a.ndim - 1)
+            junk.append(("huge_empty", np.broadcast_to(np.zeros((1,) * a.ndim, dt),
+                                                       tuple(huge_empty))))
         junk.append(("reversed", a[::-1]))
         if a.dtype.kind in "iu":
             junk += [("too_big", a + 10**6), ("negative", a - 10**6),

@@ -206,3 +206,17 @@ def test_empty_batch_with_a_huge_T_is_immediate_and_a_T_beyond_int32_refused(cel
     assert grads.dx.shape == x.shape and not grads.dW_ih.any()
     with pytest.raises(ValueError, match=r"T = 2147483653 exceeds the 32-bit BLAS"):
         forward(*args(np.broadcast_to(np.float64(0), (2**31 + 5, 0, 2))))
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_huge_batch_without_features_is_refused_before_the_zero_states(cell, impl):
+    """I = 0 makes x empty whatever B is, but h0 = None would be zeros (B, H): B = 2**40
+    must be refused before those are allocated, not with a MemoryError."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x = np.broadcast_to(np.float64(0), (1, 2**40, 0))
+    W_ih, W_hh = np.ones((G * 3, 0)), np.ones((G * 3, 3))
+    forward = getattr(IMPL_MODULES[impl], f"{cell}_forward")
+    args = (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
+    with pytest.raises(ValueError, match=r"B = 1099511627776 exceeds the 32-bit BLAS"):
+        forward(*args)

@@ -103,7 +103,7 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
     if not isinstance(check_finite, (bool, np.bool_)):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
     # Shapes and dtypes first, on the caller's arrays as they are (views, broadcasts):
-    # nothing is copied until check_sizes has passed.
+    # nothing is copied or allocated until check_sizes has passed.
     x = as_float_array("x", x, 3, None, contiguous=False)
     dtype = x.dtype
     if batch_first:
@@ -123,6 +123,8 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
             f"W_ih must have shape {gi} = {(G * H, I)} (H from W_hh, I from x {layout} "
             f"= {x.shape}), got {W_ih.shape}"
         )
+    # before anything of these sizes is allocated (the zero states below included)
+    check_sizes(T, B, I, H, G)
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")
     has_bias = b_ih is not None
@@ -138,7 +140,6 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
     elif c0 is not None:
         raise ValueError(f"c0 is for lstm only, not {cell}")
     lengths = check_lengths(lengths, B, T)
-    check_sizes(T, B, I, H, G)
     x, h0, W_ih, W_hh = (np.ascontiguousarray(a) for a in (x, h0, W_ih, W_hh))
     if has_bias:
         b_ih, b_hh = np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh)
