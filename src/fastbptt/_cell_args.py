@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from fastbptt._validation import as_float_array, check_blas_size, check_shape
+from fastbptt._validation import check_finite as _check_finite
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -67,7 +68,7 @@ def check_lengths(lengths, B, T):
 def _check_state(name, value, B, H, dtype, layout, x_shape):
     if value is None:
         return np.zeros((B, H), dtype)
-    value = as_float_array(name, value, 2, dtype)
+    value = as_float_array(name, value, 2, dtype, contiguous=False)
     if value.shape != (B, H):
         raise ValueError(
             f"{name} must have shape (B, H) = {(B, H)} (B from x {layout} = {x_shape}, "
@@ -76,14 +77,34 @@ def _check_state(name, value, B, H, dtype, layout, x_shape):
     return value
 
 
+def check_sizes(T, B, I, H, G):
+    """Refuse a problem whose buffers BLAS's (and the kernels') 32-bit ints cannot index,
+    computed in Python ints before anything is copied or allocated: x (T*B, I), the gate
+    workspaces (T*B, G'*H) with G' = 4 for the GRU (its [r z n R_n] rows), W_ih (G*H, I)
+    and W_hh (G*H, H). Every int the kernels form (T*B, T*G'*H, B*G'*H, leading
+    dimensions) is at most one of these."""
+    Gw = 4 if G == 3 else G
+    # each size on its own too: the kernels hold T, B, I, H in C ints (an empty problem
+    # with a huge T would still be refused here rather than looped over)
+    check_blas_size(T=T, B=B, I=I, H=H)
+    check_blas_size(**{"T*B*I": T * B * I, f"T*B*{Gw}*H": T * B * Gw * H,
+                       f"{G}*H*I": G * H * I, f"{G}*H*H": G * H * H})
+
+
 def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths=None,
-                       c0=None, nonlinearity=None, code=0):
+                       c0=None, nonlinearity=None, code=0, check_finite=False):
     """Validate a cell's forward arguments; returns CellArgs. Raises TypeError for a
-    wrong type or dtype, ValueError for a wrong shape or value, naming the argument."""
+    wrong type or dtype, ValueError for a wrong shape or value, naming the argument.
+    With check_finite, ValueError if an argument holds NaN or Inf (x only at the steps
+    inside each sequence's length: padding never matters)."""
     G = GATES[cell]
     if not isinstance(batch_first, (bool, np.bool_)):
         raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
-    x = as_float_array("x", x, 3, None)
+    if not isinstance(check_finite, (bool, np.bool_)):
+        raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
+    # Shapes and dtypes first, on the caller's arrays as they are (views, broadcasts):
+    # nothing is copied or allocated until check_sizes has passed.
+    x = as_float_array("x", x, 3, None, contiguous=False)
     dtype = x.dtype
     if batch_first:
         B, T, I = x.shape
@@ -91,44 +112,62 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
     else:
         T, B, I = x.shape
         layout = "(T, B, I)"
-    W_hh = as_float_array("W_hh", W_hh, 2, dtype)
+    W_hh = as_float_array("W_hh", W_hh, 2, dtype, contiguous=False)
     H = W_hh.shape[1]
     gh = "(H, H)" if G == 1 else f"({G}*H, H)"
     check_shape("W_hh", W_hh, (G * H, H), gh)
-    W_ih = as_float_array("W_ih", W_ih, 2, dtype)
+    W_ih = as_float_array("W_ih", W_ih, 2, dtype, contiguous=False)
     if W_ih.shape != (G * H, I):
         gi = "(H, I)" if G == 1 else f"({G}*H, I)"
         raise ValueError(
             f"W_ih must have shape {gi} = {(G * H, I)} (H from W_hh, I from x {layout} "
             f"= {x.shape}), got {W_ih.shape}"
         )
+    # before anything of these sizes is allocated (the zero states below included)
+    check_sizes(T, B, I, H, G)
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")
     has_bias = b_ih is not None
     gb = "(H,)" if G == 1 else f"({G}*H,)"
     if has_bias:
-        b_ih = as_float_array("b_ih", b_ih, 1, dtype)
-        check_shape("b_ih", b_ih, (G * H,), gb)
-        b_hh = as_float_array("b_hh", b_hh, 1, dtype)
-        check_shape("b_hh", b_hh, (G * H,), gb)
-    else:
-        b_ih = np.zeros(G * H, dtype)
-        b_hh = np.zeros(G * H, dtype)
+        b_ih = as_float_array("b_ih", b_ih, 1, dtype, contiguous=False)
+        check_shape("b_ih", b_ih, (G * H,), gb, "H from W_hh")
+        b_hh = as_float_array("b_hh", b_hh, 1, dtype, contiguous=False)
+        check_shape("b_hh", b_hh, (G * H,), gb, "H from W_hh")
     h0 = _check_state("h0", h0, B, H, dtype, layout, x.shape)
     if cell == "lstm":
         c0 = _check_state("c0", c0, B, H, dtype, layout, x.shape)
     elif c0 is not None:
         raise ValueError(f"c0 is for lstm only, not {cell}")
     lengths = check_lengths(lengths, B, T)
-    check_blas_size(**{"T*B*I": T * B * I, "T*B*G*H": T * B * G * H, "G*H*H": G * H * H})
-    return CellArgs(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
+    x, h0, W_ih, W_hh = (np.ascontiguousarray(a) for a in (x, h0, W_ih, W_hh))
+    if has_bias:
+        b_ih, b_hh = np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh)
+    else:
+        b_ih = np.zeros(G * H, dtype)
+        b_hh = np.zeros(G * H, dtype)
+    if c0 is not None:
+        c0 = np.ascontiguousarray(c0)
+    args = CellArgs(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
                     lengths, T, B, I, H, G, nonlinearity, code)
+    if check_finite:
+        mask = step_mask(args)
+        _check_finite("x", x, None if mask is None else (mask.T if batch_first else mask))
+        for name, value in (("h0", h0), ("c0", c0), ("W_ih", W_ih), ("W_hh", W_hh)):
+            _check_finite(name, value)
+        if has_bias:
+            _check_finite("b_ih", b_ih)
+            _check_finite("b_hh", b_hh)
+    return args
 
 
-def check_backward_args(dh, dh_n, args, dc_n=None):
+def check_backward_args(dh, dh_n, args, dc_n=None, check_finite=False):
     """dh like forward's output or None; dh_n (B, H) or None; dc_n (B, H) or None (lstm).
-    At least one of them must be given. Returns (dh, dh_n, dc_n) validated."""
+    At least one of them must be given. Returns (dh, dh_n, dc_n) validated. With
+    check_finite, ValueError if one holds NaN or Inf (dh only inside the lengths)."""
     T, B, H, dtype = args.T, args.B, args.H, args.dtype
+    if not isinstance(check_finite, (bool, np.bool_)):
+        raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
     if args.cell != "lstm" and dc_n is not None:
         raise ValueError(f"dc_n is for lstm only, not {args.cell}")
     if dh is None and dh_n is None and dc_n is None:
@@ -136,15 +175,24 @@ def check_backward_args(dh, dh_n, args, dc_n=None):
         raise ValueError(f"give dh (a gradient at every step), {last} (at the last step), "
                          f"or both; all were None")
     if dh is not None:
-        dh = as_float_array("dh", dh, 3, dtype)
+        dh = as_float_array("dh", dh, 3, dtype, contiguous=False)
         expected, described = ((B, T, H), "(B, T, H)") if args.batch_first else ((T, B, H), "(T, B, H)")
-        check_shape("dh", dh, expected, described)
+        check_shape("dh", dh, expected, described,
+                    "the forward output's shape: T and B from x, H from W_hh")
     if dh_n is not None:
-        dh_n = as_float_array("dh_n", dh_n, 2, dtype)
-        check_shape("dh_n", dh_n, (B, H), "(B, H)")
+        dh_n = as_float_array("dh_n", dh_n, 2, dtype, contiguous=False)
+        check_shape("dh_n", dh_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
     if dc_n is not None:
-        dc_n = as_float_array("dc_n", dc_n, 2, dtype)
-        check_shape("dc_n", dc_n, (B, H), "(B, H)")
+        dc_n = as_float_array("dc_n", dc_n, 2, dtype, contiguous=False)
+        check_shape("dc_n", dc_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
+    # copied only now that their shapes (and so their sizes) are known to be right
+    dh, dh_n, dc_n = (None if a is None else np.ascontiguousarray(a) for a in (dh, dh_n, dc_n))
+    if check_finite:
+        mask = step_mask(args)
+        _check_finite("dh", dh, None if mask is None or dh is None
+                      else (mask.T if args.batch_first else mask))
+        _check_finite("dh_n", dh_n)
+        _check_finite("dc_n", dc_n)
     return dh, dh_n, dc_n
 
 
@@ -154,3 +202,16 @@ def step_mask(args):
     if args.lengths is None:
         return None
     return np.arange(args.T)[:, None] < args.lengths[None, :]
+
+
+def x_for_weight_grads(args):
+    """x for dW_ih = dA^T X: x itself, or, when some step lies past a sequence's length,
+    a copy with those steps zeroed. dA is zero there, but 0 * NaN = NaN in the GEMM, so
+    NaN or Inf padding in x would leak into dW_ih; padding must never affect a result.
+    Costs one copy of x, and only when lengths cut some sequence short."""
+    if args.lengths is None or args.B == 0 or args.lengths.min() >= args.T:
+        return args.x
+    mask = step_mask(args)
+    x = args.x.copy()
+    x[~(mask.T if args.batch_first else mask)] = 0
+    return x

@@ -12,12 +12,14 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_INT_MAX = 2**31 - 1
 
 
-def as_float_array(name, value, ndim, dtype=None):
+def as_float_array(name, value, ndim, dtype=None, contiguous=True):
     """`value` as a C-contiguous float32/float64 ndarray of `ndim` dimensions.
 
     The dtype is `dtype` when given (the dtype of the sequence decides for every other
     argument); anything else is an error, never a silent cast. A non-contiguous or
-    negatively strided view is copied (the caller's array is never written).
+    negatively strided view is copied (the caller's array is never written). With
+    contiguous=False the array is returned as it is (possibly a strided or broadcast
+    view), so its sizes can be checked before a copy allocates them.
     """
     if not isinstance(value, np.ndarray):
         try:
@@ -25,7 +27,12 @@ def as_float_array(name, value, ndim, dtype=None):
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
     if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
+        swapped = value.dtype.kind == "f" and value.dtype.newbyteorder() in FLOAT_DTYPES
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {value.dtype}"
+            + (" (non-native byte order: convert with .astype(its native dtype))"
+               if swapped else "")
+        )
     if dtype is not None and value.dtype != dtype:
         raise TypeError(
             f"mixed dtypes: {name} is {value.dtype} but the sequence x is {dtype}; "
@@ -33,13 +40,28 @@ def as_float_array(name, value, ndim, dtype=None):
         )
     if value.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got {value.ndim}-D with shape {value.shape}")
-    return np.ascontiguousarray(value)
+    return np.ascontiguousarray(value) if contiguous else value
 
 
-def check_shape(name, array, expected, described):
-    """Raise ValueError unless array.shape == expected; `described` spells the shape."""
+def check_finite(name, value, where=None):
+    """Raise ValueError if `value` (or its entries value[where], `where` a boolean mask
+    over its leading dimensions) holds NaN or Inf: the check of check_finite=True."""
+    if value is None:
+        return
+    part = value if where is None else value[where]
+    if not np.isfinite(part).all():
+        bad = np.count_nonzero(~np.isfinite(part))
+        raise ValueError(f"{name} must not contain NaN or Inf (check_finite=True), "
+                         f"found {bad} non-finite value(s)")
+
+
+def check_shape(name, array, expected, described, source=""):
+    """Raise ValueError unless array.shape == expected; `described` spells the shape and
+    `source` (optional) says which arguments its sizes come from."""
     if array.shape != expected:
-        raise ValueError(f"{name} must have shape {described} = {expected}, got {array.shape}")
+        source = f" ({source})" if source else ""
+        raise ValueError(f"{name} must have shape {described} = {expected}{source}, "
+                         f"got {array.shape}")
 
 
 def check_blas_size(**sizes):

@@ -14,7 +14,7 @@ import numpy as np
 from fastbptt._backend import dispatch
 from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args
+from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt.reference import gru as reference
 
@@ -63,7 +63,8 @@ def _bias_rows(args):
 
 
 @dispatch("gru_forward")
-def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
+                check_finite=False):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -73,8 +74,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     outputs are zero).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for gru_backward whose h_n is the final state (B, H).
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
-    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths)
+    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              check_finite=check_finite)
     if is_empty(args):
         h, ref_cache = reference.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, batch_first,
                                              lengths)
@@ -93,13 +97,14 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
 
 
 @dispatch("gru_backward")
-def gru_backward(dh, cache, dh_n=None):
+def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like gru_forward's output, or None (many-to-one);
     dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays; db_ih and
     db_hh are None when forward had no biases.
+    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     if not isinstance(cache, GRUCache):
         raise TypeError(
@@ -107,11 +112,11 @@ def gru_backward(dh, cache, dh_n=None):
         )
     if cache.empty is not None:
         # An empty problem, run by the reference in gru_forward.
-        return reference.gru_backward(dh, cache.empty, dh_n)
+        return reference.gru_backward(dh, cache.empty, dh_n, check_finite=check_finite)
     args = cache.args
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     dA = np.empty((T * B, 4 * H), dtype)
     dX = np.empty((T * B, I), dtype)
@@ -121,7 +126,7 @@ def gru_backward(dh, cache, dh_n=None):
     transposed = _transposed_step(B, H)
     W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
     scratch = np.empty(H * B, dtype)
-    _kernel.gru_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
+    _kernel.gru_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          cache.gates, None if dh is None else dh.reshape(T * B, H),
                          dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch, args.lengths,
                          args.batch_first, transposed)

@@ -11,7 +11,9 @@ between the two with state_dict() / load_state_dict() (torch tensors load direct
 k the layer, sfx "" or "_reverse", I_0 = input_size and I_k = D*H above (D = 2 when
 bidirectional), G = 1, 4, 3 gates for RNN, LSTM, GRU.
 
-forward(x, h0=None, lengths=None) -> output, h_n (LSTM: output, (h_n, c_n)), where
+forward(x, h0=None, lengths=None, check_finite=False) -> output, h_n (LSTM: output,
+    (h_n, c_n)); check_finite=True raises ValueError on NaN/Inf in x (inside the
+    lengths), the initial states or the parameters. Here
     x (T, B, I) (or (B, T, I) with batch_first), h0 (L*D, B, H) (LSTM: (h0, c0) or None),
     output (T, B, D*H) (or (B, T, D*H)), [forward, reverse] concatenated like torch;
     h_n (L*D, B, H), layer-major then direction, like torch.
@@ -27,8 +29,8 @@ import importlib
 import numpy as np
 
 from fastbptt._backend import BACKENDS, implementation
-from fastbptt._cell_args import GATES, check_lengths
-from fastbptt._validation import as_float_array
+from fastbptt._cell_args import GATES, check_lengths, check_sizes
+from fastbptt._validation import as_float_array, check_finite as _check_finite
 
 def _cell_function(backend, cell, what):
     """The function `{cell}_{what}` (e.g. lstm_forward) a layer calls. backend None: the
@@ -157,23 +159,36 @@ class _RecurrentLayer:
             if value is None:
                 out.append(np.zeros(shape, self.dtype))
                 continue
-            value = as_float_array(name, value, 3, self.dtype)
+            value = as_float_array(name, value, 3, self.dtype, contiguous=False)
             if value.shape != shape:
                 raise ValueError(f"{name} must have shape (num_layers * num_directions, B, H)"
                                  f" = {shape}, got {value.shape}")
             out.append(value)
         return out
 
-    def _run_forward(self, x, states, lengths):
+    def _run_forward(self, x, states, lengths, check_finite=False):
         forward = _cell_function(self.backend, self._cell, "forward")
-        x = as_float_array("x", x, 3, self.dtype)
+        # no copy before the sizes are known to fit the kernels' 32-bit ints
+        x = as_float_array("x", x, 3, self.dtype, contiguous=False)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"x must have {self.input_size} features (input_size) in its "
                              f"last dimension, got shape {x.shape}")
         seq = x.transpose(1, 0, 2) if self.batch_first else x   # (T, B, I)
         T, B = seq.shape[:2]
+        check_sizes(T, B, max(self.input_size, self.num_directions * self.hidden_size),
+                    self.hidden_size, GATES[self._cell])
         lengths = check_lengths(lengths, B, T)
         states = self._initial_states(states, B)
+        if not isinstance(check_finite, (bool, np.bool_)):
+            raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
+        if check_finite:
+            # x only inside each sequence's length: padding never affects a result
+            inside = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]
+            _check_finite("x", seq, inside)
+            for name, value in zip(("h0", "c0"), states):
+                _check_finite(name, value)
+            for key, value in self.params.items():
+                _check_finite(f"params[{key!r}]", value)
         reverse_index = _reversal_index(T, B, lengths) if self.bidirectional else None
         finals = [np.empty_like(s) for s in states]
         caches = []
@@ -215,7 +230,7 @@ class _RecurrentLayer:
         checked = []
         for name, value in zip(names, finals_grads):
             if value is not None:
-                value = as_float_array(name, value, 3, self.dtype)
+                value = as_float_array(name, value, 3, self.dtype, contiguous=False)
                 if value.shape != state_shape:
                     raise ValueError(f"{name} must have shape (num_layers * num_directions, "
                                      f"B, H) = {state_shape}, got {value.shape}")
@@ -224,7 +239,7 @@ class _RecurrentLayer:
             raise ValueError("give d_output, d_hn" + (" or d_cn" if self._cell == "lstm" else "")
                              + "; all were None")
         if d_output is not None:
-            d_output = as_float_array("d_output", d_output, 3, self.dtype)
+            d_output = as_float_array("d_output", d_output, 3, self.dtype, contiguous=False)
             if d_output.shape != out_shape:
                 raise ValueError(f"d_output must have the output's shape {out_shape}, "
                                  f"got {d_output.shape}")
@@ -299,8 +314,8 @@ class RNN(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first,
                          bidirectional, dtype, seed, backend)
 
-    def forward(self, x, h0=None, lengths=None):
-        out, (h_n,) = self._run_forward(x, (h0,), lengths)
+    def forward(self, x, h0=None, lengths=None, check_finite=False):
+        out, (h_n,) = self._run_forward(x, (h0,), lengths, check_finite)
         return out, h_n
 
     __call__ = forward
@@ -315,8 +330,8 @@ class GRU(_RecurrentLayer):
     """
     _cell = "gru"
 
-    def forward(self, x, h0=None, lengths=None):
-        out, (h_n,) = self._run_forward(x, (h0,), lengths)
+    def forward(self, x, h0=None, lengths=None, check_finite=False):
+        out, (h_n,) = self._run_forward(x, (h0,), lengths, check_finite)
         return out, h_n
 
     __call__ = forward
@@ -332,12 +347,12 @@ class LSTM(_RecurrentLayer):
     """
     _cell = "lstm"
 
-    def forward(self, x, hx=None, lengths=None):
+    def forward(self, x, hx=None, lengths=None, check_finite=False):
         if hx is None:
             hx = (None, None)
         elif not (isinstance(hx, tuple) and len(hx) == 2):
             raise TypeError("hx must be a tuple (h0, c0) or None")
-        out, (h_n, c_n) = self._run_forward(x, hx, lengths)
+        out, (h_n, c_n) = self._run_forward(x, hx, lengths, check_finite)
         return out, (h_n, c_n)
 
     __call__ = forward

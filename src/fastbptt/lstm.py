@@ -12,7 +12,7 @@ import numpy as np
 from fastbptt._backend import dispatch
 from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args
+from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt.reference import lstm as reference
 
@@ -63,7 +63,7 @@ def _transposed_step(B, H, dtype):
 
 @dispatch("lstm_forward")
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None):
+                 lengths=None, check_finite=False):
     """Run an LSTM over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 and c0 (B, H)
@@ -73,9 +73,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     state is carried unchanged past that, its outputs are zero).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for lstm_backward whose h_n and c_n are the final states (B, H).
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
     args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              c0=c0)
+                              c0=c0, check_finite=check_finite)
     if is_empty(args):
         h, ref_cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh,
                                               batch_first, lengths)
@@ -95,13 +97,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
 
 @dispatch("lstm_backward")
-def lstm_backward(dh, cache, dh_n=None, dc_n=None):
+def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
     dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
     outside, or None. At least one of dh, dh_n, dc_n must be given.
     Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
+    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
+    or Inf.
     """
     if not isinstance(cache, LSTMCache):
         raise TypeError(
@@ -109,11 +113,12 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None):
         )
     if cache.empty is not None:
         # An empty problem, run by the reference in lstm_forward.
-        return reference.lstm_backward(dh, cache.empty, dh_n, dc_n)
+        return reference.lstm_backward(dh, cache.empty, dh_n, dc_n,
+                                       check_finite=check_finite)
     args = cache.args
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.dtype
-    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n)
+    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     carry_h = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     carry_c = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
     dz = np.empty((T * B, 4 * H), dtype)
@@ -125,7 +130,7 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None):
     W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
     scratch = np.empty(H * B, dtype)
     hold = None if args.lengths is None else np.empty((B, H), dtype)
-    _kernel.lstm_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,
+    _kernel.lstm_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,
                           cache.hbuf, cache.cbuf,
                           None if dh is None else dh.reshape(T * B, H),
                           dz, carry_h, carry_c, dX, dW_ih, dW_hh, db, W_hhT, scratch,

@@ -12,7 +12,7 @@ from fastbptt import reference
 from fastbptt._backend import dispatch
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args
+from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._nonlinearity import nonlinearity_code
 
@@ -51,7 +51,7 @@ def _transposed_step(B, H):
 
 @dispatch("rnn_forward")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False, lengths=None):
+                batch_first=False, lengths=None, check_finite=False):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -61,10 +61,12 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     state is carried unchanged past that, its outputs are zero).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for rnn_backward whose h_n is the final state (B, H).
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              nonlinearity=nonlinearity, code=code)
+                              nonlinearity=nonlinearity, code=code, check_finite=check_finite)
     if is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                              nonlinearity, batch_first, lengths)
@@ -86,12 +88,13 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
 
 @dispatch("rnn_backward")
-def rnn_backward(dh, cache, dh_n=None):
+def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
     dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
+    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     if not isinstance(cache, RNNCache):
         raise TypeError(
@@ -99,11 +102,11 @@ def rnn_backward(dh, cache, dh_n=None):
         )
     if cache.empty is not None:
         # An empty problem, run by the reference in rnn_forward.
-        return reference.rnn_backward(dh, cache.empty, dh_n)
+        return reference.rnn_backward(dh, cache.empty, dh_n, check_finite=check_finite)
     args = cache.args
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     dA = np.empty((T * B, H), dtype)
     dX = np.empty((T * B, I), dtype)
@@ -113,7 +116,7 @@ def rnn_backward(dh, cache, dh_n=None):
     transposed = _transposed_step(B, H)
     W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
     scratch = np.empty(H * B, dtype)
-    _kernel.rnn_backward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
+    _kernel.rnn_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),
                          dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch,
                          args.lengths, None if args.lengths is None else np.empty((B, H), dtype),

@@ -25,7 +25,8 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import GRUGrads
-from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
+                                 x_for_weight_grads)
 
 
 class ReferenceGRUCache:
@@ -52,7 +53,8 @@ def _blocks(a, H):
     return a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
+                check_finite=False):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
@@ -60,15 +62,20 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     lengths (B,) ints in [0, T] or None (all T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for gru_backward whose h_n is the final state.
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
-    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths)
+    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              check_finite=check_finite)
     T, B, H = args.T, args.B, args.H
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     dtype = args.x.dtype
     h, r, z, n, R_n = (np.empty((T, B, H), dtype) for _ in range(5))
     h_prev = args.h0
-    for t in range(T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(T if B * H else 0):
         P_r, P_z, P_n = _blocks(xs[t] @ args.W_ih.T + args.b_ih, H)
         R_r, R_z, R_n[t] = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)   # R_n kept
         r[t] = expit(P_r + R_r)
@@ -84,12 +91,13 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     return out.copy(order="C"), ReferenceGRUCache(args, h, r, z, n, R_n)
 
 
-def gru_backward(dh, cache, dh_n=None):
+def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like gru_forward's output, or None (many-to-one);
     dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
+    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     if not isinstance(cache, ReferenceGRUCache):
         raise TypeError(
@@ -98,9 +106,11 @@ def gru_backward(dh, cache, dh_n=None):
     args = cache.args
     T, B, H = args.T, args.B, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     mask = step_mask(args)
-    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
+    # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
+    x = x_for_weight_grads(args)
+    xs = x.transpose(1, 0, 2) if args.batch_first else x
     dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
 
     dx = np.zeros_like(xs)
@@ -109,7 +119,7 @@ def gru_backward(dh, cache, dh_n=None):
     db_ih = np.zeros(3 * H, dtype)
     db_hh = np.zeros(3 * H, dtype)
     g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = cache.h[t - 1] if t > 0 else args.h0

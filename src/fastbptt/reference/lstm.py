@@ -23,7 +23,8 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import LSTMGrads
-from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
+                                 x_for_weight_grads)
 
 
 class ReferenceLSTMCache:
@@ -50,7 +51,7 @@ class ReferenceLSTMCache:
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None):
+                 lengths=None, check_finite=False):
     """Run an LSTM over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
@@ -58,9 +59,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     lengths (B,) ints in [0, T] or None (all T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for lstm_backward whose h_n and c_n are the final states.
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
     args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              c0=c0)
+                              c0=c0, check_finite=check_finite)
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
     mask = step_mask(args)
@@ -69,7 +72,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     h = np.empty((T, B, H), dtype)
     c = np.empty((T, B, H), dtype)
     h_prev, c_prev = args.h0, args.c0
-    for t in range(T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(T if B * H else 0):
         z = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
         i, f, g, o = np.split(z, 4, axis=1)
         i, f, g, o = expit(i), expit(f), np.tanh(g), expit(o)
@@ -87,13 +92,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     return out.copy(order="C"), ReferenceLSTMCache(args, gates, h, c)
 
 
-def lstm_backward(dh, cache, dh_n=None, dc_n=None):
+def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
     dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
     outside, or None. At least one of dh, dh_n, dc_n must be given.
     Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh).
+    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
+    or Inf.
     """
     if not isinstance(cache, ReferenceLSTMCache):
         raise TypeError(
@@ -103,9 +110,11 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None):
     args = cache.args
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
-    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n)
+    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     mask = step_mask(args)
-    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
+    # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
+    x = x_for_weight_grads(args)
+    xs = x.transpose(1, 0, 2) if args.batch_first else x
     dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
 
     dx = np.zeros_like(xs)
@@ -114,7 +123,7 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None):
     db = np.zeros(4 * H, dtype)
     dh_carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     dc_carry = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             dh_carry = dh_carry + (dhs[t] if mask is None
                                    else np.where(mask[t][:, None], dhs[t], 0))

@@ -18,7 +18,8 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import RNNGrads
-from fastbptt._cell_args import check_backward_args, check_forward_args, step_mask
+from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
+                                 x_for_weight_grads)
 from fastbptt._nonlinearity import nonlinearity_code
 
 
@@ -59,7 +60,7 @@ class ReferenceRNNCache:
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False, lengths=None):
+                batch_first=False, lengths=None, check_finite=False):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
@@ -67,15 +68,19 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     [0, T] or None (all T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for rnn_backward whose h_n is the final state.
+    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
+    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              nonlinearity=nonlinearity, code=code)
+                              nonlinearity=nonlinearity, code=code, check_finite=check_finite)
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     h = np.empty((args.T, args.B, args.H), args.x.dtype)
     h_prev = args.h0
-    for t in range(args.T):
+    # an empty batch or state has nothing to compute at any step: skip the loop, so a
+    # zero-size problem costs nothing whatever T is
+    for t in range(args.T if args.B * args.H else 0):
         a = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
         h[t] = _activate(args.nonlinearity, a)
         if mask is not None:
@@ -87,12 +92,13 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     return out.copy(order="C"), ReferenceRNNCache(args, h)
 
 
-def rnn_backward(dh, cache, dh_n=None):
+def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
     dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
     dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
+    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     if not isinstance(cache, ReferenceRNNCache):
         raise TypeError(
@@ -101,9 +107,11 @@ def rnn_backward(dh, cache, dh_n=None):
     args, h = cache.args, cache.h
     T, B, H = args.T, args.B, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args)
+    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     mask = step_mask(args)
-    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x
+    # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
+    x = x_for_weight_grads(args)
+    xs = x.transpose(1, 0, 2) if args.batch_first else x
     dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
 
     dx = np.zeros_like(xs)
@@ -111,7 +119,7 @@ def rnn_backward(dh, cache, dh_n=None):
     dW_hh = np.zeros_like(args.W_hh)
     db = np.zeros(H, dtype)
     g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    for t in reversed(range(T)):
+    for t in reversed(range(T if B * H else 0)):   # as in forward
         if dhs is not None:
             g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = h[t - 1] if t > 0 else args.h0

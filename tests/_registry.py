@@ -1,0 +1,339 @@
+"""The public functions under the reliability harnesses, one REGISTRY entry each.
+
+The property tests (test_properties.py), the fuzz driver (tools/fuzz.py and its small run
+in test_fuzz.py), the leak check (test_leaks.py, tools/leakcheck.py) and the concurrency
+tests (test_concurrency.py) all walk REGISTRY, so a new public function joins every one
+of them with one Entry: a name and a `build(case, impl)` that returns a ready Call (the
+callable and valid arguments for that random Case and implementation).
+
+    REGISTRY.append(Entry("softmax_cross_entropy", build_softmax_cross_entropy))
+
+A builder draws its arrays from case.rng(), presents them in case.layout (present()),
+and may ignore the Case fields it has no use for. Backward entries run their own
+implementation's forward inside build, so the cache matches.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+import fastbptt
+from fastbptt import reference
+
+IMPLS = ("compiled", "reference")
+
+# How an array argument is handed over: the same values as a C-contiguous array, but as
+# a Fortran-ordered copy, a strided slice of a larger array, a negative-stride view, or a
+# read-only array. Every layout must give bit-identical results to "C".
+LAYOUTS = ("C", "F", "strided", "reversed", "readonly")
+
+NONLINEARITIES = ("tanh", "relu", "sigmoid", "identity")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One random problem; every builder reads the fields it needs."""
+    T: int = 4
+    B: int = 2
+    I: int = 3
+    H: int = 5
+    dtype: Any = np.float64
+    batch_first: bool = False
+    layout: str = "C"
+    lengths: bool = False
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    seed: int = 0
+
+    def rng(self):
+        return np.random.default_rng(self.seed)
+
+
+@dataclass
+class Call:
+    """A ready call: fn(*args, **kwargs)."""
+    fn: Callable
+    args: Tuple
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self):
+        return self.fn(*self.args, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A public function under test: build(case, impl) -> Call for impl in `impls`.
+
+    `exceptions` are the documented exceptions for bad arguments; anything else raised
+    by a call with junk arguments is a failure. `scale` widens the per-dtype tolerance of
+    compiled against reference (long products of rounding errors, say)."""
+    name: str
+    build: Callable[[Case, str], Call]
+    impls: Tuple[str, ...] = IMPLS
+    exceptions: Tuple[type, ...] = (TypeError, ValueError)
+    scale: float = 1.0
+
+
+def present(a, layout):
+    """The values of array `a` (C-contiguous, not shared with anything) in `layout`."""
+    if a is None or layout == "C":
+        return a
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "strided":
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],) if a.ndim else (), a.dtype)
+        if not a.ndim:
+            return a
+        big[..., ::2] = a
+        return big[..., ::2]
+    if layout == "reversed":
+        return np.ascontiguousarray(a[::-1])[::-1]
+    if layout == "readonly":
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def _cell_arrays(case, G):
+    """Random, well-conditioned forward arguments of a G-gate cell, C-contiguous."""
+    rng = case.rng()
+    T, B, I, H, dt = case.T, case.B, case.I, case.H, case.dtype
+    x = _rand(rng, (B, T, I) if case.batch_first else (T, B, I), dt)
+    arrays = {
+        "x": x,
+        "h0": _rand(rng, (B, H), dt, 0.5),
+        "c0": _rand(rng, (B, H), dt, 0.5),
+        "W_ih": _rand(rng, (G * H, I), dt, 1.0 / np.sqrt(max(I, 1))),
+        "W_hh": _rand(rng, (G * H, H), dt, 0.6 / np.sqrt(max(H, 1))),
+        "b_ih": _rand(rng, (G * H,), dt, 0.3) if case.bias else None,
+        "b_hh": _rand(rng, (G * H,), dt, 0.3) if case.bias else None,
+    }
+    lengths = rng.integers(0, T + 1, size=B) if case.lengths else None
+    out_shape = (B, T, H) if case.batch_first else (T, B, H)
+    upstream = {"dh": _rand(rng, out_shape, dt), "dh_n": _rand(rng, (B, H), dt),
+                "dc_n": _rand(rng, (B, H), dt)}
+    return arrays, lengths, upstream
+
+
+def _module(impl):
+    return fastbptt if impl == "compiled" else reference
+
+
+def _forward_call(cell, case, impl):
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    a, lengths, upstream = _cell_arrays(case, G)
+    p = {k: present(v, case.layout) for k, v in a.items()}
+    fn = getattr(_module(impl), f"{cell}_forward")
+    if cell == "lstm":
+        args = (p["x"], p["h0"], p["c0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
+    else:
+        args = (p["x"], p["h0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
+    kwargs = {"batch_first": case.batch_first, "lengths": lengths}
+    if cell == "rnn":
+        kwargs["nonlinearity"] = case.nonlinearity
+    return Call(fn, args, kwargs), upstream
+
+
+def _backward_call(cell, case, impl):
+    fwd, upstream = _forward_call(cell, case, impl)
+    _, cache = fwd()
+    u = {k: present(v, case.layout) for k, v in upstream.items()}
+    fn = getattr(_module(impl), f"{cell}_backward")
+    kwargs = {"dh_n": u["dh_n"]}
+    if cell == "lstm":
+        kwargs["dc_n"] = u["dc_n"]
+    return Call(fn, (u["dh"], cache), kwargs)
+
+
+def _layer_call(cls_name, case, impl, backward=False):
+    """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence."""
+    cls = getattr(fastbptt, cls_name)
+    kw = {"nonlinearity": "relu" if case.nonlinearity == "relu" else "tanh"} \
+        if cls_name == "RNN" else {}
+    # the layers need sizes >= 1; an empty case is carried by its sequence (T or B = 0)
+    I, H = max(case.I, 1), max(case.H, 1)
+    layer = cls(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
+                batch_first=case.batch_first, bidirectional=bool(case.seed % 3 == 0),
+                dtype=case.dtype, seed=case.seed, backend=impl, **kw)
+    rng = case.rng()
+    x = _rand(rng, (case.B, case.T, I) if case.batch_first else (case.T, case.B, I),
+              case.dtype)
+    lengths = rng.integers(0, case.T + 1, size=case.B) if case.lengths else None
+    fwd = Call(layer.forward, (present(x, case.layout),), {"lengths": lengths})
+    if not backward:
+        return fwd
+    out, _ = fwd()
+    return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
+
+
+REGISTRY = [
+    Entry("rnn_forward", lambda case, impl: _forward_call("rnn", case, impl)[0]),
+    Entry("rnn_backward", lambda case, impl: _backward_call("rnn", case, impl)),
+    Entry("lstm_forward", lambda case, impl: _forward_call("lstm", case, impl)[0]),
+    Entry("lstm_backward", lambda case, impl: _backward_call("lstm", case, impl)),
+    Entry("gru_forward", lambda case, impl: _forward_call("gru", case, impl)[0]),
+    Entry("gru_backward", lambda case, impl: _backward_call("gru", case, impl)),
+    Entry("RNN.forward", lambda case, impl: _layer_call("RNN", case, impl)),
+    Entry("RNN.backward", lambda case, impl: _layer_call("RNN", case, impl, True)),
+    Entry("LSTM.forward", lambda case, impl: _layer_call("LSTM", case, impl)),
+    Entry("LSTM.backward", lambda case, impl: _layer_call("LSTM", case, impl, True)),
+    Entry("GRU.forward", lambda case, impl: _layer_call("GRU", case, impl)),
+    Entry("GRU.backward", lambda case, impl: _layer_call("GRU", case, impl, True)),
+]
+
+
+def _gemm_call(case, impl):
+    """fastbptt._kernels.blas.gemm_py, C := alpha op(A) op(B) + beta C in place: the
+    BLAS shim's test entry point (writes its output argument C by design)."""
+    from fastbptt._kernels import blas
+    rng = case.rng()
+    ta, tb = bool(case.seed % 2), bool(case.seed // 2 % 2)
+    m, n, k = case.T, case.B, case.H
+    A = _rand(rng, (k, m) if ta else (m, k), case.dtype)
+    B = _rand(rng, (n, k) if tb else (k, n), case.dtype)
+    return Call(blas.gemm_py, (ta, tb, 0.5, A, B, 0.25, _rand(rng, (m, n), case.dtype)))
+
+
+def _gemv_call(case, impl):
+    """fastbptt._kernels.blas.gemv_py, y := alpha op(A) x + beta y in place."""
+    from fastbptt._kernels import blas
+    rng = case.rng()
+    ta = bool(case.seed % 2)
+    m, n = case.T, case.H
+    x = _rand(rng, (m if ta else n,), case.dtype)
+    y = _rand(rng, (n if ta else m,), case.dtype)
+    return Call(blas.gemv_py, (ta, 0.5, _rand(rng, (m, n), case.dtype), x, 0.25, y))
+
+
+# Private entry points that the fuzzer also hammers (tools/fuzz.py), but that are not
+# public API: no reference twin, and they write their output argument by design.
+FUZZ_EXTRA = [
+    Entry("blas.gemm_py", _gemm_call, impls=("compiled",)),
+    Entry("blas.gemv_py", _gemv_call, impls=("compiled",)),
+]
+
+
+def entry(name):
+    """The REGISTRY entry called `name`."""
+    for e in REGISTRY:
+        if e.name == name:
+            return e
+    raise KeyError(name)
+
+
+def flatten(result):
+    """Every array a call returned, in a fixed order, for comparing two calls: arrays,
+    the fields of tuples and NamedTuples, dict values by key, a cache's h_n/c_n."""
+    out = []
+    if result is None:
+        return out
+    if isinstance(result, np.ndarray):
+        out.append(result)
+    elif isinstance(result, dict):
+        for key in sorted(result):
+            out.extend(flatten(result[key]))
+    elif isinstance(result, (tuple, list)):
+        for item in result:
+            out.extend(flatten(item))
+    elif isinstance(result, (int, float, np.floating)):
+        out.append(np.asarray(result))
+    else:   # an opaque cache: its public final states
+        for attr in ("h_n", "c_n"):
+            if hasattr(result, attr):
+                out.append(getattr(result, attr))
+    return out
+
+
+# ---------------------------------------------------------------- junk arguments
+
+class _Opaque:
+    """An object no function accepts."""
+
+
+def junk_values(value, rng):
+    """(label, junk) replacements for an argument whose valid value is `value`: wrong
+    types, dtypes, ndims and shapes, NaN, huge broadcast views, empty arrays. Some of
+    them may be valid (a NaN array, None for an optional argument): the harnesses accept
+    success or a documented exception, nothing else."""
+    junk = [("None", None), ("int", 3), ("str", "abc"), ("object", _Opaque()),
+            ("dict", {"a": 1}), ("ragged", [[1.0, 2.0], [3.0]]), ("nan", float("nan")),
+            ("bool", True), ("neg", -1)]
+    a = value if isinstance(value, np.ndarray) else None
+    if a is None:
+        junk += [("array1", np.ones(3)), ("array0", np.zeros(0)),
+                 ("huge", np.broadcast_to(np.float32(0), (2**20, 2**20)))]
+        return junk
+    shape = a.shape
+    dt = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
+    other = np.float32 if dt == np.float64 else np.float64
+    junk += [
+        ("int", a.astype(np.int64)), ("bool", a.astype(bool)),
+        ("complex", a.astype(np.complex128)), ("object", a.astype(object)),
+        ("float16", a.astype(np.float16)), ("other_float", a.astype(other)),
+        ("bigendian", a.astype(dt.newbyteorder(">"))),
+        ("list", a.tolist()),
+        ("scalar", np.asarray(1.0, dt)),
+        ("more_dims", a[None]),
+        ("fewer_dims", a.reshape(-1) if a.ndim > 1 else np.asarray(a.sum(), a.dtype)),
+        ("nan", np.full(shape, np.nan, dt)), ("inf", np.full(shape, -np.inf, dt)),
+    ]
+    if a.ndim:
+        for axis in range(a.ndim):
+            bigger = list(shape)
+            bigger[axis] += 1 + int(rng.integers(3))
+            junk.append((f"shape+{axis}", np.zeros(bigger, dt)))
+            smaller = list(shape)
+            smaller[axis] = 0
+            junk.append((f"empty{axis}", np.zeros(smaller, dt)))
+            huge = list(shape)
+            huge[axis] = 2**31 + 5
+            junk.append((f"huge{axis}", np.broadcast_to(np.zeros((1,) * a.ndim, dt),
+                                                        tuple(huge))))
+        if a.ndim > 1:   # zero elements, but one size beyond any C int
+            huge_empty = [2**40] + [0] * (a.ndim - 1)
+            junk.append(("huge_empty", np.broadcast_to(np.zeros((1,) * a.ndim, dt),
+                                                       tuple(huge_empty))))
+        junk.append(("reversed", a[::-1]))
+        if a.dtype.kind in "iu":
+            junk += [("too_big", a + 10**6), ("negative", a - 10**6),
+                     ("uint", np.abs(a).astype(np.uint64))]
+    return junk
+
+
+def mutate(call, rng):
+    """A copy of `call` with one argument (positional or keyword) replaced by junk.
+    Returns (description, call)."""
+    slots = [("arg", i) for i in range(len(call.args))] + [("kw", k) for k in call.kwargs]
+    extra_kw = [("kw", "check_finite"), ("kw", "bogus_keyword")]
+    slots += extra_kw
+    kind, key = slots[int(rng.integers(len(slots)))]
+    if kind == "arg":
+        value = call.args[key]
+    else:
+        value = call.kwargs.get(key)
+    choices = junk_values(value, rng)
+    label, junk = choices[int(rng.integers(len(choices)))]
+    args, kwargs = list(call.args), dict(call.kwargs)
+    if kind == "arg":
+        args[key] = junk
+    else:
+        kwargs[key] = junk
+    return f"{kind} {key} <- {label}", Call(call.fn, tuple(args), kwargs)
+
+
+def random_case(rng, max_size=5, layouts=LAYOUTS):
+    """A random Case, sizes 0..max_size (0 included: empty problems are valid)."""
+    def size():
+        return int(rng.integers(0, max_size + 1)) if rng.random() < 0.15 \
+            else int(rng.integers(1, max_size + 1))
+    return Case(T=size(), B=size(), I=size(), H=size(),
+                dtype=(np.float32, np.float64)[int(rng.integers(2))],
+                batch_first=bool(rng.integers(2)), layout=layouts[int(rng.integers(len(layouts)))],
+                lengths=bool(rng.integers(2)),
+                nonlinearity=NONLINEARITIES[int(rng.integers(len(NONLINEARITIES)))],
+                bias=bool(rng.integers(2)), seed=int(rng.integers(2**31)))
