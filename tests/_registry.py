@@ -171,6 +171,34 @@ def _layer_call(cls_name, case, impl, backward=False):
     return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
 
 
+def _loss_call(name, case, impl):
+    """A fused head + loss over h (T, B, H) -> V = max(I, 1) outputs: mask when the case
+    has lengths, ignore_index (cross-entropy) on odd seeds, the reduction by seed."""
+    rng = case.rng()
+    T, B, H, V, dt = case.T, case.B, case.H, max(case.I, 1), case.dtype
+    h = _rand(rng, (B, T, H) if case.batch_first else (T, B, H), dt)
+    W = _rand(rng, (V, H), dt, 1.0 / np.sqrt(max(H, 1)))
+    b = _rand(rng, (V,), dt, 0.3) if case.bias else None
+    lead = h.shape[:-1]
+    kwargs = {"reduction": ("mean", "sum")[case.seed % 2]}
+    if name == "softmax_cross_entropy":
+        targets = rng.integers(0, V, size=lead)
+        if case.seed % 3 == 0:
+            targets[rng.random(lead) < 0.3] = -100
+            kwargs["ignore_index"] = -100
+    elif name == "sigmoid_binary_cross_entropy":
+        targets = rng.uniform(size=lead + (V,)).astype(dt)
+    else:
+        targets = _rand(rng, lead + (V,), dt)
+    if case.lengths:
+        kwargs["mask"] = rng.random(lead) < 0.7
+    fn = getattr(_module(impl), name)
+    p = [present(a, case.layout) for a in (h, W, b, targets)]
+    return Call(fn, tuple(p), kwargs)
+
+
+LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
+
 REGISTRY = [
     Entry("rnn_forward", lambda case, impl: _forward_call("rnn", case, impl)[0]),
     Entry("rnn_backward", lambda case, impl: _backward_call("rnn", case, impl)),
@@ -184,7 +212,8 @@ REGISTRY = [
     Entry("LSTM.backward", lambda case, impl: _layer_call("LSTM", case, impl, True)),
     Entry("GRU.forward", lambda case, impl: _layer_call("GRU", case, impl)),
     Entry("GRU.backward", lambda case, impl: _layer_call("GRU", case, impl, True)),
-]
+] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
+     for name in LOSSES]
 
 
 def _gemm_call(case, impl):
