@@ -239,11 +239,49 @@ def _gemv_call(case, impl):
     return Call(blas.gemv_py, (ta, 0.5, _rand(rng, (m, n), case.dtype), x, 0.25, y))
 
 
-# Private entry points that the fuzzer also hammers (tools/fuzz.py), but that are not
-# public API: no reference twin, and they write their output argument by design.
+def _cs231n_call(name, case, impl):
+    """fastbptt.compat.cs231n.{rnn,lstm}_{forward,backward}: (N, T, D) batch-major."""
+    from fastbptt.compat import cs231n
+    rng = case.rng()
+    N, T, D, H, dt = case.B, case.T, case.I, case.H, case.dtype
+    G = 4 if name.startswith("lstm") else 1
+    x, h0 = _rand(rng, (N, T, D), dt), _rand(rng, (N, H), dt, 0.5)
+    Wx = _rand(rng, (D, G * H), dt, 1.0 / np.sqrt(max(D, 1)))
+    Wh = _rand(rng, (H, G * H), dt, 0.6 / np.sqrt(max(H, 1)))
+    b = _rand(rng, (G * H,), dt, 0.3)
+    cell = name.split("_")[0]
+    fwd = Call(getattr(cs231n, f"{cell}_forward"),
+               tuple(present(a, case.layout) for a in (x, h0, Wx, Wh, b)))
+    if name.endswith("forward"):
+        return fwd
+    _, cache = fwd()
+    return Call(getattr(cs231n, f"{cell}_backward"),
+                (present(_rand(rng, (N, T, H), dt), case.layout), cache))
+
+
+def _minchar_call(case, impl):
+    """fastbptt.compat.minchar.lossFun with min-char-rnn's column-vector shapes."""
+    from fastbptt.compat import minchar
+    rng = case.rng()
+    V, H, T, dt = max(case.I, 1), max(case.H, 1), max(case.T, 1), case.dtype
+    inputs = rng.integers(0, V, T).tolist()
+    targets = rng.integers(0, V, T).tolist()
+    arrays = (_rand(rng, (H, 1), dt), _rand(rng, (H, V), dt, 0.1), _rand(rng, (H, H), dt, 0.1),
+              _rand(rng, (V, H), dt, 0.1), np.zeros((H, 1), dt), np.zeros((V, 1), dt))
+    return Call(minchar.lossFun,
+                (inputs, targets, *(present(a, case.layout) for a in arrays)))
+
+
+# Entry points that the fuzzer also hammers (tools/fuzz.py) without a reference twin to
+# compare against: the BLAS shim's test entry points (they write their output argument by
+# design) and the compat adapters (tested against course-style NumPy in their own files).
 FUZZ_EXTRA = [
     Entry("blas.gemm_py", _gemm_call, impls=("compiled",)),
     Entry("blas.gemv_py", _gemv_call, impls=("compiled",)),
+] + [Entry(f"cs231n.{name}", lambda case, impl, name=name: _cs231n_call(name, case, impl),
+           impls=("compiled",))
+     for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward")] + [
+    Entry("minchar.lossFun", _minchar_call, impls=("compiled",)),
 ]
 
 

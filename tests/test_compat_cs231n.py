@@ -440,3 +440,14 @@ def test_bad_step_arguments_are_named():
                   lambda: cs231n.lstm_step_backward(h, np.ones((2, 5)), cache))
     raises_naming(TypeError, [r"cache must come from .*word_embedding_forward"],
                   lambda: cs231n.word_embedding_backward(np.ones((2, 3, 4)), cache))
+
+
+def test_huge_broadcast_views_are_refused_before_any_copy():
+    # found by tools/fuzz.py: a broadcast view of 2**31+5 steps asked NumPy for 256 GiB
+    from fastbptt.compat import cs231n
+    N, D, H = 2, 3, 4
+    x = np.broadcast_to(np.zeros((1, 1, 1)), (N, 2**31 + 5, D))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="x has shape .* 32-bit BLAS index limit"):
+        cs231n.rnn_forward(x, np.zeros((N, H)), rng.standard_normal((D, H)),
+                           rng.standard_normal((H, H)), np.zeros(H))

@@ -40,7 +40,14 @@ def as_float_array(name, value, ndim, dtype=None, contiguous=True):
         )
     if value.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got {value.ndim}-D with shape {value.shape}")
-    return np.ascontiguousarray(value) if contiguous else value
+    if not contiguous:
+        return value
+    # Before the copy: a broadcast view of a few bytes can stand for terabytes, and no
+    # kernel can index more than a 32-bit int of elements along any size or in all.
+    if value.size > _BLAS_INT_MAX or max(value.shape, default=0) > _BLAS_INT_MAX:
+        raise ValueError(f"{name} has shape {value.shape}: a size or the element count "
+                         f"exceeds the 32-bit BLAS index limit ({_BLAS_INT_MAX})")
+    return np.ascontiguousarray(value)
 
 
 def check_finite(name, value, where=None):
