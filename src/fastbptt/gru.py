@@ -15,6 +15,8 @@ from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args
 from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt.reference import gru as reference
 
 
@@ -61,7 +63,7 @@ def _bias_rows(args):
                            args.b_hh[2 * H:]])
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None, checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -69,10 +71,16 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     r, z, n). float32 or float64, chosen by x. lengths (B,) ints in [0, T], or None:
     sequence b ends after lengths[b] steps (its state is carried unchanged past that, its
     outputs are zero).
+    checkpoint: None (store every step for backward), True or an int k: store the state
+    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
+    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for gru_backward whose h_n is the final state (B, H).
     """
     args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):
+        return checkpoint_forward(args, k, gru_forward)
     if is_empty(args):
         h, ref_cache = reference.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, batch_first,
                                              lengths)
@@ -98,6 +106,8 @@ def gru_backward(dh, cache, dh_n=None):
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays; db_ih and
     db_hh are None when forward had no biases.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "gru":
+        return checkpoint_backward(gru_backward, GRUGrads, dh, cache, dh_n)
     if not isinstance(cache, GRUCache):
         raise TypeError(
             f"cache must come from fastbptt.gru_forward, got {type(cache).__name__}"

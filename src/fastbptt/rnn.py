@@ -13,6 +13,8 @@ from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args
 from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt._nonlinearity import nonlinearity_code
 
 
@@ -49,7 +51,7 @@ def _transposed_step(B, H):
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False, lengths=None):
+                batch_first=False, lengths=None, checkpoint=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -57,12 +59,18 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
     lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
     state is carried unchanged past that, its outputs are zero).
+    checkpoint: None (store every step for backward), True or an int k: store the state
+    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
+    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for rnn_backward whose h_n is the final state (B, H).
     """
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               nonlinearity=nonlinearity, code=code)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):
+        return checkpoint_forward(args, k, rnn_forward, nonlinearity=nonlinearity)
     if is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                              nonlinearity, batch_first, lengths)
@@ -90,6 +98,8 @@ def rnn_backward(dh, cache, dh_n=None):
     dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "rnn":
+        return checkpoint_backward(rnn_backward, RNNGrads, dh, cache, dh_n)
     if not isinstance(cache, RNNCache):
         raise TypeError(
             f"cache must come from fastbptt.rnn_forward, got {type(cache).__name__}"
