@@ -97,17 +97,22 @@ def _run_bench(args):
                               repeat=args.repeat, reference=args.reference, torch=torch,
                               roofline=args.roofline,
                               reference_budget=args.reference_budget or None)
-    if args.json or args.plot:
-        rows = list(rows)
+    measured = []   # the rows, kept as they stream past for --json and --plot
+
+    def keep(rows):
+        for row in rows:
+            measured.append(row)
+            yield row
+
     if args.json:
-        print(json.dumps({"header": header, "rows": rows}, indent=2))
+        print(json.dumps({"header": header, "rows": list(keep(rows))}, indent=2))
     else:
-        print("\n".join(bench.format_header(header)), end="\n\n")
-        for line in bench.table_lines(rows, reference=args.reference, torch=torch,
+        print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
+        for line in bench.table_lines(keep(rows), reference=args.reference, torch=torch,
                                       roofline=args.roofline):
             print(line, flush=True)
     if args.plot:
-        bench.plot(rows, args.plot)
+        bench.plot(measured, args.plot)
         print(f"plot saved to {args.plot}", file=sys.stderr)
     return 0
 
