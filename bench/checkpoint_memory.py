@@ -22,7 +22,8 @@ import fastbptt
 from fastbptt import bench
 cell, T, B, H, dtype, checkpoint, repeat = sys.argv[1:]
 T, B, H, repeat = int(T), int(B), int(H), int(repeat)
-checkpoint = {"none": None, "true": True}[checkpoint] if checkpoint in ("none", "true") else int(checkpoint)
+checkpoint = {"none": None, "true": True}.get(checkpoint, checkpoint)
+checkpoint = int(checkpoint) if isinstance(checkpoint, str) else checkpoint
 p = bench.make_problem(cell, T, B, H, H, dtype)
 forward = getattr(fastbptt, bench.CELLS[cell].forward)
 backward = getattr(fastbptt, bench.CELLS[cell].backward)
@@ -66,7 +67,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     opts = parser.parse_args(argv)
     print(f"B={opts.B}, I=H={opts.H}, {opts.dtype}, one thread; peak: tracemalloc, MiB "
-          f"allocated during forward+backward (beyond: less the returned h and dx); ms: median of {opts.repeat}")
+          f"allocated during forward+backward (beyond: less the returned h and dx); "
+          f"ms: median of {opts.repeat}")
     print("| cell | T | checkpoint | k | peak MiB | beyond h and dx MiB | ms |")
     print("| ---- | -: | ---------- | -: | -------: | ------------------: | -: |")
     for cell in opts.cells.split(","):

@@ -257,3 +257,10 @@ def test_plot_writes_a_png(tmp_path, capsys):
             "--plot", str(path), *FAST]
     assert main(argv) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_full_runs_the_issue_shapes(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "ISSUE_SHAPES", [(2, 1, 3, 3), (3, 2, 4, 4)])
+    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float32", "--full", *FAST]
+    assert main(argv) == 0
+    assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["2,1,3,3", "3,2,4,4"]

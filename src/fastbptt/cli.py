@@ -44,6 +44,10 @@ def _parser():
         help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "
              "(default: " + "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES) + ")")
     bench_parser.add_argument(
+        "--full", action="store_true",
+        help="the issue's six shapes: " + "; ".join(bench.shape_text(s) for s in bench.ISSUE_SHAPES)
+             + " (ignored with --shapes)")
+    bench_parser.add_argument(
         "--dtypes", type=_dtypes, default=bench.DEFAULT_DTYPES,
         help="comma-separated, from: float32, float64 (default: float32,float64)")
     bench_parser.add_argument(
@@ -78,7 +82,7 @@ def _parser():
 
 
 def _run_bench(args):
-    shapes = bench.DEFAULT_SHAPES
+    shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
     torch = args.torch and bench.torch_available()

@@ -63,7 +63,8 @@ def _bias_rows(args):
                            args.b_hh[2 * H:]])
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None, checkpoint=None):
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
+                checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
