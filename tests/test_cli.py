@@ -264,3 +264,17 @@ def test_full_runs_the_issue_shapes(capsys, monkeypatch):
     argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float32", "--full", *FAST]
     assert main(argv) == 0
     assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["2,1,3,3", "3,2,4,4"]
+
+
+def test_time_interleaved_rounds_and_rewarm(monkeypatch):
+    calls = []
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    # warm-ups: a short (re-warmed, untimed, before each timed call), b long (not); then
+    # the timed calls of two rounds
+    durations = [0.001, 1.0] + [0.002, 1.0] * 2
+    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
+    monkeypatch.setattr(bench, "perf_counter", lambda: next(readings))
+    timings = bench.time_interleaved(runs, repeat=2)
+    assert calls == ["a", "b"] + ["a", "a", "b"] * 2
+    assert timings["a"].times == pytest.approx([0.002, 0.002])
+    assert timings["b"].times == pytest.approx([1.0, 1.0])
