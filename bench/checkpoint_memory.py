@@ -10,10 +10,8 @@ in the same subprocess (tracemalloc slows allocation a little).
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, statistics, sys, time, tracemalloc
