@@ -6,9 +6,10 @@ manager sets it (and numpy's, which the reference uses) with threadpoolctl for t
 duration of a block, and restores the previous counts on exit.
 
 The default is what the BLAS chose at load (OpenBLAS: all cores, or OPENBLAS_NUM_THREADS).
-bench/RESULTS.md measures 1 against all cores per shape: at B = 1 the per-step GEMVs are
-too small to split, and one thread is as fast or faster; at the large batched shapes all
-cores win.
+bench/RESULTS.md measures 1 against all cores (bench/thread_split.py): on a quiet
+2-core machine all cores ran every B > 1 shape 1.5-2x faster; at B = 1 the per-step
+GEMVs gained nothing from a second thread and only the batched products did. On a busy
+machine one thread was faster everywhere.
 """
 import os
 from contextlib import contextmanager
