@@ -3,27 +3,32 @@
 Run them with `pytest bench/ --benchmark-only`; pyproject's testpaths keeps them out of
 the default `pytest` run.
 
-One BLAS thread, `fastbptt bench`'s default: the figures then measure the code rather than
-the core count, and compare with the single-thread anchors in the design notes. The run's
-report header is the command's machine header, taken under the same limit.
+One BLAS (and torch) thread by default: the figures then measure the code rather than the
+core count, and compare with the single-thread anchors in the design notes.
+FASTBPTT_BENCH_THREADS=all (or a number) runs the suite under that many instead, the
+`fastbptt bench --threads` rows. The run's report header is the command's machine header,
+taken under the same limit.
 """
+import os
+
 import pytest
-from threadpoolctl import threadpool_limits
 
 from fastbptt import bench
 
-THREADS = 1
+THREADS = bench.thread_counts(os.environ.get("FASTBPTT_BENCH_THREADS", "1"))[0]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def pinned_blas_threads():
-    with threadpool_limits(limits=THREADS):
+    if bench.torch_available():
+        import torch  # noqa: F401  (loaded first, so that thread_limit sets its pool too)
+    with bench.thread_limit(THREADS):
         yield
 
 
 def pytest_report_header():
-    with threadpool_limits(limits=THREADS):
-        return bench.format_header(bench.machine_header())
+    with bench.thread_limit(THREADS):
+        return bench.format_header(bench.machine_header([THREADS], ceiling=False))
 
 
 @pytest.fixture
@@ -31,11 +36,18 @@ def forward_backward_benchmark(benchmark):
     """benchmark() of one cell's forward+backward, as `fastbptt bench` times it: call the
     returned function with (cell, shape, dtype, backend).
 
-    Each group is one cell, shape and dtype, so pytest-benchmark lists the compiled and
-    the reference run side by side and its relative figures, in parentheses, are the
-    speedup. extra_info carries the shape, the FLOP count and GFLOP/s for --benchmark-json.
+    backend is one of bench.ALL_BACKENDS: compiled, reference, torch (skipped when torch
+    is not importable), roofline (the kernels' GEMM calls alone). Each group is one cell,
+    shape and dtype, so pytest-benchmark lists the backends side by side and its relative
+    figures, in parentheses, are the ratios of the table. extra_info carries the shape, the FLOP count and GFLOP/s for --benchmark-json.
     """
     def run_benchmark(cell, shape, dtype, backend):
+        if backend == "torch":
+            pytest.importorskip("torch")
+        if backend == "reference" and \
+                bench.estimated_reference_seconds(cell, *shape) > bench.REFERENCE_BUDGET:
+            pytest.skip(f"reference estimated over {bench.REFERENCE_BUDGET:g} s a call, "
+                        "as `fastbptt bench` skips it")
         # Built once per test and reused by every round, as `fastbptt bench` does, rather
         # than rebuilt by pedantic's setup= before each round: fresh arrays each round
         # would time a colder cache than the command's figures do.

@@ -10,6 +10,9 @@ this BLAS could show. The three are timed interleaved, one thread, medians.
     python bench/gemm_floor.py --shape 100,32,256,256 --dtype float32 --repeat 40
 
 Time-major, 1 < B < H (the transposed per-step form); other regimes make other calls.
+`fastbptt bench` now carries the same measurement for every cell and regime (its
+roofline and efficiency columns, fastbptt/_kernels/gemm_roofline.pyx); this script
+stays as the RNN-only probe behind the earlier figures of bench/RESULTS.md.
 """
 import argparse
 import time
@@ -77,7 +80,8 @@ def main(argv=None):
 
     with threadpool_limits(1):
         header = bench.format_header(bench.machine_header())
-    print("\n".join(line for line in header if not line.startswith(("Timed", "GFLOP"))))
+    print("\n".join(line for line in header
+                    if not line.startswith(("Timed", "GFLOP", "roofline", "reference skipped"))))
     print(f"rnn T,B,I,H={opts.shape} {opts.dtype}, one thread, "
           f"medians of {opts.repeat} interleaved repeats, fastbptt {fastbptt.__version__}")
     for name, seconds in med.items():

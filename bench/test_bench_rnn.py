@@ -1,9 +1,9 @@
-"""pytest-benchmark suite of the vanilla RNN: compiled against reference forward+backward.
+"""pytest-benchmark suite of the vanilla RNN: compiled forward+backward against the
+reference, PyTorch and the GEMM roofline.
 
-The same shapes, dtypes, random problems and timed unit as `fastbptt bench` (all from
-fastbptt.bench). Each group is one shape and dtype, so pytest-benchmark lists the compiled
-and the reference run side by side and its relative figures, in parentheses, are the
-speedup. extra_info carries the shape, the FLOP count and GFLOP/s for --benchmark-json.
+The same shapes (the issue's six), dtypes, random problems and timed unit as `fastbptt
+bench` (all from fastbptt.bench); the timing itself is conftest.py's
+forward_backward_benchmark, at conftest.THREADS BLAS threads.
 """
 import pytest
 
@@ -12,22 +12,9 @@ from fastbptt import bench
 CELL = "rnn"
 
 
-@pytest.mark.parametrize("backend", list(bench.BACKENDS))
+@pytest.mark.parametrize("backend", bench.ALL_BACKENDS)
 @pytest.mark.parametrize("dtype", bench.DEFAULT_DTYPES)
-@pytest.mark.parametrize("shape", bench.DEFAULT_SHAPES,
+@pytest.mark.parametrize("shape", bench.ISSUE_SHAPES,
                          ids=lambda shape: "x".join(map(str, shape)))
-def test_rnn_forward_backward(benchmark, shape, dtype, backend):
-    # Built once per test and reused by every round, as `fastbptt bench` does, rather than
-    # rebuilt by pedantic's setup= before each round: fresh arrays each round would time a
-    # colder cache than the command's figures do.
-    problem = bench.make_problem(CELL, *shape, dtype)
-    run = bench.runner(CELL, backend, problem)
-    # The untimed warm-up call also sizes the rounds: about a second of them, 3 to 100.
-    rounds = bench.adaptive_repeat(bench.time_once(run))
-    benchmark.group = f"{CELL} T,B,I,H={bench.shape_text(shape)} {dtype}"
-    benchmark.pedantic(run, rounds=rounds)
-
-    work = bench.flops(CELL, *shape)
-    benchmark.extra_info.update(cell=CELL, shape=list(shape), dtype=dtype, flops=work)
-    if benchmark.stats:   # None under --benchmark-disable, which runs the target once
-        benchmark.extra_info["gflops"] = work / benchmark.stats.stats.median / 1e9
+def test_rnn_forward_backward(forward_backward_benchmark, shape, dtype, backend):
+    forward_backward_benchmark(CELL, shape, dtype, backend)

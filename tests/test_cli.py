@@ -5,6 +5,7 @@ and rejects bad options the argparse way; plus the arithmetic the table rests on
 FLOP count, the median, the repeat policy, the random problem).
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,16 @@ import pytest
 from fastbptt import bench
 from fastbptt.cli import main
 
-HEADINGS = ["T,B,I,H", "dtype", "cell", "compiled ms", "reference ms", "speedup",
-            "compiled GFLOP/s", "reference GFLOP/s"]
+HEADINGS = ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "reference ms", "speedup",
+            "compiled GFLOP/s", "roofline ms", "efficiency"]
+# The smoke tests leave torch out (--no-torch): its import alone takes seconds.
+FAST = ["--no-torch", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def small_ceiling(monkeypatch):
+    """The header's GEMM ceiling on a 64-square GEMM: the smoke tests time tiny shapes."""
+    monkeypatch.setattr(bench, "CEILING_N", 64)
 
 
 def table(out):
@@ -25,21 +34,21 @@ def table(out):
 
 
 def test_bench_prints_header_and_table(capsys):
-    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1"]) == 0
+    assert main(["bench", "--shapes", "3,2,4", "--repeat", "1", *FAST]) == 0
     out = capsys.readouterr().out
     assert out.startswith("fastbptt ")
-    assert "BLAS: " in out and "OPENBLAS_CORETYPE: " in out
+    assert "BLAS: " in out and "OPENBLAS_CORETYPE: " in out and "GEMM ceiling" in out
     assert table(out)[0] == HEADINGS
     rows = table(out)[2:]
-    assert [row[:3] for row in rows] == [["3,2,4,4", dtype, cell]
+    assert [row[:4] for row in rows] == [["3,2,4,4", dtype, cell, "1"]
                                          for dtype in ("float32", "float64")
                                          for cell in ("rnn", "lstm", "gru")]
     for row in rows:
-        assert float(row[3]) > 0 and row[5].endswith("x")
+        assert float(row[4]) > 0 and row[6].endswith("x") and row[9].endswith("%")
 
 
 def test_bench_json_parses(capsys):
-    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json", *FAST]) == 0
     report = json.loads(capsys.readouterr().out)
     header, rows = report["header"], report["rows"]
     assert header["fastbptt"] and header["numpy"] and header["cpu"]
@@ -52,22 +61,26 @@ def test_bench_json_parses(capsys):
         gflops = row["flops"] / row["compiled_ms"] / 1e6
         assert row["compiled_gflops"] == pytest.approx(gflops)
         assert row["speedup"] == pytest.approx(row["reference_ms"] / row["compiled_ms"])
+        assert row["efficiency"] == pytest.approx(row["roofline_ms"] / row["compiled_ms"])
+        assert row["threads"] == 1 and row["reference_skipped"] is False
+    assert set(header["gemm_ceiling_gflops"]) == {"float32", "float64"}
 
 
 def test_bench_one_dtype(capsys):
-    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32", *FAST]) == 0
     assert [row[1] for row in table(capsys.readouterr().out)[2:]] == ["float32"]
 
 
 def test_bench_no_reference(capsys):
-    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--no-reference"]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--no-reference",
+                 "--no-roofline", *FAST]) == 0
     out = capsys.readouterr().out
-    assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "compiled ms", "compiled GFLOP/s"]
+    assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "compiled GFLOP/s"]
     assert len(table(out)) == 2 + 2
 
 
 def test_bench_threads_shown_in_header(capsys):
-    assert main(["bench", "--shapes", "2,1,3", "--repeat", "1", "--threads", "2"]) == 0
+    assert main(["bench", "--shapes", "2,1,3", "--repeat", "1", "--no-torch", "--threads", "2"]) == 0
     out = capsys.readouterr().out
     blas_lines = [line for line in out.splitlines() if line.startswith("BLAS")]
     assert blas_lines and all(line.endswith(", 2 threads") for line in blas_lines)
@@ -79,7 +92,8 @@ def test_bench_threads_shown_in_header(capsys):
     ["3,2,4", "--shapes", "2,1,3,5"],         # the option repeated
 ])
 def test_bench_shape_lists(capsys, shapes):
-    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float64", "--no-reference", "--shapes"]
+    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float64", "--no-reference", *FAST,
+            "--shapes"]
     assert main(argv + shapes) == 0
     assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["3,2,4,4", "2,1,3,5"]
 
@@ -93,6 +107,8 @@ def test_bench_shape_lists(capsys, shapes):
     ("--cells", "transformer"),
     ("--repeat", "0"),
     ("--threads", "two"),
+    ("--threads", "1,0"),
+    ("--reference-budget", "-1"),
 ])
 def test_bench_bad_option_is_an_argparse_error(capsys, option, value):
     with pytest.raises(SystemExit) as exit_info:
@@ -111,7 +127,8 @@ def test_no_command_prints_help_and_exits_2(capsys):
 
 def test_python_m_fastbptt_bench():
     result = subprocess.run(
-        [sys.executable, "-m", "fastbptt", "bench", "--shapes", "2,1,3", "--repeat", "1"],
+        [sys.executable, "-m", "fastbptt", "bench", "--shapes", "2,1,3", "--repeat", "1", "--no-torch",
+         "--no-roofline"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "compiled ms" in result.stdout and "2,1,3,3" in result.stdout
@@ -237,3 +254,86 @@ def test_demo_and_sample_report_bad_files(capsys, tmp_path):
     assert "fastbptt demo: error:" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "missing.npz")]) == 1
     assert "fastbptt sample: error:" in capsys.readouterr().err
+
+
+def test_threads_list_gives_a_row_per_count(capsys):
+    argv = ["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32",
+            "--no-torch", "--threads", "1,all,1"]
+    assert main(argv) == 0
+    counts = bench.thread_counts("1,all")
+    assert [int(row[3]) for row in table(capsys.readouterr().out)[2:]] == counts
+
+
+def test_reference_skipped_over_budget(capsys):
+    # 1e-9 s: every reference call is estimated above it
+    argv = ["bench", "--cells", "gru", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32",
+            "--reference-budget", "1e-9", *FAST]
+    assert main(argv) == 0
+    row = table(capsys.readouterr().out)[2]
+    assert row[5] == "skipped" and row[6] == "-"
+
+
+def test_reference_estimate_grows_with_work():
+    small = bench.estimated_reference_seconds("rnn", 100, 1, 32, 32)
+    assert small < bench.REFERENCE_BUDGET
+    assert bench.estimated_reference_seconds("lstm", 50, 64, 1024, 1024) > bench.REFERENCE_BUDGET
+    assert bench.estimated_reference_seconds("lstm", 100, 1, 32, 32) > small
+
+
+def test_thread_counts():
+    assert bench.thread_counts("1") == [1]
+    assert bench.thread_counts("all") == [os.cpu_count()]
+    assert bench.thread_counts("2,1,2") == [2, 1]
+    with pytest.raises(ValueError):
+        bench.thread_counts("1,-2")
+
+
+@pytest.mark.parametrize("cell", list(bench.CELLS))
+@pytest.mark.parametrize("shape", [(5, 1, 4, 6), (5, 3, 4, 6)])
+def test_roofline_runs_the_kernels_gemm_shapes(cell, shape):
+    # It must accept every form the wrappers pick (GEMV at B = 1, transposed, plain).
+    p = bench.make_problem(cell, *shape, np.float32)
+    bench.runner(cell, "roofline", p)()
+
+
+def test_gemm_ceiling_is_positive():
+    assert bench.gemm_ceiling_gflops(np.float64, n=64, repeat=1) > 0
+
+
+@pytest.mark.parametrize("cell", list(bench.CELLS))
+def test_torch_runner_does_the_same_work(cell):
+    pytest.importorskip("torch")
+    p = bench.make_problem(cell, 5, 3, 4, 6, np.float64)
+    dx_torch = bench.runner(cell, "torch", p)().numpy()
+    dx = bench.runner(cell, "compiled", p)().dx
+    np.testing.assert_allclose(dx_torch, dx, rtol=1e-10, atol=1e-12)
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    argv = ["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32",
+            "--plot", str(path), *FAST]
+    assert main(argv) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_full_runs_the_issue_shapes(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "ISSUE_SHAPES", [(2, 1, 3, 3), (3, 2, 4, 4)])
+    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float32", "--full", *FAST]
+    assert main(argv) == 0
+    assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["2,1,3,3", "3,2,4,4"]
+
+
+def test_time_interleaved_rounds_and_rewarm(monkeypatch):
+    calls = []
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    # warm-ups: a short (re-warmed, untimed, before each timed call), b long (not); then
+    # the timed calls of two rounds
+    durations = [0.001, 1.0] + [0.002, 1.0] * 2
+    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
+    monkeypatch.setattr(bench, "perf_counter", lambda: next(readings))
+    timings = bench.time_interleaved(runs, repeat=2)
+    assert calls == ["a", "b"] + ["a", "a", "b"] * 2
+    assert timings["a"].times == pytest.approx([0.002, 0.002])
+    assert timings["b"].times == pytest.approx([1.0, 1.0])

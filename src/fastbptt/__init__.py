@@ -5,8 +5,10 @@ twins with the same names and signatures.
 """
 from fastbptt import reference
 from fastbptt._backend import get_backend, set_backend, use_backend
+from fastbptt._config import show_config
 from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
 from fastbptt._grads import HeadGrads
+from fastbptt._threads import threads
 from fastbptt.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
 from fastbptt.gru import gru_backward, gru_forward
 from fastbptt.layers import GRU, LSTM, RNN
@@ -27,4 +29,4 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
            "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
            "TruncatedBPTT", "TruncatedBPTTWindow",
            "GradientFlow", "gradient_flow", "plot_gradient_flow"]
-__all__ += ["set_backend", "get_backend", "use_backend"]
+__all__ += ["set_backend", "get_backend", "use_backend", "show_config", "threads"]

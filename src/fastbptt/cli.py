@@ -5,10 +5,9 @@ Only parsing and printing live here; each subcommand calls the module that does 
 set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
 """
 import argparse
+import contextlib
 import json
 import sys
-
-from threadpoolctl import threadpool_limits
 
 from fastbptt import bench
 
@@ -45,6 +44,10 @@ def _parser():
         help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "
              "(default: " + "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES) + ")")
     bench_parser.add_argument(
+        "--full", action="store_true",
+        help="the issue's six shapes: " + "; ".join(bench.shape_text(s) for s in bench.ISSUE_SHAPES)
+             + " (ignored with --shapes)")
+    bench_parser.add_argument(
         "--dtypes", type=_dtypes, default=bench.DEFAULT_DTYPES,
         help="comma-separated, from: float32, float64 (default: float32,float64)")
     bench_parser.add_argument(
@@ -52,14 +55,28 @@ def _parser():
         help=f"timed calls per measurement (default: as many as fit in about "
              f"{bench.REPEAT_BUDGET:g} s, {bench.MIN_REPEAT} to {bench.MAX_REPEAT})")
     bench_parser.add_argument(
-        "--threads", type=_positive_int, default=1,
-        help="BLAS threads, set with threadpoolctl (default: 1)")
+        "--threads", type=_threads, default=bench.thread_counts(bench.DEFAULT_THREADS),
+        help="comma-separated BLAS (and torch) thread counts, positive integers or 'all' "
+             f"(default: {bench.DEFAULT_THREADS}); each row runs under one")
     bench_parser.add_argument(
         "--json", action="store_true",
         help='print one JSON object {"header": {...}, "rows": [...]} instead of text')
     bench_parser.add_argument(
         "--no-reference", dest="reference", action="store_false",
         help="time the compiled functions only")
+    bench_parser.add_argument(
+        "--reference-budget", type=_seconds, default=bench.REFERENCE_BUDGET,
+        help="skip the reference where one call is estimated to take longer than this "
+             f"many seconds; 0 for no limit (default: {bench.REFERENCE_BUDGET:g})")
+    bench_parser.add_argument(
+        "--no-torch", dest="torch", action="store_false",
+        help="leave PyTorch out (it runs by default when importable)")
+    bench_parser.add_argument(
+        "--no-roofline", dest="roofline", action="store_false",
+        help="leave the GEMM roofline and the ceiling out")
+    bench_parser.add_argument(
+        "--plot", metavar="PATH",
+        help="also save a PNG of the times (needs matplotlib)")
     bench_parser.set_defaults(run=_run_bench)
 
     from fastbptt.demo import DemoOptions   # the defaults live with the demo
@@ -129,19 +146,42 @@ def _parser():
 
 
 def _run_bench(args):
-    shapes = bench.DEFAULT_SHAPES
+    shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
-    with threadpool_limits(limits=args.threads):
-        header = bench.machine_header()
-        rows = bench.measure_rows(args.cells, shapes, args.dtypes, repeat=args.repeat,
-                                  reference=args.reference)
-        if args.json:
-            print(json.dumps({"header": header, "rows": list(rows)}, indent=2))
-        else:
-            print("\n".join(bench.format_header(header)), end="\n\n")
-            for line in bench.table_lines(rows, reference=args.reference):
-                print(line, flush=True)
+    torch = args.torch and bench.torch_available()
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("fastbptt bench: error: --plot needs matplotlib (pip install matplotlib)",
+                  file=sys.stderr)
+            return 2
+    # With one thread count the header's BLAS lines show it; with several, the default.
+    with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
+        header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
+                                      torch=torch)
+    rows = bench.measure_rows(args.cells, shapes, args.dtypes, threads=args.threads,
+                              repeat=args.repeat, reference=args.reference, torch=torch,
+                              roofline=args.roofline,
+                              reference_budget=args.reference_budget or None)
+    measured = []   # the rows, kept as they stream past for --json and --plot
+
+    def keep(rows):
+        for row in rows:
+            measured.append(row)
+            yield row
+
+    if args.json:
+        print(json.dumps({"header": header, "rows": list(keep(rows))}, indent=2))
+    else:
+        print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
+        for line in bench.table_lines(keep(rows), reference=args.reference, torch=torch,
+                                      roofline=args.roofline):
+            print(line, flush=True)
+    if args.plot:
+        bench.plot(measured, args.plot)
+        print(f"plot saved to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -190,6 +230,28 @@ def _nonnegative_int(text):
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _threads(text):
+    try:
+        return bench.thread_counts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
     return value
 
 

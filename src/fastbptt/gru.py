@@ -16,6 +16,8 @@ from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt.reference import gru as reference
 
 
@@ -64,7 +66,7 @@ def _bias_rows(args):
 
 @dispatch("gru_forward")
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
-                check_finite=False):
+                check_finite=False, checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -72,6 +74,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     r, z, n). float32 or float64, chosen by x. lengths (B,) ints in [0, T], or None:
     sequence b ends after lengths[b] steps (its state is carried unchanged past that, its
     outputs are zero).
+    checkpoint: None (store every step for backward), True or an int k: store the state
+    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
+    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for gru_backward whose h_n is the final state (B, H).
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
@@ -79,6 +84,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     """
     args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):
+        return checkpoint_forward(args, k, gru_forward)
     if is_empty(args):
         h, ref_cache = reference.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, batch_first,
                                              lengths)
@@ -106,6 +114,9 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     db_hh are None when forward had no biases.
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "gru":
+        return checkpoint_backward(gru_backward, GRUGrads, dh, cache, dh_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, GRUCache):
         raise TypeError(
             f"cache must come from fastbptt.gru_forward, got {type(cache).__name__}"

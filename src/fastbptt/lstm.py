@@ -14,6 +14,8 @@ from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt.reference import lstm as reference
 
 
@@ -63,7 +65,7 @@ def _transposed_step(B, H, dtype):
 
 @dispatch("lstm_forward")
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None, check_finite=False):
+                 lengths=None, check_finite=False, checkpoint=None):
     """Run an LSTM over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 and c0 (B, H)
@@ -71,6 +73,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     blocks i, f, g, o as in PyTorch. float32 or float64, chosen by x.
     lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
     state is carried unchanged past that, its outputs are zero).
+    checkpoint: None (store every step for backward), True or an int k: store the state
+    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
+    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for lstm_backward whose h_n and c_n are the final states (B, H).
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
@@ -78,6 +83,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     """
     args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               c0=c0, check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):
+        return checkpoint_forward(args, k, lstm_forward)
     if is_empty(args):
         h, ref_cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh,
                                               batch_first, lengths)
@@ -107,6 +115,9 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
     or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "lstm":
+        return checkpoint_backward(lstm_backward, LSTMGrads, dh, cache, dh_n, dc_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, LSTMCache):
         raise TypeError(
             f"cache must come from fastbptt.lstm_forward, got {type(cache).__name__}"

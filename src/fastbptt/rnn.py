@@ -14,6 +14,8 @@ from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt._nonlinearity import nonlinearity_code
 
 
@@ -51,7 +53,7 @@ def _transposed_step(B, H):
 
 @dispatch("rnn_forward")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False, lengths=None, check_finite=False):
+                batch_first=False, lengths=None, check_finite=False, checkpoint=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
@@ -59,6 +61,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
     lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
     state is carried unchanged past that, its outputs are zero).
+    checkpoint: None (store every step for backward), True or an int k: store the state
+    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
+    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for rnn_backward whose h_n is the final state (B, H).
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
@@ -67,6 +72,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               nonlinearity=nonlinearity, code=code, check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):
+        return checkpoint_forward(args, k, rnn_forward, nonlinearity=nonlinearity)
     if is_empty(args):
         h, ref_cache = reference.rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                              nonlinearity, batch_first, lengths)
@@ -96,6 +104,9 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "rnn":
+        return checkpoint_backward(rnn_backward, RNNGrads, dh, cache, dh_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, RNNCache):
         raise TypeError(
             f"cache must come from fastbptt.rnn_forward, got {type(cache).__name__}"

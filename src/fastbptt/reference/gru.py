@@ -25,6 +25,9 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import GRUGrads
+from fastbptt._cell_outputs import is_empty
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
                                  x_for_weight_grads)
 
@@ -54,7 +57,8 @@ def _blocks(a, H):
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
-                check_finite=False):
+                check_finite=False,
+                checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
@@ -64,9 +68,15 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     length, and a cache for gru_backward whose h_n is the final state.
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    checkpoint: None, True or an int k, as for fastbptt.gru_forward: keep the state every
+    k steps and recompute each segment in backward (fastbptt._checkpoint); the same
+    results to rounding.
     """
     args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):   # bounded memory: fastbptt._checkpoint
+        return checkpoint_forward(args, k, gru_forward)
     T, B, H = args.T, args.B, args.H
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
@@ -99,6 +109,9 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "gru":
+        return checkpoint_backward(gru_backward, GRUGrads, dh, cache, dh_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, ReferenceGRUCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.gru_forward, got {type(cache).__name__}"

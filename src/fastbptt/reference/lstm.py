@@ -23,6 +23,9 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import LSTMGrads
+from fastbptt._cell_outputs import is_empty
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
                                  x_for_weight_grads)
 
@@ -51,7 +54,8 @@ class ReferenceLSTMCache:
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None, check_finite=False):
+                 lengths=None, check_finite=False,
+                checkpoint=None):
     """Run an LSTM over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
@@ -61,9 +65,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     length, and a cache for lstm_backward whose h_n and c_n are the final states.
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    checkpoint: None, True or an int k, as for fastbptt.lstm_forward: keep the state every
+    k steps and recompute each segment in backward (fastbptt._checkpoint); the same
+    results to rounding.
     """
     args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               c0=c0, check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):   # bounded memory: fastbptt._checkpoint
+        return checkpoint_forward(args, k, lstm_forward)
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
     mask = step_mask(args)
@@ -102,6 +112,9 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
     or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "lstm":
+        return checkpoint_backward(lstm_backward, LSTMGrads, dh, cache, dh_n, dc_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, ReferenceLSTMCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.lstm_forward, got "

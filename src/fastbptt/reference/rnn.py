@@ -18,6 +18,9 @@ import numpy as np
 from scipy.special import expit
 
 from fastbptt._grads import RNNGrads
+from fastbptt._cell_outputs import is_empty
+from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                  segment_length)
 from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
                                  x_for_weight_grads)
 from fastbptt._nonlinearity import nonlinearity_code
@@ -60,7 +63,8 @@ class ReferenceRNNCache:
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                batch_first=False, lengths=None, check_finite=False):
+                batch_first=False, lengths=None, check_finite=False,
+                checkpoint=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
@@ -70,10 +74,16 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     length, and a cache for rnn_backward whose h_n is the final state.
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    checkpoint: None, True or an int k, as for fastbptt.rnn_forward: keep the state every
+    k steps and recompute each segment in backward (fastbptt._checkpoint); the same
+    results to rounding.
     """
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               nonlinearity=nonlinearity, code=code, check_finite=check_finite)
+    k = segment_length(checkpoint, args.T)
+    if k is not None and not is_empty(args):   # bounded memory: fastbptt._checkpoint
+        return checkpoint_forward(args, k, rnn_forward, nonlinearity=nonlinearity)
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     h = np.empty((args.T, args.B, args.H), args.x.dtype)
@@ -100,6 +110,9 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
+    if isinstance(cache, CheckpointCache) and cache.args.cell == "rnn":
+        return checkpoint_backward(rnn_backward, RNNGrads, dh, cache, dh_n,
+                                   check_finite=check_finite)
     if not isinstance(cache, ReferenceRNNCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.rnn_forward, got {type(cache).__name__}"

@@ -1,0 +1,121 @@
+"""fastbptt.show_config(): what the speed of this installation depends on.
+
+The compiled kernels call the BLAS behind scipy.linalg.cython_blas (in wheels, the
+OpenBLAS in scipy.libs/); the NumPy reference calls numpy's own (numpy.libs/). OpenBLAS
+picks its kernels (threadpoolctl's "architecture") from the CPU it detects, or from the
+environment variable OPENBLAS_CORETYPE when set before it loads: on CPUs it under-detects
+(an AVX-512 CPU reported as Haswell) that alone changes large-GEMM speed almost twofold.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy
+from threadpoolctl import threadpool_info
+
+# The element types the compiled kernels are built for; any other dtype is rejected.
+DTYPE_PATHS = {
+    "float32": "compiled (sgemm/sgemv, single-precision element-wise passes)",
+    "float64": "compiled (dgemm/dgemv, double-precision element-wise passes)",
+}
+
+
+def _blas_libraries():
+    """threadpoolctl's entries for the BLAS libraries loaded in this process. scipy's
+    cython_blas is imported first so that its library is loaded and listed."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
+    libraries = []
+    for info in sorted(threadpool_info(), key=lambda info: info["filepath"]):
+        if info["user_api"] != "blas":
+            continue
+        path = Path(info["filepath"])
+        if "scipy" in path.parent.name or "scipy" in str(path.parent):
+            used_by = "scipy (fastbptt's compiled kernels)"
+        elif "numpy" in path.parent.name or "numpy" in str(path.parent):
+            used_by = "numpy (fastbptt.reference)"
+        else:
+            used_by = "shared"
+        libraries.append({
+            "used_by": used_by,
+            "library": f"{path.parent.name}/{path.name}",
+            "internal_api": info["internal_api"],
+            "version": info.get("version"),
+            "architecture": info.get("architecture"),
+            "threading_layer": info.get("threading_layer"),
+            "num_threads": info["num_threads"],
+        })
+    return libraries
+
+
+def cpu_flags():
+    """The SIMD flags that decide which kernels can run: {flag: bool} from /proc/cpuinfo
+    (Linux); empty elsewhere."""
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl")
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return {flag: flag in present for flag in wanted}
+    except OSError:
+        pass
+    return {}
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), else what platform reports."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for entry in cpuinfo:
+                if entry.startswith("model name"):
+                    return entry.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def config():
+    """The configuration as a dict (JSON-ready); show_config() prints it."""
+    import fastbptt
+    return {
+        "fastbptt": fastbptt.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "blas": _blas_libraries(),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "dtype_paths": dict(DTYPE_PATHS),
+    }
+
+
+def blas_summary(lib):
+    """One line for one entry of config()["blas"]."""
+    threads = lib["num_threads"]
+    details = [lib["internal_api"], lib["version"],
+               lib["architecture"] and f"{lib['architecture']} kernels",
+               lib["threading_layer"], f"{threads} thread{'s' * (threads != 1)}"]
+    return f"{lib['library']}: " + ", ".join(str(d) for d in details if d)
+
+
+def show_config():
+    """Print what fastbptt's speed depends on and return it as a dict: the versions, the
+    BLAS that the compiled kernels (scipy's) and the reference (numpy's) call, with their
+    kernel type (architecture) and thread counts, OPENBLAS_CORETYPE, the dtype paths and
+    the CPU's SIMD flags."""
+    info = config()
+    flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
+    lines = [
+        f"fastbptt {info['fastbptt']} | NumPy {info['numpy']} | SciPy {info['scipy']}",
+        f"CPU: {info['cpu']} ({info['cpu_count']} logical CPUs)",
+        f"CPU flags: {flags or 'unknown'}",
+    ]
+    for lib in info["blas"]:
+        lines.append(f"BLAS for {lib['used_by']}: {blas_summary(lib)}")
+    lines.append(f"OPENBLAS_CORETYPE: {info['openblas_coretype'] or 'not set (auto-detected)'}")
+    for dtype, path in info["dtype_paths"].items():
+        lines.append(f"{dtype}: {path}")
+    print("\n".join(lines))
+    return info

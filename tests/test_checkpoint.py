@@ -1,0 +1,156 @@
+"""checkpoint= on the compiled cells' forward functions (fastbptt._checkpoint): the same
+outputs and gradients as the plain path, with any segment length, lengths, batch_first,
+dh_n/dc_n and no biases; bad values of checkpoint rejected before any work.
+
+The states, outputs and dh0/dc0 run the same per-step arithmetic, so they are held bit
+for bit. dx and the shared weights' gradients come from GEMMs over one segment's rows
+instead of all T*B (OpenBLAS blocks the rows differently, and the weight gradients are
+summed per segment), so they are held to 1e-12 (float64) / 1e-5 (float32), relative and
+absolute.
+"""
+import numpy as np
+import pytest
+
+import fastbptt
+from fastbptt._checkpoint import segment_length
+
+T, B, I, H = 11, 3, 4, 5
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+WEIGHT_TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def problem(cell, dtype, batch_first=False, bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
+    states = [rng.standard_normal((B, H)).astype(dtype) for _ in range(1 + (cell == "lstm"))]
+    weights = [(0.4 * rng.standard_normal(shape)).astype(dtype)
+               for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    if not bias:
+        weights[2:] = [None, None]
+    dh = rng.standard_normal((B, T, H) if batch_first else (T, B, H)).astype(dtype)
+    dn = [rng.standard_normal((B, H)).astype(dtype) for _ in states]
+    return x, states, weights, dh, dn
+
+
+def run(cell, x, states, weights, dh, dn, checkpoint, **kw):
+    forward = getattr(fastbptt, f"{cell}_forward")
+    backward = getattr(fastbptt, f"{cell}_backward")
+    h, cache = forward(x, *states, *weights, checkpoint=checkpoint, **kw)
+    finals = (cache.h_n,) + ((cache.c_n,) if cell == "lstm" else ())
+    return h, finals, backward(dh, cache, *dn)
+
+
+def assert_same(cell, plain, checkpointed, dtype):
+    h0, finals0, grads0 = plain
+    h1, finals1, grads1 = checkpointed
+    np.testing.assert_array_equal(h1, h0)
+    for a, b in zip(finals1, finals0):
+        np.testing.assert_array_equal(a, b)
+    assert type(grads1) is type(grads0)
+    for name, a, b in zip(grads0._fields, grads1, grads0):
+        if b is None:
+            assert a is None, name
+            continue
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        if name.startswith(("dW", "db", "dx")):
+            np.testing.assert_allclose(a, b, rtol=WEIGHT_TOL[np.dtype(dtype)],
+                                       atol=WEIGHT_TOL[np.dtype(dtype)], err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("checkpoint", [True, 1, 4, T, T + 3])
+def test_same_as_plain(cell, dtype, checkpoint):
+    x, states, weights, dh, dn = problem(cell, dtype)
+    plain = run(cell, x, states, weights, dh, [None] * len(dn), None)
+    assert_same(cell, plain, run(cell, x, states, weights, dh, [None] * len(dn), checkpoint),
+                dtype)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lengths_batch_first_final_gradients(cell, batch_first):
+    x, states, weights, dh, dn = problem(cell, np.float64, batch_first, seed=1)
+    lengths = np.array([T, 0, 6])
+    kw = dict(batch_first=batch_first, lengths=lengths)
+    plain = run(cell, x, states, weights, dh, dn, None, **kw)
+    assert_same(cell, plain, run(cell, x, states, weights, dh, dn, 4, **kw), np.float64)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_many_to_one_and_no_bias(cell):
+    x, states, weights, dh, dn = problem(cell, np.float64, bias=False, seed=2)
+    plain = run(cell, x, states, weights, None, dn, None)
+    assert_same(cell, plain, run(cell, x, states, weights, None, dn, 3), np.float64)
+
+
+def test_rnn_nonlinearity_is_kept():
+    x, states, weights, dh, dn = problem("rnn", np.float64, seed=3)
+    plain = run("rnn", x, states, weights, dh, dn, None, nonlinearity="relu")
+    assert_same("rnn", plain, run("rnn", x, states, weights, dh, dn, 2, nonlinearity="relu"),
+                np.float64)
+
+
+def test_caller_arrays_untouched():
+    x, states, weights, dh, dn = problem("lstm", np.float32)
+    copies = [a.copy() for a in (x, *states, *weights, dh, *dn)]
+    run("lstm", x, states, weights, dh, dn, 3)
+    for before, after in zip(copies, (x, *states, *weights, dh, *dn)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_segment_length():
+    assert segment_length(None, 100) is None and segment_length(False, 100) is None
+    assert segment_length(True, 100) == 10 and segment_length(True, 101) == 11
+    assert segment_length(True, 1) == 1 and segment_length(7, 100) == 7
+    assert segment_length(np.int64(3), 10) == 3
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (2.5, TypeError),
+                                        ("yes", TypeError)])
+def test_bad_checkpoint(bad, error):
+    x, states, weights, _, _ = problem("gru", np.float64)
+    with pytest.raises(error, match="checkpoint"):
+        fastbptt.gru_forward(x, *states, *weights, checkpoint=bad)
+
+
+def test_cache_of_another_cell_is_rejected():
+    x, states, weights, dh, _ = problem("rnn", np.float64)
+    _, cache = fastbptt.rnn_forward(x, *states, *weights, checkpoint=3)
+    with pytest.raises(TypeError, match="cache"):
+        fastbptt.gru_backward(dh, cache)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("how", ["reference module", "backend switch"])
+def test_reference_twin_takes_checkpoint_too(cell, how):
+    # one signature for both backends: checkpoint= works under fastbptt.reference and
+    # under use_backend("reference"), and equals the reference's plain path
+    x, states, weights, dh, dn = problem(cell, np.float64, seed=3)
+    forward = getattr(fastbptt.reference, f"{cell}_forward")
+    backward = getattr(fastbptt.reference, f"{cell}_backward")
+    h0, cache0 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]))
+    plain = (h0, (cache0.h_n,) + ((cache0.c_n,) if cell == "lstm" else ()),
+             backward(dh, cache0, *dn))
+    if how == "reference module":
+        h1, cache1 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
+        grads1 = backward(dh, cache1, *dn)
+    else:
+        with fastbptt.use_backend("reference"):
+            h1, cache1 = getattr(fastbptt, f"{cell}_forward")(
+                x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
+        grads1 = getattr(fastbptt, f"{cell}_backward")(dh, cache1, *dn)
+    finals1 = (cache1.h_n,) + ((cache1.c_n,) if cell == "lstm" else ())
+    assert_same(cell, plain, (h1, finals1, grads1), np.float64)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_check_finite_reaches_a_checkpointed_backward(cell):
+    x, states, weights, dh, dn = problem(cell, np.float64)
+    _, cache = getattr(fastbptt, f"{cell}_forward")(x, *states, *weights, checkpoint=True)
+    dh[2, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        getattr(fastbptt, f"{cell}_backward")(dh, cache, *dn, check_finite=True)
