@@ -217,6 +217,14 @@ def test_demo_then_sample(capsys, tmp_path):
     assert capsys.readouterr().out.rstrip("\n") == text     # seeded
 
 
+def test_demo_threads_option(capsys):
+    assert main(["demo", "--steps", "1", "--checkpoint", "", "--threads", "1", *TINY_DEMO]) == 0
+    assert "BLAS on 1 thread(s)" in capsys.readouterr().out
+    assert main(["demo", "--steps", "1", "--checkpoint", "", "--threads", "all",
+                 *TINY_DEMO]) == 0
+    assert "BLAS on all cores" in capsys.readouterr().out
+
+
 def test_demo_plot(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "demo.png"
@@ -240,6 +248,8 @@ def test_python_m_fastbptt_demo(tmp_path):
     (["demo", "--steps", "0"], "--steps"),
     (["demo", "--lr", "-1"], "--lr"),
     (["demo", "--backend", "gpu"], "--backend"),
+    (["demo", "--threads", "0"], "--threads"),
+    (["demo", "--threads", "many"], "--threads"),
     (["sample", "x.npz", "--temperature", "0"], "--temperature"),
     (["sample", "x.npz", "--length", "-3"], "--length"),
 ])

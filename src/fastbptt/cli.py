@@ -109,8 +109,9 @@ def _parser():
                              help="compiled kernels or the NumPy reference (default: compiled)")
     demo_parser.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype,
                              help=f"parameter and activation dtype (default: {d.dtype})")
-    demo_parser.add_argument("--threads", type=_positive_int, default=d.threads,
-                             help=f"BLAS threads (default: {d.threads})")
+    demo_parser.add_argument("--threads", type=_demo_threads, default=d.threads,
+                             help="BLAS threads, a positive integer or 'all' (default: all "
+                                  "cores; use 1 on a machine shared with other jobs)")
     demo_parser.add_argument("--text", metavar="PATH", default=None,
                              help="train on this UTF-8 text file (default: the embedded corpus)")
     demo_parser.add_argument("--seed", type=int, default=d.seed,
@@ -211,6 +212,10 @@ def _run_sample(args):
         print(f"fastbptt sample: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _demo_threads(text):
+    return None if text == "all" else _positive_int(text)
 
 
 def _positive_float(text):
