@@ -30,6 +30,7 @@ from libc.string cimport memcpy, memset
 
 from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
 from fastbptt._kernels.transpose cimport transpose
+from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
 
 cdef extern from "gru_cell.h" nogil:
     # One row of the forward pass: gates (4H) [P_r P_z P_n .] -> [r z n R_n], h (H)
@@ -94,9 +95,10 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             gates_t = &gates[0, 0] + t * ts * ldg
             h_prev = &hbuf[t, 0, 0]
             h_t = &hbuf[t + 1, 0, 0]
-            if B == 1:
-                # R = W_hh h_{t-1}: (3H) = (3H x H)(H)
-                gemv(NoTrans, G, H, 1, &W_hh[0, 0], H, h_prev, 0, R_)
+            if B <= GEMV_ROWS:
+                # per row b: R[b] = W_hh h_{t-1}[b]: (3H) = (3H x H)(H)
+                for b in range(B):
+                    gemv(NoTrans, G, H, 1, &W_hh[0, 0], H, h_prev + b * H, 0, R_ + b * G)
             elif transposed_step:
                 # The same product as its transpose, which OpenBLAS runs faster when B is
                 # small against 3H (see fastbptt.gru._transposed_step):
@@ -161,9 +163,10 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, c + b * H,
                                  dA_t + b * rs * lda, &db[0], H)
             # carry += dR_t W_hh with dR_t = dA_t[:, :3H]
-            if B == 1:
-                # (H) += (3H x H)^T (3H)
-                gemv(Trans, G, H, 1, &W_hh[0, 0], H, dA_t, 1, c)
+            if B <= GEMV_ROWS:
+                # per row b: carry[b] += W_hh^T dR_t[b]: (H) += (3H x H)^T (3H)
+                for b in range(B):
+                    gemv(Trans, G, H, 1, &W_hh[0, 0], H, dA_t + b * rs * lda, 1, c + b * H)
             elif transposed_step:
                 # As in forward: cT = W_hh^T dR_t^T: (H x B) = (H x 3H)(B x 3H)^T;
                 # carry += cT^T

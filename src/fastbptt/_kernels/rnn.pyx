@@ -27,6 +27,7 @@ from libc.string cimport memcpy, memset
 from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
 from fastbptt._kernels.transpose cimport transpose
+from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
 
 
 def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -59,9 +60,10 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             P_t = &P[0, 0] + t * ts * H
             h_prev = &hbuf[t, 0, 0]
             h_t = &hbuf[t + 1, 0, 0]
-            if B == 1:
-                # P_t += W_hh h_{t-1}: (H) = (H x H)(H)
-                gemv(NoTrans, H, H, 1, &W_hh[0, 0], H, h_prev, 1, P_t)
+            if B <= GEMV_ROWS:
+                # per row b: P_t[b] += W_hh h_{t-1}[b]: (H) = (H x H)(H)
+                for b in range(B):
+                    gemv(NoTrans, H, H, 1, &W_hh[0, 0], H, h_prev + b * H, 1, P_t + b * rs * H)
             elif transposed_step:
                 # The same product as its transpose, which OpenBLAS runs faster when B is
                 # small against H (measured at B=32, H=256: 43 us against 61 us a call):
@@ -130,9 +132,10 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 activate_grad(nonlinearity, &hbuf[t + 1, b, 0], c + b * H, dh_t,
                               dA_t + b * rs * H, H)
                 accumulate(&db[0], dA_t + b * rs * H, H)
-            if B == 1:
-                # carry = W_hh^T dA_t: (H) = (H x H)^T (H)
-                gemv(Trans, H, H, 1, &W_hh[0, 0], H, dA_t, 0, c)
+            if B <= GEMV_ROWS:
+                # per row b: carry[b] = W_hh^T dA_t[b]: (H) = (H x H)^T (H)
+                for b in range(B):
+                    gemv(Trans, H, H, 1, &W_hh[0, 0], H, dA_t + b * rs * H, 0, c + b * H)
             elif transposed_step:
                 # As in forward: cT = W_hh^T dA_t^T: (H x B) = (H x H)(B x H)^T; carry = cT^T
                 gemm(NoTrans, Trans, H, B, H, 1, &W_hhT[0, 0], H, dA_t, <int> (rs * H),
