@@ -70,6 +70,10 @@ fi
 if want asan; then
     start=$(date +%s)
     libasan=$(gcc -print-file-name=libasan.so)
+    # libstdc++ preloaded right after the ASan runtime: otherwise ASan's __cxa_throw
+    # interceptor finds no real function to call and aborts the first time a C++
+    # extension throws (matplotlib's ft2font does on import, under test_demo_plot).
+    preload="$libasan $(gcc -print-file-name=libstdc++.so)"
     copy_tree "$work/asan"
     (cd "$work/asan" && CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" \
         LDFLAGS="-fsanitize=address" "$python" setup.py build_ext --inplace -q \
@@ -78,12 +82,12 @@ if want asan; then
     [ "$instrumented" -gt 0 ] || { echo "asan build has no instrumentation" >&2; exit 1; }
     # Canary: one byte written past a NumPy buffer must be reported, or the runs below
     # prove nothing (it shows the preload, PYTHONMALLOC=malloc and the redzones work).
-    canary=$(LD_PRELOAD="$libasan" PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
+    canary=$(LD_PRELOAD="$preload" PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
         "$python" -c "import ctypes, numpy as np; a = np.zeros(10); \
 ctypes.memset(a.ctypes.data + a.nbytes, 1, 1)" 2>&1 | grep -c "heap-buffer-overflow" || true)
     [ "$canary" -gt 0 ] || { echo "ASan canary not caught: the setup is broken" >&2; exit 1; }
     echo "== AddressSanitizer build: test suite (canary overflow caught: setup works)"
-    (cd "$work/asan" && LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
+    (cd "$work/asan" && LD_PRELOAD="$preload" PYTHONMALLOC=malloc \
         ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path="$work/asan-report" \
         PYTHONPATH="$work/asan/src" "$python" -m pytest -q -p no:cacheprovider \
         -k "not torch" --ignore=tests/test_leaks.py tests > "$work/asan.log" 2>&1) \
