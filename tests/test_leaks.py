@@ -8,13 +8,13 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tools"))
 from leakcheck import rss_growth  # noqa: E402
-from _registry import REGISTRY  # noqa: E402
+from _registry import LOSSES, REGISTRY  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
                                 reason="reads resident memory from /proc (Linux)")
 
 BACKWARD = [e for e in REGISTRY if e.name in ("rnn_backward", "lstm_backward",
-                                              "gru_backward")]
+                                              "gru_backward", *LOSSES)]
 
 
 @pytest.mark.parametrize("entry", BACKWARD, ids=lambda e: e.name)
