@@ -9,6 +9,7 @@ from fastbptt._config import show_config
 from fastbptt._grads import GRUGrads, LSTMGrads, RNNGrads
 from fastbptt._grads import HeadGrads
 from fastbptt._threads import threads
+from fastbptt._workspace import release_workspace, set_workspace_limit, workspace_bytes
 from fastbptt.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
 from fastbptt.gru import gru_backward, gru_forward
 from fastbptt.layers import GRU, LSTM, RNN
@@ -29,4 +30,5 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
            "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
            "TruncatedBPTT", "TruncatedBPTTWindow",
            "GradientFlow", "gradient_flow", "plot_gradient_flow"]
-__all__ += ["set_backend", "get_backend", "use_backend", "show_config", "threads"]
+__all__ += ["set_backend", "get_backend", "use_backend", "show_config", "threads",
+            "release_workspace", "set_workspace_limit", "workspace_bytes"]

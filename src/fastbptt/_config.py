@@ -13,6 +13,8 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_info
 
+from fastbptt import _workspace
+
 # The element types the compiled kernels are built for; any other dtype is rejected.
 DTYPE_PATHS = {
     "float32": "compiled (sgemm/sgemv, single-precision element-wise passes)",
@@ -88,6 +90,8 @@ def config():
         "blas": _blas_libraries(),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "dtype_paths": dict(DTYPE_PATHS),
+        "workspace": {"limit_bytes": _workspace._limit,
+                      "kept_bytes_this_thread": _workspace.workspace_bytes()},
     }
 
 
@@ -104,7 +108,7 @@ def show_config():
     """Print what fastbptt's speed depends on and return it as a dict: the versions, the
     BLAS that the compiled kernels (scipy's) and the reference (numpy's) call, with their
     kernel type (architecture) and thread counts, OPENBLAS_CORETYPE, the dtype paths and
-    the CPU's SIMD flags."""
+    the CPU's SIMD flags, and the backward workspace kept between calls."""
     info = config()
     flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
     lines = [
@@ -117,5 +121,9 @@ def show_config():
     lines.append(f"OPENBLAS_CORETYPE: {info['openblas_coretype'] or 'not set (auto-detected)'}")
     for dtype, path in info["dtype_paths"].items():
         lines.append(f"{dtype}: {path}")
+    ws = info["workspace"]
+    lines.append(f"backward workspace: kept between calls up to {ws['limit_bytes'] / 2**20:g} "
+                 f"MiB per thread, {ws['kept_bytes_this_thread'] / 2**20:.1f} MiB kept now "
+                 f"(fastbptt.set_workspace_limit, release_workspace)")
     print("\n".join(lines))
     return info

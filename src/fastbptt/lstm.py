@@ -13,6 +13,7 @@ from fastbptt._backend import dispatch
 from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
+from fastbptt import _workspace as workspace
 from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
@@ -132,13 +133,14 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     carry_h = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     carry_c = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    dz = np.empty((T * B, 4 * H), dtype)
+    # gate gradients of every step, and W_hh^T: internal, kept between calls (_workspace)
+    dz = workspace.scratch("gate_grads", (T * B, 4 * H), dtype)
     dX = np.empty((T * B, I), dtype)
     dW_ih = np.empty((4 * H, I), dtype)
     dW_hh = np.empty((4 * H, H), dtype)
     db = np.empty(4 * H, dtype)
     transposed = _transposed_step(B, H, dtype)
-    W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
+    W_hhT = workspace.scratch("W_hhT", (H if transposed else 0, 4 * H), dtype)
     scratch = np.empty(H * B, dtype)
     hold = None if args.lengths is None else np.empty((B, H), dtype)
     _kernel.lstm_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,

@@ -16,6 +16,7 @@ from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_w
 from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
+from fastbptt import _workspace as workspace
 from fastbptt._nonlinearity import nonlinearity_code
 
 
@@ -119,13 +120,14 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     dtype = args.x.dtype
     dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    dA = np.empty((T * B, H), dtype)
+    # gate gradients of every step, and W_hh^T: internal, kept between calls (_workspace)
+    dA = workspace.scratch("gate_grads", (T * B, H), dtype)
     dX = np.empty((T * B, I), dtype)
     dW_ih = np.empty((H, I), dtype)
     dW_hh = np.empty((H, H), dtype)
     db = np.empty(H, dtype)
     transposed = _transposed_step(B, H)
-    W_hhT = np.ascontiguousarray(args.W_hh.T) if transposed else args.W_hh
+    W_hhT = workspace.scratch("W_hhT", (H if transposed else 0, H), dtype)
     scratch = np.empty(H * B, dtype)
     _kernel.rnn_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),

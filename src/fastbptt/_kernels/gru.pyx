@@ -121,14 +121,14 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] gates, const floating[:, ::1] dh,
                  floating[:, ::1] dA, floating[:, ::1] carry, floating[:, ::1] dX,
                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                 const floating[:, ::1] W_hhT, floating[::1] scratch,
+                 floating[:, ::1] W_hhT, floating[::1] scratch,
                  const Py_ssize_t[::1] lengths, bint batch_first, bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
     dW_hh are overwritten; db (4H) is overwritten with the column sums of dA:
-    db_hh = db[:3H], db_ih = db[:2H] + db[3H:]. With transposed_step, W_hhT = W_hh^T
-    (H, 3H) contiguous and scratch (H*B) is workspace. lengths (B,) or None.
+    db_hh = db[:3H], db_ih = db[:2H] + db[3H:]. With transposed_step, W_hhT (H, 3H) and
+    scratch (H*B) are workspace (W_hhT is filled with W_hh^T here). lengths (B,) or None.
     """
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1]
@@ -148,6 +148,9 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     with nogil:
         for j in range(lda):
             db[j] = 0
+        if transposed_step:
+            # W_hhT = W_hh^T: (H x G), for the transposed per-step GEMM
+            transpose(&W_hh[0, 0], G, H, H, &W_hhT[0, 0], G, False)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda

@@ -27,6 +27,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from fastbptt._kernels.blas cimport gemm, NoTrans, Trans
+from fastbptt._kernels.transpose cimport transpose
 from fastbptt._kernels.recurrent_gemm cimport (add_recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -110,17 +111,17 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   const floating[:, ::1] dh, floating[:, ::1] dz,
                   floating[:, ::1] carry_h, floating[:, ::1] carry_c, floating[:, ::1] dX,
                   floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                  const floating[:, ::1] W_hhT, floating[::1] scratch,
+                  floating[:, ::1] W_hhT, floating[::1] scratch,
                   const Py_ssize_t[::1] lengths, floating[:, ::1] hold,
                   bint batch_first, bint transposed_step):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
     row order) is the gradient arriving at every step, or None. dz (T*B, 4H) is
     workspace; dX, dW_ih, dW_hh, db are overwritten; db is the gradient of b_ih and of
-    b_hh alike. With transposed_step, W_hhT = W_hh^T (contiguous) and scratch (H*B) is
-    workspace. lengths (B,) or None: see the top of this file; hold (B, H) is workspace
-    when lengths is given (the carried dh rows of ended sequences, kept across the step's
-    GEMM).
+    b_hh alike. With transposed_step, W_hhT (H, 4H) and scratch (H*B) are workspace
+    (W_hhT is filled with W_hh^T here). lengths (B,) or None: see the top of this file;
+    hold (B, H) is workspace when lengths is given (the carried dh rows of ended
+    sequences, kept across the step's GEMM).
     """
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1], GH = 4 * H
@@ -137,6 +138,9 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     with nogil:
         for j in range(GH):
             db[j] = 0
+        if transposed_step:
+            # W_hhT = W_hh^T: (H x GH), for the transposed per-step GEMM
+            transpose(&W_hh[0, 0], GH, H, H, &W_hhT[0, 0], GH, False)
         for t in range(T - 1, -1, -1):
             dz_t = &dz[0, 0] + t * ts * GH
             for b in range(B):

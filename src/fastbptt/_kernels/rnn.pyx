@@ -86,16 +86,16 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] dh, floating[:, ::1] dA,
                  floating[:, ::1] carry, floating[:, ::1] dX,
                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                 const floating[:, ::1] W_hhT, floating[::1] scratch,
+                 floating[:, ::1] W_hhT, floating[::1] scratch,
                  const Py_ssize_t[::1] lengths, floating[:, ::1] hold,
                  int nonlinearity, bint batch_first, bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
-    db is the gradient of b_ih and of b_hh alike. With transposed_step, W_hhT = W_hh^T
-    (contiguous) and scratch (H*B) is workspace. lengths (B,) or None: see the top of this
-    file; hold (B, H) is workspace when lengths is given (the carried rows of sequences
-    that have ended, kept across the step's GEMM).
+    db is the gradient of b_ih and of b_hh alike. With transposed_step, W_hhT (H, H) and
+    scratch (H*B) are workspace (W_hhT is filled with W_hh^T here). lengths (B,) or None:
+    see the top of this file; hold (B, H) is workspace when lengths is given (the carried
+    rows of sequences that have ended, kept across the step's GEMM).
     """
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1]
@@ -114,6 +114,9 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     with nogil:
         for j in range(H):
             db[j] = 0
+        if transposed_step:
+            # W_hhT = W_hh^T: (H x H), for the transposed per-step GEMM
+            transpose(&W_hh[0, 0], H, H, H, &W_hhT[0, 0], H, False)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * H
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
