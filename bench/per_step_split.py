@@ -1,11 +1,15 @@
 """Per-step cost at B = 1 over T, forward+backward as one call and split into forward and
-backward, with the minor page faults per call: the probe behind RESULTS.md's "Per-step
-cost: a closer look".
+backward, with the system time and minor page faults per call: the probe behind
+RESULTS.md's "Per-step cost" sections.
 
-    python bench/per_step_split.py --cells rnn,lstm,gru --H 128
+    python bench/per_step_split.py --cells rnn,lstm,gru --H 128 --rounds 9
 
-Medians of timed calls after one warm-up, one BLAS thread, float32; inputs are made once
-per T (bench.make_problem), so a call's time is the kernels' and wrappers' only.
+One BLAS thread, float32; inputs are made once per T (bench.make_problem), so a call's
+time is the kernels' and wrappers' only. The T values are interleaved: every round runs
+a batch of calls at each T in turn (about the same time per batch, --batch-seconds), so
+a slow minute of this shared VM lands on every T alike instead of on whichever T was
+being timed then. The table gives medians over all timed calls of all rounds, and the
+spread of the fwd+bwd column: max/min - 1 over T.
 """
 import argparse
 import resource
@@ -16,48 +20,73 @@ from threadpoolctl import threadpool_limits
 
 from fastbptt import bench
 
-STEPS = ((100, 2000), (1000, 200), (10000, 20), (100000, 3))   # (T, timed calls)
+TS = (100, 1000, 10000, 100000)
 
 
-def per_step_us(cell, T, H, reps):
-    """(fwd+bwd, forward, backward) median us per step, and minor faults per call."""
+def make_call(cell, T, H):
+    """A function timing one forward+backward: returns (total, forward, backward, system)
+    seconds and the minor faults of the call."""
     p = bench.make_problem(cell, T, 1, H, H, np.float32, seed=0)
     api = bench.BACKENDS["compiled"]
     forward = getattr(api, bench.CELLS[cell].forward)
     backward = getattr(api, bench.CELLS[cell].backward)
     args = (p.x, *p.states, p.W_ih, p.W_hh, p.b_ih, p.b_hh)
-    _, cache = forward(*args)
-    backward(p.dh, cache)
-    total, fwd, bwd = [], [], []
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(reps):
+
+    def call():
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         _, cache = forward(*args)
         t1 = time.perf_counter()
         backward(p.dh, cache)
         t2 = time.perf_counter()
-        total.append(t2 - t0)
-        fwd.append(t1 - t0)
-        bwd.append(t2 - t1)
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / reps
-    scale = 1e6 / T
-    return (np.median(total) * scale, np.median(fwd) * scale, np.median(bwd) * scale, faults)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        return (t2 - t0, t1 - t0, t2 - t1, r1.ru_stime - r0.ru_stime,
+                r1.ru_minflt - r0.ru_minflt)
+
+    call()   # warm-up: first-touch of the inputs, the kept workspace
+    return call
+
+
+def probe(cell, H, Ts, rounds, batch_seconds):
+    calls = {T: make_call(cell, T, H) for T in Ts}
+    # calls per batch from one timed call each, so every T gets ~batch_seconds a round
+    per_batch = {T: max(1, int(batch_seconds / calls[T]()[0])) for T in Ts}
+    samples = {T: [] for T in Ts}
+    for _ in range(rounds):
+        for T in Ts:
+            samples[T].extend(calls[T]() for _ in range(per_batch[T]))
+    rows = []
+    for T in Ts:
+        s = np.array(samples[T])
+        total, fwd, bwd, system, faults = np.median(s, axis=0)
+        rows.append((T, len(s), total / T * 1e6, fwd / T * 1e6, bwd / T * 1e6,
+                     s[:, 3].mean() / T * 1e6, s[:, 4].mean()))
+    return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", default="rnn,lstm,gru")
     parser.add_argument("--H", type=int, default=128)
+    parser.add_argument("--T", default=",".join(map(str, TS)))
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--batch-seconds", type=float, default=0.3)
     opts = parser.parse_args(argv)
-    print(f"B = 1, H = I = {opts.H}, float32, one BLAS thread; us per step (median)")
-    print("| cell | T | fwd+bwd | forward | backward | minor faults per call |")
-    print("| ---- | ---: | ---: | ---: | ---: | ---: |")
+    Ts = [int(t) for t in opts.T.split(",")]
+    print(f"B = 1, H = I = {opts.H}, float32, one BLAS thread; {opts.rounds} interleaved "
+          f"rounds of ~{opts.batch_seconds} s per T; us per step, median over the calls")
+    print("| cell | T | calls | fwd+bwd | forward | backward | system (mean) "
+          "| minor faults per call |")
+    print("| ---- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with threadpool_limits(limits=1):
         for cell in opts.cells.split(","):
-            for T, reps in STEPS:
-                total, fwd, bwd, faults = per_step_us(cell, T, opts.H, reps)
-                print(f"| {cell} | {T} | {total:.2f} | {fwd:.2f} | {bwd:.2f} | {faults:.0f} |",
-                      flush=True)
+            rows = probe(cell, opts.H, Ts, opts.rounds, opts.batch_seconds)
+            for T, n, total, fwd, bwd, system, faults in rows:
+                print(f"| {cell} | {T} | {n} | {total:.2f} | {fwd:.2f} | {bwd:.2f} | "
+                      f"{system:.2f} | {faults:.0f} |")
+            totals = [r[2] for r in rows]
+            print(f"| {cell} | spread | | {max(totals) / min(totals) - 1:.1%} | | | | |",
+                  flush=True)
 
 
 if __name__ == "__main__":

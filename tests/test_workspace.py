@@ -1,5 +1,6 @@
-"""The backward passes' kept scratch buffers (fastbptt._workspace): reuse never changes a
-result, never aliases a returned array, stays private to a thread and within its limit."""
+"""The recycled buffers of the cells (fastbptt._workspace): reuse never changes a result,
+never hands out memory an array still uses, stays private to a thread and within its
+limit."""
 import threading
 
 import numpy as np
@@ -25,15 +26,10 @@ def problem(cell, T, B, H, seed=0, dtype=np.float64):
     return x, W_ih, W_hh, dh
 
 
-def grads(cell, T, B, H, seed=0, dtype=np.float64):
-    forward, backward, _ = CELLS[cell]
-    x, W_ih, W_hh, dh = problem(cell, T, B, H, seed, dtype)
-    _, cache = forward(x, None, *(() if cell != "lstm" else (None,)), W_ih, W_hh)
-    return backward(dh, cache)
-
-
 @pytest.fixture(autouse=True)
-def fresh_workspace():
+def fresh_workspace(monkeypatch):
+    # every array through the pool, however small, so small problems exercise it
+    monkeypatch.setattr(_workspace, "MIN_BYTES", 0)
     _workspace.release_workspace()
     previous = _workspace.set_workspace_limit(_workspace.DEFAULT_LIMIT)
     yield
@@ -41,77 +37,107 @@ def fresh_workspace():
     _workspace.release_workspace()
 
 
+def run(cell, T, B, H, seed=0, dtype=np.float64, **options):
+    """(h, cache, grads) of one forward+backward."""
+    forward, backward, _ = CELLS[cell]
+    x, W_ih, W_hh, dh = problem(cell, T, B, H, seed, dtype)
+    if options.get("batch_first"):
+        x, dh = x.transpose(1, 0, 2).copy(), dh.transpose(1, 0, 2).copy()
+    h, cache = forward(x, None, *(() if cell != "lstm" else (None,)), W_ih, W_hh, **options)
+    return h, cache, backward(dh, cache)
+
+
+OPTIONS = [{}, {"batch_first": True}, {"lengths": [5, 2, 0, 4, 5, 1]}]
+
+
 @pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("B", [1, 3, 6])   # GEMV rows, plain and transposed per-step GEMM
-def test_kept_buffers_do_not_change_results(cell, B):
+@pytest.mark.parametrize("options", OPTIONS, ids=["plain", "batch_first", "lengths"])
+def test_recycled_buffers_do_not_change_results(cell, B, options):
+    options = {k: (v[:B] if k == "lengths" else v) for k, v in options.items()}
     _workspace.set_workspace_limit(0)
-    expected = grads(cell, 5, B, 8)
+    h0, _, expected = run(cell, 5, B, 8, **options)
     assert fastbptt.workspace_bytes() == 0
     _workspace.set_workspace_limit(_workspace.DEFAULT_LIMIT)
-    first = grads(cell, 5, B, 8)
+    for _ in range(3):   # the second and third calls run on recycled buffers
+        h, _, got = run(cell, 5, B, 8, **options)
+        np.testing.assert_array_equal(h, h0)
+        for a, e in zip(got, expected):
+            np.testing.assert_array_equal(a, e)
     assert fastbptt.workspace_bytes() > 0
-    second = grads(cell, 5, B, 8)   # runs on the kept buffers
-    for a, b, e in zip(first, second, expected):
-        np.testing.assert_array_equal(a, e)
-        np.testing.assert_array_equal(b, e)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_returned_gradients_survive_later_calls(cell):
-    # A later backward (other sizes, other numbers) reuses the buffers; gradients already
-    # returned must not be views of them.
-    first = grads(cell, 6, 5, 8, seed=1)
-    copies = [None if g is None else g.copy() for g in first]
-    grads(cell, 4, 5, 8, seed=2)
-    grads(cell, 9, 7, 16, seed=3)
-    for g, c in zip(first, copies):
-        if g is not None:
-            np.testing.assert_array_equal(g, c)
-            for buf in _workspace._pool().values():
-                assert not np.shares_memory(g, buf)
+def test_arrays_in_use_are_never_handed_out_again(cell):
+    # Results and caches still held while later calls run (same shapes, other numbers)
+    # must keep their values and share no memory with anything handed out later.
+    forward, backward, _ = CELLS[cell]
+    h1, cache1, grads1 = run(cell, 6, 5, 8, seed=1)
+    kept = [h1, *(g for g in grads1 if g is not None)]
+    copies = [a.copy() for a in kept]
+    x, W_ih, W_hh, dh = problem(cell, 6, 5, 8, seed=1)
+    expected_again = backward(dh, cache1)      # the cache is intact so far
+    h2, cache2, grads2 = run(cell, 6, 5, 8, seed=2)
+    h3, _, grads3 = run(cell, 6, 5, 8, seed=3)
+    for a, c in zip(kept, copies):
+        np.testing.assert_array_equal(a, c)
+        for later in (h2, h3, *grads2, *grads3):
+            assert later is None or not np.shares_memory(a, later)
+    # and cache1, held through all that, still gives the same gradients
+    for a, e in zip(backward(dh, cache1), expected_again):
+        np.testing.assert_array_equal(a, e)
 
 
-def test_buffers_grow_and_are_shared_across_cells_and_dtypes():
-    grads("rnn", 4, 3, 8)
-    small = fastbptt.workspace_bytes()
-    grads("lstm", 4, 3, 8, dtype=np.float32)
-    assert fastbptt.workspace_bytes() > small
-    assert set(_workspace._pool()) <= {"gate_grads", "W_hhT"}
+def test_free_buffers_are_reused_not_added():
+    run("lstm", 10, 6, 16)          # everything it returned is dropped at once
+    kept = fastbptt.workspace_bytes()
+    assert kept > 0
+    for _ in range(3):
+        run("lstm", 10, 6, 16)
+    assert fastbptt.workspace_bytes() == kept
 
 
 def test_limit_bounds_what_is_kept():
-    _workspace.set_workspace_limit(1000)
-    expected = grads("lstm", 20, 3, 16)   # dz alone is 20*3*64*8 bytes > 1000
-    assert fastbptt.workspace_bytes() <= 1000
-    _workspace.set_workspace_limit(0)
-    np.testing.assert_array_equal(grads("lstm", 20, 3, 16).dW_hh, expected.dW_hh)
-    assert fastbptt.workspace_bytes() == 0
+    _workspace.set_workspace_limit(20_000)
+    expected = run("lstm", 20, 3, 16)[2]
+    held = [run("lstm", 20, 3, 16) for _ in range(3)]   # in use: the pool must not grow
+    assert fastbptt.workspace_bytes() <= 20_000
+    for _, _, grads in held:
+        np.testing.assert_array_equal(grads.dW_hh, expected.dW_hh)
 
 
 def test_lowering_the_limit_frees_and_release_frees():
-    grads("gru", 10, 6, 16)
+    run("gru", 10, 6, 16)
     assert fastbptt.workspace_bytes() > 0
     assert fastbptt.set_workspace_limit(10) == _workspace.DEFAULT_LIMIT
     assert fastbptt.workspace_bytes() == 0
     fastbptt.set_workspace_limit(_workspace.DEFAULT_LIMIT)
-    grads("gru", 10, 6, 16)
+    run("gru", 10, 6, 16)
     fastbptt.release_workspace()
     assert fastbptt.workspace_bytes() == 0
 
 
+def test_small_arrays_are_plain(monkeypatch):
+    monkeypatch.setattr(_workspace, "MIN_BYTES", 1 << 20)
+    run("rnn", 5, 3, 8)
+    assert fastbptt.workspace_bytes() == 0
+    big = _workspace.empty((1 << 18,), np.float32)   # 1 MiB
+    assert big.base is not None and fastbptt.workspace_bytes() == 1 << 20
+
+
 def test_buffers_are_private_to_a_thread():
-    grads("lstm", 5, 6, 8)
-    mine = {role: buf.ctypes.data for role, buf in _workspace._pool().items()}
-    theirs = {}
+    held = run("lstm", 5, 6, 8)
+    mine = {buf.ctypes.data for buf in _workspace._buffers()}
+    theirs = set()
 
     def work():
-        grads("lstm", 5, 6, 8)
-        theirs.update({role: buf.ctypes.data for role, buf in _workspace._pool().items()})
+        run("lstm", 5, 6, 8)
+        theirs.update(buf.ctypes.data for buf in _workspace._buffers())
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert theirs and not set(mine.values()) & set(theirs.values())
+    assert theirs and held and not mine & theirs
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "1", True, None])

@@ -108,7 +108,7 @@ def show_config():
     """Print what fastbptt's speed depends on and return it as a dict: the versions, the
     BLAS that the compiled kernels (scipy's) and the reference (numpy's) call, with their
     kernel type (architecture) and thread counts, OPENBLAS_CORETYPE, the dtype paths and
-    the CPU's SIMD flags, and the backward workspace kept between calls."""
+    the CPU's SIMD flags, and the recycled buffers kept between calls."""
     info = config()
     flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
     lines = [
@@ -122,8 +122,8 @@ def show_config():
     for dtype, path in info["dtype_paths"].items():
         lines.append(f"{dtype}: {path}")
     ws = info["workspace"]
-    lines.append(f"backward workspace: kept between calls up to {ws['limit_bytes'] / 2**20:g} "
-                 f"MiB per thread, {ws['kept_bytes_this_thread'] / 2**20:.1f} MiB kept now "
+    lines.append(f"recycled buffers: up to {ws['limit_bytes'] / 2**20:g} MiB per thread, "
+                 f"{ws['kept_bytes_this_thread'] / 2**20:.1f} MiB kept now "
                  f"(fastbptt.set_workspace_limit, release_workspace)")
     print("\n".join(lines))
     return info

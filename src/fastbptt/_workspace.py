@@ -1,83 +1,118 @@
-"""Scratch buffers of the backward passes, kept between calls.
+"""Large arrays of the cells' forward and backward passes, recycled between calls.
 
-A backward pass needs two large arrays that it does not return: the gate gradients of
-every step, dA (T*B, G'*H), and, when its per-step GEMM runs transposed, W_hh^T
-(H, G*H). Allocated fresh on every call, they are fresh pages for the kernel to fault
-in and zero on every call: at (T, B, H) = (50, 64, 1024) an LSTM backward touches
-68 MB of them. On this project's VMs that cost 4-18% of the call, and more on the calls
-where the hypervisor has taken back the pages the previous call freed (300 ms stalls on
-every other call, bench/RESULTS.md "Page faults and the workspace"). Reusing one buffer
-per role, as a training loop calls backward again and again on the same shapes, removes
-that cost.
+A training loop calls forward and backward again and again on the same shapes, and each
+call allocates the same large arrays: the states and gates kept for backward, the
+outputs, the gradients, the gate-gradient workspace. Allocated fresh, each is fresh
+pages for the kernel to fault in and zero on every call, and on VMs that hand freed
+memory back to the host (free page reporting, as on this project's Firecracker VMs) the
+host faults them in again too: at (T, B, H) = (50, 64, 1024) that cost the LSTM 10-20%
+of a call, and at T = 100,000, B = 1 more than half of its forward (bench/RESULTS.md,
+"Page faults and the workspace").
 
-The buffers are private to a thread (threading.local), so concurrent calls in different
-threads never share one, and a call finishes with its buffer before the next call in
-the same thread can start. No returned array is ever a view of one. What is kept is
-bounded: at most `limit` bytes per thread (set_workspace_limit, default 256 MiB); a
-larger request gets a plain new array that is freed with the call. release_workspace()
-frees the calling thread's buffers now.
+So arrays of at least MIN_BYTES come from `empty`, which hands out a view of a kept
+buffer that nothing references any more, or keeps a new one. A buffer is free when its
+reference count says only this pool holds it: every numpy view of it (the arrays
+returned to the caller, a cache's arrays, their views) holds a reference, so a buffer
+is reused only once no array can reach its memory. That makes a returned array as
+private as a freshly allocated one; it merely has a `.base`.
+
+The pool is per thread (threading.local): two threads never hand out the same buffer.
+Its size is bounded: the buffers it keeps, in use or free, total at most the limit
+(set_workspace_limit, default 1 GiB per thread); past it, requests get plain new arrays.
+release_workspace() drops the calling thread's buffers (those still in use live on with
+their arrays).
 """
+import sys
 import threading
 
 import numpy as np
 
-DEFAULT_LIMIT = 256 * 2**20
+MIN_BYTES = 1 << 20
+DEFAULT_LIMIT = 1 << 30
 
 _limit = DEFAULT_LIMIT
 _local = threading.local()
 
 
-def _pool():
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = {}
-    return pool
+def _buffers():
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = []
+    return buffers
 
 
-def scratch(role, shape, dtype):
-    """An uninitialised C-contiguous array of `shape` and `dtype` for use inside one call
-    only, backed by the calling thread's kept buffer for `role` (grown when too small), or
-    a new array when keeping it would exceed the limit."""
+def _count_free_refs():
+    """The reference count a buffer shows in the loops below when only the pool's list
+    holds it (the list's slot, the loop variable, getrefcount's argument)."""
+    probe = [np.empty(1)]
+    for buf in probe:
+        return sys.getrefcount(buf)
+
+
+_FREE_REFS = _count_free_refs()
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous array of `shape` and `dtype`: a view of a free kept
+    buffer of this thread (from nbytes up to twice that) when there is one, else of a new
+    kept buffer while the limit allows, else a plain new array. Small arrays (under
+    MIN_BYTES) are always plain."""
     dtype = np.dtype(dtype)
-    count = 1
+    nbytes = dtype.itemsize
     for n in shape:
-        count *= n
-    nbytes = count * dtype.itemsize
-    if nbytes == 0:
+        nbytes *= n
+    if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
-    pool = _pool()
-    if pool and sum(b.nbytes for b in pool.values()) > _limit:
-        pool.clear()   # the limit was lowered since these were kept
-    buf = pool.get(role)
-    if buf is None or buf.nbytes < nbytes:
-        if buf is not None:
-            del pool[role]   # freed before its successor is allocated
-        kept = sum(b.nbytes for b in pool.values())
+    buffers = _buffers()
+    best = None
+    for buf in buffers:
+        if (nbytes <= buf.nbytes <= 2 * nbytes and sys.getrefcount(buf) == _FREE_REFS
+                and (best is None or buf.nbytes < best.nbytes)):
+            best = buf
+    if best is None:
+        kept = sum(buf.nbytes for buf in buffers)
         if kept + nbytes > _limit:
-            return np.empty(shape, dtype)
+            _drop_free(buffers)
+            kept = sum(buf.nbytes for buf in buffers)
+            if kept + nbytes > _limit:
+                return np.empty(shape, dtype)
         # float64 elements: 8-byte alignment whatever view is taken of it
-        buf = pool[role] = np.empty(-(-nbytes // 8), np.float64)
-    return buf.view(np.uint8)[:nbytes].view(dtype).reshape(shape)
+        best = np.empty(-(-nbytes // 8), np.float64)
+        buffers.append(best)
+    return best.view(np.uint8)[:nbytes].view(dtype).reshape(shape)
+
+
+def _drop_free(buffers):
+    """Forget the free buffers of `buffers` (freeing them); those in use stay."""
+    keep = []
+    for buf in buffers:
+        if sys.getrefcount(buf) != _FREE_REFS:
+            keep.append(buf)
+    buffers[:] = keep
 
 
 def release_workspace():
-    """Free the calling thread's kept backward buffers (they are re-made on demand)."""
-    _pool().clear()
+    """Forget the calling thread's kept buffers: the free ones are freed now, those still
+    in use when the arrays using them are."""
+    _buffers().clear()
 
 
 def set_workspace_limit(nbytes):
-    """Keep at most `nbytes` of backward scratch per thread (0: keep none); returns the
-    previous limit. Buffers already kept above the new limit are freed."""
+    """Keep at most `nbytes` of buffers per thread (0: keep none, every array is new);
+    returns the previous limit. The calling thread's free buffers are dropped when it
+    keeps more than the new limit; another thread's, at its next call over the limit."""
     global _limit
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
     previous, _limit = _limit, int(nbytes)
-    pool = _pool()
-    if sum(b.nbytes for b in pool.values()) > _limit:
-        pool.clear()
+    buffers = _buffers()
+    if sum(buf.nbytes for buf in buffers) > _limit:
+        _drop_free(buffers)
+        if sum(buf.nbytes for buf in buffers) > _limit:
+            buffers.clear()   # those in use live on with their arrays, unkept
     return previous
 
 
 def workspace_bytes():
-    """The bytes of backward scratch the calling thread keeps now."""
-    return sum(b.nbytes for b in _pool().values())
+    """The bytes of buffers the calling thread keeps now, in use or free."""
+    return sum(buf.nbytes for buf in _buffers())

@@ -94,9 +94,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
         return h, GRUCache(args, None, None, ref_cache)
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
-    hbuf = np.empty((T + 1, B, H), dtype)
+    # the large arrays (kept for backward, returned, or workspace) are recycled buffers
+    # of this thread when free (_workspace: no fresh pages to fault in every call)
+    hbuf = workspace.empty((T + 1, B, H), dtype)
     hbuf[0] = args.h0
-    gates = np.empty((T * B, 4 * H), dtype)
+    gates = workspace.empty((T * B, 4 * H), dtype)
     R = np.empty((B, 3 * H), dtype)
     scratch = np.empty(3 * H * B, dtype)
     _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, _bias_rows(args),
@@ -130,14 +132,13 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     dtype = args.x.dtype
     dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    # gate gradients of every step, and W_hh^T: internal, kept between calls (_workspace)
-    dA = workspace.scratch("gate_grads", (T * B, 4 * H), dtype)
-    dX = np.empty((T * B, I), dtype)
-    dW_ih = np.empty((3 * H, I), dtype)
-    dW_hh = np.empty((3 * H, H), dtype)
+    dA = workspace.empty((T * B, 4 * H), dtype)
+    dX = workspace.empty((T * B, I), dtype)
+    dW_ih = workspace.empty((3 * H, I), dtype)
+    dW_hh = workspace.empty((3 * H, H), dtype)
     db = np.empty(4 * H, dtype)
     transposed = _transposed_step(B, H)
-    W_hhT = workspace.scratch("W_hhT", (H if transposed else 0, 3 * H), dtype)
+    W_hhT = workspace.empty((H if transposed else 0, 3 * H), dtype)
     scratch = np.empty(H * B, dtype)
     _kernel.gru_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          cache.gates, None if dh is None else dh.reshape(T * B, H),

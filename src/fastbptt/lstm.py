@@ -93,11 +93,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
         return h, LSTMCache(args, None, None, None, ref_cache)
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.dtype
-    hbuf = np.empty((T + 1, B, H), dtype)
-    cbuf = np.empty((T + 1, B, H), dtype)
+    # the large arrays (kept for backward, returned, or workspace) are recycled buffers
+    # of this thread when free (_workspace: no fresh pages to fault in every call)
+    hbuf = workspace.empty((T + 1, B, H), dtype)
+    cbuf = workspace.empty((T + 1, B, H), dtype)
     hbuf[0] = args.h0
     cbuf[0] = args.c0
-    gates = np.empty((T * B, 4 * H), dtype)
+    gates = workspace.empty((T * B, 4 * H), dtype)
     scratch = np.empty(4 * H * B, dtype)
     _kernel.lstm_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
                          args.b_ih + args.b_hh, gates, hbuf, cbuf, scratch, args.lengths,
@@ -133,14 +135,13 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     carry_h = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     carry_c = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    # gate gradients of every step, and W_hh^T: internal, kept between calls (_workspace)
-    dz = workspace.scratch("gate_grads", (T * B, 4 * H), dtype)
-    dX = np.empty((T * B, I), dtype)
-    dW_ih = np.empty((4 * H, I), dtype)
-    dW_hh = np.empty((4 * H, H), dtype)
+    dz = workspace.empty((T * B, 4 * H), dtype)
+    dX = workspace.empty((T * B, I), dtype)
+    dW_ih = workspace.empty((4 * H, I), dtype)
+    dW_hh = workspace.empty((4 * H, H), dtype)
     db = np.empty(4 * H, dtype)
     transposed = _transposed_step(B, H, dtype)
-    W_hhT = workspace.scratch("W_hhT", (H if transposed else 0, 4 * H), dtype)
+    W_hhT = workspace.empty((H if transposed else 0, 4 * H), dtype)
     scratch = np.empty(H * B, dtype)
     hold = None if args.lengths is None else np.empty((B, H), dtype)
     _kernel.lstm_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,

@@ -82,12 +82,14 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
         return h, RNNCache(args, None, ref_cache)
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.x.dtype
-    hbuf = np.empty((T + 1, B, H), dtype)
+    # the large arrays (kept for backward, returned, or workspace) are recycled buffers
+    # of this thread when free (_workspace: no fresh pages to fault in every call)
+    hbuf = workspace.empty((T + 1, B, H), dtype)
     hbuf[0] = args.h0
     # The pre-activations of all steps, in x's row order. Time-major, that is the order of
     # hbuf[1:], so they are computed in place there (f is applied element by element) and
     # no T*B*H workspace is touched beside hbuf.
-    P = hbuf[1:].reshape(T * B, H) if not args.batch_first else np.empty((T * B, H), dtype)
+    P = hbuf[1:].reshape(T * B, H) if not args.batch_first else workspace.empty((T * B, H), dtype)
     bias = args.b_ih + args.b_hh
     scratch = np.empty(H * B, dtype)
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
@@ -120,14 +122,13 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     dtype = args.x.dtype
     dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    # gate gradients of every step, and W_hh^T: internal, kept between calls (_workspace)
-    dA = workspace.scratch("gate_grads", (T * B, H), dtype)
-    dX = np.empty((T * B, I), dtype)
-    dW_ih = np.empty((H, I), dtype)
-    dW_hh = np.empty((H, H), dtype)
+    dA = workspace.empty((T * B, H), dtype)
+    dX = workspace.empty((T * B, I), dtype)
+    dW_ih = workspace.empty((H, I), dtype)
+    dW_hh = workspace.empty((H, H), dtype)
     db = np.empty(H, dtype)
     transposed = _transposed_step(B, H)
-    W_hhT = workspace.scratch("W_hhT", (H if transposed else 0, H), dtype)
+    W_hhT = workspace.empty((H if transposed else 0, H), dtype)
     scratch = np.empty(H * B, dtype)
     _kernel.rnn_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
                          None if dh is None else dh.reshape(T * B, H),
