@@ -121,7 +121,7 @@ def test_small_arrays_are_plain(monkeypatch):
     monkeypatch.setattr(_workspace, "MIN_BYTES", 1 << 20)
     run("rnn", 5, 3, 8)
     assert fastbptt.workspace_bytes() == 0
-    big = _workspace.empty((1 << 18,), np.float32)   # 1 MiB
+    big = _workspace.empty((1 << 18,), np.dtype(np.float32))   # 1 MiB
     assert big.base is not None and fastbptt.workspace_bytes() == 1 << 20
 
 

@@ -22,6 +22,7 @@ Its size is bounded: the buffers it keeps, in use or free, total at most the lim
 release_workspace() drops the calling thread's buffers (those still in use live on with
 their arrays).
 """
+import math
 import sys
 import threading
 
@@ -53,14 +54,11 @@ _FREE_REFS = _count_free_refs()
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array of `shape` and `dtype`: a view of a free kept
+    """An uninitialised C-contiguous array of `shape` and `dtype` (a np.dtype): a view of a free kept
     buffer of this thread (from nbytes up to twice that) when there is one, else of a new
     kept buffer while the limit allows, else a plain new array. Small arrays (under
     MIN_BYTES) are always plain."""
-    dtype = np.dtype(dtype)
-    nbytes = dtype.itemsize
-    for n in shape:
-        nbytes *= n
+    nbytes = math.prod(shape) * dtype.itemsize   # dtype: a numpy dtype object
     if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
     buffers = _buffers()
