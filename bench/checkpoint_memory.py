@@ -3,8 +3,9 @@ fresh subprocess so that the peak is that call's alone.
 
 Peak memory is tracemalloc's peak of NumPy allocations (NumPy reports its buffers to
 tracemalloc) during forward+backward, beyond what the inputs (x, weights, states, dh)
-already hold; time is the median of --repeat calls, measured in a second, untraced run
-in the same subprocess (tracemalloc slows allocation a little).
+already hold, with the recycled buffers released before the traced call so that it
+allocates all of its own; time is the median of --repeat calls, measured in a second,
+untraced run in the same subprocess (tracemalloc slows allocation a little).
 
     python bench/checkpoint_memory.py --T 10000,100000 --B 1 --H 128 --dtype float32
 """
@@ -33,6 +34,8 @@ def run():
 
 with fastbptt.threads(1):
     run()
+    # the traced call allocates its own buffers: none recycled from the warm-up
+    fastbptt.release_workspace()
     tracemalloc.start()
     run()
     _, peak = tracemalloc.get_traced_memory()

@@ -8,7 +8,8 @@
 # The calls, with GH = G*H (rnn G = 1, gru 3, lstm 4) and P, dA (T*B x GH):
 #   forward   P = X W_ih^T                      (T*B x GH) = (T*B x I)(GH x I)^T
 #             per step t: P_t += h_{t-1} W_hh^T  (B x GH), as add_recurrent_product does:
-#               B == 1: GEMV; transposed: W_hh h^T (GH x B); else h W_hh^T (B x GH)
+#               B <= GEMV_ROWS: a GEMV per row; transposed: W_hh h^T (GH x B);
+#               else h W_hh^T (B x GH)
 #   backward  per step t: carry = dA_t W_hh      (B x H), as recurrent_product_grad does
 #             dW_ih = dA^T X (GH x I), dX = dA W_ih (T*B x I), dW_hh = dA^T H_prev (GH x H)
 # The GRU's kernels split dW_ih and dX into two calls each (its dA has 4H columns); the
@@ -17,6 +18,7 @@
 from cython cimport floating
 
 from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
+from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
 
 
 def recurrent_gemms(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -30,7 +32,7 @@ def recurrent_gemms(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     dW_ih (GH, I), dW_hh (GH, H). The values are the caller's; nothing is checked."""
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1], GH = W_hh.shape[0]
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, b
     cdef floating *P_t
     cdef const floating *h_prev
     with nogil:
@@ -39,9 +41,10 @@ def recurrent_gemms(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         for t in range(T):
             P_t = &P[0, 0] + t * B * GH
             h_prev = &hbuf[t, 0, 0]
-            if B == 1:
-                # P_t += W_hh h_prev: (GH) = (GH x H)(H)
-                gemv(NoTrans, GH, H, 1, &W_hh[0, 0], H, h_prev, 1, P_t)
+            if B <= GEMV_ROWS:
+                # per row b: P_t[b] += W_hh h_prev[b]: (GH) = (GH x H)(H)
+                for b in range(B):
+                    gemv(NoTrans, GH, H, 1, &W_hh[0, 0], H, h_prev + b * H, 1, P_t + b * GH)
             elif transposed:
                 # scratch = W_hh h_prev^T: (GH x B) = (GH x H)(B x H)^T
                 gemm(NoTrans, Trans, GH, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0,
@@ -51,9 +54,10 @@ def recurrent_gemms(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 gemm(NoTrans, Trans, B, GH, H, 1, h_prev, H, &W_hh[0, 0], H, 1, P_t, GH)
         for t in range(T - 1, -1, -1):
             P_t = &P[0, 0] + t * B * GH     # dA_t
-            if B == 1:
-                # carry = W_hh^T dA_t: (H) = (GH x H)^T (GH)
-                gemv(Trans, GH, H, 1, &W_hh[0, 0], H, P_t, 0, &carry[0, 0])
+            if B <= GEMV_ROWS:
+                # per row b: carry[b] = W_hh^T dA_t[b]: (H) = (GH x H)^T (GH)
+                for b in range(B):
+                    gemv(Trans, GH, H, 1, &W_hh[0, 0], H, P_t + b * GH, 0, &carry[0, 0] + b * H)
             elif transposed:
                 # scratch = W_hh^T dA_t^T: (H x B) = (H x GH)(B x GH)^T
                 gemm(NoTrans, Trans, H, B, GH, 1, &W_hhT[0, 0], GH, P_t, GH, 0,
