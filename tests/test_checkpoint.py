@@ -167,12 +167,17 @@ def test_long_sequences_agree_to_rounding(cell, dtype, shape):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((T_, B_, I_)).astype(dtype)
     states = [None] * (1 + (cell == "lstm"))
-    weights = [(rng.standard_normal(s) / np.sqrt(H_)).astype(dtype)
+    # contracting dynamics (weights 0.5 / sqrt(H)): a last-bit difference then stays a
+    # last-bit difference over the steps instead of being amplified (near the edge of
+    # chaos a float32 RNN amplifies it past 1e-5 in a few hundred steps)
+    weights = [(0.5 * rng.standard_normal(s) / np.sqrt(H_)).astype(dtype)
                for s in ((G * H_, I_), (G * H_, H_), (G * H_,), (G * H_,))]
     dh = rng.standard_normal((T_, B_, H_)).astype(dtype)
     plain = run(cell, x, states, weights, dh, [None] * len(states), None)
     ckpt = run(cell, x, states, weights, dh, [None] * len(states), True)
-    tol = WEIGHT_TOL[np.dtype(dtype)]
+    # the weight gradients are sums over T*B = 1000-1200 rows taken in another order,
+    # with cancellation: float32 keeps ~1e-5 of their terms' size, not of the result's
+    tol = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}[np.dtype(dtype)]
     for a, b in zip((ckpt[0], *ckpt[1], *ckpt[2]), (plain[0], *plain[1], *plain[2])):
         if b is not None:
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

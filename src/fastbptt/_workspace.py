@@ -54,10 +54,10 @@ _FREE_REFS = _count_free_refs()
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array of `shape` and `dtype` (a np.dtype): a view of a free kept
-    buffer of this thread (from nbytes up to twice that) when there is one, else of a new
-    kept buffer while the limit allows, else a plain new array. Small arrays (under
-    MIN_BYTES) are always plain."""
+    """An uninitialised C-contiguous array of `shape` and `dtype` (a np.dtype): a view of
+    a free kept buffer of this thread (from nbytes up to twice that) when there is one,
+    else of a new kept buffer while the limit allows, else a plain new array. Small
+    arrays (under MIN_BYTES) are always plain."""
     nbytes = math.prod(shape) * dtype.itemsize   # dtype: a numpy dtype object
     if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)

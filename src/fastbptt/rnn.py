@@ -89,7 +89,8 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     # The pre-activations of all steps, in x's row order. Time-major, that is the order of
     # hbuf[1:], so they are computed in place there (f is applied element by element) and
     # no T*B*H workspace is touched beside hbuf.
-    P = hbuf[1:].reshape(T * B, H) if not args.batch_first else workspace.empty((T * B, H), dtype)
+    P = (hbuf[1:].reshape(T * B, H) if not args.batch_first
+         else workspace.empty((T * B, H), dtype))
     bias = args.b_ih + args.b_hh
     scratch = np.empty(H * B, dtype)
     _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,

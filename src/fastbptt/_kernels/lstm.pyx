@@ -133,6 +133,8 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating *dh_all = NULL
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
+    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     if dh is not None:
         dh_all = &dh[0, 0]
     with nogil:
@@ -140,7 +142,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             db[j] = 0
         if transposed_step:
             # W_hhT = W_hh^T: (H x GH), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], GH, H, H, &W_hhT[0, 0], GH, False)
+            transpose(&W_hh[0, 0], GH, H, H, W_hhT_p, GH, False)
         for t in range(T - 1, -1, -1):
             dz_t = &dz[0, 0] + t * ts * GH
             for b in range(B):
@@ -158,7 +160,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                               dz_t + b * rs * GH, &db[0], H)
             # carry_h = dL/dh_{t-1} = dz_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
             # ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], &W_hhT[0, 0], dz_t, &carry_h[0, 0], B, GH,
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dz_t, &carry_h[0, 0], B, GH,
                                    H, rs, transposed_step, &scratch[0], lens, t, hold_p)
 
         # dW_ih = dz^T X, dX = dz W_ih, dW_hh = sum_t dz_t^T h_{t-1}, as large GEMMs
