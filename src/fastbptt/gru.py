@@ -16,7 +16,7 @@ from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import gru as reference
@@ -52,9 +52,10 @@ def _transposed_step(B, H):
     rows against many columns slower than its transpose. Measured here at T = 100,
     B = 32, I = H = 256 (3H = 768), float32, one thread, AVX2 kernels, whole calls:
     forward 25.8 ms transposed against 29.5 ms plain, backward 50.0 against 53.6 ms
-    (float64: equal within 2%). B = 1 uses GEMV instead.
+    (float64: equal within 2%). B <= 4 uses per-row GEMVs instead
+    (per_row_gemv), which need no W_hh^T.
     """
-    return 1 < B < H
+    return 1 < B < H and not per_row_gemv(B)
 
 
 def _bias_rows(args):

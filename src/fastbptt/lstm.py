@@ -14,7 +14,7 @@ from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import lstm as reference
@@ -59,9 +59,10 @@ def _transposed_step(B, H, dtype):
     columns) float32 forward 158 us against 219 us a call and backward 169 against 222
     (AVX2 kernels; 92 against 137 and 103 against 146 with AVX-512), and a gain at
     B = 8..16 too; float64 gained nothing (358 against 362 us), so it keeps the plain form
-    and skips the transposes. B = 1 uses GEMV instead.
+    and skips the transposes. B <= 4 uses per-row GEMVs instead
+    (per_row_gemv), which need no W_hh^T.
     """
-    return 1 < B < H and dtype == np.float32
+    return 1 < B < H and dtype == np.float32 and not per_row_gemv(B)
 
 
 @dispatch("lstm_forward")

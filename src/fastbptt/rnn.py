@@ -13,7 +13,7 @@ from fastbptt._backend import dispatch
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt._cell_outputs import is_empty, outputs
+from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt import _workspace as workspace
@@ -47,9 +47,10 @@ def _transposed_step(B, H):
     OpenBLAS tiles the output's columns by its micro-kernel width, so with few rows
     (B = 32) against H = 256 the transposed product ran about 30% faster here (100 calls:
     4.3 ms against 6.1 ms, AVX2 kernels; 2.5 against 4.0 with AVX-512), worth the small
-    (H x B) transpose of its result per step. B = 1 uses GEMV instead.
+    (H x B) transpose of its result per step. B <= 4 uses per-row GEMVs instead
+    (per_row_gemv), which need no W_hh^T.
     """
-    return 1 < B < H
+    return 1 < B < H and not per_row_gemv(B)
 
 
 @dispatch("rnn_forward")

@@ -29,6 +29,10 @@ from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
 from fastbptt._kernels.transpose cimport transpose
 from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
 
+# For the wrappers, which skip W_hh^T where the per-row GEMVs make the step (all cells
+# share recurrent_gemm.pxd's GEMV_ROWS).
+GEMV_ROWS_PER_STEP = GEMV_ROWS
+
 
 def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
