@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fastbptt import LSTM, TruncatedBPTT
-from fastbptt.tbptt import window_schedule
+from fastbptt.training.tbptt import window_schedule
 
 T, B, I, H = 200, 32, 64, 128
 

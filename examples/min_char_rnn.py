@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from fastbptt.compat.minchar import lossFun, sample
-from fastbptt.corpus import load_corpus
+from fastbptt.app.corpus import load_corpus
 
 
 def numpy_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):   # noqa: N802

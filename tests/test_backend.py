@@ -1,4 +1,4 @@
-"""The backend switch (fastbptt._backend): set_backend / get_backend / use_backend, the
+"""The backend switch (fastbptt.runtime.backend): set_backend / get_backend / use_backend, the
 public cell functions dispatching on it, backward functions dispatching on their cache's
 type, and the layer classes following it unless pinned."""
 import threading
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt import _backend, reference
+from fastbptt import reference
+from fastbptt.runtime import backend as _backend
 
 T_, B_, I_, H_ = 5, 3, 4, 6
 CELLS = {"rnn": 1, "lstm": 4, "gru": 3}

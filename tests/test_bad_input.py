@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastbptt
-import fastbptt._validation as validation
+import fastbptt.runtime.validation as validation
 from fastbptt import reference
 from _registry import LAYOUTS, REGISTRY, Case, flatten
 

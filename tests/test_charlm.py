@@ -1,4 +1,4 @@
-"""The character language model behind `fastbptt demo` (fastbptt.charlm, fastbptt.demo).
+"""The character language model behind `fastbptt demo` (fastbptt.app.charlm, fastbptt.app.demo).
 
 A short training run's loss falls and beats the unigram baseline; the compiled and reference
 backends give the same losses step by step in float64; checkpoints round-trip exactly;
@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from fastbptt.charlm import CharLM, unigram_entropy
-from fastbptt.corpus import load_corpus
-from fastbptt.demo import DemoOptions, read_text, run, split_streams
+from fastbptt.app.charlm import CharLM, unigram_entropy
+from fastbptt.app.corpus import load_corpus
+from fastbptt.app.demo import DemoOptions, read_text, run, split_streams
 
 TINY = dict(hidden=24, seq_len=12, batch=4, sample_length=20, checkpoint=None)
 

@@ -1,4 +1,4 @@
-"""checkpoint= on the compiled cells' forward functions (fastbptt._checkpoint): the same
+"""checkpoint= on the compiled cells' forward functions (fastbptt.cells.checkpoint): the same
 outputs and gradients as the plain path, with any segment length, lengths, batch_first,
 dh_n/dc_n and no biases; bad values of checkpoint rejected before any work.
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt._checkpoint import segment_length
+from fastbptt.cells.checkpoint import segment_length
 
 T, B, I, H = 11, 3, 4, 5
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

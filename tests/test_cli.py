@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fastbptt import bench
-from fastbptt.cli import main
+from fastbptt.app.cli import main
 
 HEADINGS = ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "reference ms", "speedup",
             "compiled GFLOP/s", "roofline ms", "efficiency"]

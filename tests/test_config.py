@@ -8,7 +8,7 @@ import scipy
 from threadpoolctl import threadpool_info
 
 import fastbptt
-from fastbptt._config import cpu_flags
+from fastbptt.runtime.config import cpu_flags
 
 
 def scipy_blas_threads():

@@ -1,4 +1,4 @@
-"""Gradient-flow diagnostics (fastbptt.diagnostics): grad_norm against the compiled
+"""Gradient-flow diagnostics (fastbptt.training.diagnostics): grad_norm against the compiled
 layers' backward (every dL/dh_t rebuilt exactly from single-layer suffix runs),
 jacobian_norm against finite differences, a vanishing example, the plot, bad input."""
 import sys

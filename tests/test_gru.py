@@ -1,4 +1,4 @@
-"""GRU: the compiled fastbptt.gru against its reference twin (fastbptt.reference.gru),
+"""GRU: the compiled fastbptt.cells.gru against its reference twin (fastbptt.reference.gru),
 finite differences, a hand-computed case, layouts, strides, empty sizes, variable lengths,
 bad input, and (when installed) torch.nn.GRU.
 """
@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from fastbptt import gru as compiled_gru
+from fastbptt.cells import gru as compiled_gru
 from fastbptt.reference import gru as reference_gru
 from _helpers import (BAD_LENGTHS, DTYPES, GRAD_NAMES, assert_close, assert_grads_close,
                       assert_matches_finite_differences, raises_naming, tol_for)

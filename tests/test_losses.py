@@ -8,7 +8,7 @@ import pytest
 
 import fastbptt
 from fastbptt import reference
-from fastbptt.losses import block_rows
+from fastbptt.losses.heads import block_rows
 from _helpers import DTYPES, assert_close, raises_naming, relative_error, tol_for
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")

@@ -1,4 +1,4 @@
-"""LSTM: the compiled fastbptt.lstm against its reference twin fastbptt.reference.lstm,
+"""LSTM: the compiled fastbptt.cells.lstm against its reference twin fastbptt.reference.lstm,
 finite differences, a hand-computed case, layouts, variable lengths, strides, empty sizes,
 bad input, and (when installed) torch.nn.LSTM.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastbptt
-import fastbptt.lstm as compiled
+import fastbptt.cells.lstm as compiled
 import fastbptt.reference.lstm as reference
 import _helpers
 from _helpers import (BAD_LENGTHS, DTYPES, assert_close, assert_matches_finite_differences,

@@ -1,4 +1,4 @@
-"""Optimizers and gradient clipping (fastbptt.optim): hand-computed steps, torch.optim as
+"""Optimizers and gradient clipping (fastbptt.training.optim): hand-computed steps, torch.optim as
 the oracle over ten steps (skipped without torch), in-place updates of the caller's
 arrays, checkpoints through np.savez, clipping against np.linalg.norm, bad input."""
 import math

@@ -534,7 +534,7 @@ def test_backward_rejects_bad_input(batch_first, dh, dh_n, exc, needles, impl):
 
 @pytest.mark.parametrize("shape", [(T_, B_, I_, H_), (0, B_, I_, H_)], ids=["full", "empty"])
 def test_reference_cache_goes_to_reference_backward(shape):
-    # The backend switch (fastbptt._backend): a backward follows its cache's maker.
+    # The backend switch (fastbptt.runtime.backend): a backward follows its cache's maker.
     p = make_problem(*shape, seed=21)
     _, ref_cache = reference.rnn_forward(*p.forward_args())
     got = fastbptt.rnn_backward(p.dh, ref_cache, dh_n=p.dh_n)

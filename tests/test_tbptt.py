@@ -1,4 +1,4 @@
-"""Truncated BPTT (fastbptt.tbptt): one window == full BPTT, the carried state == the full
+"""Truncated BPTT (fastbptt.training.tbptt): one window == full BPTT, the carried state == the full
 forward's state at every boundary, window gradients == finite differences with the
 carried state held fixed and == a direct computation for k1 < k2, resets == separate
 runs; RNN, LSTM, GRU, two layers, batch_first; bad input."""
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastbptt import GRU, LSTM, RNN, Adam, TruncatedBPTT
-from fastbptt.tbptt import window_schedule
+from fastbptt.training.tbptt import window_schedule
 
 CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 cell_param = pytest.mark.parametrize("cell", list(CLASSES))

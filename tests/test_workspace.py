@@ -1,4 +1,4 @@
-"""The recycled buffers of the cells (fastbptt._workspace): reuse never changes a result,
+"""The recycled buffers of the cells (fastbptt.cells.workspace): reuse never changes a result,
 never hands out memory an array still uses, stays private to a thread and within its
 limit."""
 import threading
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt import _workspace
+from fastbptt.cells import workspace as _workspace
 
 CELLS = {
     "rnn": (fastbptt.rnn_forward, fastbptt.rnn_backward, 1),

@@ -1,7 +1,7 @@
 """`python -m fastbptt ...`: the `fastbptt` command, for environments without its script."""
 import sys
 
-from fastbptt.cli import main
+from fastbptt.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

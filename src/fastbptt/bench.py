@@ -31,7 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastbptt
-from fastbptt import _config
+from fastbptt.runtime import config as _config
 from fastbptt._kernels import gemm_roofline
 
 
@@ -237,7 +237,7 @@ def _torch_runner(cell, problem):
 def _roofline_runner(cell, problem):
     """The GEMM calls of the compiled forward+backward alone (gemm_roofline), in the form
     (GEMV, transposed or plain per-step GEMM) that the cell's wrapper picks."""
-    from fastbptt import gru, lstm, rnn
+    from fastbptt.cells import gru, lstm, rnn
     T, B, I = problem.x.shape
     H = problem.W_hh.shape[1]
     GH = problem.W_hh.shape[0]

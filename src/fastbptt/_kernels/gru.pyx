@@ -22,7 +22,7 @@
 # computed) and, in reverse, have dA = 0 and leave the carried gradient as it is: the
 # step's GEMM adds 0 W_hh = 0 to those rows. The GEMMs still run over all B rows.
 #
-# The wrappers in fastbptt.gru validate every argument and allocate every buffer; nothing
+# The wrappers in fastbptt.cells.gru validate every argument and allocate every buffer; nothing
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
@@ -101,7 +101,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     gemv(NoTrans, G, H, 1, &W_hh[0, 0], H, h_prev + b * H, 0, R_ + b * G)
             elif transposed_step:
                 # The same product as its transpose, which OpenBLAS runs faster when B is
-                # small against 3H (see fastbptt.gru._transposed_step):
+                # small against 3H (see fastbptt.cells.gru._transposed_step):
                 # RT = W_hh h_{t-1}^T: (3H x B) = (3H x H)(B x H)^T; R = RT^T
                 gemm(NoTrans, Trans, G, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0, RT, B)
                 transpose(RT, G, B, B, R_, G, False)

@@ -20,7 +20,7 @@
 # through unchanged. The GEMMs still run over all B rows: masking around them is cheaper
 # than packing the batch per step at the sizes this serves.
 #
-# The wrappers in fastbptt.lstm validate every argument and allocate every buffer; nothing
+# The wrappers in fastbptt.cells.lstm validate every argument and allocate every buffer; nothing
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating

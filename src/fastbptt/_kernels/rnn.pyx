@@ -18,7 +18,7 @@
 # nothing past a length reaches a gradient. The GEMMs still run over all B rows: masking
 # after them is cheaper than packing the batch per step at the sizes this serves.
 #
-# The wrappers in fastbptt.rnn validate every argument and allocate every buffer; nothing
+# The wrappers in fastbptt.cells.rnn validate every argument and allocate every buffer; nothing
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse
 
 import fastbptt
-from fastbptt._validation import as_float_array
+from fastbptt.runtime.validation import as_float_array
 
 _LSTM_GATES = 4
 

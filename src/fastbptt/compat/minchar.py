@@ -23,7 +23,7 @@ of the fused head fastbptt.softmax_cross_entropy over all steps at once.
 import numpy as np
 
 import fastbptt
-from fastbptt._validation import as_float_array
+from fastbptt.runtime.validation import as_float_array
 
 CLIP = 5.0   # the script clips every gradient to [-CLIP, CLIP] to curb exploding gradients
 

@@ -22,11 +22,11 @@ through those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt._grads import LSTMGrads
-from fastbptt._cell_outputs import is_empty
-from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+from fastbptt.cells.grads import LSTMGrads
+from fastbptt.cells.args import is_empty
+from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
-from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
+from fastbptt.cells.args import (check_backward_args, check_forward_args, step_mask,
                                  x_for_weight_grads)
 
 
@@ -66,13 +66,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     checkpoint: None, True or an int k, as for fastbptt.lstm_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt._checkpoint); the same
+    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
     args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               c0=c0, check_finite=check_finite)
     k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):   # bounded memory: fastbptt._checkpoint
+    if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
         return checkpoint_forward(args, k, lstm_forward)
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype

@@ -17,11 +17,11 @@ those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt._grads import RNNGrads
-from fastbptt._cell_outputs import is_empty
-from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+from fastbptt.cells.grads import RNNGrads
+from fastbptt.cells.args import is_empty
+from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
-from fastbptt._cell_args import (check_backward_args, check_forward_args, step_mask,
+from fastbptt.cells.args import (check_backward_args, check_forward_args, step_mask,
                                  x_for_weight_grads)
 from fastbptt._nonlinearity import nonlinearity_code
 
@@ -75,14 +75,14 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     checkpoint: None, True or an int k, as for fastbptt.rnn_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt._checkpoint); the same
+    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
     code = nonlinearity_code(nonlinearity)
     args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               nonlinearity=nonlinearity, code=code, check_finite=check_finite)
     k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):   # bounded memory: fastbptt._checkpoint
+    if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
         return checkpoint_forward(args, k, rnn_forward, nonlinearity=nonlinearity)
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_info
 
-from fastbptt import _workspace
+from fastbptt.cells import workspace as _workspace
 
 # The element types the compiled kernels are built for; any other dtype is rejected.
 DTYPE_PATHS = {

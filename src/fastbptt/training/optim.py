@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from fastbptt._validation import FLOAT_DTYPES
+from fastbptt.runtime.validation import FLOAT_DTYPES
 
 
 def _check_positive(name, value):

@@ -28,9 +28,9 @@ import importlib
 
 import numpy as np
 
-from fastbptt._backend import BACKENDS, implementation
-from fastbptt._cell_args import GATES, check_lengths, check_sizes
-from fastbptt._validation import as_float_array, check_finite as _check_finite
+from fastbptt.runtime.backend import BACKENDS, implementation
+from fastbptt.cells.args import GATES, check_lengths, check_sizes
+from fastbptt.runtime.validation import as_float_array, check_finite as _check_finite
 
 def _cell_function(backend, cell, what):
     """The function `{cell}_{what}` (e.g. lstm_forward) a layer calls. backend None: the
@@ -38,7 +38,7 @@ def _cell_function(backend, cell, what):
     backward goes where its cache came from; "compiled" or "reference" pins it."""
     name = f"{cell}_{what}"
     if backend is None:
-        return getattr(importlib.import_module(f"fastbptt.{cell}"), name)
+        return getattr(importlib.import_module("fastbptt"), name)
     return implementation(name, backend)
 
 

@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from fastbptt import losses
-from fastbptt._backend import implementation
-from fastbptt.layers import GRU, LSTM, RNN
+from fastbptt.runtime.backend import implementation
+from fastbptt.nn.layers import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 HEAD_KEYS = ("head.weight", "head.bias")

@@ -11,13 +11,14 @@ PyTorch's gates r, z, n:
 """
 import numpy as np
 
-from fastbptt._backend import dispatch
-from fastbptt._grads import GRUGrads
+from fastbptt.runtime.backend import dispatch
+from fastbptt.cells.grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
-from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+from fastbptt.cells.args import check_backward_args, check_forward_args, x_for_weight_grads
+from fastbptt.cells import workspace as workspace
+from fastbptt.cells.args import is_empty
+from fastbptt.cells.outputs import outputs, per_row_gemv
+from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import gru as reference
 
@@ -48,7 +49,7 @@ def _transposed_step(B, H):
     """Whether the per-step GEMMs run as their transposes (W_hh h^T, an (3H x B) result,
     instead of h W_hh^T), paying a small transpose of the result per step.
 
-    As for the RNN (fastbptt.rnn._transposed_step), OpenBLAS runs the product with few
+    As for the RNN (fastbptt.cells.rnn._transposed_step), OpenBLAS runs the product with few
     rows against many columns slower than its transpose. Measured here at T = 100,
     B = 32, I = H = 256 (3H = 768), float32, one thread, AVX2 kernels, whole calls:
     forward 25.8 ms transposed against 29.5 ms plain, backward 50.0 against 53.6 ms
@@ -78,7 +79,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     outputs are zero).
     checkpoint: None (store every step for backward), True or an int k: store the state
     every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
+    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for gru_backward whose h_n is the final state (B, H).
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the

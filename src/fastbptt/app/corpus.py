@@ -10,4 +10,4 @@ from importlib import resources
 
 def load_corpus():
     """The embedded corpus as one str (ASCII, paragraphs separated by blank lines)."""
-    return resources.files("fastbptt").joinpath("data", "corpus.txt").read_text("ascii")
+    return resources.files("fastbptt.app").joinpath("data", "corpus.txt").read_text("ascii")

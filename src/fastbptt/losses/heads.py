@@ -20,10 +20,10 @@ last_step(h, lengths) gathers the same states from the output h.
 import numpy as np
 
 from fastbptt import reference
-from fastbptt._backend import dispatch
-from fastbptt._grads import HeadGrads
+from fastbptt.runtime.backend import dispatch
+from fastbptt.losses.grads import HeadGrads
 from fastbptt._kernels import losses as _kernel
-from fastbptt._loss_args import check_head_args
+from fastbptt.losses.args import check_head_args
 
 _KINDS = {
     "softmax_cross_entropy": _kernel.LossKind.SOFTMAX_XENT,

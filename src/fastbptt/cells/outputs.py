@@ -5,15 +5,9 @@ time-major state buffer.
 """
 import numpy as np
 
-from fastbptt import _workspace as workspace
-from fastbptt._cell_args import step_mask
+from fastbptt.cells import workspace as workspace
+from fastbptt.cells.args import step_mask
 from fastbptt._kernels.rnn import GEMV_ROWS_PER_STEP
-
-
-def is_empty(args):
-    """Whether a validated problem (CellArgs) has a size 0. The kernels assume every size
-    >= 1; an empty problem has nothing to compute and the reference defines its result."""
-    return 0 in (args.T, args.B, args.I, args.H)
 
 
 def per_row_gemv(B):

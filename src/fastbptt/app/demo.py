@@ -18,10 +18,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from fastbptt.charlm import CharLM, unigram_entropy
-from fastbptt.corpus import load_corpus
-from fastbptt.optim import Adam, clip_grad_norm
-from fastbptt.tbptt import TruncatedBPTT
+from fastbptt.app.charlm import CharLM, unigram_entropy
+from fastbptt.app.corpus import load_corpus
+from fastbptt.training.optim import Adam, clip_grad_norm
+from fastbptt.training.tbptt import TruncatedBPTT
 
 VALID_FRACTION = 0.1
 
@@ -159,7 +159,7 @@ def _run(o, out):
 def _plot(path, model, history, x, targets, o, baseline):
     """The loss curve beside the gradient-flow profile of the first training window:
     ||dL/dh_t|| and ||dh_T/dh_t|| per step, how far back in the window gradients reach."""
-    from fastbptt.diagnostics import gradient_flow, plot_gradient_flow
+    from fastbptt.training.diagnostics import gradient_flow, plot_gradient_flow
     try:
         from matplotlib.figure import Figure   # no pyplot: no global state, no display
     except ImportError:

@@ -9,13 +9,14 @@ here is validation, allocation and dispatch; the numbers come from the kernels:
 """
 import numpy as np
 
-from fastbptt._backend import dispatch
-from fastbptt._grads import LSTMGrads
+from fastbptt.runtime.backend import dispatch
+from fastbptt.cells.grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
-from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
-from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+from fastbptt.cells.args import check_backward_args, check_forward_args, x_for_weight_grads
+from fastbptt.cells import workspace as workspace
+from fastbptt.cells.args import is_empty
+from fastbptt.cells.outputs import outputs, per_row_gemv
+from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import lstm as reference
 
@@ -77,7 +78,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     state is carried unchanged past that, its outputs are zero).
     checkpoint: None (store every step for backward), True or an int k: store the state
     every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt._checkpoint), for O(T/k + k) memory instead of O(T).
+    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for lstm_backward whose h_n and c_n are the final states (B, H).
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt._validation import FLOAT_DTYPES, check_blas_size
+from fastbptt.runtime.validation import FLOAT_DTYPES, check_blas_size
 
 REDUCTIONS = ("mean", "sum")
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")

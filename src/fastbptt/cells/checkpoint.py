@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from fastbptt._cell_args import check_backward_args
+from fastbptt.cells.args import check_backward_args
 
 
 def segment_length(checkpoint, T):

@@ -70,6 +70,10 @@ def implementation(name, backend):
     """The function `name` of a backend, not dispatching: the compiled one as registered by
     @dispatch, or fastbptt.reference.<name>."""
     if _check(backend) == "compiled":
+        if name not in _compiled:
+            # the public names load their modules on first use (fastbptt.__getattr__),
+            # and loading one registers its compiled implementation here
+            getattr(importlib.import_module("fastbptt"), name)
         return _compiled[name]
     return getattr(importlib.import_module("fastbptt.reference"), name)
 

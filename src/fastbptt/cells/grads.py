@@ -47,14 +47,3 @@ class GRUGrads(NamedTuple):
     dW_hh: np.ndarray
     db_ih: Optional[np.ndarray]
     db_hh: Optional[np.ndarray]
-
-
-class HeadGrads(NamedTuple):
-    """The gradients of a fused output head and loss (fastbptt.losses); unpacks like a tuple.
-
-    dh shaped like h (..., H); dW (V, H); db (V,), None when the head had no bias. All of
-    h's dtype.
-    """
-    dh: np.ndarray
-    dW: np.ndarray
-    db: Optional[np.ndarray]

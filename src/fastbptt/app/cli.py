@@ -1,7 +1,7 @@
 """The `fastbptt` command (also `python -m fastbptt`): one subcommand per tool.
 
 Only parsing and printing live here; each subcommand calls the module that does the work
-(`bench`: fastbptt.bench; `demo`: fastbptt.demo; `sample`: fastbptt.charlm). A new subcommand is a parser in _parser() with its run function
+(`bench`: fastbptt.bench; `demo`: fastbptt.app.demo; `sample`: fastbptt.app.charlm). A new subcommand is a parser in _parser() with its run function
 set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
 """
 import argparse
@@ -79,7 +79,7 @@ def _parser():
         help="also save a PNG of the times (needs matplotlib)")
     bench_parser.set_defaults(run=_run_bench)
 
-    from fastbptt.demo import DemoOptions   # the defaults live with the demo
+    from fastbptt.app.demo import DemoOptions   # the defaults live with the demo
     d = DemoOptions()
     demo_parser = commands.add_parser(
         "demo",
@@ -187,7 +187,7 @@ def _run_bench(args):
 
 
 def _run_demo(args):
-    from fastbptt import demo
+    from fastbptt.app import demo
     options = demo.DemoOptions(
         cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=args.seq_len,
         batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, backend=args.backend,
@@ -203,7 +203,7 @@ def _run_demo(args):
 
 
 def _run_sample(args):
-    from fastbptt.charlm import CharLM
+    from fastbptt.app.charlm import CharLM
     try:
         model, _ = CharLM.load(args.checkpoint)
         print(args.prime + model.sample(args.length, args.temperature, prime=args.prime,

@@ -24,8 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-from fastbptt._validation import as_float_array
-from fastbptt.layers import _RecurrentLayer
+from fastbptt.runtime.validation import as_float_array
+from fastbptt.nn.layers import _RecurrentLayer
 from fastbptt.reference.gru import gru_backward_step, gru_forward
 from fastbptt.reference.lstm import lstm_backward_step, lstm_forward
 from fastbptt.reference.rnn import rnn_backward_step, rnn_forward

@@ -11,9 +11,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt import _validation
-from fastbptt._validation import as_float_array, check_blas_size, check_shape
-from fastbptt._validation import check_finite as _check_finite
+from fastbptt.runtime import validation as _validation
+from fastbptt.runtime.validation import as_float_array, check_blas_size, check_shape
+from fastbptt.runtime.validation import check_finite as _check_finite
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -219,3 +219,9 @@ def x_for_weight_grads(args):
     x = args.x.copy()
     x[~(mask.T if args.batch_first else mask)] = 0
     return x
+
+
+def is_empty(args):
+    """Whether a validated problem (CellArgs) has a size 0. The kernels assume every size
+    >= 1; an empty problem has nothing to compute and the reference defines its result."""
+    return 0 in (args.T, args.B, args.I, args.H)
