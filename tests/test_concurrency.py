@@ -87,7 +87,7 @@ def test_concurrent_calls_equal_serial_calls_bit_for_bit(entry):
 
 
 def test_layers_in_threads_equal_serial_use():
-    """Layer objects keep the last forward's caches (self._caches), like torch modules
+    """Layer objects keep the last forward's tape (self.tape), like torch modules
     keep autograd state: one object is not meant for concurrent forward/backward pairs.
     The functional API holds no state; check that two layers in two threads agree with
     serial use."""

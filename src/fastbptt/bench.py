@@ -237,14 +237,12 @@ def _torch_runner(cell, problem):
 def _roofline_runner(cell, problem):
     """The GEMM calls of the compiled forward+backward alone (gemm_roofline), in the form
     (GEMV, transposed or plain per-step GEMM) that the cell's wrapper picks."""
-    from fastbptt.cells import gru, lstm, rnn
+    from fastbptt.cells.spec import step_form
     T, B, I = problem.x.shape
     H = problem.W_hh.shape[1]
     GH = problem.W_hh.shape[0]
     dtype = problem.x.dtype
-    transposed = {"rnn": lambda: rnn._transposed_step(B, H),
-                  "lstm": lambda: lstm._transposed_step(B, H, dtype),
-                  "gru": lambda: gru._transposed_step(B, H)}[cell]()
+    transposed = step_form(cell, B, H, dtype) == "transposed"
     rng = np.random.default_rng(1)
     X = problem.x.reshape(T * B, I)
     P = np.empty((T * B, GH), dtype)

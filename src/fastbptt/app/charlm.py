@@ -16,9 +16,8 @@ import numpy as np
 
 from fastbptt import losses
 from fastbptt.runtime.backend import implementation
-from fastbptt.nn.layers import GRU, LSTM, RNN
+from fastbptt.nn.layers import LAYERS
 
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 HEAD_KEYS = ("head.weight", "head.bias")
 _FORMAT = "fastbptt-charlm-1"
 

@@ -10,6 +10,7 @@ import json
 import sys
 
 from fastbptt import bench
+from fastbptt.cells.spec import CELLS
 
 
 def main(argv=None):
@@ -89,7 +90,7 @@ def _parser():
                     "--text, with a progress bar and samples; print the unigram baseline "
                     "and the final training and held-out losses; save a checkpoint.",
     )
-    demo_parser.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=d.cell,
+    demo_parser.add_argument("--cell", choices=list(CELLS), default=d.cell,
                              help=f"recurrent cell (default: {d.cell})")
     demo_parser.add_argument("--hidden", type=_positive_int, default=d.hidden,
                              help=f"hidden units per layer (default: {d.hidden})")

@@ -1,7 +1,7 @@
-"""Validation of the recurrent cells' arguments, shared by the compiled wrappers and the
-reference twins of rnn, lstm and gru.
+"""Validation of the recurrent cells' arguments, shared by the compiled driver and the
+reference twins of rnn, lstm and gru (pure Python: the reference imports it).
 
-A cell with G gates (rnn 1, gru 3, lstm 4) takes
+A cell with G gates (CellSpec.gates: rnn 1, gru 3, lstm 4) takes
     x (T, B, I), or (B, T, I) when batch_first;  h0 (B, H) (and c0 (B, H) for lstm);
     W_ih (G*H, I);  W_hh (G*H, H);  b_ih, b_hh (G*H,) or both None;
     lengths (B,) of ints in [0, T], or None (every sequence T steps long).
@@ -11,18 +11,16 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from fastbptt.cells.spec import CellSpec, nonlinearity_code
 from fastbptt.runtime import validation as _validation
 from fastbptt.runtime.validation import as_float_array, check_blas_size, check_shape
 from fastbptt.runtime.validation import check_finite as _check_finite
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-
 
 class CellArgs(NamedTuple):
     """Validated, C-contiguous arguments of a cell's forward function and their sizes.
     (A NamedTuple rather than a frozen dataclass: as immutable, and built in a third of
     the time, which counts in the fixed cost of a call.)"""
-    cell: str                      # "rnn", "gru" or "lstm"
+    spec: CellSpec                 # which cell
     x: np.ndarray                  # (T, B, I), or (B, T, I) when batch_first
     h0: np.ndarray                 # (B, H), zeros when the caller gave None
     c0: Optional[np.ndarray]       # (B, H) for lstm (zeros when None), else None
@@ -39,11 +37,20 @@ class CellArgs(NamedTuple):
     H: int
     G: int
     nonlinearity: Optional[str] = None   # rnn only
-    code: int = 0                        # rnn only: fastbptt._nonlinearity code
+    code: int = 0                        # rnn only: spec.nonlinearity_code
 
     @property
     def dtype(self):
         return self.x.dtype
+
+    @property
+    def cell(self):
+        return self.spec.name
+
+    @property
+    def states(self):
+        """The initial states, in spec.states order: (h0,) or (h0, c0)."""
+        return (self.h0,) if self.c0 is None else (self.h0, self.c0)
 
 
 def check_lengths(lengths, B, T):
@@ -95,13 +102,15 @@ def check_sizes(T, B, I, H, G):
                        f"{G}*H*I": G * H * I, f"{G}*H*H": G * H * H})
 
 
-def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths=None,
-                       c0=None, nonlinearity=None, code=0, check_finite=False):
-    """Validate a cell's forward arguments; returns CellArgs. Raises TypeError for a
+def check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths=None,
+                       check_finite=False, nonlinearity=None):
+    """Validate a cell's forward arguments (states: the initial states in spec.states
+    order, each an array or None for zeros); returns CellArgs. Raises TypeError for a
     wrong type or dtype, ValueError for a wrong shape or value, naming the argument.
     With check_finite, ValueError if an argument holds NaN or Inf (x only at the steps
     inside each sequence's length: padding never matters)."""
-    G = GATES[cell]
+    G = spec.gates
+    code = nonlinearity_code(nonlinearity) if "nonlinearity" in spec.options else 0
     if not isinstance(batch_first, (bool, np.bool_)):
         raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
     if not isinstance(check_finite, (bool, np.bool_)):
@@ -138,11 +147,9 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
         check_shape("b_ih", b_ih, (G * H,), gb, "H from W_hh")
         b_hh = as_float_array("b_hh", b_hh, 1, dtype, contiguous=False)
         check_shape("b_hh", b_hh, (G * H,), gb, "H from W_hh")
-    h0 = _check_state("h0", h0, B, H, dtype, layout, x.shape)
-    if cell == "lstm":
-        c0 = _check_state("c0", c0, B, H, dtype, layout, x.shape)
-    elif c0 is not None:
-        raise ValueError(f"c0 is for lstm only, not {cell}")
+    checked = [_check_state(name, value, B, H, dtype, layout, x.shape)
+               for name, value in zip(spec.initial_states, states)]
+    h0, c0 = checked[0], (checked[1] if len(checked) > 1 else None)
     lengths = check_lengths(lengths, B, T)
     x, h0, W_ih, W_hh = (np.ascontiguousarray(a) for a in (x, h0, W_ih, W_hh))
     if has_bias:
@@ -152,7 +159,7 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
         b_hh = np.zeros(G * H, dtype)
     if c0 is not None:
         c0 = np.ascontiguousarray(c0)
-    args = CellArgs(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
+    args = CellArgs(spec, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
                     lengths, T, B, I, H, G, nonlinearity, code)
     if check_finite:
         mask = step_mask(args)
@@ -165,17 +172,16 @@ def check_forward_args(cell, x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths
     return args
 
 
-def check_backward_args(dh, dh_n, args, dc_n=None, check_finite=False):
-    """dh like forward's output or None; dh_n (B, H) or None; dc_n (B, H) or None (lstm).
-    At least one of them must be given. Returns (dh, dh_n, dc_n) validated. With
-    check_finite, ValueError if one holds NaN or Inf (dh only inside the lengths)."""
+def check_backward_args(dh, finals, args, check_finite=False):
+    """dh like forward's output or None; finals: the final states' gradients in
+    args.spec.final_grads order ((dh_n,) or (dh_n, dc_n)), each (B, H) or None. At least
+    one must be given. Returns (dh, finals) validated. With check_finite, ValueError if
+    one holds NaN or Inf (dh only inside the lengths)."""
     T, B, H, dtype = args.T, args.B, args.H, args.dtype
     if not isinstance(check_finite, (bool, np.bool_)):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
-    if args.cell != "lstm" and dc_n is not None:
-        raise ValueError(f"dc_n is for lstm only, not {args.cell}")
-    if dh is None and dh_n is None and dc_n is None:
-        last = "dh_n and/or dc_n" if args.cell == "lstm" else "dh_n"
+    if dh is None and all(f is None for f in finals):
+        last = " and/or ".join(args.spec.final_grads)
         raise ValueError(f"give dh (a gradient at every step), {last} (at the last step), "
                          f"or both; all were None")
     if dh is not None:
@@ -183,21 +189,22 @@ def check_backward_args(dh, dh_n, args, dc_n=None, check_finite=False):
         expected, described = ((B, T, H), "(B, T, H)") if args.batch_first else ((T, B, H), "(T, B, H)")
         check_shape("dh", dh, expected, described,
                     "the forward output's shape: T and B from x, H from W_hh")
-    if dh_n is not None:
-        dh_n = as_float_array("dh_n", dh_n, 2, dtype, contiguous=False)
-        check_shape("dh_n", dh_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
-    if dc_n is not None:
-        dc_n = as_float_array("dc_n", dc_n, 2, dtype, contiguous=False)
-        check_shape("dc_n", dc_n, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
+    checked = []
+    for name, value in zip(args.spec.final_grads, finals):
+        if value is not None:
+            value = as_float_array(name, value, 2, dtype, contiguous=False)
+            check_shape(name, value, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
+        checked.append(value)
     # copied only now that their shapes (and so their sizes) are known to be right
-    dh, dh_n, dc_n = (None if a is None else np.ascontiguousarray(a) for a in (dh, dh_n, dc_n))
+    dh = None if dh is None else np.ascontiguousarray(dh)
+    finals = tuple(None if a is None else np.ascontiguousarray(a) for a in checked)
     if check_finite:
         mask = step_mask(args)
         _check_finite("dh", dh, None if mask is None or dh is None
                       else (mask.T if args.batch_first else mask))
-        _check_finite("dh_n", dh_n)
-        _check_finite("dc_n", dc_n)
-    return dh, dh_n, dc_n
+        for name, value in zip(args.spec.final_grads, finals):
+            _check_finite(name, value)
+    return dh, finals
 
 
 def step_mask(args):
@@ -222,6 +229,7 @@ def x_for_weight_grads(args):
 
 
 def is_empty(args):
-    """Whether a validated problem (CellArgs) has a size 0. The kernels assume every size
-    >= 1; an empty problem has nothing to compute and the reference defines its result."""
-    return 0 in (args.T, args.B, args.I, args.H)
+    """Whether a validated problem (CellArgs) has nothing to compute: no step, no
+    sequence or no state (T, B or H zero). Its outputs are zeros, its final states its
+    initial ones. (I = 0 is not empty: the recurrence still runs on the biases.)"""
+    return 0 in (args.T, args.B, args.H)

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from fastbptt.cells.args import check_backward_args
+from fastbptt.cells.cache import CellCache
 
 
 def segment_length(checkpoint, T):
@@ -43,92 +44,85 @@ def segment_length(checkpoint, T):
                     f"segment), got {checkpoint!r}")
 
 
-class CheckpointCache:
-    """What backward needs from a checkpointed forward: the validated arguments and the
-    states at every segment's start. Opaque to callers but for h_n (and c_n)."""
-    __slots__ = ("args", "k", "starts", "states", "final", "forward", "options")
+class CheckpointCache(CellCache):
+    """What backward needs from a checkpointed forward: the validated arguments, the states
+    at every segment's start, and the backend's plain forward and backward on validated
+    arguments (run_forward(args) -> (h, cache), run_backward(dh, cache, finals) -> grads)."""
+    __slots__ = ("args", "k", "starts", "states", "final", "run_forward", "run_backward",
+                 "backend")
 
-    def __init__(self, args, k, starts, states, final, forward, options):
-        self.args = args          # validated CellArgs
-        self.k = k                # steps per segment
-        self.starts = starts      # the first step of every segment
-        self.states = states      # per segment, its initial states: (h,) or (h, c), (B, H)
-        self.final = final        # the final states, (h_n,) or (h_n, c_n)
-        self.forward = forward    # the cell's public forward function
-        self.options = options    # its extra keywords (rnn: nonlinearity)
-
-    @property
-    def h_n(self):
-        """The final hidden state (B, H), a new array."""
-        return self.final[0].copy()
+    def __init__(self, args, k, starts, states, final, run_forward, run_backward, backend):
+        self.args = args                  # validated CellArgs
+        self.k = k                        # steps per segment
+        self.starts = starts              # the first step of every segment
+        self.states = states              # per segment, its initial states (B, H) each
+        self.final = final                # the final states, (h_n,) or (h_n, c_n)
+        self.run_forward = run_forward
+        self.run_backward = run_backward
+        self.backend = backend
 
     @property
-    def c_n(self):
-        """The final cell state (B, H) of an LSTM, a new array."""
-        if self.args.cell != "lstm":
-            raise AttributeError(f"c_n is for lstm only, not {self.args.cell}")
-        return self.final[1].copy()
+    def spec(self):
+        return self.args.spec
+
+    def final_states(self):
+        return self.final
 
 
 def _segment(args, array, s, e):
-    """Steps s..e-1 of a (T, B, .) array, or (B, T, .) when batch_first (a view)."""
-    return array[:, s:e] if args.batch_first else array[s:e]
+    """Steps s..e-1 of a (T, B, .) array, or (B, T, .) when batch_first, C-contiguous
+    (a view time-major; a copy batch-first, as the kernels read one contiguous block)."""
+    return np.ascontiguousarray(array[:, s:e]) if args.batch_first else array[s:e]
 
 
-def _segment_lengths(args, s, e):
-    """The segment's own lengths: each sequence's steps inside [s, e), in [0, e - s]."""
-    if args.lengths is None:
-        return None
-    return np.clip(args.lengths - s, 0, e - s)
+def segment_args(args, s, e, states):
+    """The validated arguments of steps s..e-1 started from `states`: nothing is checked
+    again, the segment's own lengths are each sequence's steps inside [s, e)."""
+    lengths = None if args.lengths is None else np.clip(args.lengths - s, 0, e - s)
+    return args._replace(x=_segment(args, args.x, s, e), h0=states[0],
+                         c0=states[1] if len(states) > 1 else None, lengths=lengths, T=e - s)
 
 
-def _run_segment(cache_or_parts, s, e, states):
-    args, forward, options = cache_or_parts
-    bias = (args.b_ih, args.b_hh) if args.has_bias else (None, None)
-    return forward(_segment(args, args.x, s, e), *states, args.W_ih, args.W_hh, *bias,
-                   batch_first=args.batch_first, lengths=_segment_lengths(args, s, e),
-                   **options)
-
-
-def checkpoint_forward(args, k, forward, **options):
-    """The checkpointed forward of a validated, non-empty problem (CellArgs): returns
+def checkpoint_forward(args, k, run_forward, run_backward, backend):
+    """The checkpointed forward of a validated, non-empty problem: returns
     (h, CheckpointCache) like the plain forward returns (h, cache)."""
     T, B, H = args.T, args.B, args.H
     h = np.empty((B, T, H) if args.batch_first else (T, B, H), args.dtype)
-    states = (args.h0,) if args.cell != "lstm" else (args.h0, args.c0)
+    states = args.states
     starts = list(range(0, T, k))
     stored = []
     for s in starts:
         e = min(s + k, T)
         stored.append(states)
-        h_seg, seg_cache = _run_segment((args, forward, options), s, e, states)
-        _segment(args, h, s, e)[...] = h_seg
-        states = (seg_cache.h_n,) if args.cell != "lstm" else (seg_cache.h_n, seg_cache.c_n)
-    return h, CheckpointCache(args, k, starts, stored, states, forward, options)
+        h_seg, seg_cache = run_forward(segment_args(args, s, e, states))
+        (h[:, s:e] if args.batch_first else h[s:e])[...] = h_seg
+        states = tuple(a.copy() for a in seg_cache.final_states())
+    return h, CheckpointCache(args, k, starts, stored, states, run_forward, run_backward,
+                              backend)
 
 
-def checkpoint_backward(backward, grads_type, dh, cache, dh_n=None, dc_n=None,
-                        check_finite=False):
+def checkpoint_backward(dh, cache, finals, check_finite=False):
     """Backpropagate through a checkpointed forward, segment by segment in reverse;
     returns the cell's Grads record like the plain backward."""
     args = cache.args
-    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
-    lstm = args.cell == "lstm"
+    dh, carry = check_backward_args(dh, finals, args, check_finite=check_finite)
+    n_states = len(args.spec.states)
     dx = np.empty_like(args.x)
     totals = None
-    carry = (dh_n, dc_n) if lstm else (dh_n,)
     for s, states in zip(reversed(cache.starts), reversed(cache.states)):
         e = min(s + cache.k, args.T)
-        _, seg_cache = _run_segment((args, cache.forward, cache.options), s, e, states)
-        grads = backward(None if dh is None else _segment(args, dh, s, e), seg_cache, *carry)
-        _segment(args, dx, s, e)[...] = grads.dx
-        carry = (grads.dh0, grads.dc0) if lstm else (grads.dh0,)
+        seg_args = segment_args(args, s, e, states)
+        _, seg_cache = cache.run_forward(seg_args)
+        grads = cache.run_backward(None if dh is None else _segment(args, dh, s, e),
+                                   seg_cache, carry)
+        (dx[:, s:e] if args.batch_first else dx[s:e])[...] = grads.dx
+        carry = tuple(grads[1:1 + n_states])
         # The shared parameters' gradients: every field after the state gradients.
-        shared = grads[1 + len(carry):]
+        shared = grads[1 + n_states:]
         if totals is None:
             totals = list(shared)
         else:
             for total, part in zip(totals, shared):
                 if total is not None:
                     total += part
-    return grads_type(dx, *carry, *totals)
+    return args.spec.grads(dx, *carry, *totals)

@@ -1,7 +1,5 @@
-"""GRU, compiled: the wrappers around fastbptt._kernels.gru.
-
-Same signatures and semantics as fastbptt.reference.gru (the specification). The work
-here is validation, allocation and dispatch; the numbers come from the kernels.
+"""GRU, compiled: the public functions and the calls of fastbptt._kernels.gru. The
+specification is fastbptt.reference.gru; the loop around the kernels is cells/driver.py.
 PyTorch's gates r, z, n:
 
     r = sigmoid(x_t W_ir^T + b_ir + h_{t-1} W_hr^T + b_hr)        (B, H)
@@ -11,60 +9,10 @@ PyTorch's gates r, z, n:
 """
 import numpy as np
 
-from fastbptt.runtime.backend import dispatch
-from fastbptt.cells.grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
-from fastbptt.cells.args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt.cells import workspace as workspace
-from fastbptt.cells.args import is_empty
-from fastbptt.cells.outputs import outputs, per_row_gemv
-from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                  segment_length)
-from fastbptt.reference import gru as reference
-
-
-class GRUCache:
-    """What gru_backward needs from gru_forward. Opaque to callers but for h_n.
-
-    It keeps references to x and the weights (do not modify them in place between
-    forward and backward) and its own copy of every hidden state and gate.
-    """
-    __slots__ = ("args", "hbuf", "gates", "empty")
-
-    def __init__(self, args, hbuf, gates, empty=None):
-        self.args = args     # validated CellArgs (C-contiguous arrays)
-        self.hbuf = hbuf     # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t (carried past lengths)
-        self.gates = gates   # (T*B, 4H) in x's row order: [r z n R_n] of every step
-        self.empty = empty   # for an empty problem: the reference's cache, else None
-
-    @property
-    def h_n(self):
-        """The final state (B, H), a new array: each sequence's state at its own last step."""
-        if self.empty is not None:
-            return self.empty.h_n
-        return self.hbuf[-1].copy()
-
-
-def _transposed_step(B, H):
-    """Whether the per-step GEMMs run as their transposes (W_hh h^T, an (3H x B) result,
-    instead of h W_hh^T), paying a small transpose of the result per step.
-
-    As for the RNN (fastbptt.cells.rnn._transposed_step), OpenBLAS runs the product with few
-    rows against many columns slower than its transpose. Measured here at T = 100,
-    B = 32, I = H = 256 (3H = 768), float32, one thread, AVX2 kernels, whole calls:
-    forward 25.8 ms transposed against 29.5 ms plain, backward 50.0 against 53.6 ms
-    (float64: equal within 2%). B <= 4 uses per-row GEMVs instead
-    (per_row_gemv), which need no W_hh^T.
-    """
-    return 1 < B < H and not per_row_gemv(B)
-
-
-def _bias_rows(args):
-    """The biases as the kernel's element-wise pass adds them, (4H,):
-    [b_ir + b_hr, b_iz + b_hz, b_in, b_hn] (b_hn stays apart: r multiplies it)."""
-    H = args.H
-    return np.concatenate([args.b_ih[:2 * H] + args.b_hh[:2 * H], args.b_ih[2 * H:],
-                           args.b_hh[2 * H:]])
+from fastbptt.cells import driver, workspace
+from fastbptt.cells.spec import GRU as SPEC
+from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("gru_forward")
@@ -85,28 +33,8 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
-    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              check_finite=check_finite)
-    k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):
-        return checkpoint_forward(args, k, gru_forward)
-    if is_empty(args):
-        h, ref_cache = reference.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, batch_first,
-                                             lengths)
-        return h, GRUCache(args, None, None, ref_cache)
-    T, B, I, H = args.T, args.B, args.I, args.H
-    dtype = args.x.dtype
-    # the large arrays (kept for backward, returned, or workspace) are recycled buffers
-    # of this thread when free (_workspace: no fresh pages to fault in every call)
-    hbuf = workspace.empty((T + 1, B, H), dtype)
-    hbuf[0] = args.h0
-    gates = workspace.empty((T * B, 4 * H), dtype)
-    R = np.empty((B, 3 * H), dtype)
-    scratch = np.empty(3 * H * B, dtype)
-    _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, _bias_rows(args),
-                        gates, hbuf, R, scratch, args.lengths, args.batch_first,
-                        _transposed_step(B, H))
-    return outputs(hbuf, args), GRUCache(args, hbuf, gates)
+    return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                          check_finite, checkpoint)
 
 
 @dispatch("gru_backward")
@@ -119,38 +47,22 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     db_hh are None when forward had no biases.
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.args.cell == "gru":
-        return checkpoint_backward(gru_backward, GRUGrads, dh, cache, dh_n,
-                                   check_finite=check_finite)
-    if not isinstance(cache, GRUCache):
-        raise TypeError(
-            f"cache must come from fastbptt.gru_forward, got {type(cache).__name__}"
-        )
-    if cache.empty is not None:
-        # An empty problem, run by the reference in gru_forward.
-        return reference.gru_backward(dh, cache.empty, dh_n, check_finite=check_finite)
-    args = cache.args
+    return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
+
+
+def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
-    dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
-    carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    dA = workspace.empty((T * B, 4 * H), dtype)
-    dX = workspace.empty((T * B, I), dtype)
-    dW_ih = workspace.empty((3 * H, I), dtype)
-    dW_hh = workspace.empty((3 * H, H), dtype)
-    db = np.empty(4 * H, dtype)
-    transposed = _transposed_step(B, H)
-    W_hhT = workspace.empty((H if transposed else 0, 3 * H), dtype)
-    scratch = np.empty(H * B, dtype)
-    _kernel.gru_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
-                         cache.gates, None if dh is None else dh.reshape(T * B, H),
-                         dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch, args.lengths,
-                         args.batch_first, transposed)
-    if args.has_bias:
-        # dA's columns are [da_r, da_z, da_n r, da_n] (fastbptt/_kernels/gru_cell.h):
-        # dR = the first three blocks, dP = blocks r, z and the last
-        db_hh = db[:3 * H].copy()
-        db_ih = np.concatenate([db[:2 * H], db[3 * H:]])
-    else:
-        db_ih = db_hh = None
-    return GRUGrads(dX.reshape(args.x.shape), carry, dW_ih, dW_hh, db_ih, db_hh)
+    (hbuf,) = states
+    gates = workspace.empty((T * B, 4 * H), args.dtype)   # [r z n R_n] per step
+    _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
+                        SPEC.bias_rows(args.b_ih, args.b_hh, H), gates, hbuf,
+                        np.empty((B, 3 * H), args.dtype), np.empty(3 * H * B, args.dtype),
+                        args.lengths, args.batch_first, form == "transposed")
+    return gates
+
+
+def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
+    (hbuf,), (carry,) = states, carries
+    _kernel.gru_backward(X, args.W_ih, args.W_hh, hbuf, gates, dh, work.dA, carry, work.dX,
+                         work.dW_ih, work.dW_hh, work.db, work.W_hhT, work.scratch,
+                         args.lengths, args.batch_first, form == "transposed")

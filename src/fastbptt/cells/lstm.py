@@ -1,69 +1,17 @@
-"""LSTM, compiled: the wrappers around fastbptt._kernels.lstm.
+"""LSTM, compiled: the public functions and the calls of fastbptt._kernels.lstm. The
+specification is fastbptt.reference.lstm; the loop around the kernels is cells/driver.py.
+PyTorch's gates i, f, g, o:
 
-Same signatures and semantics as fastbptt.reference.lstm (the specification). The work
-here is validation, allocation and dispatch; the numbers come from the kernels:
-
-    z_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, 4H), blocks [i f g o]
-    i, f, o = sigmoid(.), g = tanh(.)
-    c_t = f c_{t-1} + i g,  h_t = o tanh(c_t)             (B, H)
+    [i f g o] = [sigmoid sigmoid tanh sigmoid](x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
+    c_t = f * c_{t-1} + i * g                                   (B, H)
+    h_t = o * tanh(c_t)
 """
 import numpy as np
 
-from fastbptt.runtime.backend import dispatch
-from fastbptt.cells.grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
-from fastbptt.cells.args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt.cells import workspace as workspace
-from fastbptt.cells.args import is_empty
-from fastbptt.cells.outputs import outputs, per_row_gemv
-from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                  segment_length)
-from fastbptt.reference import lstm as reference
-
-
-class LSTMCache:
-    """What lstm_backward needs from lstm_forward. Opaque to callers but for h_n and c_n.
-
-    It keeps references to x and the weights (do not modify them in place between
-    forward and backward) and its own copy of the gates and of every state.
-    """
-    __slots__ = ("args", "gates", "hbuf", "cbuf", "empty")
-
-    def __init__(self, args, gates, hbuf, cbuf, empty=None):
-        self.args = args     # validated CellArgs (C-contiguous arrays)
-        self.gates = gates   # (T*B, 4H) activated gates [i f g o], in x's row order
-        self.hbuf = hbuf     # (T+1, B, H), hbuf[0] = h0, hbuf[t] = h_t (carried past lengths)
-        self.cbuf = cbuf     # (T+1, B, H), the cell states likewise
-        self.empty = empty   # for an empty problem: the reference's cache, else None
-
-    @property
-    def h_n(self):
-        """The final hidden state (B, H), a new array: each sequence's h at its own last
-        step."""
-        if self.empty is not None:
-            return self.empty.h_n
-        return self.hbuf[-1].copy()
-
-    @property
-    def c_n(self):
-        """The final cell state (B, H), a new array: each sequence's c at its own last
-        step."""
-        if self.empty is not None:
-            return self.empty.c_n
-        return self.cbuf[-1].copy()
-
-
-def _transposed_step(B, H, dtype):
-    """Whether the per-step GEMMs run as their transposes (W_hh h^T instead of h W_hh^T).
-
-    Measured here, one thread, 100 calls each: at B = 32, H = 256 (4H = 1024 output
-    columns) float32 forward 158 us against 219 us a call and backward 169 against 222
-    (AVX2 kernels; 92 against 137 and 103 against 146 with AVX-512), and a gain at
-    B = 8..16 too; float64 gained nothing (358 against 362 us), so it keeps the plain form
-    and skips the transposes. B <= 4 uses per-row GEMVs instead
-    (per_row_gemv), which need no W_hh^T.
-    """
-    return 1 < B < H and dtype == np.float32 and not per_row_gemv(B)
+from fastbptt.cells import driver, workspace
+from fastbptt.cells.spec import LSTM as SPEC
+from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("lstm_forward")
@@ -84,29 +32,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
     lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
     """
-    args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              c0=c0, check_finite=check_finite)
-    k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):
-        return checkpoint_forward(args, k, lstm_forward)
-    if is_empty(args):
-        h, ref_cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh,
-                                              batch_first, lengths)
-        return h, LSTMCache(args, None, None, None, ref_cache)
-    T, B, I, H = args.T, args.B, args.I, args.H
-    dtype = args.dtype
-    # the large arrays (kept for backward, returned, or workspace) are recycled buffers
-    # of this thread when free (_workspace: no fresh pages to fault in every call)
-    hbuf = workspace.empty((T + 1, B, H), dtype)
-    cbuf = workspace.empty((T + 1, B, H), dtype)
-    hbuf[0] = args.h0
-    cbuf[0] = args.c0
-    gates = workspace.empty((T * B, 4 * H), dtype)
-    scratch = np.empty(4 * H * B, dtype)
-    _kernel.lstm_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
-                         args.b_ih + args.b_hh, gates, hbuf, cbuf, scratch, args.lengths,
-                         args.batch_first, _transposed_step(B, H, dtype))
-    return outputs(hbuf, args), LSTMCache(args, gates, hbuf, cbuf)
+    return driver.forward(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                          check_finite, checkpoint)
 
 
 @dispatch("lstm_backward")
@@ -120,36 +47,23 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
     or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.args.cell == "lstm":
-        return checkpoint_backward(lstm_backward, LSTMGrads, dh, cache, dh_n, dc_n,
-                                   check_finite=check_finite)
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(
-            f"cache must come from fastbptt.lstm_forward, got {type(cache).__name__}"
-        )
-    if cache.empty is not None:
-        # An empty problem, run by the reference in lstm_forward.
-        return reference.lstm_backward(dh, cache.empty, dh_n, dc_n,
-                                       check_finite=check_finite)
-    args = cache.args
+    return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
+
+
+def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
-    dtype = args.dtype
-    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
-    carry_h = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    carry_c = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    dz = workspace.empty((T * B, 4 * H), dtype)
-    dX = workspace.empty((T * B, I), dtype)
-    dW_ih = workspace.empty((4 * H, I), dtype)
-    dW_hh = workspace.empty((4 * H, H), dtype)
-    db = np.empty(4 * H, dtype)
-    transposed = _transposed_step(B, H, dtype)
-    W_hhT = workspace.empty((H if transposed else 0, 4 * H), dtype)
-    scratch = np.empty(H * B, dtype)
-    hold = None if args.lengths is None else np.empty((B, H), dtype)
-    _kernel.lstm_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,
-                          cache.hbuf, cache.cbuf,
-                          None if dh is None else dh.reshape(T * B, H),
-                          dz, carry_h, carry_c, dX, dW_ih, dW_hh, db, W_hhT, scratch,
-                          args.lengths, hold, args.batch_first, transposed)
-    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
-    return LSTMGrads(dX.reshape(args.x.shape), carry_h, carry_c, dW_ih, dW_hh, db_ih, db_hh)
+    hbuf, cbuf = states
+    gates = workspace.empty((T * B, 4 * H), args.dtype)   # activated [i f g o] per step
+    _kernel.lstm_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
+                         SPEC.bias_rows(args.b_ih, args.b_hh, H), gates, hbuf, cbuf,
+                         np.empty(4 * H * args.B, args.dtype), args.lengths,
+                         args.batch_first, form == "transposed")
+    return gates
+
+
+def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
+    (hbuf, cbuf), (carry_h, carry_c) = states, carries
+    _kernel.lstm_backward(X, args.W_ih, args.W_hh, gates, hbuf, cbuf, dh, work.dA, carry_h,
+                          carry_c, work.dX, work.dW_ih, work.dW_hh, work.db, work.W_hhT,
+                          work.scratch, args.lengths, work.hold, args.batch_first,
+                          form == "transposed")

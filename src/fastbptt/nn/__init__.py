@@ -1,4 +1,6 @@
-"""Layer classes named and parameterised like torch.nn: RNN, LSTM, GRU (layers.py)."""
-from fastbptt.nn.layers import GRU, LSTM, RNN
+"""Layer classes named and parameterised like torch.nn: RNN, LSTM, GRU (layers.py), on the
+one stack/direction traversal with its explicit tape (stack.py)."""
+from fastbptt.nn.layers import GRU, LAYERS, LSTM, RNN
+from fastbptt.nn.stack import Tape
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape"]

@@ -24,41 +24,21 @@ The reverse direction reads each sequence backwards within its own length, as to
 with packed sequences: position t < lengths[b] of the reversed sequence is step
 lengths[b] - 1 - t.
 """
-import importlib
-
 import numpy as np
 
-from fastbptt.runtime.backend import BACKENDS, implementation
-from fastbptt.cells.args import GATES, check_lengths, check_sizes
-from fastbptt.runtime.validation import as_float_array, check_finite as _check_finite
-
-def _cell_function(backend, cell, what):
-    """The function `{cell}_{what}` (e.g. lstm_forward) a layer calls. backend None: the
-    public one, which follows the switch (fastbptt.set_backend / use_backend) and whose
-    backward goes where its cache came from; "compiled" or "reference" pins it."""
-    name = f"{cell}_{what}"
-    if backend is None:
-        return getattr(importlib.import_module("fastbptt"), name)
-    return implementation(name, backend)
-
-
-def _reversal_index(T, B, lengths):
-    """(T, B) time index that reverses each sequence within its own length and leaves the
-    padding in place; it is its own inverse."""
-    t = np.arange(T)[:, None]
-    if lengths is None:
-        return np.broadcast_to(T - 1 - t, (T, B))
-    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-
-
-def _gather_time(a, index):
-    """a (T, B, F) with a[index[t, b], b] at (t, b)."""
-    return a[index, np.arange(a.shape[1])[None, :]]
+from fastbptt.cells.args import check_lengths, check_sizes
+from fastbptt.cells.spec import GRU as _GRU_SPEC
+from fastbptt.cells.spec import LSTM as _LSTM_SPEC
+from fastbptt.cells.spec import RNN as _RNN_SPEC
+from fastbptt.nn.stack import Tape, cell_function, stack_backward, stack_forward
+from fastbptt.runtime.backend import BACKENDS
+from fastbptt.runtime.validation import as_float_array
+from fastbptt.runtime.validation import check_finite as _check_finite
 
 
 class _RecurrentLayer:
     """The machinery shared by RNN, LSTM and GRU; use those."""
-    _cell = None
+    spec = None      # the cell's CellSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, dtype=np.float32, seed=None, backend=None):
@@ -83,7 +63,7 @@ class _RecurrentLayer:
         self.dtype = dtype
         self.backend = backend   # validated by the property
         self.params = self._init_params(np.random.default_rng(seed))
-        self._caches = None
+        self.tape = None   # the last forward's Tape, for backward
 
     # ------------------------------------------------------------ parameters
 
@@ -100,7 +80,7 @@ class _RecurrentLayer:
 
     def _param_shapes(self):
         """{key: shape} in torch's order: by layer, direction, then w_ih, w_hh, b_ih, b_hh."""
-        G, H = GATES[self._cell], self.hidden_size
+        G, H = self.spec.gates, self.hidden_size
         shapes = {}
         for k in range(self.num_layers):
             I = self.input_size if k == 0 else self.num_directions * H
@@ -150,12 +130,33 @@ class _RecurrentLayer:
 
     # ------------------------------------------------------------ forward / backward
 
-    def _initial_states(self, states, B):
-        """Validated initial states: a list of (L*D, B, H) arrays (h0, and c0 for LSTM)."""
-        names = ("h0", "c0") if self._cell == "lstm" else ("h0",)
+    @property
+    def options(self):
+        """The cell function's extra keywords (the RNN's nonlinearity)."""
+        return {name: getattr(self, name) for name in self.spec.options}
+
+    def state_arrays(self, state):
+        """A state in forward's form (h, or (h, c) for an LSTM; None for zeros) as a tuple
+        in spec.states order."""
+        if len(self.spec.states) == 1:
+            return (state,)
+        if state is None:
+            return (None,) * len(self.spec.states)
+        if not (isinstance(state, tuple) and len(state) == len(self.spec.states)):
+            names = ", ".join(self.spec.initial_states)
+            raise TypeError(f"hx must be a tuple ({names}) or None")
+        return state
+
+    def state_from_arrays(self, arrays):
+        """The inverse of state_arrays: h, or (h, c) for an LSTM."""
+        return arrays[0] if len(self.spec.states) == 1 else tuple(arrays)
+
+    def initial_states(self, state, B):
+        """Validated initial states for a batch of B: a list of (L*D, B, H) arrays in
+        spec.states order (zeros where not given); state in forward's form."""
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         out = []
-        for name, value in zip(names, states):
+        for name, value in zip(self.spec.initial_states, self.state_arrays(state)):
             if value is None:
                 out.append(np.zeros(shape, self.dtype))
                 continue
@@ -166,8 +167,13 @@ class _RecurrentLayer:
             out.append(value)
         return out
 
-    def _run_forward(self, x, states, lengths, check_finite=False):
-        forward = _cell_function(self.backend, self._cell, "forward")
+    def forward_with_tape(self, x, state=None, lengths=None, check_finite=False,
+                          backend=None):
+        """forward without keeping anything on the layer: returns (output, final state,
+        tape), the tape being what backward_with_tape needs. backend ("compiled" or
+        "reference") overrides self.backend for this call."""
+        backend = self.backend if backend is None else backend
+        forward = cell_function(backend, self.spec.forward_name)
         # no copy before the sizes are known to fit the kernels' 32-bit ints
         x = as_float_array("x", x, 3, self.dtype, contiguous=False)
         if x.shape[-1] != self.input_size:
@@ -176,59 +182,42 @@ class _RecurrentLayer:
         seq = x.transpose(1, 0, 2) if self.batch_first else x   # (T, B, I)
         T, B = seq.shape[:2]
         check_sizes(T, B, max(self.input_size, self.num_directions * self.hidden_size),
-                    self.hidden_size, GATES[self._cell])
+                    self.hidden_size, self.spec.gates)
         lengths = check_lengths(lengths, B, T)
-        states = self._initial_states(states, B)
+        states = self.initial_states(state, B)
         if not isinstance(check_finite, (bool, np.bool_)):
             raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
         if check_finite:
             # x only inside each sequence's length: padding never affects a result
             inside = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]
             _check_finite("x", seq, inside)
-            for name, value in zip(("h0", "c0"), states):
+            for name, value in zip(self.spec.initial_states, states):
                 _check_finite(name, value)
             for key, value in self.params.items():
                 _check_finite(f"params[{key!r}]", value)
-        reverse_index = _reversal_index(T, B, lengths) if self.bidirectional else None
-        finals = [np.empty_like(s) for s in states]
-        caches = []
-        layer_input = seq
-        for k in range(self.num_layers):
-            outputs = []
-            for d, sfx in enumerate(("", "_reverse")[:self.num_directions]):
-                i = k * self.num_directions + d
-                inp = layer_input if d == 0 else _gather_time(layer_input, reverse_index)
-                init = [s[i] for s in states]
-                if self._cell == "lstm":
-                    h, cache = forward(inp, init[0], init[1], *self._weights(k, sfx),
-                                       lengths=lengths)
-                    finals[1][i] = cache.c_n
-                elif self._cell == "rnn":
-                    h, cache = forward(inp, init[0], *self._weights(k, sfx),
-                                       nonlinearity=self.nonlinearity, lengths=lengths)
-                else:
-                    h, cache = forward(inp, init[0], *self._weights(k, sfx), lengths=lengths)
-                finals[0][i] = cache.h_n
-                outputs.append(h if d == 0 else _gather_time(h, reverse_index))
-                caches.append(cache)
-            layer_input = np.concatenate(outputs, axis=2) if len(outputs) > 1 else outputs[0]
-        self._caches = (caches, reverse_index, x.shape)
-        out = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
-        return np.ascontiguousarray(out), finals
+        output, finals, tape = stack_forward(self, forward, seq, states, lengths, x.shape,
+                                             backend)
+        out = output.transpose(1, 0, 2) if self.batch_first else output
+        return np.ascontiguousarray(out), self.state_from_arrays(finals), tape
 
-    def _run_backward(self, d_output, finals_grads):
-        if self._caches is None:
-            raise RuntimeError("backward needs a forward call first")
-        caches, reverse_index, x_shape = self._caches
-        backward = _cell_function(self.backend, self._cell, "backward")
+    def backward_with_tape(self, tape, d_output, d_state=None):
+        """The gradients of the forward that made `tape`: d_output like its output, or
+        None; d_state: the final state's gradient in forward's form ((L*D, B, H) each), or
+        None. Returns (dx, grads keyed like self.params, the initial state's gradient in
+        forward's form)."""
+        if not isinstance(tape, Tape):
+            raise TypeError(f"tape must come from forward_with_tape, got "
+                            f"{type(tape).__name__}")
+        backward = cell_function(tape.backend, self.spec.backward_name)
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        x_shape = tape.x_shape
         B = x_shape[0] if self.batch_first else x_shape[1]
         T = x_shape[1] if self.batch_first else x_shape[0]
         state_shape = (L * D, B, H)
         out_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
-        names = ("d_hn", "d_cn") if self._cell == "lstm" else ("d_hn",)
+        names = tuple(f"d_{s}n" for s in self.spec.states)   # d_hn, d_cn
         checked = []
-        for name, value in zip(names, finals_grads):
+        for name, value in zip(names, self.state_arrays(d_state)):
             if value is not None:
                 value = as_float_array(name, value, 3, self.dtype, contiguous=False)
                 if value.shape != state_shape:
@@ -236,58 +225,38 @@ class _RecurrentLayer:
                                      f"B, H) = {state_shape}, got {value.shape}")
             checked.append(value)
         if d_output is None and all(v is None for v in checked):
-            raise ValueError("give d_output, d_hn" + (" or d_cn" if self._cell == "lstm" else "")
-                             + "; all were None")
+            raise ValueError("give d_output, " + " or ".join(names) + "; all were None")
         if d_output is not None:
             d_output = as_float_array("d_output", d_output, 3, self.dtype, contiguous=False)
             if d_output.shape != out_shape:
                 raise ValueError(f"d_output must have the output's shape {out_shape}, "
                                  f"got {d_output.shape}")
             d_output = d_output.transpose(1, 0, 2) if self.batch_first else d_output
-
-        grads = {}
-        d_init = [np.empty(state_shape, self.dtype) for _ in names]
-        d_layer = d_output   # (T, B, D*H) time-major, or None
-        for k in reversed(range(L)):
-            d_input = None
-            for d, sfx in enumerate(("", "_reverse")[:D]):
-                i = k * D + d
-                dh = None if d_layer is None else d_layer[:, :, d * H:(d + 1) * H]
-                if dh is not None and d == 1:
-                    dh = _gather_time(dh, reverse_index)
-                finals = [None if v is None else v[i] for v in checked]
-                if dh is None and all(f is None for f in finals):
-                    # nothing reaches this direction: its gradients are zero
-                    finals[0] = np.zeros((B, H), self.dtype)
-                if self._cell == "lstm":
-                    g = backward(dh, caches[i], dh_n=finals[0], dc_n=finals[1])
-                    d_init[1][i] = g.dc0
-                else:
-                    g = backward(dh, caches[i], dh_n=finals[0])
-                d_init[0][i] = g.dh0
-                grads[f"weight_ih_l{k}{sfx}"] = g.dW_ih
-                grads[f"weight_hh_l{k}{sfx}"] = g.dW_hh
-                if self.bias:
-                    grads[f"bias_ih_l{k}{sfx}"] = g.db_ih
-                    grads[f"bias_hh_l{k}{sfx}"] = g.db_hh
-                dx = g.dx if d == 0 else _gather_time(g.dx, reverse_index)
-                d_input = dx if d_input is None else d_input + dx
-            d_layer = d_input
-        self.d_h0 = d_init[0]
-        if self._cell == "lstm":
-            self.d_c0 = d_init[1]
-        dx = d_layer.transpose(1, 0, 2) if self.batch_first else d_layer
+        d_input, grads, d_init = stack_backward(self, backward, tape, d_output, checked)
+        dx = d_input.transpose(1, 0, 2) if self.batch_first else d_input
         ordered = {key: grads[key] for key in self._param_shapes()}
-        return np.ascontiguousarray(dx), ordered
+        return np.ascontiguousarray(dx), ordered, self.state_from_arrays(d_init)
+
+    def _run_forward(self, x, state, lengths, check_finite):
+        out, final, self.tape = self.forward_with_tape(x, state, lengths, check_finite)
+        return out, final
+
+    def _run_backward(self, d_output, d_state):
+        if self.tape is None:
+            raise RuntimeError("backward needs a forward call first")
+        dx, grads, d_init = self.backward_with_tape(self.tape, d_output, d_state)
+        for name, value in zip(self.spec.initial_states, self.state_arrays(d_init)):
+            setattr(self, f"d_{name}", value)   # d_h0, d_c0
+        return dx, grads
 
     def backward(self, d_output, d_hn=None):
         """Gradients of the last forward call. d_output like forward's output, or None;
         d_hn (L*D, B, H) or None. Returns dx and the parameters' gradients as a dict
         keyed like self.params; self.d_h0 holds dL/dh0."""
-        return self._run_backward(d_output, (d_hn,))
+        return self._run_backward(d_output, d_hn)
 
     def __repr__(self):
-        extra = f", nonlinearity={self.nonlinearity!r}" if self._cell == "rnn" else ""
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, bidirectional={self.bidirectional}, "
@@ -302,7 +271,7 @@ class RNN(_RecurrentLayer):
         backend=None); seed is an int, None or a numpy Generator.
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
-    _cell = "rnn"
+    spec = _RNN_SPEC
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, bidirectional=False, dtype=np.float32,
@@ -315,8 +284,7 @@ class RNN(_RecurrentLayer):
                          bidirectional, dtype, seed, backend)
 
     def forward(self, x, h0=None, lengths=None, check_finite=False):
-        out, (h_n,) = self._run_forward(x, (h0,), lengths, check_finite)
-        return out, h_n
+        return self._run_forward(x, h0, lengths, check_finite)
 
     __call__ = forward
 
@@ -328,11 +296,10 @@ class GRU(_RecurrentLayer):
         bidirectional=False, dtype=np.float32, seed=None, backend=None).
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
-    _cell = "gru"
+    spec = _GRU_SPEC
 
     def forward(self, x, h0=None, lengths=None, check_finite=False):
-        out, (h_n,) = self._run_forward(x, (h0,), lengths, check_finite)
-        return out, h_n
+        return self._run_forward(x, h0, lengths, check_finite)
 
     __call__ = forward
 
@@ -345,18 +312,17 @@ class LSTM(_RecurrentLayer):
     forward(x, hx=None, lengths=None) -> output, (h_n, c_n); hx is (h0, c0) or None.
     backward(d_output, d_hn=None, d_cn=None) -> dx, grads; self.d_h0, self.d_c0.
     """
-    _cell = "lstm"
+    spec = _LSTM_SPEC
 
     def forward(self, x, hx=None, lengths=None, check_finite=False):
-        if hx is None:
-            hx = (None, None)
-        elif not (isinstance(hx, tuple) and len(hx) == 2):
-            raise TypeError("hx must be a tuple (h0, c0) or None")
-        out, (h_n, c_n) = self._run_forward(x, hx, lengths, check_finite)
-        return out, (h_n, c_n)
+        return self._run_forward(x, hx, lengths, check_finite)
 
     __call__ = forward
 
     def backward(self, d_output, d_hn=None, d_cn=None):
         """As RNN.backward, with d_cn (L*D, B, H) or None; self.d_c0 holds dL/dc0."""
         return self._run_backward(d_output, (d_hn, d_cn))
+
+
+# The layer class of each cell, keyed by its spec's name ("rnn", "lstm", "gru").
+LAYERS = {cls.spec.name: cls for cls in (RNN, LSTM, GRU)}

@@ -24,15 +24,15 @@ length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt.cells.grads import GRUGrads
-from fastbptt.cells.args import is_empty
+from fastbptt.cells.cache import CellCache
 from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                  segment_length)
-from fastbptt.cells.args import (check_backward_args, check_forward_args, step_mask,
+                                       segment_length)
+from fastbptt.cells.args import (check_backward_args, check_forward_args, is_empty, step_mask,
                                  x_for_weight_grads)
+from fastbptt.cells.spec import GRU as SPEC
 
 
-class ReferenceGRUCache:
+class ReferenceGRUCache(CellCache):
     """What gru_backward needs from gru_forward. Opaque to callers but for h_n."""
     __slots__ = ("args", "h", "r", "z", "n", "R_n")
 
@@ -45,10 +45,22 @@ class ReferenceGRUCache:
         self.n = n
         self.R_n = R_n
 
+    backend = "reference"
+
     @property
-    def h_n(self):
-        """The final state (B, H), a new array: each sequence's state at its own last step."""
-        return (self.h[-1] if self.args.T else self.args.h0).copy()
+    def spec(self):
+        return SPEC
+
+    def step_back(self, t, d_states):
+        """Through step t's recurrence only, for every sequence in full (no lengths):
+        d_states, the gradients reaching step t's states ((..., B, H) each, leading
+        dimensions broadcast), to (the gradient of the step's input pre-activations,
+        which W_ih carries to x_t, and the gradients reaching step t-1's states)."""
+        dP, _, g_prev = gru_backward_step(d_states[0], self, t)
+        return dP, (g_prev,)
+
+    def final_states(self):
+        return (self.h[-1] if self.args.T else self.args.h0),
 
 
 def _blocks(a, H):
@@ -72,11 +84,15 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
-    args = check_forward_args("gru", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+    args = check_forward_args(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               check_finite=check_finite)
     k = segment_length(checkpoint, args.T)
     if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
-        return checkpoint_forward(args, k, gru_forward)
+        return checkpoint_forward(args, k, _forward, _backward, "reference")
+    return _forward(args)
+
+
+def _forward(args):
     T, B, H = args.T, args.B, args.H
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
@@ -109,17 +125,21 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.args.cell == "gru":
-        return checkpoint_backward(gru_backward, GRUGrads, dh, cache, dh_n,
-                                   check_finite=check_finite)
+    if isinstance(cache, CheckpointCache) and cache.spec is SPEC:
+        return checkpoint_backward(dh, cache, (dh_n,), check_finite=check_finite)
     if not isinstance(cache, ReferenceGRUCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.gru_forward, got {type(cache).__name__}"
         )
+    dh, finals = check_backward_args(dh, (dh_n,), cache.args, check_finite=check_finite)
+    return _backward(dh, cache, finals)
+
+
+def _backward(dh, cache, finals):
+    (dh_n,) = finals
     args = cache.args
     T, B, H = args.T, args.B, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     mask = step_mask(args)
     # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
     x = x_for_weight_grads(args)
@@ -145,7 +165,7 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
     if not args.has_bias:
         db_ih = db_hh = None
-    return GRUGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
+    return SPEC.grads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
 
 
 def gru_backward_step(g, cache, t, keep=None):

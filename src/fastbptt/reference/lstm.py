@@ -22,15 +22,15 @@ through those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt.cells.grads import LSTMGrads
-from fastbptt.cells.args import is_empty
+from fastbptt.cells.cache import CellCache
 from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                  segment_length)
-from fastbptt.cells.args import (check_backward_args, check_forward_args, step_mask,
+                                       segment_length)
+from fastbptt.cells.args import (check_backward_args, check_forward_args, is_empty, step_mask,
                                  x_for_weight_grads)
+from fastbptt.cells.spec import LSTM as SPEC
 
 
-class ReferenceLSTMCache:
+class ReferenceLSTMCache(CellCache):
     """What lstm_backward needs from lstm_forward. Opaque to callers but for h_n and c_n."""
     __slots__ = ("args", "gates", "h", "c")
 
@@ -40,17 +40,24 @@ class ReferenceLSTMCache:
         self.h = h           # (T, B, H) time-major states, h[t] = h_{t+1} in the
         self.c = c           # equations' count; past a sequence's length, its last state
 
-    @property
-    def h_n(self):
-        """The final hidden state (B, H), a new array: each sequence's h at its own last
-        step."""
-        return (self.h[-1] if self.args.T else self.args.h0).copy()
+    backend = "reference"
 
     @property
-    def c_n(self):
-        """The final cell state (B, H), a new array: each sequence's c at its own last
-        step."""
-        return (self.c[-1] if self.args.T else self.args.c0).copy()
+    def spec(self):
+        return SPEC
+
+    def step_back(self, t, d_states):
+        """Through step t's recurrence only, for every sequence in full (no lengths):
+        d_states, the gradients reaching step t's states ((..., B, H) each, leading
+        dimensions broadcast), to (the gradient of the step's input pre-activations,
+        which W_ih carries to x_t, and the gradients reaching step t-1's states)."""
+        dA, dh_prev, dc_prev = lstm_backward_step(d_states[0], d_states[1], self, t)
+        return dA, (dh_prev, dc_prev)
+
+    def final_states(self):
+        if not self.args.T:
+            return self.args.h0, self.args.c0
+        return self.h[-1], self.c[-1]
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
@@ -69,11 +76,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
-    args = check_forward_args("lstm", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              c0=c0, check_finite=check_finite)
+    args = check_forward_args(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first,
+                              lengths, check_finite=check_finite)
     k = segment_length(checkpoint, args.T)
     if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
-        return checkpoint_forward(args, k, lstm_forward)
+        return checkpoint_forward(args, k, _forward, _backward, "reference")
+    return _forward(args)
+
+
+def _forward(args):
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
     mask = step_mask(args)
@@ -112,18 +123,23 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
     or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.args.cell == "lstm":
-        return checkpoint_backward(lstm_backward, LSTMGrads, dh, cache, dh_n, dc_n,
-                                   check_finite=check_finite)
+    if isinstance(cache, CheckpointCache) and cache.spec is SPEC:
+        return checkpoint_backward(dh, cache, (dh_n, dc_n), check_finite=check_finite)
     if not isinstance(cache, ReferenceLSTMCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.lstm_forward, got "
             f"{type(cache).__name__}"
         )
+    dh, finals = check_backward_args(dh, (dh_n, dc_n), cache.args,
+                                     check_finite=check_finite)
+    return _backward(dh, cache, finals)
+
+
+def _backward(dh, cache, finals):
+    dh_n, dc_n = finals
     args = cache.args
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
-    dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     mask = step_mask(args)
     # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
     x = x_for_weight_grads(args)
@@ -141,16 +157,16 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
             dh_carry = dh_carry + (dhs[t] if mask is None
                                    else np.where(mask[t][:, None], dhs[t], 0))
         h_prev = cache.h[t - 1] if t > 0 else args.h0
-        dz, dh_carry_prev, dc_carry = lstm_backward_step(
+        dA, dh_carry_prev, dc_carry = lstm_backward_step(
             dh_carry, dc_carry, cache, t, None if mask is None else mask[t][:, None])
-        dx[t] = dz @ args.W_ih
-        dW_ih += dz.T @ xs[t]
-        dW_hh += dz.T @ h_prev
-        db += dz.sum(axis=0)
+        dx[t] = dA @ args.W_ih
+        dW_ih += dA.T @ xs[t]
+        dW_hh += dA.T @ h_prev
+        db += dA.sum(axis=0)
         dh_carry = dh_carry_prev
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
-    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
-    return LSTMGrads(dx, dh_carry, dc_carry, dW_ih, dW_hh, db_ih, db_hh)
+    db_ih, db_hh = SPEC.split_db(db, H) if args.has_bias else (None, None)
+    return SPEC.grads(dx, dh_carry, dc_carry, dW_ih, dW_hh, db_ih, db_hh)
 
 
 def lstm_backward_step(dh, dc, cache, t, keep=None):

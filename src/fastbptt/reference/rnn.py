@@ -17,13 +17,12 @@ those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt.cells.grads import RNNGrads
-from fastbptt.cells.args import is_empty
+from fastbptt.cells.cache import CellCache
 from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                  segment_length)
-from fastbptt.cells.args import (check_backward_args, check_forward_args, step_mask,
+                                       segment_length)
+from fastbptt.cells.args import (check_backward_args, check_forward_args, is_empty, step_mask,
                                  x_for_weight_grads)
-from fastbptt._nonlinearity import nonlinearity_code
+from fastbptt.cells.spec import RNN as SPEC
 
 
 def _activate(nonlinearity, a):
@@ -47,7 +46,7 @@ def _derivative_from_output(nonlinearity, h):
     return np.ones_like(h)
 
 
-class ReferenceRNNCache:
+class ReferenceRNNCache(CellCache):
     """What rnn_backward needs from rnn_forward. Opaque to callers but for h_n."""
     __slots__ = ("args", "h")
 
@@ -56,10 +55,22 @@ class ReferenceRNNCache:
         self.h = h         # (T, B, H), time-major states, h[t] = h_{t+1} in the equations'
         #                    count; past a sequence's length, its last state repeated
 
+    backend = "reference"
+
     @property
-    def h_n(self):
-        """The final state (B, H), a new array: each sequence's state at its own last step."""
-        return (self.h[-1] if self.args.T else self.args.h0).copy()
+    def spec(self):
+        return SPEC
+
+    def step_back(self, t, d_states):
+        """Through step t's recurrence only, for every sequence in full (no lengths):
+        d_states, the gradients reaching step t's states ((..., B, H) each, leading
+        dimensions broadcast), to (the gradient of the step's input pre-activations,
+        which W_ih carries to x_t, and the gradients reaching step t-1's states)."""
+        dA, g_prev = rnn_backward_step(d_states[0], self, t)
+        return dA, (g_prev,)
+
+    def final_states(self):
+        return (self.h[-1] if self.args.T else self.args.h0),
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
@@ -78,12 +89,15 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
-    code = nonlinearity_code(nonlinearity)
-    args = check_forward_args("rnn", x, h0, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              nonlinearity=nonlinearity, code=code, check_finite=check_finite)
+    args = check_forward_args(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              check_finite=check_finite, nonlinearity=nonlinearity)
     k = segment_length(checkpoint, args.T)
     if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
-        return checkpoint_forward(args, k, rnn_forward, nonlinearity=nonlinearity)
+        return checkpoint_forward(args, k, _forward, _backward, "reference")
+    return _forward(args)
+
+
+def _forward(args):
     mask = step_mask(args)
     xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
     h = np.empty((args.T, args.B, args.H), args.x.dtype)
@@ -110,17 +124,21 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.args.cell == "rnn":
-        return checkpoint_backward(rnn_backward, RNNGrads, dh, cache, dh_n,
-                                   check_finite=check_finite)
+    if isinstance(cache, CheckpointCache) and cache.spec is SPEC:
+        return checkpoint_backward(dh, cache, (dh_n,), check_finite=check_finite)
     if not isinstance(cache, ReferenceRNNCache):
         raise TypeError(
             f"cache must come from fastbptt.reference.rnn_forward, got {type(cache).__name__}"
         )
+    dh, finals = check_backward_args(dh, (dh_n,), cache.args, check_finite=check_finite)
+    return _backward(dh, cache, finals)
+
+
+def _backward(dh, cache, finals):
+    (dh_n,) = finals
     args, h = cache.args, cache.h
     T, B, H = args.T, args.B, args.H
     dtype = args.x.dtype
-    dh, dh_n, _ = check_backward_args(dh, dh_n, args, check_finite=check_finite)
     mask = step_mask(args)
     # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
     x = x_for_weight_grads(args)
@@ -143,8 +161,8 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
         db += dA.sum(axis=0)
         g = g_prev
     dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
-    db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
-    return RNNGrads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
+    db_ih, db_hh = SPEC.split_db(db, H) if args.has_bias else (None, None)
+    return SPEC.grads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
 
 
 def rnn_backward_step(g, cache, t, keep=None):

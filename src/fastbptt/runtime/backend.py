@@ -14,7 +14,7 @@ thread starts without an override and sees the global default.
 A public function joins the switch with one decorator line, `@dispatch("name")`, on its
 compiled implementation; its reference twin is `fastbptt.reference.<name>`, looked up at
 the call. A function with a parameter named `cache` (the backward functions) dispatches
-on that cache's type instead: a cache made by a reference function goes to the reference
+on the backend that cache names instead: a cache made by a reference function goes to the reference
 twin, any other to the compiled code, whatever the switch says at that moment, so a
 forward and its backward always run on the same backend.
 """
@@ -62,8 +62,9 @@ def use_backend(name):
 
 
 def is_reference_cache(cache):
-    """Whether `cache` was made by a function of fastbptt.reference."""
-    return type(cache).__module__.startswith("fastbptt.reference")
+    """Whether `cache` was made by a function of fastbptt.reference: every cache names the
+    backend that made it (fastbptt.cells.cache.CellCache.backend)."""
+    return getattr(cache, "backend", None) == "reference"
 
 
 def implementation(name, backend):

@@ -26,9 +26,6 @@ import numpy as np
 
 from fastbptt.runtime.validation import as_float_array
 from fastbptt.nn.layers import _RecurrentLayer
-from fastbptt.reference.gru import gru_backward_step, gru_forward
-from fastbptt.reference.lstm import lstm_backward_step, lstm_forward
-from fastbptt.reference.rnn import rnn_backward_step, rnn_forward
 
 
 @dataclass(frozen=True)
@@ -37,31 +34,6 @@ class GradientFlow:
     jacobian_norm (L, T) = mean_b ||dh_{T-1}/dh_t||_F, or None when not asked for."""
     grad_norm: np.ndarray
     jacobian_norm: Optional[np.ndarray]
-
-
-def _layer_forward(layer, k, inp, init):
-    """The reference forward of layer k over inp (T, B, I_k) from its initial state(s);
-    returns (output (T, B, H), cache)."""
-    p = layer.params
-    weights = (p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"], p.get(f"bias_ih_l{k}"),
-               p.get(f"bias_hh_l{k}"))
-    if layer._cell == "lstm":
-        return lstm_forward(inp, init[0], init[1], *weights)
-    if layer._cell == "rnn":
-        return rnn_forward(inp, init[0], *weights, nonlinearity=layer.nonlinearity)
-    return gru_forward(inp, init[0], *weights)
-
-
-def _step_back(cell, cache, t, dh, dc):
-    """Through step t: (gradient of the step's input-side pre-activations, dh_{t-1},
-    dc_{t-1} or None). The first is what multiplies W_ih to reach the layer's input."""
-    if cell == "lstm":
-        return lstm_backward_step(dh, dc, cache, t)
-    if cell == "rnn":
-        dA, dh_prev = rnn_backward_step(dh, cache, t)
-        return dA, dh_prev, None
-    dP, _, dh_prev = gru_backward_step(dh, cache, t)
-    return dP, dh_prev, None
 
 
 def _mean_row_norm(g):
@@ -90,13 +62,14 @@ def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
         raise ValueError("gradient_flow needs a unidirectional layer")
     if not isinstance(jacobian, (bool, np.bool_)):
         raise TypeError(f"jacobian must be a bool, got {jacobian!r}")
-    cell, L, H = layer._cell, layer.num_layers, layer.hidden_size
+    L, H = layer.num_layers, layer.hidden_size
+    n_states = len(layer.spec.states)
     x = as_float_array("x", x, 3, layer.dtype)
     if x.shape[-1] != layer.input_size:
         raise ValueError(f"x must have {layer.input_size} features (input_size) in its "
                          f"last dimension, got shape {x.shape}")
-    xs = x.transpose(1, 0, 2) if layer.batch_first else x   # (T, B, I)
-    T, B = xs.shape[:2]
+    T = x.shape[1] if layer.batch_first else x.shape[0]
+    B = x.shape[0] if layer.batch_first else x.shape[1]
     if T == 0:
         raise ValueError("x has no time steps")
     d_output = as_float_array("d_output", d_output, 3, layer.dtype)
@@ -104,31 +77,20 @@ def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
     if d_output.shape != out_shape:
         raise ValueError(f"d_output must have the layer output's shape {out_shape}, got "
                          f"{d_output.shape}")
-    if cell == "lstm":
-        if hx is None:
-            hx = (None, None)
-        elif not (isinstance(hx, tuple) and len(hx) == 2):
-            raise TypeError("hx must be a tuple (h0, c0) or None for an LSTM")
-        states = layer._initial_states(hx, B)
-    else:
-        states = layer._initial_states((hx,), B)
-
-    caches, inp = [], xs
-    for k in range(L):
-        inp, cache = _layer_forward(layer, k, inp, [s[k] for s in states])
-        caches.append(cache)
+    # the reference caches: each step's states and gates, and their step_back
+    _, _, tape = layer.forward_with_tape(x, hx, backend="reference")
+    caches = tape.caches
 
     grad_norm = np.empty((L, T))
     d_above = d_output.transpose(1, 0, 2) if layer.batch_first else d_output  # (T, B, H)
     for k in reversed(range(L)):
         W_ih = layer.params[f"weight_ih_l{k}"]
         d_below = np.empty(caches[k].args.x.shape, layer.dtype)   # dL/d(layer k's input)
-        dh = np.zeros((B, H), layer.dtype)
-        dc = np.zeros((B, H), layer.dtype) if cell == "lstm" else None
+        d_states = (np.zeros((B, H), layer.dtype),) * n_states
         for t in reversed(range(T)):
-            dh = dh + d_above[t]
-            grad_norm[k, t] = _mean_row_norm(dh)
-            d_pre, dh, dc = _step_back(cell, caches[k], t, dh, dc)
+            d_states = (d_states[0] + d_above[t], *d_states[1:])
+            grad_norm[k, t] = _mean_row_norm(d_states[0])
+            d_pre, d_states = caches[k].step_back(t, d_states)
             if k > 0:   # the bottom layer's input gradient reaches no state
                 d_below[t] = d_pre @ W_ih
         d_above = d_below
@@ -140,12 +102,11 @@ def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
         # pushed back a step at a time with H as an extra batch dimension
         seed = np.broadcast_to(np.eye(H, dtype=layer.dtype)[:, None, :], (H, B, H))
         for k in range(L):
-            J = seed.copy()
-            dc = np.zeros((H, B, H), layer.dtype) if cell == "lstm" else None
-            jacobian_norm[k, T - 1] = _mean_row_norm(J)
+            d_states = (seed.copy(), *(np.zeros((H, B, H), layer.dtype),) * (n_states - 1))
+            jacobian_norm[k, T - 1] = _mean_row_norm(d_states[0])
             for t in range(T - 1, 0, -1):
-                _, J, dc = _step_back(cell, caches[k], t, J, dc)
-                jacobian_norm[k, t - 1] = _mean_row_norm(J)
+                _, d_states = caches[k].step_back(t, d_states)
+                jacobian_norm[k, t - 1] = _mean_row_norm(d_states[0])
     return GradientFlow(grad_norm, jacobian_norm)
 
 

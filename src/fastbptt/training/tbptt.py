@@ -117,7 +117,6 @@ class TruncatedBPTT:
         if self.k2 < self.k1:
             raise ValueError(f"k2 must be >= k1 (backpropagate at least as many steps as "
                              f"are counted), got k1={self.k1}, k2={self.k2}")
-        self._is_lstm = layer._cell == "lstm"
         self.state = None
 
     # ------------------------------------------------------------ state
@@ -146,10 +145,10 @@ class TruncatedBPTT:
             s = s.copy()   # a new array: a caller holding the old tb.state keeps it
             s[:, rows] = 0
             fresh.append(s)
-        self.state = tuple(fresh) if self._is_lstm else fresh[0]
+        self.state = self.layer.state_from_arrays(fresh)
 
     def _state_arrays(self):
-        return list(self.state) if self._is_lstm else [self.state]
+        return list(self.layer.state_arrays(self.state))
 
     # ------------------------------------------------------------ the walk
 
@@ -200,12 +199,12 @@ class TruncatedBPTT:
         # next_start == start when the burn-in is clipped at the sequence start (or a
         # reset) for this window and the next: the next one starts from this one's state
         next_state = state if next_start == start else None
-        outputs, caches = [], []
+        outputs, tapes = [], []
         for lo, hi in pieces:
-            out, final = layer.forward(self._time_slice(x, lo, hi, time_axis), state)
+            out, final, tape = layer.forward_with_tape(self._time_slice(x, lo, hi, time_axis),
+                                                       state)
             outputs.append(out)
-            # layers.py keeps one forward's cache; keep each piece's for its backward
-            caches.append(layer._caches)
+            tapes.append(tape)
             if hi == next_start:
                 next_state = final
             state = final
@@ -218,16 +217,10 @@ class TruncatedBPTT:
         d_window = np.zeros(output.shape, layer.dtype)
         self._time_slice(d_window, loss_start - start, stop - start, time_axis)[...] = \
             d_counted
-        grads, dxs, d_final = None, [], (None, None)
-        for (lo, hi), cache in reversed(list(zip(pieces, caches))):
-            layer._caches = cache
+        grads, dxs, d_final = None, [], None
+        for (lo, hi), tape in reversed(list(zip(pieces, tapes))):
             d_piece = self._time_slice(d_window, lo - start, hi - start, time_axis)
-            if self._is_lstm:
-                dx, g = layer.backward(d_piece, d_final[0], d_final[1])
-                d_final = (layer.d_h0, layer.d_c0)
-            else:
-                dx, g = layer.backward(d_piece, d_final[0])
-                d_final = (layer.d_h0, None)
+            dx, g, d_final = layer.backward_with_tape(tape, d_piece, d_final)
             dxs.append(dx)
             grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         dx = np.concatenate(dxs[::-1], axis=time_axis) if len(dxs) > 1 else dxs[0]

@@ -1,0 +1,205 @@
+"""The one compiled wrapper of every cell: validate -> empty problem -> checkpoint loop ->
+allocate -> kernel -> cache.
+
+The public functions (fastbptt.rnn_forward, lstm_backward, ...) are thin signatures in the
+per-cell adapters (cells/rnn.py, lstm.py, gru.py) that call `forward` and `backward` here
+with their CellSpec. What differs between cells inside this loop is delegated to the
+adapter's two functions, the only code that calls a kernel:
+
+    run_forward_kernel(args, states, form) -> kept
+        states: the state buffers (T+1, B, H) each, in spec.states order, [0] filled with
+        the initial states; the kernel fills [1:]. Returns what backward needs beside the
+        states (for example the activated gates).
+    run_backward_kernel(args, X, states, kept, dh, carries, work, form)
+        X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None; carries
+        (B, H) each, the final states' gradients on entry and the initial states' on exit;
+        work: the BackwardBuffers below.
+
+Allocation: every array of 1 MiB or more comes from the thread's recycled buffers
+(cells/workspace.py), so a call faults in no fresh pages. Nothing numeric happens here.
+"""
+import importlib
+from typing import NamedTuple
+
+import numpy as np
+
+from fastbptt.cells import workspace
+from fastbptt.cells.args import (check_backward_args, check_forward_args, is_empty, step_mask,
+                                 x_for_weight_grads)
+from fastbptt.cells.cache import CellCache
+from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
+                                       segment_length)
+from fastbptt.cells.spec import step_form
+
+_adapters = {}   # spec.name -> its adapter module, imported once
+
+
+def _adapter(spec):
+    module = _adapters.get(spec.name)
+    if module is None:
+        module = _adapters[spec.name] = importlib.import_module(spec.adapter)
+    return module
+
+
+class CompiledCache(CellCache):
+    """What the compiled backward needs from the compiled forward. Opaque to callers but
+    for h_n (and c_n). It keeps references to x and the weights (do not modify them in
+    place between forward and backward) and its own copy of every state."""
+    __slots__ = ("args", "states", "kept", "form", "no_input")
+    backend = "compiled"
+
+    def __init__(self, args, states, kept, form, no_input):
+        self.args = args       # validated CellArgs (C-contiguous arrays) as the kernels ran
+        self.no_input = no_input   # the caller's x had I = 0 (_with_an_input_column)
+        self.states = states   # (T+1, B, H) each, [0] the initial state, [t] = state t
+        #                        (carried unchanged past a sequence's length)
+        self.kept = kept       # what the adapter's forward kept for backward
+        self.form = form       # the per-step product's form (spec.step_form)
+
+    @property
+    def spec(self):
+        return self.args.spec
+
+    def final_states(self):
+        return tuple(s[-1] for s in self.states)
+
+
+class EmptyCache(CellCache):
+    """The cache of a problem with T, B or H zero: nothing ran, nothing is kept."""
+    __slots__ = ("args",)
+    backend = "compiled"
+
+    def __init__(self, args):
+        self.args = args
+
+    @property
+    def spec(self):
+        return self.args.spec
+
+    def final_states(self):
+        return self.args.states
+
+
+class BackwardBuffers(NamedTuple):
+    """The arrays a backward kernel fills or works in (G = spec.gates, Gw = spec.work_gates)."""
+    dA: np.ndarray       # (T*B, Gw*H) the gate pre-activation gradients, in x's row order
+    dX: np.ndarray       # (T*B, I)
+    dW_ih: np.ndarray    # (G*H, I)
+    dW_hh: np.ndarray    # (G*H, H)
+    db: np.ndarray       # (Gw*H,) the column sums of dA
+    W_hhT: np.ndarray    # (H, G*H) when the step runs transposed, else (0, G*H)
+    scratch: np.ndarray  # (H*B,)
+    hold: object         # (B, H) with lengths (the ended rows' carries), else None
+
+
+def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check_finite,
+            checkpoint, nonlinearity=None):
+    """The compiled forward of any cell; returns (h, cache)."""
+    args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                              check_finite=check_finite, nonlinearity=nonlinearity)
+    k = segment_length(checkpoint, args.T)
+    if is_empty(args):
+        return _outputs_of_nothing(args), EmptyCache(args)
+    if k is not None:
+        return checkpoint_forward(args, k, run_forward, run_backward, "compiled")
+    return run_forward(args)
+
+
+def backward(spec, dh, cache, finals, check_finite):
+    """The compiled backward of any cell; returns the spec's Grads record."""
+    if isinstance(cache, CheckpointCache) and cache.spec is spec:
+        return checkpoint_backward(dh, cache, finals, check_finite=check_finite)
+    if not isinstance(cache, (CompiledCache, EmptyCache)) or cache.spec is not spec:
+        raise TypeError(
+            f"cache must come from fastbptt.{spec.forward_name}, got {type(cache).__name__}")
+    dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
+    if isinstance(cache, EmptyCache):
+        return _gradients_of_nothing(cache.args, finals)
+    return run_backward(dh, cache, finals)
+
+
+def run_forward(args):
+    """The plain forward of validated, non-empty arguments: (h, CompiledCache)."""
+    T, B, H = args.T, args.B, args.H
+    dtype = args.dtype
+    states = []
+    for initial in args.states:
+        buf = workspace.empty((T + 1, B, H), dtype)
+        buf[0] = initial
+        states.append(buf)
+    form = step_form(args.spec, B, H, dtype)
+    no_input = args.I == 0
+    run_args = _with_an_input_column(args) if no_input else args
+    kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
+    return _outputs(states[0], args), CompiledCache(run_args, states, kept, form, no_input)
+
+
+def run_backward(dh, cache, finals):
+    """The plain backward of validated arguments, from a CompiledCache: the Grads record."""
+    args, spec = cache.args, cache.spec
+    T, B, I, H = args.T, args.B, args.I, args.H
+    dtype = args.dtype
+    GH, GwH = spec.gates * H, spec.work_gates * H
+    carries = [np.zeros((B, H), dtype) if f is None else f.copy() for f in finals]
+    work = BackwardBuffers(
+        dA=workspace.empty((T * B, GwH), dtype),
+        dX=workspace.empty((T * B, I), dtype),
+        dW_ih=workspace.empty((GH, I), dtype),
+        dW_hh=workspace.empty((GH, H), dtype),
+        db=np.empty(GwH, dtype),
+        W_hhT=workspace.empty((H if cache.form == "transposed" else 0, GH), dtype),
+        scratch=np.empty(H * B, dtype),
+        hold=None if args.lengths is None else np.empty((B, H), dtype),
+    )
+    X = x_for_weight_grads(args).reshape(T * B, I)
+    _adapter(spec).run_backward_kernel(args, X, cache.states, cache.kept,
+                                       None if dh is None else dh.reshape(T * B, H),
+                                       carries, work, cache.form)
+    if cache.no_input:
+        # the zero input column of _with_an_input_column is not the caller's
+        dx = np.zeros(args.x.shape[:-1] + (0,), dtype)
+        dW_ih = np.zeros((GH, 0), dtype)
+    else:
+        dx, dW_ih = work.dX.reshape(args.x.shape), work.dW_ih
+    db_ih, db_hh = spec.split_db(work.db, H) if args.has_bias else (None, None)
+    return spec.grads(dx, *carries, dW_ih, work.dW_hh, db_ih, db_hh)
+
+
+def _with_an_input_column(args):
+    """A problem with no input features (I = 0) still runs its recurrence over T steps
+    (the pre-activations are the biases plus h W_hh^T). The kernels need I >= 1, so it
+    runs with one zero input column and zero weights for it: the same numbers."""
+    shape = args.x.shape[:-1] + (1,)
+    return args._replace(x=np.zeros(shape, args.dtype),
+                         W_ih=np.zeros((args.W_ih.shape[0], 1), args.dtype), I=1)
+
+
+def _outputs(hbuf, args):
+    """The states h_1..h_T of hbuf (T+1, B, H) as the caller's new array, (T, B, H) or
+    (B, T, H) batch-first, zero past each sequence's length."""
+    h = hbuf[1:]
+    if args.batch_first:
+        h = h.transpose(1, 0, 2)
+    out = workspace.empty(h.shape, h.dtype)
+    np.copyto(out, h)
+    mask = step_mask(args)   # (T, B)
+    if mask is not None:
+        out[~(mask.T if args.batch_first else mask)] = 0
+    return out
+
+
+def _outputs_of_nothing(args):
+    """The output of a problem with T, B or H zero: zeros of the output's shape."""
+    T, B, H = args.T, args.B, args.H
+    return np.zeros((B, T, H) if args.batch_first else (T, B, H), args.dtype)
+
+
+def _gradients_of_nothing(args, finals):
+    """The gradients of a problem with T, B or H zero: no step ran, so the final states'
+    gradients pass to the initial states unchanged and every other gradient is zero."""
+    dtype, B, H = args.dtype, args.B, args.H
+    carries = [np.zeros((B, H), dtype) if f is None else f.copy() for f in finals]
+    GH = args.spec.gates * H
+    db = (np.zeros(GH, dtype), np.zeros(GH, dtype)) if args.has_bias else (None, None)
+    return args.spec.grads(np.zeros(args.x.shape, dtype), *carries,
+                           np.zeros((GH, args.I), dtype), np.zeros((GH, H), dtype), *db)

@@ -1,0 +1,169 @@
+"""CellSpec: one record per recurrent cell, and the only place that knows which cells exist.
+
+Everything that differs between the vanilla RNN, the LSTM and the GRU outside their
+equations is a field here: the number of gates G (W_ih is (G*H, I), W_hh (G*H, H)), the
+states a sequence carries ("h", and "c" for the LSTM), the Grads record backward returns,
+the torch.nn class whose parameters and results the cell matches, the extra keyword
+options of the forward function (the RNN's nonlinearity), the module of the compiled time
+loops and the module that calls them (the per-cell adapter), how the two biases reach the
+kernels and how the kernels' bias gradient splits back into db_ih and db_hh, and for
+which dtypes the transposed form of the per-step product pays (step_form). The layers,
+the reference, the benchmark, the applications and the tests read these fields instead of
+testing a cell's name.
+
+This module is pure Python and NumPy: fastbptt.reference reads it too.
+"""
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import numpy as np
+
+from fastbptt.cells.grads import GRUGrads, LSTMGrads, RNNGrads
+
+# The per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many rows: a GEMM
+# call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV rows").
+# The kernels must agree (recurrent_gemm.pxd's GEMV_ROWS; tests/test_spec.py checks it).
+GEMV_ROWS = 4
+
+# The RNN's nonlinearities (PyTorch's tanh and relu, plus sigmoid and identity) and the
+# codes the kernels know them by (the enum in _kernels/activations.pxd).
+NONLINEARITY_CODES = MappingProxyType({"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3})
+
+
+def nonlinearity_code(nonlinearity):
+    """The kernel code of a nonlinearity name."""
+    try:
+        return NONLINEARITY_CODES[nonlinearity]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"nonlinearity must be one of {sorted(NONLINEARITY_CODES)}, "
+            f"got {nonlinearity!r}"
+        ) from None
+
+
+# ---- how the biases reach the kernels, and how their gradient comes back
+
+def summed_bias(b_ih, b_hh, H):
+    """b_ih + b_hh (G*H,): the RNN and the LSTM add both biases to the same pre-activation."""
+    return b_ih + b_hh
+
+
+def shared_db(db, H):
+    """(db_ih, db_hh) from the kernels' db (G*H,): both biases get the same gradient."""
+    return db, db.copy()
+
+
+def gru_bias_rows(b_ih, b_hh, H):
+    """[b_ir + b_hr, b_iz + b_hz, b_in, b_hn] (4H,): b_hn stays apart because the reset
+    gate multiplies it (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)))."""
+    return np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:], b_hh[2 * H:]])
+
+
+def gru_db(db, H):
+    """(db_ih, db_hh) from the GRU kernels' db (4H,), the column sums of dA = [da_r, da_z,
+    da_n r, da_n] (_kernels/gru_cell.h): db_hh is the first three blocks, db_ih blocks
+    r, z and the last."""
+    return np.concatenate([db[:2 * H], db[3 * H:]]), db[:3 * H].copy()
+
+
+@dataclass(frozen=True, eq=False)
+class CellSpec:
+    """What a recurrent cell is, as data. See the module docstring."""
+    name: str                        # "rnn", "lstm", "gru": also the functions' prefix
+    gates: int                       # G
+    gate_names: tuple                # PyTorch's gate blocks, in order
+    states: tuple                    # ("h",) or ("h", "c")
+    grads: type                      # the NamedTuple backward returns
+    torch_name: str                  # torch.nn.RNN / LSTM / GRU
+    options: Mapping                 # forward's extra keywords and their defaults
+    kernel: str                      # the module of the compiled time loops
+    adapter: str                     # the module that calls them (fastbptt.cells.<name>)
+    work_gates: int                  # columns / H of the gate buffers the kernels keep
+    bias_rows: Callable              # (b_ih, b_hh, H) -> the kernels' bias vector
+    split_db: Callable               # (db, H) -> (db_ih, db_hh)
+    transposed_dtypes: tuple         # dtypes whose per-step product may run transposed
+
+    @property
+    def initial_states(self):
+        """The forward's initial-state arguments: ("h0",) or ("h0", "c0")."""
+        return tuple(f"{s}0" for s in self.states)
+
+    @property
+    def final_grads(self):
+        """The backward's final-state gradient arguments: ("dh_n",) or ("dh_n", "dc_n")."""
+        return tuple(f"d{s}_n" for s in self.states)
+
+    @property
+    def forward_name(self):
+        return f"{self.name}_forward"
+
+    @property
+    def backward_name(self):
+        return f"{self.name}_backward"
+
+    def __repr__(self):
+        return f"CellSpec({self.name!r})"
+
+
+RNN = CellSpec(
+    name="rnn", gates=1, gate_names=("a",), states=("h",), grads=RNNGrads,
+    torch_name="RNN", options=MappingProxyType({"nonlinearity": "tanh"}),
+    kernel="fastbptt._kernels.rnn", adapter="fastbptt.cells.rnn", work_gates=1,
+    bias_rows=summed_bias, split_db=shared_db,
+    transposed_dtypes=(np.dtype(np.float32), np.dtype(np.float64)),
+)
+LSTM = CellSpec(
+    name="lstm", gates=4, gate_names=("i", "f", "g", "o"), states=("h", "c"),
+    grads=LSTMGrads, torch_name="LSTM", options=MappingProxyType({}),
+    kernel="fastbptt._kernels.lstm", adapter="fastbptt.cells.lstm", work_gates=4,
+    bias_rows=summed_bias, split_db=shared_db,
+    # float64 gained nothing from the transposed form (bench/RESULTS.md, "step forms")
+    transposed_dtypes=(np.dtype(np.float32),),
+)
+GRU = CellSpec(
+    name="gru", gates=3, gate_names=("r", "z", "n"), states=("h",), grads=GRUGrads,
+    torch_name="GRU", options=MappingProxyType({}),
+    # the kernels keep [r z n R_n] per step: R_n = W_hn h + b_hn is needed in backward
+    kernel="fastbptt._kernels.gru", adapter="fastbptt.cells.gru", work_gates=4,
+    bias_rows=gru_bias_rows, split_db=gru_db,
+    transposed_dtypes=(np.dtype(np.float32), np.dtype(np.float64)),
+)
+
+SPECS = MappingProxyType({s.name: s for s in (RNN, LSTM, GRU)})
+CELLS = tuple(SPECS)
+
+
+def get_spec(cell):
+    """The CellSpec of a cell name ("rnn", "lstm", "gru"), or the spec itself."""
+    if isinstance(cell, CellSpec):
+        return cell
+    try:
+        return SPECS[cell]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}") from None
+
+
+STEP_FORMS = ("gemv", "transposed", "plain")
+
+
+def step_form(spec, B, H, dtype):
+    """How the kernels make a step's recurrent product h_{t-1} W_hh^T (B x G*H):
+
+    - "gemv": B <= GEMV_ROWS rows, one GEMV per row (a GEMM's fixed cost is not paid
+      back by so few rows);
+    - "transposed": the product as its transpose W_hh h^T (G*H x B), then a tiled
+      transpose of the result, for 1 < B < H: OpenBLAS tiles a GEMM's output by its
+      micro-kernel's column width, so few rows against many columns ran faster
+      transposed (bench/RESULTS.md, "step forms"); only for the spec's transposed_dtypes;
+    - "plain": h W_hh^T as it stands.
+
+    The one policy: the wrappers choose with it, the kernels obey, and the tests derive
+    the shapes that cover each form from it.
+    """
+    spec = get_spec(spec)
+    if B <= GEMV_ROWS:
+        return "gemv"
+    if 1 < B < H and np.dtype(dtype) in spec.transposed_dtypes:
+        return "transposed"
+    return "plain"

@@ -1,0 +1,123 @@
+"""The one traversal of a stack of recurrent layers and directions, with an explicit tape.
+
+Layer k (0 <= k < L) and direction d (0 forward, 1 reverse when bidirectional) run the
+cell function over layer k's input; index i = k*D + d orders everything per (layer,
+direction) as torch does (h_n (L*D, B, H)). The reverse direction reads each sequence
+backwards within its own length, as torch does with packed sequences: position t <
+lengths[b] of the reversed sequence is step lengths[b] - 1 - t. Layer k+1's input is
+[forward, reverse] concatenated on the features, (T, B, D*H).
+
+The Tape is everything backward needs from forward: the cells' caches (index i), the
+reversal index, x's shape and the backend that ran. Layers keep the last one
+(layer.tape); truncated BPTT and diagnostics hold their own.
+"""
+import importlib
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from fastbptt.runtime.backend import implementation
+
+
+class Tape(NamedTuple):
+    """What a layer's backward needs from its forward (see the module docstring)."""
+    caches: list                        # the cells' caches, index k*D + d
+    reverse_index: Optional[np.ndarray]  # (T, B), or None when unidirectional
+    x_shape: tuple                      # the caller's x, as given
+    backend: Optional[str]              # None: the public functions (the switch)
+
+
+def cell_function(backend, name):
+    """The cell function `name` (e.g. "lstm_forward") a layer calls. backend None: the
+    public one, which follows the switch (fastbptt.set_backend / use_backend) and whose
+    backward goes where its cache came from; "compiled" or "reference" pins it."""
+    if backend is None:
+        return getattr(importlib.import_module("fastbptt"), name)
+    return implementation(name, backend)
+
+
+def reversal_index(T, B, lengths):
+    """(T, B) time index that reverses each sequence within its own length and leaves the
+    padding in place; it is its own inverse."""
+    t = np.arange(T)[:, None]
+    if lengths is None:
+        return np.broadcast_to(T - 1 - t, (T, B))
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def gather_time(a, index):
+    """a (T, B, F) with a[index[t, b], b] at (t, b)."""
+    return a[index, np.arange(a.shape[1])[None, :]]
+
+
+def _directions(layer):
+    return ("", "_reverse")[:layer.num_directions]
+
+
+def _weights(layer, k, sfx):
+    p = layer.params
+    return (p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"],
+            p.get(f"bias_ih_l{k}{sfx}"), p.get(f"bias_hh_l{k}{sfx}"))
+
+
+def stack_forward(layer, forward, seq, states, lengths, x_shape, backend=None):
+    """Run every layer and direction over seq (T, B, I) time-major from the initial
+    states (a list of (L*D, B, H) arrays in spec.states order). Returns (output (T, B,
+    D*H), the final states as a list like `states`, Tape)."""
+    T, B = seq.shape[:2]
+    D = layer.num_directions
+    reverse_index = reversal_index(T, B, lengths) if D == 2 else None
+    finals = [np.empty_like(s) for s in states]
+    options = layer.options
+    caches = []
+    layer_input = seq
+    for k in range(layer.num_layers):
+        outputs = []
+        for d, sfx in enumerate(_directions(layer)):
+            i = k * D + d
+            inp = layer_input if d == 0 else gather_time(layer_input, reverse_index)
+            h, cache = forward(inp, *(s[i] for s in states), *_weights(layer, k, sfx),
+                               lengths=lengths, **options)
+            for final, value in zip(finals, cache.final_states()):
+                final[i] = value
+            outputs.append(h if d == 0 else gather_time(h, reverse_index))
+            caches.append(cache)
+        layer_input = np.concatenate(outputs, axis=2) if D == 2 else outputs[0]
+    return layer_input, finals, Tape(caches, reverse_index, x_shape, backend)
+
+
+def stack_backward(layer, backward, tape, d_output, d_finals):
+    """Backpropagate through the stack: d_output (T, B, D*H) time-major or None, d_finals
+    a list of (L*D, B, H) arrays or None in spec.states order. Returns (d_input (T, B, I)
+    time-major, grads keyed like layer.params, the initial states' gradients as a list of
+    (L*D, B, H) arrays)."""
+    H, D, L = layer.hidden_size, layer.num_directions, layer.num_layers
+    x_shape = tape.x_shape
+    B = x_shape[0] if layer.batch_first else x_shape[1]
+    n_states = len(layer.spec.states)
+    grads = {}
+    d_init = [np.empty((L * D, B, H), layer.dtype) for _ in range(n_states)]
+    d_layer = d_output
+    for k in reversed(range(L)):
+        d_input = None
+        for d, sfx in enumerate(_directions(layer)):
+            i = k * D + d
+            dh = None if d_layer is None else d_layer[:, :, d * H:(d + 1) * H]
+            if dh is not None and d == 1:
+                dh = gather_time(dh, tape.reverse_index)
+            finals = [None if v is None else v[i] for v in d_finals]
+            if dh is None and all(f is None for f in finals):
+                # nothing reaches this direction: its gradients are zero
+                finals[0] = np.zeros((B, H), layer.dtype)
+            g = backward(dh, tape.caches[i], *finals)
+            for target, value in zip(d_init, g[1:1 + n_states]):
+                target[i] = value
+            grads[f"weight_ih_l{k}{sfx}"] = g.dW_ih
+            grads[f"weight_hh_l{k}{sfx}"] = g.dW_hh
+            if layer.bias:
+                grads[f"bias_ih_l{k}{sfx}"] = g.db_ih
+                grads[f"bias_hh_l{k}{sfx}"] = g.db_hh
+            dx = g.dx if d == 0 else gather_time(g.dx, tape.reverse_index)
+            d_input = dx if d_input is None else d_input + dx
+        d_layer = d_input
+    return d_layer, grads, d_init

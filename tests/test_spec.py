@@ -1,0 +1,130 @@
+"""CellSpec, the one record per cell, and the step-form policy: the fields agree with what
+the rest of the package does, and the reference runs without the compiled extensions."""
+import inspect
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastbptt
+from fastbptt.cells import spec as cellspec
+from fastbptt.cells.spec import CELLS, SPECS, STEP_FORMS, get_spec, step_form
+
+spec_param = pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))
+
+
+@spec_param
+def test_spec_agrees_with_the_public_functions(spec):
+    forward = getattr(fastbptt, spec.forward_name)
+    backward = getattr(fastbptt, spec.backward_name)
+    params = list(inspect.signature(forward).parameters)
+    # x, the initial states in spec order, the weights, then the options
+    assert params[:1 + len(spec.states) + 4] == ["x", *spec.initial_states, "W_ih", "W_hh",
+                                                 "b_ih", "b_hh"]
+    for option, default in spec.options.items():
+        assert inspect.signature(forward).parameters[option].default == default
+    back = list(inspect.signature(backward).parameters)
+    assert back[:2 + len(spec.states)] == ["dh", "cache", *spec.final_grads]
+    assert spec.grads._fields == ("dx", *(f"d{s}" for s in spec.initial_states),
+                                  "dW_ih", "dW_hh", "db_ih", "db_hh")
+    assert getattr(fastbptt, spec.grads.__name__) is spec.grads
+
+
+@spec_param
+def test_spec_agrees_with_the_layers_and_the_kernels(spec):
+    import importlib
+
+    from fastbptt.nn import LAYERS
+    layer = LAYERS[spec.name]
+    assert layer.spec is spec and layer.__name__ == spec.torch_name
+    kernel = importlib.import_module(spec.kernel)
+    assert hasattr(kernel, spec.forward_name) and hasattr(kernel, spec.backward_name)
+    adapter = importlib.import_module(spec.adapter)
+    assert adapter.SPEC is spec
+    assert len(spec.gate_names) == spec.gates
+
+
+def test_gemv_rows_agree_with_the_kernels():
+    from fastbptt._kernels import rnn
+    assert rnn.GEMV_ROWS_PER_STEP == cellspec.GEMV_ROWS
+
+
+def test_nonlinearity_codes_cover_the_kernels():
+    from fastbptt._kernels.activations import activate_py
+    x = np.linspace(-2, 2, 9)
+    expected = {"tanh": np.tanh(x), "relu": np.maximum(x, 0),
+                "sigmoid": 1 / (1 + np.exp(-x)), "identity": x}
+    for name, code in cellspec.NONLINEARITY_CODES.items():
+        h = activate_py(code, x, np.zeros_like(x), np.empty_like(x))
+        np.testing.assert_allclose(h, expected[name], rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+def test_get_spec_names_the_cells():
+    assert get_spec("lstm") is SPECS["lstm"] and get_spec(SPECS["gru"]) is SPECS["gru"]
+    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru"):
+        get_spec("transformer")
+    assert CELLS == ("rnn", "lstm", "gru")
+
+
+@spec_param
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_form_policy(spec, dtype):
+    """The three forms as the policy defines them, for every cell and dtype."""
+    forms = {step_form(spec, B, H, dtype) for B in range(1, 70) for H in (1, 8, 64, 256)}
+    assert step_form(spec, 1, 256, dtype) == step_form(spec, cellspec.GEMV_ROWS, 256,
+                                                        dtype) == "gemv"
+    assert step_form(spec, 64, 32, dtype) == "plain"   # B >= H
+    transposed = np.dtype(dtype) in spec.transposed_dtypes
+    assert step_form(spec, cellspec.GEMV_ROWS + 1, 256, dtype) == (
+        "transposed" if transposed else "plain")
+    assert forms == (set(STEP_FORMS) if transposed else {"gemv", "plain"})
+
+
+def _run_without_kernels(code):
+    """Run `code` in a fresh interpreter where importing fastbptt._kernels (any of the
+    compiled extensions) fails, as it would where the build failed."""
+    prelude = textwrap.dedent("""
+        import importlib.abc, sys
+        class NoKernels(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "fastbptt._kernels" or name.startswith("fastbptt._kernels."):
+                    raise ImportError("blocked for the test: " + name, name=name)
+        sys.meta_path.insert(0, NoKernels())
+    """)
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_reference_runs_without_the_compiled_extensions():
+    result = _run_without_kernels("""
+        import numpy as np
+        import fastbptt.reference as R
+        rng = np.random.default_rng(0)
+        T, B, I, H = 5, 3, 2, 4
+        x = rng.standard_normal((T, B, I))
+        for cell, G, states in (("rnn", 1, 1), ("lstm", 4, 2), ("gru", 3, 1)):
+            W_ih, W_hh = rng.standard_normal((G * H, I)), rng.standard_normal((G * H, H))
+            b = rng.standard_normal(G * H)
+            forward, backward = getattr(R, cell + "_forward"), getattr(R, cell + "_backward")
+            init = (None,) * states
+            for checkpoint in (None, 2):
+                h, cache = forward(x, *init, W_ih, W_hh, b, b, checkpoint=checkpoint)
+                grads = backward(np.ones_like(h), cache)
+                assert grads.dW_hh.shape == W_hh.shape and np.isfinite(h).all()
+        loss, g = R.softmax_cross_entropy(rng.standard_normal((T, B, H)),
+                                          rng.standard_normal((7, H)), None,
+                                          rng.integers(0, 7, (T, B)))
+        assert not [m for m in sys.modules if m.startswith("fastbptt._kernels")]
+        import fastbptt
+        try:
+            fastbptt.rnn_forward
+        except ImportError as exc:
+            assert "fastbptt.reference" in str(exc), exc
+        else:
+            raise AssertionError("the compiled rnn_forward loaded without its kernels")
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
