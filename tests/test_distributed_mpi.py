@@ -56,15 +56,19 @@ def mpiexec():
 
 
 def run_job(mpiexec, n, script, *args, timeout=240):
-    """Run `mpiexec -n n python script args`; returns the CompletedProcess and the
+    """Run `mpiexec -n n python JOBS/script args`; see run_mpi."""
+    return run_mpi(mpiexec, n, [str(JOBS / script), *args], timeout)
+
+
+def run_mpi(mpiexec, n, python_args, timeout=240):
+    """Run `mpiexec -n n python python_args`; returns the CompletedProcess and the
     seconds it took. One thread per rank, and -n larger than the cores is allowed (MPICH's
     Hydra oversubscribes without a flag). On a timeout the job is ended (SIGINT to
     mpiexec, which Hydra forwards to the ranks, then SIGKILL to its whole session) so no
     rank outlives the test, and subprocess.TimeoutExpired is raised."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     start = time.perf_counter()
-    proc = subprocess.Popen([mpiexec, "-n", str(n), sys.executable, str(JOBS / script),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([mpiexec, "-n", str(n), sys.executable, *python_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -119,3 +123,42 @@ def test_without_init_an_exception_leaves_the_others_waiting(mpiexec):
     # What the abort hook is for: the same failure without init() hangs in the barrier.
     with pytest.raises(subprocess.TimeoutExpired):
         run_job(mpiexec, 2, "fail_fast.py", "raise-noinit", timeout=6)
+
+
+DEMO = ["-m", "fastbptt", "demo", "--steps", "6", "--hidden", "16", "--seq-len", "8",
+        "--dtype", "float64", "--sample-every", "3", "--sample-length", "10",
+        "--threads", "1"]
+
+
+def test_demo_under_mpi_trains_the_global_batch_and_talks_on_rank_0(mpiexec, tmp_path):
+    checkpoint = tmp_path / "demo.npz"
+    proc, _ = run_mpi(mpiexec, 2, DEMO + ["--batch", "4", "--checkpoint", str(checkpoint)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("unigram baseline:") == 1 and out.count("trained 6 steps") == 1
+    assert "MPI: 2 ranks, 2 of the 4 streams each" in out
+    assert out.count("--- sample at step") == 2
+    assert out.count("checkpoint: ") == 1 and checkpoint.exists()
+    # the same model trained by one process on all 4 streams: the same losses
+    single = subprocess.run([sys.executable, *DEMO, "--batch", "4", "--checkpoint", ""],
+                            capture_output=True, text=True, timeout=240)
+    assert single.returncode == 0, single.stderr[-3000:]
+    loss_line = [line for line in single.stdout.splitlines() if line.startswith("loss: ")]
+    assert loss_line and loss_line[0] in out.splitlines()
+
+
+def test_demo_under_mpi_refuses_an_indivisible_batch(mpiexec):
+    proc, _ = run_mpi(mpiexec, 2, DEMO + ["--batch", "5", "--checkpoint", ""])
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--batch 5 is not divisible by the 2 MPI ranks" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_error_on_the_ranks_ends_the_job(mpiexec, tmp_path):
+    proc, seconds = run_mpi(mpiexec, 2, DEMO + ["--text", str(tmp_path / "missing.txt")],
+                            timeout=60)
+    assert proc.returncode != 0
+    assert "fastbptt demo: error on rank " in proc.stderr and "missing.txt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert seconds < 20

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 
 from fastbptt.distributed.optimizer import DistributedOptimizer
-from fastbptt.distributed.runtime import init
+from fastbptt.distributed.runtime import abort, init
 from fastbptt.distributed.sharding import stream_slice
 
 
@@ -75,8 +75,7 @@ def run_distributed(options, out, run, rank, size):
     except BaseException as err:   # the others may be waiting in a collective: end them
         print(f"fastbptt demo: error on rank {context.rank}: {err}", file=sys.stderr,
               flush=True)
-        context.comm.Abort(1)
-        raise
+        abort(context.comm)
 
 
 def _quiet(*args, **kwargs):

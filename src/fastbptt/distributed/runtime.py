@@ -3,8 +3,8 @@
 Fail fast. Without help, an uncaught exception on one rank ends that rank's Python while
 the others wait forever in their next collective (MPI gives no timeout): the job hangs
 until a human or the batch system's wall clock kills it. init() installs a sys.excepthook
-that prints the traceback and then calls MPI_Abort on the communicator, which ends every
-rank of the job with a non-zero exit. (A rank killed by a signal is the launcher's to
+that prints the traceback and then calls MPI_Abort on the communicator (abort()), which
+ends every rank of the job with a non-zero exit. (A rank killed by a signal is the launcher's to
 notice: mpiexec and srun then end the others.)
 
 BLAS threads. Every rank runs its own BLAS; with the BLAS default (one thread per core)
@@ -95,9 +95,20 @@ def _install_abort_hook(comm):
                              f"{rank}; aborting all {comm.size} ranks\n")
             sys.stderr.flush()
         finally:
-            comm.Abort(1)
+            abort(comm)
 
     sys.excepthook = abort_on_uncaught
+
+
+def abort(comm, code=1):
+    """End every rank of comm's job with exit status `code`, now. MPI_Abort only asks the
+    launcher to kill the job and may return (MPICH's does, at once): this process then
+    leaves at once too, running no more Python (no atexit handler, no half-written
+    file), while the launcher ends the others."""
+    try:
+        comm.Abort(code)
+    finally:
+        os._exit(code)
 
 
 def default_blas_threads(local_size, cpu_count=None, affinity=None):
