@@ -11,6 +11,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -162,3 +163,24 @@ def test_demo_error_on_the_ranks_ends_the_job(mpiexec, tmp_path):
     assert "fastbptt demo: error on rank " in proc.stderr and "missing.txt" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert seconds < 20
+
+
+def readme_mpi_example():
+    """The README's train.py (its "Many processes and machines" block): test_readme.py runs
+    blocks that say `import fastbptt` in-process; this one is an MPI script, run here."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+              if b.startswith("# train.py: mpiexec")]
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_readme_mpi_example_runs(mpiexec, tmp_path, n):
+    script = tmp_path / "train.py"
+    script.write_text(readme_mpi_example())
+    proc, _ = run_mpi(mpiexec, n, [str(script)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("epoch ") for line in lines)
+    assert lines[-1].endswith("over 160 samples")   # a window: 20 steps x all 8 streams
