@@ -8,6 +8,9 @@ a ValueError on every rank, before any array changes.
 import numpy as np
 from mpi4py import MPI
 
+# the optimizers' own check of a parameter dict (private: its module moves in issue 13)
+from fastbptt.optim import _check_float_arrays as check_array_dict
+
 from fastbptt.distributed.runtime import check_comm
 
 
@@ -17,23 +20,6 @@ def check_root(root, comm):
     if not 0 <= root < comm.size:
         raise ValueError(f"root must be a rank in [0, {comm.size}), got {root}")
     return int(root)
-
-
-def check_array_dict(what, arrays, writable):
-    """arrays must be a non-empty dict {str: float32/float64 ndarray}."""
-    if not isinstance(arrays, dict):
-        raise TypeError(f"{what} must be a dict {{name: ndarray}}, got {type(arrays).__name__}")
-    if not arrays:
-        raise ValueError(f"{what} is empty")
-    for key, value in arrays.items():
-        if not isinstance(value, np.ndarray):
-            raise TypeError(f"{what}[{key!r}] must be a NumPy array, got "
-                            f"{type(value).__name__}")
-        if value.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{what}[{key!r}] must have dtype float32 or float64, got "
-                            f"{value.dtype}")
-        if writable and not value.flags.writeable:
-            raise ValueError(f"{what}[{key!r}] is read-only; it is written in place")
 
 
 def layout(arrays):

@@ -16,13 +16,8 @@ the step equals the single-process step on the whole minibatch.
 """
 import numpy as np
 
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+# truncated BPTT's integer check (private: its module moves in issue 13)
+from fastbptt.tbptt import _check_int
 
 
 def _check_rank(rank, size):
