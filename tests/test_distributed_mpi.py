@@ -184,3 +184,17 @@ def test_readme_mpi_example_runs(mpiexec, tmp_path, n):
     lines = proc.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("epoch ") for line in lines)
     assert lines[-1].endswith("over 160 samples")   # a window: 20 steps x all 8 streams
+
+
+def test_replica_and_layout_checks_agree_on_every_rank(mpiexec):
+    proc, _ = run_job(mpiexec, 2, "collective_checks.py", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = sorted((json.loads(line) for line in proc.stdout.splitlines()),
+                  key=lambda s: s["rank"])
+    assert [s["rank"] for s in seen] == [0, 1]
+    for s in seen:
+        assert (s["same"], s["one_bit"], s["restored"]) == (True, False, True)
+        for name in ("shape", "key"):
+            for what in ("broadcast", "averager", "optimizer"):
+                assert s[f"{name}-{what}"] is True, (s["rank"], name, what)
+            assert s[f"{name}-unchanged"]
