@@ -5,7 +5,10 @@ the others wait forever in their next collective (MPI gives no timeout): the job
 until a human or the batch system's wall clock kills it. init() installs a sys.excepthook
 that prints the traceback and then calls MPI_Abort on the communicator (abort()), which
 ends every rank of the job with a non-zero exit. (A rank killed by a signal is the launcher's to
-notice: mpiexec and srun then end the others.)
+notice: mpiexec and srun then end the others.) sys.exit(n) is not an exception that reaches
+the hook: to MPI it is a normal exit, and a rank leaving with sys.exit(1) while the others
+wait in a collective leaves them waiting (tried with MPICH's Hydra); to stop the whole job
+from one rank, call abort(comm, n).
 
 BLAS threads. Every rank runs its own BLAS; with the BLAS default (one thread per core)
 p ranks on a node would run p x cores threads on its cores and slow each other down. Unless
