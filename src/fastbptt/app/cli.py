@@ -99,7 +99,8 @@ def _parser():
     demo_parser.add_argument("--seq-len", type=_positive_int, default=d.seq_len,
                              help=f"steps per truncated-BPTT window (default: {d.seq_len})")
     demo_parser.add_argument("--batch", type=_positive_int, default=d.batch,
-                             help=f"parallel text streams (default: {d.batch})")
+                             help=f"parallel text streams, in all under MPI (default: "
+                                  f"{d.batch})")
     demo_parser.add_argument("--steps", type=_positive_int, default=d.steps,
                              help=f"training steps (default: {d.steps})")
     demo_parser.add_argument("--lr", type=_positive_float, default=d.lr,
@@ -198,7 +199,8 @@ def _run_demo(args):
     try:
         demo.run(options)
     except (OSError, ValueError, ImportError) as err:   # a bad --text, a too-short text, ...
-        print(f"fastbptt demo: error: {err}", file=sys.stderr)
+        if getattr(err, "report", True):   # False: another MPI rank reports it
+            print(f"fastbptt demo: error: {err}", file=sys.stderr)
         return 1
     return 0
 

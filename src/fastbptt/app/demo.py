@@ -18,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from fastbptt.runtime.launch import launched_world
 from fastbptt.app.charlm import CharLM, unigram_entropy
 from fastbptt.app.corpus import load_corpus
 from fastbptt.training.optim import Adam, clip_grad_norm
@@ -72,12 +73,22 @@ def split_streams(indices, batch, seq_len):
 
 
 def run(options, out=print):
-    """Train as `options` say, printing progress through `out`; return a summary dict."""
+    """Train as `options` say, printing progress through `out`; return a summary dict.
+    Launched as several MPI ranks (mpiexec, srun), they train together on the --batch
+    streams (fastbptt.distributed.demo)."""
+    rank, size = launched_world()
+    if size > 1:
+        from fastbptt.distributed.demo import run_distributed   # needs mpi4py
+        return run_distributed(options, out, _threads_and_run, rank, size)
+    return _threads_and_run(options, out)
+
+
+def _threads_and_run(options, out, dist=None):
     with threadpool_limits(limits=options.threads):
-        return _run(options, out)
+        return _run(options, out, dist)
 
 
-def _run(o, out):
+def _run(o, out, dist=None):
     text = read_text(o.text)
     vocab = "".join(sorted(set(text)))
     cut = int(len(text) * (1 - VALID_FRACTION))
@@ -86,6 +97,8 @@ def _run(o, out):
                    dtype=o.dtype, seed=o.seed, backend=o.backend)
     train_ix, valid_ix = model.encode(train_text), model.encode(valid_text)
     inputs, targets = split_streams(train_ix, o.batch, o.seq_len)
+    if dist:
+        inputs, targets = dist.shard(inputs, targets)   # this rank's streams
     x = model.one_hot(inputs)                       # (T, B, V), a few MB for the corpus
     baseline = unigram_entropy(text)
     sample_every = o.sample_every or max(1, math.ceil(o.steps / 4))
@@ -97,8 +110,12 @@ def _run(o, out):
         f"({'embedded corpus' if o.text is None else o.text})")
     out(f"unigram baseline: {baseline:.3f} nats/char ({baseline / math.log(2):.3f} bits): "
         f"the loss of guessing from character frequencies alone")
+    if dist:
+        out(dist.describe())
 
     optimizer = Adam(model.params, lr=o.lr)
+    if dist:
+        optimizer = dist.wrap(optimizer, o.clip)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
     rng = np.random.default_rng(o.seed)
     history = []            # (step, training loss of that step)
@@ -108,7 +125,8 @@ def _run(o, out):
         loss, d_output, head_grads = model.head_loss(output, targets[start:stop])
         return loss, d_output, head_grads
 
-    bar = tqdm(total=o.steps, unit="step", dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(total=o.steps, unit="step", dynamic_ncols=True, mininterval=0.5,
+               disable=bool(dist) and not dist.is_root)
     while step < o.steps:
         tbptt.reset()       # each pass over the text starts from zero state
         windows = tbptt.run(x, loss_fn)
@@ -117,8 +135,11 @@ def _run(o, out):
             window = next(windows, None)
             if window is None:
                 break
-            clip_grad_norm(window.grads, o.clip)
-            optimizer.step(window.grads)
+            if dist:
+                window = dataclasses.replace(window, loss=dist.step(optimizer, window))
+            else:
+                clip_grad_norm(window.grads, o.clip)
+                optimizer.step(window.grads)
             elapsed += time.perf_counter() - t0
             step += 1
             trained_chars += (window.stop - window.loss_start) * o.batch
@@ -126,7 +147,7 @@ def _run(o, out):
             bar.set_postfix(loss=f"{window.loss:.3f}",
                             chars_per_s=f"{trained_chars / elapsed:,.0f}", refresh=False)
             bar.update()
-            if step % sample_every == 0 or step == o.steps:
+            if (step % sample_every == 0 or step == o.steps) and (not dist or dist.is_root):
                 text_out = model.sample(o.sample_length, o.temperature, rng=rng)
                 bar.write(f"\n--- sample at step {step} (loss {window.loss:.3f}) ---\n"
                           f"{text_out}\n")
@@ -147,10 +168,10 @@ def _run(o, out):
     else:
         out(f"held-out loss is NOT below the unigram baseline ({valid_loss - baseline:.3f} "
             f"nats/char above it): train longer (--steps) or with a higher --lr")
-    if o.checkpoint:
+    if o.checkpoint and (not dist or dist.is_root):
         model.save(o.checkpoint, step=step, train_loss=train_loss, valid_loss=valid_loss)
         out(f"checkpoint: {o.checkpoint} (fastbptt sample {o.checkpoint} --length 300)")
-    if o.plot:
+    if o.plot and (not dist or dist.is_root):
         _plot(o.plot, model, history, x, targets, o, baseline)
         out(f"plot: {o.plot}")
     return summary
