@@ -226,3 +226,11 @@ def assert_same_result(actual, expected, shape, dtype, err_msg=""):
         np.testing.assert_array_equal(actual, expected, err_msg)
     else:
         assert_close(actual, expected, *tol_for(dtype), err_msg=err_msg)
+
+
+def fake_clock(monkeypatch, durations):
+    """Make fastbptt.bench.harness's perf_counter report the given durations, in order:
+    readings come in pairs (start, end), each pair `duration` apart."""
+    from fastbptt.bench import harness
+    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
+    monkeypatch.setattr(harness, "perf_counter", lambda: next(readings))

@@ -14,6 +14,8 @@ import pytest
 
 from fastbptt import bench
 from fastbptt.app.cli import main
+from fastbptt.bench import report
+from _helpers import fake_clock
 
 HEADINGS = ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "reference ms", "speedup",
             "compiled GFLOP/s", "roofline ms", "efficiency"]
@@ -24,7 +26,7 @@ FAST = ["--no-torch", "--threads", "1"]
 @pytest.fixture(autouse=True)
 def small_ceiling(monkeypatch):
     """The header's GEMM ceiling on a 64-square GEMM: the smoke tests time tiny shapes."""
-    monkeypatch.setattr(bench, "CEILING_N", 64)
+    monkeypatch.setattr(report, "CEILING_N", 64)
 
 
 def table(out):
@@ -144,12 +146,6 @@ def test_flops_formula():
 def test_flops_scale_with_gates(monkeypatch):
     monkeypatch.setitem(bench.CELLS, "four_gates", bench.Cell("f", "b", gates=4))
     assert bench.flops("four_gates", 3, 2, 5, 7) == 4 * bench.flops("rnn", 3, 2, 5, 7)
-
-
-def fake_clock(monkeypatch, durations):
-    """Make bench's perf_counter report the given call durations, in order."""
-    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
-    monkeypatch.setattr(bench, "perf_counter", lambda: next(readings))
 
 
 def test_time_call_median_and_list(monkeypatch):
@@ -341,8 +337,7 @@ def test_time_interleaved_rounds_and_rewarm(monkeypatch):
     # warm-ups: a short (re-warmed, untimed, before each timed call), b long (not); then
     # the timed calls of two rounds
     durations = [0.001, 1.0] + [0.002, 1.0] * 2
-    readings = iter(np.cumsum([0.0] + [d for duration in durations for d in (duration, 0.0)]))
-    monkeypatch.setattr(bench, "perf_counter", lambda: next(readings))
+    fake_clock(monkeypatch, durations)
     timings = bench.time_interleaved(runs, repeat=2)
     assert calls == ["a", "b"] + ["a", "a", "b"] * 2
     assert timings["a"].times == pytest.approx([0.002, 0.002])

@@ -3,13 +3,12 @@
 Only parsing and printing live here; each subcommand calls the module that does the work
 (`bench`: fastbptt.bench; `demo`: fastbptt.app.demo; `sample`: fastbptt.app.charlm). A new subcommand is a parser in _parser() with its run function
 set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
+The benchmark is imported only when `bench` runs or shows its help (_LazyOptions).
 """
 import argparse
 import contextlib
-import json
 import sys
 
-from fastbptt import bench
 from fastbptt.cells.spec import CELLS
 
 
@@ -23,12 +22,41 @@ def main(argv=None):
     return args.run(args)
 
 
+class _LazyOptions(argparse.ArgumentParser):
+    """A subcommand's parser whose options are added on first use: when it parses its
+    arguments or formats its help or usage. add_options(parser) adds them; without it the
+    parser is a plain one. So `fastbptt demo` never builds, nor imports what builds,
+    the options of `bench`, while `fastbptt bench --help` shows them as before."""
+
+    def __init__(self, *args, add_options=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_options = add_options
+
+    def _complete(self):
+        add_options, self._add_options = self._add_options, None
+        if add_options is not None:
+            add_options(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._complete()
+        return super().format_help()
+
+    def format_usage(self):
+        self._complete()
+        return super().format_usage()
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="fastbptt",
         description="Compiled backpropagation through time for recurrent networks in NumPy.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands = parser.add_subparsers(dest="command", metavar="command",
+                                     parser_class=_LazyOptions)
 
     bench_parser = commands.add_parser(
         "bench",
@@ -36,48 +64,8 @@ def _parser():
         description="Time one forward+backward through all steps (dh given at every "
                     "step) of the compiled functions and their NumPy reference twins, and "
                     "print the machine, then a table of milliseconds, speedups and GFLOP/s.",
+        add_options=_bench_options,
     )
-    bench_parser.add_argument(
-        "--cells", type=_cells, default=list(bench.CELLS),
-        help=f"comma-separated cells, from: {', '.join(bench.CELLS)} (default: all)")
-    bench_parser.add_argument(
-        "--shapes", type=_shapes, nargs="+", action="extend", metavar="SHAPES",
-        help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "
-             "(default: " + "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES) + ")")
-    bench_parser.add_argument(
-        "--full", action="store_true",
-        help="the issue's six shapes: " + "; ".join(bench.shape_text(s) for s in bench.ISSUE_SHAPES)
-             + " (ignored with --shapes)")
-    bench_parser.add_argument(
-        "--dtypes", type=_dtypes, default=bench.DEFAULT_DTYPES,
-        help="comma-separated, from: float32, float64 (default: float32,float64)")
-    bench_parser.add_argument(
-        "--repeat", type=_positive_int,
-        help=f"timed calls per measurement (default: as many as fit in about "
-             f"{bench.REPEAT_BUDGET:g} s, {bench.MIN_REPEAT} to {bench.MAX_REPEAT})")
-    bench_parser.add_argument(
-        "--threads", type=_threads, default=bench.thread_counts(bench.DEFAULT_THREADS),
-        help="comma-separated BLAS (and torch) thread counts, positive integers or 'all' "
-             f"(default: {bench.DEFAULT_THREADS}); each row runs under one")
-    bench_parser.add_argument(
-        "--json", action="store_true",
-        help='print one JSON object {"header": {...}, "rows": [...]} instead of text')
-    bench_parser.add_argument(
-        "--no-reference", dest="reference", action="store_false",
-        help="time the compiled functions only")
-    bench_parser.add_argument(
-        "--reference-budget", type=_seconds, default=bench.REFERENCE_BUDGET,
-        help="skip the reference where one call is estimated to take longer than this "
-             f"many seconds; 0 for no limit (default: {bench.REFERENCE_BUDGET:g})")
-    bench_parser.add_argument(
-        "--no-torch", dest="torch", action="store_false",
-        help="leave PyTorch out (it runs by default when importable)")
-    bench_parser.add_argument(
-        "--no-roofline", dest="roofline", action="store_false",
-        help="leave the GEMM roofline and the ceiling out")
-    bench_parser.add_argument(
-        "--plot", metavar="PATH",
-        help="also save a PNG of the times (needs matplotlib)")
     bench_parser.set_defaults(run=_run_bench)
 
     from fastbptt.app.demo import DemoOptions   # the defaults live with the demo
@@ -148,7 +136,55 @@ def _parser():
     return parser
 
 
+def _bench_options(bench_parser):
+    """Add the options of `bench`: their defaults and help come from the benchmark, so
+    they are added only when the subcommand is used (_LazyOptions)."""
+    from fastbptt import bench
+    bench_parser.add_argument(
+        "--cells", type=_cells, default=list(bench.CELLS),
+        help=f"comma-separated cells, from: {', '.join(bench.CELLS)} (default: all)")
+    bench_parser.add_argument(
+        "--shapes", type=_shapes, nargs="+", action="extend", metavar="SHAPES",
+        help="T,B,H (input size I = H) or T,B,I,H; several separated by ';' or spaces "
+             "(default: " + "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES) + ")")
+    bench_parser.add_argument(
+        "--full", action="store_true",
+        help="the issue's six shapes: " + "; ".join(bench.shape_text(s) for s in bench.ISSUE_SHAPES)
+             + " (ignored with --shapes)")
+    bench_parser.add_argument(
+        "--dtypes", type=_dtypes, default=bench.DEFAULT_DTYPES,
+        help="comma-separated, from: float32, float64 (default: float32,float64)")
+    bench_parser.add_argument(
+        "--repeat", type=_positive_int,
+        help=f"timed calls per measurement (default: as many as fit in about "
+             f"{bench.REPEAT_BUDGET:g} s, {bench.MIN_REPEAT} to {bench.MAX_REPEAT})")
+    bench_parser.add_argument(
+        "--threads", type=_threads, default=bench.thread_counts(bench.DEFAULT_THREADS),
+        help="comma-separated BLAS (and torch) thread counts, positive integers or 'all' "
+             f"(default: {bench.DEFAULT_THREADS}); each row runs under one")
+    bench_parser.add_argument(
+        "--json", action="store_true",
+        help='print one JSON object {"header": {...}, "rows": [...]} instead of text')
+    bench_parser.add_argument(
+        "--no-reference", dest="reference", action="store_false",
+        help="time the compiled functions only")
+    bench_parser.add_argument(
+        "--reference-budget", type=_seconds, default=bench.REFERENCE_BUDGET,
+        help="skip the reference where one call is estimated to take longer than this "
+             f"many seconds; 0 for no limit (default: {bench.REFERENCE_BUDGET:g})")
+    bench_parser.add_argument(
+        "--no-torch", dest="torch", action="store_false",
+        help="leave PyTorch out (it runs by default when importable)")
+    bench_parser.add_argument(
+        "--no-roofline", dest="roofline", action="store_false",
+        help="leave the GEMM roofline and the ceiling out")
+    bench_parser.add_argument(
+        "--plot", metavar="PATH",
+        help="also save a PNG of the times (needs matplotlib)")
+
+
 def _run_bench(args):
+    from fastbptt import bench
     shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
@@ -176,7 +212,7 @@ def _run_bench(args):
             yield row
 
     if args.json:
-        print(json.dumps({"header": header, "rows": list(keep(rows))}, indent=2))
+        print(bench.json_report(header, keep(rows)))
     else:
         print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
         for line in bench.table_lines(keep(rows), reference=args.reference, torch=torch,
@@ -247,6 +283,7 @@ def _nothing():
 
 
 def _threads(text):
+    from fastbptt import bench
     try:
         return bench.thread_counts(text)
     except ValueError as exc:
@@ -300,6 +337,7 @@ def _choices(text, allowed, what):
 
 
 def _cells(text):
+    from fastbptt import bench
     return _choices(text, list(bench.CELLS), "cell")
 
 

@@ -1,0 +1,205 @@
+"""What the benchmark prints and saves: the machine header (with the GEMM ceiling), the
+Markdown table, the JSON report and the plot."""
+import json
+import math
+import platform
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from fastbptt.runtime import config as _config
+from fastbptt._kernels import gemm_roofline
+from fastbptt.bench.harness import thread_limit, time_call
+from fastbptt.bench.problems import ALL_BACKENDS, CELLS, REFERENCE_BUDGET, torch_available
+
+# n of the n x n GEMM whose rate the header gives as the machine's ceiling.
+CEILING_N = 1536
+
+
+def shape_text(shape):
+    """'T,B,I,H', the way the table and the command line write a shape."""
+    return ",".join(map(str, shape))
+
+
+def gemm_ceiling_gflops(dtype, n=None, repeat=3):
+    """GFLOP/s of one n x n GEMM in the compiled kernels' BLAS under the current thread
+    limits: the machine's ceiling for this dtype. Median of `repeat` after a warm-up."""
+    n = n or CEILING_N
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    B = rng.standard_normal((n, n)).astype(dtype)
+    C = np.empty((n, n), dtype)
+    timing = time_call(lambda: gemm_roofline.square_gemm(A, B, C), repeat)
+    return 2 * n ** 3 / timing.median / 1e9
+
+
+def machine_header(threads=None, dtypes=(), ceiling=True, torch=None):
+    """What the figures depend on besides the code: versions, CPU, the BLAS loaded (from
+    fastbptt.show_config's data) and, per dtype and thread count, the GFLOP/s of one
+    CEILING_N-square GEMM in that BLAS (the machine's ceiling).
+
+    The BLAS entries' num_threads are those of the calling context, so call this under
+    the limits of the measurements when there is one thread count. torch=None gives
+    torch's version when it is importable, False leaves it out (and torch unimported).
+    """
+    config = _config.config()
+    header = {
+        "fastbptt": config["fastbptt"],
+        "python": platform.python_version(),
+        "numpy": config["numpy"],
+        "scipy": config["scipy"],
+        "cpu": config["cpu"],
+        "cpu_count": config["cpu_count"],
+        "cpu_flags": config["cpu_flags"],
+        "blas": config["blas"],
+        "openblas_coretype": config["openblas_coretype"] or "auto-detected",
+        "threads": list(threads or []),
+    }
+    if torch is None:
+        torch = torch_available()
+    if torch:
+        import torch as torch_module
+        header["torch"] = torch_module.__version__
+    if ceiling:
+        header["gemm_ceiling_gflops"] = {
+            np.dtype(dtype).name: {str(n): _ceiling(dtype, n) for n in threads or [1]}
+            for dtype in dtypes}
+        header["ceiling_n"] = CEILING_N
+    return header
+
+
+def _ceiling(dtype, n):
+    with thread_limit(n):
+        return gemm_ceiling_gflops(dtype)
+
+
+def format_header(header, legend=True):
+    """machine_header() as text lines, followed (legend=True) by what the table's figures
+    mean; a probe with its own columns passes legend=False for the machine alone."""
+    versions = [f"fastbptt {header['fastbptt']}", f"Python {header['python']}",
+                f"NumPy {header['numpy']}", f"SciPy {header['scipy']}"]
+    if "torch" in header:
+        versions.append(f"PyTorch {header['torch']}")
+    flags = [flag for flag, on in header.get("cpu_flags", {}).items() if on]
+    lines = [
+        " | ".join(versions),
+        f"CPU: {header['cpu']} ({header['cpu_count']} logical CPUs)"
+        + (f", flags: {' '.join(flags)}" if flags else ""),
+    ]
+    for lib in header["blas"]:
+        lines.append(f"BLAS: {_config.blas_summary(lib)}")
+    lines.append(f"OPENBLAS_CORETYPE: {header['openblas_coretype']}")
+    if header.get("threads"):
+        lines.append("Threads per row: " + ", ".join(map(str, header["threads"])))
+    for dtype, by_threads in header.get("gemm_ceiling_gflops", {}).items():
+        rates = ", ".join(f"{rate:.1f} GFLOP/s at {n} thread{'s' * (n != '1')}"
+                          for n, rate in by_threads.items())
+        lines.append(f"GEMM ceiling ({header['ceiling_n']}^3 {dtype}, the compiled kernels' BLAS): "
+                     + rates)
+    if legend:
+        lines += _legend()
+    return lines
+
+
+def _legend():
+    gates = ", ".join(f"{name} {cell.gates}" for name, cell in CELLS.items())
+    return [
+        "Timed: forward + backward through all T steps with dh at every step; "
+        "ms: median of interleaved timed calls after one warm-up each",
+        f"GFLOP/s: 6*T*B*(I+H)*G*H / time (gates G: {gates}); "
+        "speedup: reference ms / compiled ms; vs torch: torch ms / compiled ms",
+        "roofline: the compiled kernels' GEMM calls alone, back to back; "
+        "efficiency: roofline ms / compiled ms",
+        f"reference skipped where its estimated time per call exceeds "
+        f"{REFERENCE_BUDGET:g} s (--reference-budget)",
+    ]
+
+
+def _optional(key, text):
+    """A column entry that reads '-' where the row has no value (a skipped reference)."""
+    return lambda r: "-" if r.get(key) is None else text(r)
+
+
+class _Column(NamedTuple):
+    heading: str
+    text: Callable[[dict], str]   # the row's entry
+    width: int                    # at least len(heading)
+    numeric: bool = True          # right-aligned
+    needs: str = "compiled"       # the backend the column needs
+
+
+_COLUMNS = [
+    _Column("T,B,I,H", lambda r: shape_text(r["shape"]), 15, numeric=False),
+    _Column("dtype", lambda r: r["dtype"], 7, numeric=False),
+    _Column("cell", lambda r: r["cell"], 4, numeric=False),
+    _Column("threads", lambda r: str(r["threads"]), 7),
+    _Column("compiled ms", lambda r: f"{r['compiled_ms']:.3f}", 11),
+    _Column("reference ms", lambda r: "skipped" if r["reference_ms"] is None
+            else f"{r['reference_ms']:.3f}", 12, needs="reference"),
+    _Column("torch ms", lambda r: f"{r['torch_ms']:.3f}", 9, needs="torch"),
+    _Column("speedup", _optional("speedup", lambda r: f"{r['speedup']:.2f}x"), 7,
+            needs="reference"),
+    _Column("vs torch", lambda r: f"{r['torch_speedup']:.2f}x", 8, needs="torch"),
+    _Column("compiled GFLOP/s", lambda r: f"{r['compiled_gflops']:.2f}", 16),
+    _Column("roofline ms", lambda r: f"{r['roofline_ms']:.3f}", 11, needs="roofline"),
+    _Column("efficiency", lambda r: f"{r['efficiency']:.0%}", 10, needs="roofline"),
+]
+
+
+def table_lines(rows, reference=True, torch=False, roofline=False):
+    """The rows as a Markdown table (readable as plain text), one line at a time.
+
+    Column widths are fixed rather than fitted to the rows, so that each line can be
+    printed as soon as its row is measured; rows may be measure_rows' generator.
+    """
+    shown = {"compiled": True, "reference": reference, "torch": torch, "roofline": roofline}
+    columns = [c for c in _COLUMNS if shown[c.needs]]
+
+    def line(entries):
+        cells = [e.rjust(c.width) if c.numeric else e.ljust(c.width)
+                 for c, e in zip(columns, entries)]
+        return "| " + " | ".join(cells) + " |"
+
+    yield line([c.heading for c in columns])
+    yield line(["-" * (c.width - 1) + ":" if c.numeric else "-" * c.width for c in columns])
+    for row in rows:
+        yield line([c.text(row) for c in columns])
+
+
+def json_report(header, rows):
+    """One JSON object {"header": {...}, "rows": [...]} of machine_header() and the rows
+    (consumed here, so measure_rows' generator measures them all first)."""
+    return json.dumps({"header": header, "rows": list(rows)}, indent=2)
+
+
+def plot(rows, path):
+    """A PNG at path: per row, the ms of each backend on a log scale, one panel per
+    thread count. Needs matplotlib; raises ImportError with a clear message without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib (pip install matplotlib)") from exc
+    counts = sorted({row["threads"] for row in rows})
+    fig, axes = plt.subplots(len(counts), 1, figsize=(14, 4.5 * len(counts)), squeeze=False)
+    width = 0.8 / len(ALL_BACKENDS)
+    for ax, n in zip(axes[:, 0], counts):
+        chosen = [row for row in rows if row["threads"] == n]
+        labels = [f"{row['cell']} {shape_text(row['shape'])} {row['dtype'][5:]}"
+                  for row in chosen]
+        for k, backend in enumerate(ALL_BACKENDS):
+            values = [row.get(f"{backend}_ms") or math.nan for row in chosen]
+            if all(math.isnan(v) for v in values):
+                continue
+            offset = (k - (len(ALL_BACKENDS) - 1) / 2) * width
+            ax.bar(np.arange(len(chosen)) + offset, values, width, label=backend)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (forward+backward)")
+        ax.set_title(f"{n} thread{'s' * (n != 1)}")
+        ax.set_xticks(np.arange(len(chosen)))
+        ax.set_xticklabels(labels, rotation=70, fontsize=7)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,200 @@
+"""The benchmark package (fastbptt.bench): its layout, the harness features the probes in
+bench/ rely on, the softmax-head problem, and that the CLI loads it only for `bench`.
+
+The `fastbptt bench` command itself and the table's arithmetic are tested in
+test_cli.py."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbptt
+from fastbptt import bench
+from fastbptt.bench import harness, problems, report
+from _helpers import fake_clock
+
+# Every name of the single-module fastbptt.bench before it became a package.
+OLD_NAMES = [
+    "ALL_BACKENDS", "BACKENDS", "CELLS", "CEILING_N", "Cell", "DEFAULT_DTYPES",
+    "DEFAULT_SHAPES", "DEFAULT_THREADS", "ISSUE_SHAPES", "MAX_REPEAT", "MIN_REPEAT",
+    "Problem", "REFERENCE_BUDGET", "REPEAT_BUDGET", "REWARM_BELOW", "Timing",
+    "adaptive_repeat", "estimated_reference_seconds", "flops", "format_header",
+    "gemm_ceiling_gflops", "machine_header", "make_problem", "measure_rows", "plot",
+    "runner", "shape_text", "table_lines", "thread_counts", "thread_limit",
+    "time_call", "time_interleaved", "time_once", "torch_available",
+]
+
+
+@pytest.mark.parametrize("name", OLD_NAMES)
+def test_every_old_name_is_still_there(name):
+    assert name in bench.__all__
+    home = next(m for m in (harness, problems, report) if hasattr(m, name))
+    assert getattr(bench, name) is getattr(home, name)
+
+
+def test_all_names_resolve():
+    for name in bench.__all__:
+        assert hasattr(bench, name), name
+
+
+def test_harness_knows_no_cells():
+    # the timer is generic: no cell table, backend or problem is defined or imported there
+    names = set(vars(harness))
+    assert not names & {"CELLS", "Cell", "BACKENDS", "RUNNERS", "Problem", "flops", "fastbptt"}
+
+
+def test_time_once_divides_by_number(monkeypatch):
+    calls = []
+    fake_clock(monkeypatch, [6.0])
+    assert bench.time_once(lambda: calls.append(1), number=3) == pytest.approx(2.0)
+    assert len(calls) == 3
+
+
+def test_time_interleaved_number_per_run_and_results(monkeypatch):
+    counts = {"a": 0, "b": 0}
+
+    def make(name):
+        def run():
+            counts[name] += 1
+            return counts[name]
+        return run
+
+    # warm-ups 1 s each (no re-warm), then two rounds: a's 3 calls take 6 s, b's 2 take 8 s
+    fake_clock(monkeypatch, [1.0, 1.0, 6.0, 8.0, 6.0, 8.0])
+    timings = bench.time_interleaved({"a": make("a"), "b": make("b")}, repeat=2,
+                                     number={"a": 3, "b": 2}, keep_results=True)
+    assert timings["a"].times == pytest.approx([2.0, 2.0])
+    assert timings["b"].times == pytest.approx([4.0, 4.0])
+    # the warm-up's call (1) is not kept: only the timed calls, in order
+    assert timings["a"].results == [2, 3, 4, 5, 6, 7]
+    assert timings["b"].results == [2, 3, 4, 5]
+    assert counts == {"a": 7, "b": 5}
+
+
+def test_time_interleaved_keeps_no_results_by_default():
+    timings = bench.time_interleaved({"a": lambda: np.zeros(3)}, repeat=2)
+    assert timings["a"].results is None and len(timings["a"].times) == 2
+
+
+def test_adaptive_number_scales_the_rounds(monkeypatch):
+    # warm-up of one call: REPEAT_BUDGET / 40; ten calls a sample: four samples fit
+    fake_clock(monkeypatch, [bench.REPEAT_BUDGET / 40] + [0.0] * 4)
+    timing = bench.time_interleaved({"a": lambda: None}, number=10)["a"]
+    assert len(timing.times) == 4
+
+
+def test_adaptive_repeat_takes_its_own_bounds():
+    assert bench.adaptive_repeat(0.1, budget=2.0) == 20
+    assert bench.adaptive_repeat(0.1, budget=2.0, max_repeat=7) == 7
+    assert bench.adaptive_repeat(10.0, min_repeat=5) == 5
+    assert bench.adaptive_repeat(1e-7, budget=2.0, max_repeat=20000) == 20000
+
+
+def test_time_call_repeat_as_a_policy(monkeypatch):
+    seen = []
+
+    def policy(seconds):
+        seen.append(seconds)
+        return 2
+
+    fake_clock(monkeypatch, [0.5, 1.0, 3.0])
+    timing = bench.time_call(lambda: None, policy)
+    assert seen == [pytest.approx(0.5)] and timing.times == pytest.approx([1.0, 3.0])
+
+
+def test_runner_rejects_unknown_names():
+    p = bench.make_problem("rnn", 2, 1, 3, 4, np.float64)
+    with pytest.raises(ValueError, match="backend 'gpu'"):
+        bench.runner("rnn", "gpu", p)
+    with pytest.raises(ValueError, match="cell 'transformer'"):
+        bench.runner("transformer", "compiled", p)
+
+
+def test_every_backend_is_a_runner_in_column_order():
+    assert bench.ALL_BACKENDS == list(bench.RUNNERS) == ["compiled", "reference", "torch",
+                                                         "roofline"]
+
+
+@pytest.mark.parametrize("cell", list(bench.CELLS))
+def test_compiled_and_reference_runners_agree(cell):
+    p = bench.make_problem(cell, 4, 3, 5, 6, np.float64)
+    compiled = bench.runner(cell, "compiled", p)()
+    reference = bench.runner(cell, "reference", p)()
+    for name in ("dx", "dW_ih", "dW_hh"):
+        np.testing.assert_allclose(getattr(compiled, name), getattr(reference, name),
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", list(bench.CELLS))
+def test_transposed_step_is_the_wrappers_choice(cell):
+    # B = 1 runs per-row GEMVs, never the transposed GEMM; some larger batch does transpose
+    assert not bench.transposed_step(cell, 1, 64, np.float32)
+    assert any(bench.transposed_step(cell, B, 256, np.float32) for B in (2, 8, 32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_head_problem(dtype):
+    N, H, V = 7, 5, 11
+    h, W, b, targets = bench.make_head_problem(N, H, V, dtype, seed=2)
+    assert (h.shape, W.shape, b.shape, targets.shape) == ((N, H), (V, H), (V,), (N,))
+    assert h.dtype == W.dtype == b.dtype == dtype
+    assert np.abs(h).max() < 1 and np.abs(W).max() <= 0.1 and not b.any()
+    assert targets.min() >= 0 and targets.max() < V
+    loss, _ = fastbptt.softmax_cross_entropy(h, W, b, targets)
+    assert np.isfinite(loss)
+    assert bench.head_flops(N, H, V) == 6 * N * H * V
+
+
+def test_format_header_without_legend():
+    header = bench.machine_header([1], ceiling=False, torch=False)
+    full, machine = bench.format_header(header), bench.format_header(header, legend=False)
+    assert full[:len(machine)] == machine and len(full) > len(machine)
+    assert not any(line.startswith(("Timed", "GFLOP", "roofline", "reference skipped"))
+                   for line in machine)
+
+
+def test_json_report_consumes_a_generator():
+    rows = ({"n": n} for n in range(3))
+    report_ = json.loads(bench.json_report({"cpu": "x"}, rows))
+    assert report_ == {"header": {"cpu": "x"}, "rows": [{"n": 0}, {"n": 1}, {"n": 2}]}
+
+
+# ---------------------------------------------------------------- the CLI loads it lazily
+
+LOADED = "import sys; print('fastbptt.bench' in sys.modules)"
+
+
+def run_cli(code, tmp_path):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
+
+
+def test_demo_and_sample_do_not_import_the_benchmark(tmp_path):
+    code = ("from fastbptt.app.cli import main\n"
+            "assert main(['demo', '--steps', '2', '--hidden', '8', '--seq-len', '4', "
+            "'--batch', '2', '--sample-length', '5', '--checkpoint', 'm.npz']) == 0\n"
+            "assert main(['sample', 'm.npz', '--length', '5', '--seed', '0']) == 0\n"
+            "try:\n    main(['demo', '--help'])\nexcept SystemExit:\n    pass\n" + LOADED)
+    assert run_cli(code, tmp_path) == "False"
+
+
+def test_bench_help_imports_the_benchmark_and_shows_its_defaults(tmp_path):
+    code = ("import contextlib, io\nfrom fastbptt.app.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n    try:\n        main(['bench', '--help'])\n"
+            "    except SystemExit:\n        pass\n"
+            "import sys; print(' '.join(out.getvalue().split()))\n" + LOADED)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    help_text, loaded = result.stdout.splitlines()[-2:]
+    assert loaded == "True"
+    shapes = "; ".join(bench.shape_text(s) for s in bench.DEFAULT_SHAPES)
+    for promise in (f"from: {', '.join(bench.CELLS)}", f"(default: {shapes})",
+                    f"about {bench.REPEAT_BUDGET:g} s, {bench.MIN_REPEAT} to {bench.MAX_REPEAT}",
+                    f"(default: {bench.DEFAULT_THREADS})",
+                    f"(default: {bench.REFERENCE_BUDGET:g})"):
+        assert promise in help_text
