@@ -4,8 +4,9 @@ fresh subprocess so that the peak is that call's alone.
 Peak memory is tracemalloc's peak of NumPy allocations (NumPy reports its buffers to
 tracemalloc) during forward+backward, beyond what the inputs (x, weights, states, dh)
 already hold, with the recycled buffers released before the traced call so that it
-allocates all of its own; time is the median of --repeat calls, measured in a second,
-untraced run in the same subprocess (tracemalloc slows allocation a little).
+allocates all of its own; time is the median of --repeat calls after a warm-up
+(fastbptt.bench.time_call), untraced, in the same subprocess (tracemalloc slows
+allocation a little).
 
     python bench/checkpoint_memory.py --T 10000,100000 --B 1 --H 128 --dtype float32
 """
@@ -14,9 +15,10 @@ import json
 import subprocess
 import sys
 
+from fastbptt import bench
+
 CHILD = r"""
-import json, statistics, sys, time, tracemalloc
-import numpy as np
+import json, sys, tracemalloc
 import fastbptt
 from fastbptt import bench
 cell, T, B, H, dtype, checkpoint, repeat = sys.argv[1:]
@@ -26,13 +28,12 @@ checkpoint = int(checkpoint) if isinstance(checkpoint, str) else checkpoint
 p = bench.make_problem(cell, T, B, H, H, dtype)
 forward = getattr(fastbptt, bench.CELLS[cell].forward)
 backward = getattr(fastbptt, bench.CELLS[cell].backward)
-args = (p.x, *p.states, p.W_ih, p.W_hh, p.b_ih, p.b_hh)
 
 def run():
-    h, cache = forward(*args, checkpoint=checkpoint)
+    h, cache = forward(*p.args, checkpoint=checkpoint)
     return backward(p.dh, cache)
 
-with fastbptt.threads(1):
+with bench.thread_limit(1):
     run()
     # the traced call allocates its own buffers: none recycled from the warm-up
     fastbptt.release_workspace()
@@ -40,14 +41,10 @@ with fastbptt.threads(1):
     run()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    timing = bench.time_call(run, repeat)
 returned = p.x.nbytes + p.dh.nbytes   # the output h (like dh) and dx (like x)
 print(json.dumps({"peak_mb": peak / 2**20, "beyond_mb": (peak - returned) / 2**20,
-                  "ms": statistics.median(times) * 1e3}))
+                  "ms": timing.median * 1e3}))
 """
 
 
@@ -67,6 +64,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--repeat", type=int, default=3)
     opts = parser.parse_args(argv)
+    print("\n".join(bench.machine_lines()))
     print(f"B={opts.B}, I=H={opts.H}, {opts.dtype}, one thread; peak: tracemalloc, MiB "
           f"allocated during forward+backward (beyond: less the returned h and dx); "
           f"ms: median of {opts.repeat}")

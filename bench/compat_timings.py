@@ -4,8 +4,8 @@
     python bench/compat_timings.py [--repeat 15]
 
 Every row is a median over `--repeat` rounds; within a round the compared variants run
-one after the other (interleaved), so load on the machine hits both alike. One BLAS
-thread. Sections:
+one after the other (interleaved, fastbptt.bench.time_interleaved), so load on the
+machine hits both alike. One BLAS thread. Sections:
   model     one training step of examples/cs231n_model.py (forward, backward, SGD) on the
             example's NumPy layers and on fastbptt.compat.cs231n, at the example's default
             sizes and a few others
@@ -20,13 +20,12 @@ thread. Sections:
 import argparse
 import pathlib
 import sys
-import time
 
 import numpy as np
 import scipy.sparse
-from threadpoolctl import threadpool_limits
 
 import fastbptt
+from fastbptt import bench
 from fastbptt.compat import cs231n, minchar
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
@@ -35,17 +34,10 @@ import min_char_rnn as minchar_example  # noqa: E402
 
 
 def interleaved(variants, repeat, number):
-    """{name: median seconds per call} over `repeat` rounds of `number` calls each."""
-    times = {name: [] for name in variants}
-    for f in variants.values():
-        f()                                   # warm-up
-    for _ in range(repeat):
-        for name, f in variants.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                f()
-            times[name].append((time.perf_counter() - start) / number)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    """{name: median seconds per call} over `repeat` interleaved rounds of `number` calls
+    each, after a warm-up (fastbptt.bench.time_interleaved)."""
+    timings = bench.time_interleaved(variants, repeat, number)
+    return {name: timing.median for name, timing in timings.items()}
 
 
 def row(label, t, base, other):
@@ -197,7 +189,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
     r = parser.parse_args().repeat
-    with threadpool_limits(limits=1):
+    print("\n".join(bench.machine_lines()))
+    with bench.thread_limit(1):
         header("model: one training step (examples/cs231n_model.py), float64", "NumPy layers",
                "compat")
         # the example's defaults first, then larger batches and hidden sizes, and the RNN

@@ -39,7 +39,8 @@ def forward_backward_benchmark(benchmark):
     backend is one of bench.ALL_BACKENDS: compiled, reference, torch (skipped when torch
     is not importable), roofline (the kernels' GEMM calls alone). Each group is one cell,
     shape and dtype, so pytest-benchmark lists the backends side by side and its relative
-    figures, in parentheses, are the ratios of the table. extra_info carries the shape, the FLOP count and GFLOP/s for --benchmark-json.
+    figures, in parentheses, are the ratios of the table. extra_info carries the shape,
+    the FLOP count and GFLOP/s for --benchmark-json.
     """
     def run_benchmark(cell, shape, dtype, backend):
         if backend == "torch":

@@ -5,7 +5,8 @@ The floor is the time of the GEMM calls that one compiled forward+backward makes
 same shapes, transposes and counts, through the same BLAS shim), run back to back with
 nothing between them. Compiled time / floor says how little goes to anything but GEMM;
 reference time / floor is the largest speedup over the reference that any kernel calling
-this BLAS could show. The three are timed interleaved, one thread, medians.
+this BLAS could show. The three are timed interleaved (fastbptt.bench.time_interleaved),
+one thread, medians.
 
     python bench/gemm_floor.py --shape 100,32,256,256 --dtype float32 --repeat 40
 
@@ -15,10 +16,8 @@ roofline and efficiency columns, fastbptt/_kernels/gemm_roofline.pyx); this scri
 stays as the RNN-only probe behind the earlier figures of bench/RESULTS.md.
 """
 import argparse
-import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import fastbptt
 from fastbptt import bench
@@ -67,21 +66,11 @@ def main(argv=None):
         "compiled": bench.runner("rnn", "compiled", problem),
         "reference": bench.runner("rnn", "reference", problem),
     }
-    times = {name: [] for name in runs}
-    with threadpool_limits(1):
-        for run in runs.values():
-            run()
-        for _ in range(opts.repeat):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    with bench.thread_limit(1):
+        timings = bench.time_interleaved(runs, opts.repeat)
+    med = {name: timing.median for name, timing in timings.items()}
 
-    with threadpool_limits(1):
-        header = bench.format_header(bench.machine_header())
-    print("\n".join(line for line in header
-                    if not line.startswith(("Timed", "GFLOP", "roofline", "reference skipped"))))
+    print("\n".join(bench.machine_lines()))
     print(f"rnn T,B,I,H={opts.shape} {opts.dtype}, one thread, "
           f"medians of {opts.repeat} interleaved repeats, fastbptt {fastbptt.__version__}")
     for name, seconds in med.items():

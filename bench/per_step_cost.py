@@ -6,31 +6,23 @@ spread says whether the cost grows linearly in T. One thread, medians.
     python bench/per_step_cost.py --cells rnn,lstm,gru --dtype float32
 """
 import argparse
-import statistics
-import time
+from functools import partial
 
 import fastbptt
 from fastbptt import bench
 
 
-def median_seconds(run, budget=2.0, min_repeat=5, max_repeat=20000):
-    run()
-    start = time.perf_counter()
-    run()
-    once = time.perf_counter() - start
-    repeat = max(min_repeat, min(max_repeat, int(budget / max(once, 1e-7))))
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(run, min_repeat=5):
+    """Median of as many timed calls as fit in about 2 s (min_repeat to 20000), after a
+    warm-up call that also sizes the count (fastbptt.bench.time_call)."""
+    repeat = partial(bench.adaptive_repeat, budget=2.0, min_repeat=min_repeat,
+                     max_repeat=20000)
+    return bench.time_call(run, repeat).median
 
 
 def forward_only(cell, problem):
     forward = getattr(fastbptt, bench.CELLS[cell].forward)
-    args = (problem.x, *problem.states, problem.W_ih, problem.W_hh, problem.b_ih, problem.b_hh)
-    return lambda: forward(*args)
+    return lambda: forward(*problem.args)
 
 
 def main(argv=None):
@@ -41,7 +33,8 @@ def main(argv=None):
     parser.add_argument("--T", default="100,1000,10000,100000")
     opts = parser.parse_args(argv)
     Ts = [int(t) for t in opts.T.split(",")]
-    with fastbptt.threads(1):
+    print("\n".join(bench.machine_lines()))
+    with bench.thread_limit(1):
         print(f"{opts.dtype}, one thread, medians")
         print("| cell | fixed cost fwd+bwd us (T=B=I=H=1) | forward only us | "
               + " | ".join(f"us/step T={T}" for T in Ts) + " | spread |")

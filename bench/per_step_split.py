@@ -6,9 +6,11 @@ RESULTS.md's "Per-step cost" sections.
 
 One BLAS thread, float32; inputs are made once per T (bench.make_problem), so a call's
 time is the kernels' and wrappers' only. The T values are interleaved: every round runs
-a batch of calls at each T in turn (about the same time per batch, --batch-seconds), so
-a slow minute of this shared VM lands on every T alike instead of on whichever T was
-being timed then. The table gives medians over all timed calls of all rounds, and the
+a batch of calls at each T in turn (about the same time per batch, --batch-seconds;
+fastbptt.bench.time_interleaved), so a slow minute of this shared VM lands on every T
+alike instead of on whichever T was being timed then. Each call times its own forward
+and backward (and reads the system time and faults around them), which the harness keeps
+per call. The table gives medians over all timed calls of all rounds, and the
 spread of the fwd+bwd column: max/min - 1 over T.
 """
 import argparse
@@ -16,7 +18,6 @@ import resource
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from fastbptt import bench
 
@@ -30,7 +31,7 @@ def make_call(cell, T, H):
     api = bench.BACKENDS["compiled"]
     forward = getattr(api, bench.CELLS[cell].forward)
     backward = getattr(api, bench.CELLS[cell].backward)
-    args = (p.x, *p.states, p.W_ih, p.W_hh, p.b_ih, p.b_hh)
+    args = p.args
 
     def call():
         r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -51,13 +52,11 @@ def probe(cell, H, Ts, rounds, batch_seconds):
     calls = {T: make_call(cell, T, H) for T in Ts}
     # calls per batch from one timed call each, so every T gets ~batch_seconds a round
     per_batch = {T: max(1, int(batch_seconds / calls[T]()[0])) for T in Ts}
-    samples = {T: [] for T in Ts}
-    for _ in range(rounds):
-        for T in Ts:
-            samples[T].extend(calls[T]() for _ in range(per_batch[T]))
+    # the harness interleaves the batches and keeps what each timed call measured
+    timings = bench.time_interleaved(calls, rounds, number=per_batch, keep_results=True)
     rows = []
     for T in Ts:
-        s = np.array(samples[T])
+        s = np.array(timings[T].results)
         total, fwd, bwd, system, faults = np.median(s, axis=0)
         rows.append((T, len(s), total / T * 1e6, fwd / T * 1e6, bwd / T * 1e6,
                      s[:, 3].mean() / T * 1e6, s[:, 4].mean()))
@@ -73,12 +72,13 @@ def main(argv=None):
     parser.add_argument("--batch-seconds", type=float, default=0.3)
     opts = parser.parse_args(argv)
     Ts = [int(t) for t in opts.T.split(",")]
+    print("\n".join(bench.machine_lines()))
     print(f"B = 1, H = I = {opts.H}, float32, one BLAS thread; {opts.rounds} interleaved "
           f"rounds of ~{opts.batch_seconds} s per T; us per step, median over the calls")
     print("| cell | T | calls | fwd+bwd | forward | backward | system (mean) "
           "| minor faults per call |")
     print("| ---- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    with threadpool_limits(limits=1):
+    with bench.thread_limit(1):
         for cell in opts.cells.split(","):
             rows = probe(cell, opts.H, Ts, opts.rounds, opts.batch_seconds)
             for T, n, total, fwd, bwd, system, faults in rows:

@@ -7,31 +7,19 @@ at batch 1. Each group is one shape and dtype, so pytest-benchmark lists compile
 reference side by side; its relative figures, in parentheses, are the speedup. FLOPs:
 the three GEMMs of the head, 6 N H V (the element-wise softmax is not counted).
 """
-import numpy as np
 import pytest
 
-import fastbptt
 from fastbptt import bench
 
 SHAPES = [(35 * 20, 650, 10000), (25, 100, 65)]
-BACKENDS = {"compiled": fastbptt, "reference": fastbptt.reference}
 
 
-def make_problem(N, H, V, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    h = np.tanh(rng.standard_normal((N, H))).astype(dtype)
-    W = rng.uniform(-0.1, 0.1, (V, H)).astype(dtype)
-    b = np.zeros(V, dtype)
-    targets = rng.integers(0, V, N)
-    return h, W, b, targets
-
-
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", list(bench.BACKENDS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_softmax_cross_entropy(benchmark, shape, dtype, backend):
-    h, W, b, targets = make_problem(*shape, dtype)
-    fn = BACKENDS[backend].softmax_cross_entropy
+    h, W, b, targets = bench.make_head_problem(*shape, dtype)
+    fn = bench.BACKENDS[backend].softmax_cross_entropy
 
     def run():
         return fn(h, W, b, targets)
@@ -41,8 +29,7 @@ def test_softmax_cross_entropy(benchmark, shape, dtype, backend):
     benchmark.group = f"softmax_cross_entropy N,H,V={','.join(map(str, shape))} {dtype}"
     benchmark.pedantic(run, rounds=rounds)
 
-    N, H, V = shape
-    work = 6 * N * H * V
+    work = bench.head_flops(*shape)
     benchmark.extra_info.update(loss="softmax_cross_entropy", shape=list(shape), dtype=dtype,
                                 flops=work)
     if benchmark.stats:   # None under --benchmark-disable, which runs the target once

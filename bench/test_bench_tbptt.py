@@ -10,10 +10,12 @@ One epoch over an LSTM stream, T=200, B=32, I=64, H=128, float32, a linear loss
 For k1 = k2 there is no overlap and "by_hand" is the floor: the difference is
 TruncatedBPTT's bookkeeping. Run: `pytest bench/test_bench_tbptt.py --benchmark-only`.
 """
+from functools import partial
+
 import numpy as np
 import pytest
 
-from fastbptt import LSTM, TruncatedBPTT
+from fastbptt import LSTM, TruncatedBPTT, bench
 from fastbptt.training.tbptt import window_schedule
 
 T, B, I, H = 200, 32, 64, 128
@@ -63,26 +65,17 @@ def interleaved(rounds=21):
     """Medians (ms) of each (how, k1, k2), the variants timed in turn within every round,
     so a loaded machine's slow spells hit them all alike: `python bench/test_bench_tbptt.py`.
     """
-    import time
-
-    from threadpoolctl import threadpool_limits
-
     layer, x, R = _problem()
     cases = [(how, k1, k2) for k1, k2 in [(25, 25), (25, 50), (10, 50)]
              for how in ("tbptt", "by_hand")]
-    times = {case: [] for case in cases}
-    with threadpool_limits(limits=1):
-        for case in cases:   # warm-up
-            (_tbptt_epoch if case[0] == "tbptt" else _by_hand_epoch)(layer, x, R, *case[1:])
-        for _ in range(rounds):
-            for case in cases:
-                run = _tbptt_epoch if case[0] == "tbptt" else _by_hand_epoch
-                t0 = time.perf_counter()
-                run(layer, x, R, *case[1:])
-                times[case].append(time.perf_counter() - t0)
-    for how, k1, k2 in cases:
-        print(f"k1={k1:3d} k2={k2:3d} {how:8s} median {1e3 * np.median(times[how, k1, k2]):8.1f}"
-              f" ms  min {1e3 * np.min(times[how, k1, k2]):8.1f} ms")
+    epochs = {"tbptt": _tbptt_epoch, "by_hand": _by_hand_epoch}
+    runs = {(how, k1, k2): partial(epochs[how], layer, x, R, k1, k2) for how, k1, k2 in cases}
+    print("\n".join(bench.machine_lines()))
+    with bench.thread_limit(1):
+        timings = bench.time_interleaved(runs, rounds)
+    for (how, k1, k2), timing in timings.items():
+        print(f"k1={k1:3d} k2={k2:3d} {how:8s} median {1e3 * timing.median:8.1f}"
+              f" ms  min {1e3 * min(timing.times):8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,10 @@ still holds).
     python bench/thread_split.py --threads 1,all --dtype float32
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 
-from fastbptt import bench, gru, lstm, rnn
+from fastbptt import bench
 from fastbptt._kernels.blas import gemm_py, gemv_py
 
 
@@ -36,9 +34,7 @@ def parts(cell, T, B, I, H, dtype):
     dX = np.empty((T * B, I), dtype)
     dW_ih = np.empty((GH, I), dtype)
     dW_hh = np.empty((GH, H), dtype)
-    transposed = {"rnn": lambda: rnn._transposed_step(B, H),
-                  "lstm": lambda: lstm._transposed_step(B, H, np.dtype(dtype)),
-                  "gru": lambda: gru._transposed_step(B, H)}[cell]()
+    transposed = bench.transposed_step(cell, B, H, dtype)
     out_f = np.empty((GH, B) if transposed else (B, GH), dtype)
     out_b = np.empty((H, B) if transposed else (B, H), dtype)
     dA = np.ascontiguousarray(P[:B])
@@ -70,13 +66,8 @@ def parts(cell, T, B, I, H, dtype):
 
 
 def median_ms(run, repeat):
-    run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    """Median ms of `repeat` timed calls after a warm-up (fastbptt.bench.time_call)."""
+    return bench.time_call(run, repeat).median * 1e3
 
 
 def main(argv=None):
@@ -89,6 +80,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     opts = parser.parse_args(argv)
     counts = bench.thread_counts(opts.threads)
+    print("\n".join(bench.machine_lines(counts)))
     print(f"{opts.dtype}, medians of {opts.repeat}, ms per forward+backward's GEMMs")
     print("| cell | T,B,H | " + " | ".join(f"per-step {n}t | batched {n}t" for n in counts)
           + " | best single | best split |")

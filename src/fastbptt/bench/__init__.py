@@ -25,8 +25,8 @@ from fastbptt.bench.problems import (ALL_BACKENDS, BACKENDS, CELLS, DEFAULT_DTYP
                                      measure_rows, runner, torch_available,
                                      transposed_step)
 from fastbptt.bench.report import (CEILING_N, format_header, gemm_ceiling_gflops,
-                                   json_report, machine_header, plot, shape_text,
-                                   table_lines)
+                                   json_report, machine_header, machine_lines, plot,
+                                   shape_text, table_lines)
 
 __all__ = [
     # harness
@@ -40,5 +40,5 @@ __all__ = [
     "torch_available", "transposed_step",
     # report
     "CEILING_N", "format_header", "gemm_ceiling_gflops", "json_report", "machine_header",
-    "plot", "shape_text", "table_lines",
+    "machine_lines", "plot", "shape_text", "table_lines",
 ]

@@ -101,6 +101,17 @@ def format_header(header, legend=True):
     return lines
 
 
+def machine_lines(threads=(1,), dtypes=(), ceiling=False, torch=False):
+    """The machine header of a probe in bench/: format_header without the table's legend,
+    taken under the limit of the first thread count (so its BLAS lines show that count).
+    No GEMM ceiling and no torch version unless asked, which keeps it quick and leaves
+    torch unimported."""
+    threads = list(threads)
+    with thread_limit(threads[0]):
+        header = machine_header(threads, dtypes, ceiling=ceiling, torch=torch)
+    return format_header(header, legend=False)
+
+
 def _legend():
     gates = ", ".join(f"{name} {cell.gates}" for name, cell in CELLS.items())
     return [
@@ -157,7 +168,7 @@ def table_lines(rows, reference=True, torch=False, roofline=False):
 
     def line(entries):
         cells = [e.rjust(c.width) if c.numeric else e.ljust(c.width)
-                 for c, e in zip(columns, entries)]
+                 for c, e in zip(columns, entries, strict=True)]
         return "| " + " | ".join(cells) + " |"
 
     yield line([c.heading for c in columns])
@@ -184,7 +195,7 @@ def plot(rows, path):
     counts = sorted({row["threads"] for row in rows})
     fig, axes = plt.subplots(len(counts), 1, figsize=(14, 4.5 * len(counts)), squeeze=False)
     width = 0.8 / len(ALL_BACKENDS)
-    for ax, n in zip(axes[:, 0], counts):
+    for ax, n in zip(axes[:, 0], counts, strict=True):
         chosen = [row for row in rows if row["threads"] == n]
         labels = [f"{row['cell']} {shape_text(row['shape'])} {row['dtype'][5:]}"
                   for row in chosen]
