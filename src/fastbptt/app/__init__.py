@@ -1,0 +1,1 @@
+"""fastbptt's applications: command-line tools built on the public API (the experiments)."""
