@@ -120,6 +120,7 @@ def plot(result, path):
         _curve_panel(row[0], result, keys, T)
         for ax, what, title in ((row[1], "grad_norm", r"gradient reaching $h_t$: $\|\partial L/\partial h_t\|$"),
                                 (row[2], "jacobian_norm", r"$\|\partial h_{T-1}/\partial h_t\|_F$ through the recurrence")):
+            lowest = 1.0
             for key in keys:
                 color = _color(key[0])
                 for when, style in (("start", "--"), ("end", "-")):
@@ -127,11 +128,12 @@ def plot(result, path):
                     if flow is None:       # the weights went non-finite: nothing to draw
                         continue
                     values = np.maximum(getattr(flow, what)[0], FLOOR)
+                    lowest = min(lowest, float(values.min()))
                     ax.plot(np.arange(T), values, style, color=color, lw=1.6,
                             alpha=0.6 if when == "start" else 1.0,
                             label=f"{_cell_label(key[0])}, {when} of training")
             ax.set_yscale("log")
-            ax.set_ylim(bottom=FLOOR)
+            ax.set_ylim(bottom=max(FLOOR, lowest / 10))   # FLOOR: the bottom edge
             ax.set_xlim(0, T - 1)
             ax.set_xlabel(f"time step t (the loss is read at t = {T - 1}, right edge)"
                           if result.name != "copy" else "time step t")

@@ -64,7 +64,7 @@ DEFAULTS = {
 QUICK = {
     "adding": dataclasses.replace(DEFAULTS["adding"], cells=("rnn", "lstm"), T=(20,),
                                   steps=300, hidden=32, lr=1e-2, test_size=500),
-    "copy": dataclasses.replace(DEFAULTS["copy"], cells=("lstm",), T=(5,), steps=300,
+    "copy": dataclasses.replace(DEFAULTS["copy"], cells=("gru",), T=(5,), steps=300,
                                 hidden=32, lr=1e-2, test_size=200),
     "exploding": dataclasses.replace(DEFAULTS["exploding"], T=(20,), steps=30, hidden=32,
                                      test_size=200),
