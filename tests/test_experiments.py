@@ -239,8 +239,8 @@ def test_cli_digits_without_sklearn(monkeypatch, capsys):
 def test_cli_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path = tmp_path / "flow.png"
-    assert main(["experiment", "adding", "--quick", "--cells", "lstm", "--steps", "5", "--T", "8",
-                 "--plot", str(path)]) == 0
+    assert main(["experiment", "adding", "--quick", "--cells", "lstm", "--steps", "5",
+                 "--T", "8", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

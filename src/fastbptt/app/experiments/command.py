@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 
 from fastbptt.app.experiments import report, suite
 from fastbptt.app.experiments.models import CELLS
+# the option parsers `demo` uses (cli.py imports this module, so it is loaded)
+from fastbptt.cli import _demo_threads as _threads, _positive_int
 
 
 def add_parser(commands):
@@ -96,16 +98,6 @@ def _progress(total):
                 file=sys.stderr)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _lengths(text):
     try:
         values = tuple(int(t) for t in text.split(","))
@@ -124,7 +116,3 @@ def _cells(text):
         raise argparse.ArgumentTypeError(
             f"unknown cell {', '.join(map(repr, unknown))}; choose from {', '.join(CELLS)}")
     return chosen
-
-
-def _threads(text):
-    return None if text == "all" else _positive_int(text)

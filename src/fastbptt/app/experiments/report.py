@@ -66,7 +66,8 @@ def table_lines(result):
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
     lines.append(f"({result.name}: {s.steps} steps of batch {s.batch}, hidden {s.hidden}, "
                  f"{'SGD' if result.name == 'exploding' else 'Adam'} lr {s.lr:g}, "
-                 f"clip {s.clip:g}; {result.seconds:.0f} s in all, {result.cpu_seconds:.0f} s of CPU)")
+                 f"clip {s.clip:g}; {result.seconds:.0f} s in all, "
+                 f"{result.cpu_seconds:.0f} s of CPU)")
     return lines
 
 
@@ -118,8 +119,11 @@ def plot(result, path):
     for row, T in zip(axes, Ts):
         keys = [k for k in result.histories if k[1] == T]
         _curve_panel(row[0], result, keys, T)
-        for ax, what, title in ((row[1], "grad_norm", r"gradient reaching $h_t$: $\|\partial L/\partial h_t\|$"),
-                                (row[2], "jacobian_norm", r"$\|\partial h_{T-1}/\partial h_t\|_F$ through the recurrence")):
+        panels = ((row[1], "grad_norm",
+                   r"gradient reaching $h_t$: $\|\partial L/\partial h_t\|$"),
+                  (row[2], "jacobian_norm",
+                   r"$\|\partial h_{T-1}/\partial h_t\|_F$ through the recurrence"))
+        for ax, what, title in panels:
             lowest = 1.0
             for key in keys:
                 color = _color(key[0])

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import fastbptt
 from fastbptt.app.experiments import tasks
-from fastbptt.app.experiments.models import CELL_NAMES, CELLS, Model
+from fastbptt.app.experiments.models import CELLS, HEAD_BIAS, HEAD_WEIGHT, Model
 from fastbptt.app.experiments.train import train
 
 EXPERIMENTS = ("adding", "copy", "exploding", "digits")
@@ -146,6 +146,39 @@ def _many_to_one_grad(model, out, d_last):
     return d_output
 
 
+def _head_grads(grads, g):
+    """The layer's gradients and the head's (g: HeadGrads) in one dict like model.params."""
+    return {**grads, HEAD_WEIGHT: g.dW, HEAD_BIAS: g.db}
+
+
+def _last_step_loss(loss_fn):
+    """loss_and_grads for a loss on the last step's output (many-to-one); loss_fn one of
+    fastbptt's fused heads (mean_squared_error, softmax_cross_entropy)."""
+    def loss_and_grads(m, batch):
+        x, y = batch
+        out = m.forward(x)
+        loss, g = loss_fn(out[-1], *m.head, y)
+        return loss, _head_grads(m.backward(d_last=g.dh), g)
+    return loss_and_grads
+
+
+def _last_step_flow(loss_fn, x, y):
+    """The gradient-flow profile of a last-step loss on the sequences x (T, N, I)."""
+    def flow(m):
+        out = m.forward(x)
+        _, g = loss_fn(out[-1], *m.head, y)
+        return _profile(m, x, _many_to_one_grad(m, out, g.dh))
+    return flow
+
+
+def _test_mse(x_test, y_test):
+    def evaluate(m):
+        loss, _ = fastbptt.mean_squared_error(m.forward(x_test)[-1], *m.head, y_test,
+                                              compute_grad=False)
+        return {"test MSE": float(loss)}
+    return evaluate
+
+
 # ---------------------------------------------------------------- adding
 
 def _adding(s, seed, progress):
@@ -158,30 +191,14 @@ def _adding(s, seed, progress):
             model = Model(cell, 2, s.hidden, 1, seed=[seed, 0])
             rng = np.random.default_rng([seed, T, 2])     # the same batches for every cell
 
-            def loss_and_grads(m, batch):
-                x, y = batch
-                out = m.forward(x)
-                loss, g = fastbptt.mean_squared_error(out[-1], *m.head, y)
-                grads = m.backward(d_last=g.dh)
-                return loss, {**grads, "head.weight": g.dW, "head.bias": g.db}
-
-            def evaluate(m):
-                out = m.forward(x_test)
-                loss, _ = fastbptt.mean_squared_error(out[-1], *m.head, y_test,
-                                                      compute_grad=False)
-                return {"test MSE": float(loss)}
-
-            def flow(m):
-                out = m.forward(x_flow)
-                _, g = fastbptt.mean_squared_error(out[-1], *m.head, y_flow)
-                return _profile(m, x_flow, _many_to_one_grad(m, out, g.dh))
-
+            flow = _last_step_flow(fastbptt.mean_squared_error, x_flow, y_flow)
             start = flow(model)
             if bar is not None:
                 bar.set_description(f"adding T={T} {model.name}")
-            h = train(model, lambda: tasks.adding_batch(T, s.batch, rng), loss_and_grads,
-                      s.steps, fastbptt.Adam(model.params, lr=s.lr), clip=s.clip,
-                      evaluate=evaluate, progress=bar)
+            h = train(model, lambda: tasks.adding_batch(T, s.batch, rng),
+                      _last_step_loss(fastbptt.mean_squared_error), s.steps,
+                      fastbptt.Adam(model.params, lr=s.lr), clip=s.clip,
+                      evaluate=_test_mse(x_test, y_test), progress=bar)
             flows[cell, T] = {"start": start, "end": flow(model)}
             histories[cell, T] = h
             final = h.evals[-1]["test MSE"]
@@ -216,8 +233,7 @@ def _copy(s, seed, progress):
                 x, targets = b
                 out = m.forward(x)
                 loss, g = fastbptt.softmax_cross_entropy(out, *m.head, targets)
-                grads = m.backward(g.dh)
-                return loss, {**grads, "head.weight": g.dW, "head.bias": g.db}
+                return loss, _head_grads(m.backward(g.dh), g)
 
             def evaluate(m):
                 out = m.forward(x_test)
@@ -277,31 +293,15 @@ def _exploding(s, seed, progress):
                 W_hh *= s.radius / spectral_radius(W_hh)
                 rng = np.random.default_rng([seed, T, 2])
 
-                def loss_and_grads(m, batch):
-                    x, y = batch
-                    out = m.forward(x)
-                    loss, g = fastbptt.mean_squared_error(out[-1], *m.head, y)
-                    grads = m.backward(d_last=g.dh)
-                    return loss, {**grads, "head.weight": g.dW, "head.bias": g.db}
-
-                def evaluate(m):
-                    out = m.forward(x_test)
-                    loss, _ = fastbptt.mean_squared_error(out[-1], *m.head, y_test,
-                                                          compute_grad=False)
-                    return {"test MSE": float(loss)}
-
-                def flow(m):
-                    out = m.forward(x_flow)
-                    _, g = fastbptt.mean_squared_error(out[-1], *m.head, y_flow)
-                    return _profile(m, x_flow, _many_to_one_grad(m, out, g.dh))
-
+                flow = _last_step_flow(fastbptt.mean_squared_error, x_flow, y_flow)
                 label = "clipped" if clip else "unclipped"
                 start = flow(model)
                 if bar is not None:
                     bar.set_description(f"exploding T={T} {model.name} {label}")
-                h = train(model, lambda: tasks.adding_batch(T, s.batch, rng), loss_and_grads,
-                          s.steps, fastbptt.SGD(model.params, lr=s.lr), clip=clip,
-                          evaluate=evaluate, progress=bar)
+                h = train(model, lambda: tasks.adding_batch(T, s.batch, rng),
+                          _last_step_loss(fastbptt.mean_squared_error), s.steps,
+                          fastbptt.SGD(model.params, lr=s.lr), clip=clip,
+                          evaluate=_test_mse(x_test, y_test), progress=bar)
                 key = (f"{cell} {label}", T)
                 end = flow(model) if all(np.isfinite(p).all() for p in model.params.values()) \
                     else None
@@ -340,13 +340,6 @@ def _digits(s, seed, progress):
                 pick = rng.integers(0, N, s.batch)
                 return x_train[:, pick], y_train[pick]
 
-            def loss_and_grads(m, b):
-                x, y = b
-                out = m.forward(x)
-                loss, g = fastbptt.softmax_cross_entropy(out[-1], *m.head, y)
-                grads = m.backward(d_last=g.dh)
-                return loss, {**grads, "head.weight": g.dW, "head.bias": g.db}
-
             def evaluate(m):
                 out = m.forward(x_test)
                 W, b = m.head
@@ -355,16 +348,12 @@ def _digits(s, seed, progress):
                 accuracy = np.mean(np.argmax(out[-1] @ W.T + b, axis=1) == y_test)
                 return {"test loss": float(loss), "test accuracy": float(accuracy)}
 
-            def flow(m):
-                x, y = x_test[:, :s.flow_batch], y_test[:s.flow_batch]
-                out = m.forward(x)
-                _, g = fastbptt.softmax_cross_entropy(out[-1], *m.head, y)
-                return _profile(m, x, _many_to_one_grad(m, out, g.dh))
-
+            flow = _last_step_flow(fastbptt.softmax_cross_entropy,
+                                   x_test[:, :s.flow_batch], y_test[:s.flow_batch])
             start = flow(model)
             if bar is not None:
                 bar.set_description(f"digits T={T} {model.name}")
-            h = train(model, batch, loss_and_grads, s.steps,
+            h = train(model, batch, _last_step_loss(fastbptt.softmax_cross_entropy), s.steps,
                       fastbptt.Adam(model.params, lr=s.lr), clip=s.clip, evaluate=evaluate,
                       progress=bar)
             flows[cell, T] = {"start": start, "end": flow(model)}
