@@ -133,12 +133,12 @@ def plot(result, path):
                         continue
                     values = np.maximum(getattr(flow, what)[0], FLOOR)
                     lowest = min(lowest, float(values.min()))
-                    ax.plot(np.arange(T), values, style, color=color, lw=1.6,
+                    ax.plot(np.arange(len(values)), values, style, color=color, lw=1.6,
                             alpha=0.6 if when == "start" else 1.0,
                             label=f"{_cell_label(key[0])}, {when} of training")
             ax.set_yscale("log")
             ax.set_ylim(bottom=max(FLOOR, lowest / 10))   # FLOOR: the bottom edge
-            ax.set_xlim(0, T - 1)
+            ax.set_xlim(0, len(result.flows[keys[0]]["start"].grad_norm[0]) - 1)
             ax.set_xlabel(f"time step t (the loss is read at t = {T - 1}, right edge)"
                           if result.name != "copy" else "time step t")
             ax.set_ylabel("norm (log scale; mean over 8 sequences)")
