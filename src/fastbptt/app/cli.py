@@ -118,6 +118,9 @@ def _parser():
                                   "(needs matplotlib)")
     demo_parser.set_defaults(run=_run_demo)
 
+    from fastbptt.app.experiments.command import add_parser as add_experiment_parser
+    add_experiment_parser(commands)   # `experiment`: its options and run live there
+
     sample_parser = commands.add_parser(
         "sample", help="generate text from a checkpoint saved by `fastbptt demo`",
         description="Load a character-model checkpoint (.npz from `fastbptt demo`) and print "
