@@ -29,7 +29,7 @@ from fastbptt import bench
 from fastbptt.compat import cs231n, minchar
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
-import cs231n_model as example          # noqa: E402
+import cs231n_model as example  # noqa: E402
 import min_char_rnn as minchar_example  # noqa: E402
 
 

@@ -42,7 +42,9 @@ def worker(args):
     cores = pin(rank, args.threads)
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import time
+
     import numpy as np
+
     from fastbptt import LSTM, Adam, bench, clip_grad_norm, softmax_cross_entropy, threads
 
     if size > 1:

@@ -13,7 +13,7 @@ and may ignore the Case fields it has no use for. Backward entries run their own
 implementation's forward inside build, so the cache matches.
 """
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 

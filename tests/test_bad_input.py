@@ -16,8 +16,8 @@ import pytest
 
 import fastbptt
 import fastbptt.runtime.validation as validation
-from fastbptt import reference
 from _registry import LAYOUTS, REGISTRY, Case, flatten
+from fastbptt import reference
 
 CELL_FORWARDS = [e for e in REGISTRY if e.name in ("rnn_forward", "lstm_forward", "gru_forward")]
 IMPL_MODULES = {"compiled": fastbptt, "reference": reference}

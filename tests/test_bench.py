@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import fastbptt
+from _helpers import fake_clock
 from fastbptt import bench
 from fastbptt.bench import harness, problems, report
-from _helpers import fake_clock
 
 # Every name of the single-module fastbptt.bench before it became a package.
 OLD_NAMES = [

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from _helpers import fake_clock
 from fastbptt import bench
 from fastbptt.app.cli import main
 from fastbptt.bench import report
-from _helpers import fake_clock
 
 HEADINGS = ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "reference ms", "speedup",
             "compiled GFLOP/s", "roofline ms", "efficiency"]
@@ -50,7 +50,8 @@ def test_bench_prints_header_and_table(capsys):
 
 
 def test_bench_json_parses(capsys):
-    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2", "--json", *FAST]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4;2,1,3,5", "--repeat", "2",
+                 "--json", *FAST]) == 0
     report = json.loads(capsys.readouterr().out)
     header, rows = report["header"], report["rows"]
     assert header["fastbptt"] and header["numpy"] and header["cpu"]
@@ -69,7 +70,8 @@ def test_bench_json_parses(capsys):
 
 
 def test_bench_one_dtype(capsys):
-    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--dtypes", "float32", *FAST]) == 0
+    assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1",
+                 "--dtypes", "float32", *FAST]) == 0
     assert [row[1] for row in table(capsys.readouterr().out)[2:]] == ["float32"]
 
 
@@ -77,12 +79,14 @@ def test_bench_no_reference(capsys):
     assert main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1", "--no-reference",
                  "--no-roofline", *FAST]) == 0
     out = capsys.readouterr().out
-    assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "compiled GFLOP/s"]
+    assert table(out)[0] == ["T,B,I,H", "dtype", "cell", "threads", "compiled ms",
+                             "compiled GFLOP/s"]
     assert len(table(out)) == 2 + 2
 
 
 def test_bench_threads_shown_in_header(capsys):
-    assert main(["bench", "--shapes", "2,1,3", "--repeat", "1", "--no-torch", "--threads", "2"]) == 0
+    assert main(["bench", "--shapes", "2,1,3", "--repeat", "1", "--no-torch",
+                 "--threads", "2"]) == 0
     out = capsys.readouterr().out
     blas_lines = [line for line in out.splitlines() if line.startswith("BLAS")]
     assert blas_lines and all(line.endswith(", 2 threads") for line in blas_lines)
@@ -94,7 +98,8 @@ def test_bench_threads_shown_in_header(capsys):
     ["3,2,4", "--shapes", "2,1,3,5"],         # the option repeated
 ])
 def test_bench_shape_lists(capsys, shapes):
-    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float64", "--no-reference", *FAST,
+    argv = ["bench", "--cells", "rnn", "--repeat", "1", "--dtypes", "float64",
+            "--no-reference", *FAST,
             "--shapes"]
     assert main(argv + shapes) == 0
     assert [row[0] for row in table(capsys.readouterr().out)[2:]] == ["3,2,4,4", "2,1,3,5"]
@@ -129,7 +134,8 @@ def test_no_command_prints_help_and_exits_2(capsys):
 
 def test_python_m_fastbptt_bench():
     result = subprocess.run(
-        [sys.executable, "-m", "fastbptt", "bench", "--shapes", "2,1,3", "--repeat", "1", "--no-torch",
+        [sys.executable, "-m", "fastbptt", "bench", "--shapes", "2,1,3", "--repeat", "1",
+         "--no-torch",
          "--no-roofline"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

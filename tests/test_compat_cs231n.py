@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt.compat import cs231n
 from _helpers import DTYPES, raises_naming, relative_error
+from fastbptt.compat import cs231n
 
 TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
 

@@ -4,9 +4,8 @@ bad input."""
 import numpy as np
 import pytest
 
-from fastbptt.compat import minchar
 from _helpers import raises_naming, relative_error
-
+from fastbptt.compat import minchar
 
 # ------------------------------------------------------------------ the oracle (the script)
 
@@ -47,7 +46,7 @@ def o_sample(h, seed_ix, n, Wxh, Whh, Why, bh, by):
     x = np.zeros((vocab_size, 1))
     x[seed_ix] = 1
     ixes = []
-    for t in range(n):
+    for _ in range(n):
         h = np.tanh(np.dot(Wxh, x) + np.dot(Whh, h) + bh)
         y = np.dot(Why, h) + by
         p = np.exp(y) / np.sum(np.exp(y))

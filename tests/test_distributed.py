@@ -154,7 +154,8 @@ def test_average_on_one_rank_is_the_gradient(dtype):
         assert result.grads[k].dtype == dtype
         np.testing.assert_allclose(result.grads[k], g, rtol=1e-6 if dtype == np.float32
                                    else 1e-15)
-        np.testing.assert_array_equal(g, before[k])       # the caller's gradients: read, never written
+        # the caller's gradients: read, never written
+        np.testing.assert_array_equal(g, before[k])
     # the result lives in the preallocated buffer: the next call reuses it
     again = averager.average(grads, loss=1.0, count=3)
     assert all(again.grads[k] is result.grads[k] for k in grads)

@@ -69,7 +69,8 @@ def run_mpi(mpiexec, n, python_args, timeout=240):
     rank outlives the test, and subprocess.TimeoutExpired is raised."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     start = time.perf_counter()
-    proc = subprocess.Popen([mpiexec, "-n", str(n), sys.executable, *python_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([mpiexec, "-n", str(n), sys.executable, *python_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)

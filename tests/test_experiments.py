@@ -16,7 +16,6 @@ import fastbptt
 from fastbptt import experiments as ex
 from fastbptt.app.cli import main
 
-
 # ---------------------------------------------------------------- task generators
 
 @pytest.mark.parametrize("T", [2, 3, 20, 201])

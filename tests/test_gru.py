@@ -3,17 +3,25 @@ finite differences, a hand-computed case, layouts, strides, empty sizes, variabl
 bad input, and (when installed) torch.nn.GRU.
 """
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 import pytest
 
+from _helpers import (
+    BAD_LENGTHS,
+    DTYPES,
+    GRAD_NAMES,
+    assert_close,
+    assert_grads_close,
+    assert_matches_finite_differences,
+    assert_same_result,
+    raises_naming,
+    tol_for,
+)
 from fastbptt.cells import gru as compiled_gru
 from fastbptt.reference import gru as reference_gru
-from _helpers import (assert_same_result, BAD_LENGTHS, DTYPES, GRAD_NAMES, assert_close, assert_grads_close,
-                      assert_matches_finite_differences, raises_naming, tol_for)
 
 IMPLS = {
     "compiled": (compiled_gru.gru_forward, compiled_gru.gru_backward),
@@ -319,7 +327,7 @@ def _strided_views(a):
     ro = a.copy()
     ro.setflags(write=False)
     views.append(("read_only", ro))
-    for label, v in views:
+    for _label, v in views:
         np.testing.assert_array_equal(v, a)
     return views
 

@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tools"))
 from leakcheck import rss_growth  # noqa: E402
+
 from _registry import LOSSES, REGISTRY  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),

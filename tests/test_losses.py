@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import fastbptt
+from _helpers import DTYPES, assert_close, raises_naming, relative_error, tol_for
 from fastbptt import reference
 from fastbptt.losses.heads import block_rows
-from _helpers import DTYPES, assert_close, raises_naming, relative_error, tol_for
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
 CE = "softmax_cross_entropy"

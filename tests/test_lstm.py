@@ -9,12 +9,19 @@ from typing import Optional
 import numpy as np
 import pytest
 
+import _helpers
 import fastbptt
 import fastbptt.cells.lstm as compiled
 import fastbptt.reference.lstm as reference
-import _helpers
-from _helpers import (assert_same_result, BAD_LENGTHS, DTYPES, assert_close, assert_matches_finite_differences,
-                      raises_naming, tol_for)
+from _helpers import (
+    BAD_LENGTHS,
+    DTYPES,
+    assert_close,
+    assert_matches_finite_differences,
+    assert_same_result,
+    raises_naming,
+    tol_for,
+)
 
 IMPLS = {
     "compiled": (compiled.lstm_forward, compiled.lstm_backward),

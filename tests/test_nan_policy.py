@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt import reference
 from _registry import Case, _cell_arrays
+from fastbptt import reference
 
 # NaN on purpose: NumPy's "invalid value" warnings from the reference are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -91,7 +91,7 @@ def test_nan_propagates_by_default_alike_in_both_implementations(cell, where):
         else:
             a[where][(1, 0, 0) if where == "x" else (0, 1)] = np.nan
         results[impl] = _run(cell, impl, a, up, batch_first=False)
-    (hc, cc, gc), (hr, cr, gr) = results["compiled"], results["reference"]
+    (hc, _, gc), (hr, _, gr) = results["compiled"], results["reference"]
     np.testing.assert_array_equal(np.isnan(hc), np.isnan(hr))
     if where != "dh":
         start = 1 if where == "x" else 0

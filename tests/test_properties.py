@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from _helpers import assert_close, tol_for  # noqa: E402
 from _registry import LAYOUTS, NONLINEARITIES, REGISTRY, Case, flatten, mutate  # noqa: E402

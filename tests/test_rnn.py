@@ -9,10 +9,21 @@ import numpy as np
 import pytest
 
 import fastbptt
+from _helpers import (
+    DTYPES,
+    GRAD_NAMES,
+    IMPLS,
+    assert_close,
+    assert_grads_close,
+    assert_same_result,
+    last_state,
+    make_problem,
+    numerical_gradient,
+    preactivations,
+    relative_error,
+    tol_for,
+)
 from fastbptt import reference
-from _helpers import (assert_same_result, DTYPES, GRAD_NAMES, IMPLS, assert_close, assert_grads_close,
-                      last_state, make_problem, numerical_gradient, preactivations,
-                      relative_error, tol_for)
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid", "identity")
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt import reference
 from _helpers import assert_close, tol_for
 from _registry import Case, _cell_arrays
+from fastbptt import reference
 
 CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 F32_VS_F64 = 2e-5   # documented in README.md; measured up to 1.4e-6 at T = 1000, H = 32

@@ -293,7 +293,7 @@ def test_training_with_an_output_layer_between_windows_lowers_the_loss(cell):
 
     tb = TruncatedBPTT(layer, 10)
     losses = []
-    for epoch in range(4):
+    for _epoch in range(4):
         tb.reset()
         for w in tb.run(x, loss_fn):
             opt.step(w.grads)

@@ -13,8 +13,13 @@ import json
 import numpy as np
 
 from fastbptt import SGD
-from fastbptt.distributed import (DistributedOptimizer, GradientAverager,
-                                  broadcast_params, check_replicas, init)
+from fastbptt.distributed import (
+    DistributedOptimizer,
+    GradientAverager,
+    broadcast_params,
+    check_replicas,
+    init,
+)
 
 ctx = init(threads=1)
 rank = ctx.rank

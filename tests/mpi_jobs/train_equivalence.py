@@ -19,10 +19,27 @@ import zlib
 
 import numpy as np
 
-from fastbptt import (GRU, LSTM, RNN, SGD, Adagrad, Adam, Momentum, TruncatedBPTT,
-                      clip_grad_norm, mean_squared_error, softmax_cross_entropy)
-from fastbptt.distributed import (DistributedOptimizer, check_replicas, init,
-                                  minibatch_shards, replica_checksum, stream_slice)
+from fastbptt import (
+    GRU,
+    LSTM,
+    RNN,
+    SGD,
+    Adagrad,
+    Adam,
+    Momentum,
+    TruncatedBPTT,
+    clip_grad_norm,
+    mean_squared_error,
+    softmax_cross_entropy,
+)
+from fastbptt.distributed import (
+    DistributedOptimizer,
+    check_replicas,
+    init,
+    minibatch_shards,
+    replica_checksum,
+    stream_slice,
+)
 
 ctx = init(threads=1)
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -120,7 +137,7 @@ def main():
                 ref_layer, ref_params = make_model(cell, seed=0)
                 ref_opt = make_opt(ref_params)
                 clipped = 0
-                for (grads, loss, count), result in zip(
+                for (grads, loss, _count), result in zip(
                         steps(ref_layer, ref_params, everything), results, strict=True):
                     norm = clip_grad_norm(grads, CLIP)
                     clipped += norm > CLIP

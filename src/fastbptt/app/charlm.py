@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from fastbptt import losses
-from fastbptt.runtime.backend import implementation
 from fastbptt.nn.layers import LAYERS
+from fastbptt.runtime.backend import implementation
 
 HEAD_KEYS = ("head.weight", "head.bias")
 _FORMAT = "fastbptt-charlm-1"
@@ -95,7 +95,8 @@ class CharLM:
         try:
             return np.fromiter((self.index[ch] for ch in text), np.int64, len(text))
         except KeyError as err:
-            raise ValueError(f"character {err.args[0]!r} is not in the model's vocabulary") from None
+            raise ValueError(
+                f"character {err.args[0]!r} is not in the model's vocabulary") from None
 
     def decode(self, indices):
         return "".join(self.vocab[i] for i in indices)

@@ -1,7 +1,8 @@
 """The `fastbptt` command (also `python -m fastbptt`): one subcommand per tool.
 
 Only parsing and printing live here; each subcommand calls the module that does the work
-(`bench`: fastbptt.bench; `demo`: fastbptt.app.demo; `sample`: fastbptt.app.charlm). A new subcommand is a parser in _parser() with its run function
+(`bench`: fastbptt.bench; `demo`: fastbptt.app.demo; `sample`: fastbptt.app.charlm).
+A new subcommand is a parser in _parser() with its run function
 set as `run`. Bad option values are argparse errors: a message naming the option, exit 2.
 The benchmark is imported only when `bench` runs or shows its help (_LazyOptions).
 """
@@ -68,7 +69,7 @@ def _parser():
     )
     bench_parser.set_defaults(run=_run_bench)
 
-    from fastbptt.app.demo import DemoOptions   # the defaults live with the demo
+    from fastbptt.app.demo import DemoOptions  # the defaults live with the demo
     d = DemoOptions()
     demo_parser = commands.add_parser(
         "demo",
@@ -105,7 +106,8 @@ def _parser():
     demo_parser.add_argument("--text", metavar="PATH", default=None,
                              help="train on this UTF-8 text file (default: the embedded corpus)")
     demo_parser.add_argument("--seed", type=int, default=d.seed,
-                             help=f"seed of the initial weights and the samples (default: {d.seed})")
+                             help="seed of the initial weights and the samples "
+                                  f"(default: {d.seed})")
     demo_parser.add_argument("--sample-every", type=_positive_int, default=None,
                              help="steps between printed samples (default: four in the run)")
     demo_parser.add_argument("--sample-length", type=_nonnegative_int, default=d.sample_length,

@@ -18,9 +18,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from fastbptt.runtime.launch import launched_world
 from fastbptt.app.charlm import CharLM, unigram_entropy
 from fastbptt.app.corpus import load_corpus
+from fastbptt.runtime.launch import launched_world
 from fastbptt.training.optim import Adam, clip_grad_norm
 from fastbptt.training.tbptt import TruncatedBPTT
 
@@ -78,7 +78,7 @@ def run(options, out=print):
     streams (fastbptt.distributed.demo)."""
     rank, size = launched_world()
     if size > 1:
-        from fastbptt.distributed.demo import run_distributed   # needs mpi4py
+        from fastbptt.distributed.demo import run_distributed  # needs mpi4py
         return run_distributed(options, out, _threads_and_run, rank, size)
     return _threads_and_run(options, out)
 
@@ -182,7 +182,7 @@ def _plot(path, model, history, x, targets, o, baseline):
     ||dL/dh_t|| and ||dh_T/dh_t|| per step, how far back in the window gradients reach."""
     from fastbptt.training.diagnostics import gradient_flow, plot_gradient_flow
     try:
-        from matplotlib.figure import Figure   # no pyplot: no global state, no display
+        from matplotlib.figure import Figure  # no pyplot: no global state, no display
     except ImportError:
         raise ImportError('--plot needs matplotlib: pip install "fastbptt[plot]"') from None
     window_x = x[:o.seq_len]

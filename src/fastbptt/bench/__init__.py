@@ -15,18 +15,52 @@ Every name is re-exported here, so `fastbptt.bench.X` works for all of them. A s
 read at call time (CEILING_N, REPEAT_BUDGET, ...) is read from its own module: to change
 it for a run, set it there (fastbptt.bench.report.CEILING_N), not on this package.
 """
-from fastbptt.bench.harness import (DEFAULT_THREADS, MAX_REPEAT, MIN_REPEAT, REPEAT_BUDGET,
-                                    REWARM_BELOW, Timing, adaptive_repeat, thread_counts,
-                                    thread_limit, time_call, time_interleaved, time_once)
-from fastbptt.bench.problems import (ALL_BACKENDS, BACKENDS, CELLS, DEFAULT_DTYPES,
-                                     DEFAULT_SHAPES, ISSUE_SHAPES, REFERENCE_BUDGET, RUNNERS,
-                                     Cell, Problem, estimated_reference_seconds, flops,
-                                     head_flops, make_head_problem, make_problem,
-                                     measure_rows, runner, torch_available,
-                                     transposed_step)
-from fastbptt.bench.report import (CEILING_N, format_header, gemm_ceiling_gflops,
-                                   json_report, machine_header, machine_lines, plot,
-                                   shape_text, table_lines)
+from fastbptt.bench.harness import (
+                                    DEFAULT_THREADS,
+                                    MAX_REPEAT,
+                                    MIN_REPEAT,
+                                    REPEAT_BUDGET,
+                                    REWARM_BELOW,
+                                    Timing,
+                                    adaptive_repeat,
+                                    thread_counts,
+                                    thread_limit,
+                                    time_call,
+                                    time_interleaved,
+                                    time_once,
+)
+from fastbptt.bench.problems import (
+                                    ALL_BACKENDS,
+                                    BACKENDS,
+                                    CELLS,
+                                    DEFAULT_DTYPES,
+                                    DEFAULT_SHAPES,
+                                    ISSUE_SHAPES,
+                                    REFERENCE_BUDGET,
+                                    RUNNERS,
+                                    Cell,
+                                    Problem,
+                                    estimated_reference_seconds,
+                                    flops,
+                                    head_flops,
+                                    make_head_problem,
+                                    make_problem,
+                                    measure_rows,
+                                    runner,
+                                    torch_available,
+                                    transposed_step,
+)
+from fastbptt.bench.report import (
+                                    CEILING_N,
+                                    format_header,
+                                    gemm_ceiling_gflops,
+                                    json_report,
+                                    machine_header,
+                                    machine_lines,
+                                    plot,
+                                    shape_text,
+                                    table_lines,
+)
 
 __all__ = [
     # harness

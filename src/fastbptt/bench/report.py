@@ -7,10 +7,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from fastbptt.runtime import config as _config
 from fastbptt._kernels import gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_call
 from fastbptt.bench.problems import ALL_BACKENDS, CELLS, REFERENCE_BUDGET, torch_available
+from fastbptt.runtime import config as _config
 
 # n of the n x n GEMM whose rate the header gives as the machine's ceiling.
 CEILING_N = 1536

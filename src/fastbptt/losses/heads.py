@@ -20,10 +20,10 @@ last_step(h, lengths) gathers the same states from the output h.
 import numpy as np
 
 from fastbptt import reference
-from fastbptt.runtime.backend import dispatch
-from fastbptt.losses.grads import HeadGrads
 from fastbptt._kernels import losses as _kernel
 from fastbptt.losses.args import check_head_args
+from fastbptt.losses.grads import HeadGrads
+from fastbptt.runtime.backend import dispatch
 
 _KINDS = {
     "softmax_cross_entropy": _kernel.LossKind.SOFTMAX_XENT,

@@ -5,8 +5,12 @@ clarity (one step at a time, the textbook equations), not speed. The tests hold 
 compiled functions to these.
 """
 from fastbptt.reference.gru import gru_backward, gru_forward
-from fastbptt.reference.losses import (last_step, mean_squared_error,
-                                       sigmoid_binary_cross_entropy, softmax_cross_entropy)
+from fastbptt.reference.losses import (
+                                       last_step,
+                                       mean_squared_error,
+                                       sigmoid_binary_cross_entropy,
+                                       softmax_cross_entropy,
+)
 from fastbptt.reference.lstm import lstm_backward, lstm_forward
 from fastbptt.reference.rnn import rnn_backward, rnn_forward
 

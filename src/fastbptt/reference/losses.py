@@ -24,8 +24,8 @@ rows instead. The loss is summed in float64 and returned as a NumPy scalar of h'
 """
 import numpy as np
 
-from fastbptt.losses.grads import HeadGrads
 from fastbptt.losses.args import check_head_args, check_last_step_args
+from fastbptt.losses.grads import HeadGrads
 
 
 def _logits(a):

@@ -17,11 +17,20 @@ those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
+from fastbptt.cells.args import (
+    check_backward_args,
+    check_forward_args,
+    is_empty,
+    step_mask,
+    x_for_weight_grads,
+)
 from fastbptt.cells.cache import CellCache
-from fastbptt.cells.checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
-                                       segment_length)
-from fastbptt.cells.args import (check_backward_args, check_forward_args, is_empty, step_mask,
-                                 x_for_weight_grads)
+from fastbptt.cells.checkpoint import (
+    CheckpointCache,
+    checkpoint_backward,
+    checkpoint_forward,
+    segment_length,
+)
 from fastbptt.cells.spec import RNN as SPEC
 
 

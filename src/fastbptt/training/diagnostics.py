@@ -24,8 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-from fastbptt.runtime.validation import as_float_array
 from fastbptt.nn.layers import _RecurrentLayer
+from fastbptt.runtime.validation import as_float_array
 
 
 @dataclass(frozen=True)

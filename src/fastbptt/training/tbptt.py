@@ -34,7 +34,6 @@ documents side by side). Without resets the state carries from one run() call to
 next, so a stream may be fed in pieces (burn-in never reaches into an earlier call).
 """
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 

@@ -7,11 +7,26 @@ an exploding tanh RNN and the 8x8 digits, with fastbptt's public API only.
 """
 from fastbptt.app.experiments.models import CELLS, Model
 from fastbptt.app.experiments.report import plot, table_lines, to_json
-from fastbptt.app.experiments.suite import (DEFAULTS, EXPERIMENTS, QUICK, Options, Result,
-                                            Settings, run, settings, spectral_radius)
-from fastbptt.app.experiments.tasks import (ADDING_BASELINE_MSE, adding_batch, copy_baseline,
-                                            copy_batch, load_digits_sequences,
-                                            majority_baseline, one_hot)
+from fastbptt.app.experiments.suite import (
+                                            DEFAULTS,
+                                            EXPERIMENTS,
+                                            QUICK,
+                                            Options,
+                                            Result,
+                                            Settings,
+                                            run,
+                                            settings,
+                                            spectral_radius,
+)
+from fastbptt.app.experiments.tasks import (
+                                            ADDING_BASELINE_MSE,
+                                            adding_batch,
+                                            copy_baseline,
+                                            copy_batch,
+                                            load_digits_sequences,
+                                            majority_baseline,
+                                            one_hot,
+)
 from fastbptt.app.experiments.train import History, global_norm, train
 
 __all__ = ["CELLS", "Model", "plot", "table_lines", "to_json", "DEFAULTS", "EXPERIMENTS",

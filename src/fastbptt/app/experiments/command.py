@@ -10,10 +10,11 @@ import sys
 
 from tqdm.auto import tqdm
 
+# the option parsers `demo` uses (cli.py imports this module, so it is loaded)
+from fastbptt.app.cli import _demo_threads as _threads
+from fastbptt.app.cli import _positive_int
 from fastbptt.app.experiments import report, suite
 from fastbptt.app.experiments.models import CELLS
-# the option parsers `demo` uses (cli.py imports this module, so it is loaded)
-from fastbptt.app.cli import _demo_threads as _threads, _positive_int
 
 
 def add_parser(commands):

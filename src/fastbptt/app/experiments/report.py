@@ -110,7 +110,7 @@ def plot(result, path):
     gradient norm) against the training step with the baseline, (b) ||dL/dh_t|| and (c)
     ||dh_{T-1}/dh_t||_F against t, dashed at the start of training, solid at the end."""
     try:
-        from matplotlib.figure import Figure    # no pyplot: no global state, no display
+        from matplotlib.figure import Figure  # no pyplot: no global state, no display
     except ImportError:
         raise ImportError('--plot needs matplotlib: pip install "fastbptt[plot]"') from None
     Ts = result.settings.T
