@@ -336,7 +336,7 @@ def test_other_layers_gradients_match_finite_differences():
 def test_batch_major_sequence_is_not_copied():
     x, h0, Wx, Wh, b, _ = _seq_problem("lstm", np.float32, 3, 5, 4, 6)
     _, cache = cs231n.lstm_forward(x, h0, Wx, Wh, b)
-    inner = cache.data[0]
+    inner = cache.inner
     assert np.shares_memory(inner.args.x, x)
 
 
@@ -345,7 +345,7 @@ def test_the_backend_switch_reaches_the_compat_functions():
     h, cache = cs231n.rnn_forward(x, h0, Wx, Wh, b)
     with fastbptt.use_backend("reference"):
         h_r, cache_r = cs231n.rnn_forward(x, h0, Wx, Wh, b)
-    assert type(cache_r.data[0]).__module__.startswith("fastbptt.reference")
+    assert type(cache_r.inner).__module__.startswith("fastbptt.reference")
     _assert_all_close([h], [h_r], np.float64, "h")
     _assert_all_close(cs231n.rnn_backward(dh, cache), cs231n.rnn_backward(dh, cache_r),
                       np.float64, "grads")
@@ -360,13 +360,19 @@ def _rnn_args(**change):
 
 BAD_SEQUENCE = [
     ("x_2d", dict(x=np.ones((2, 4))), ValueError, [r"x must be 3-D"]),
-    ("x_int", dict(x=np.ones((2, 3, 4), int)), TypeError, [r"x must have dtype float32"]),
+    ("x_complex", dict(x=np.ones((2, 3, 4), complex)), TypeError,
+     [r"x must hold real numbers", "complex128"]),
+    ("x_bool", dict(x=np.ones((2, 3, 4), bool)), TypeError, [r"x must hold real numbers"]),
+    ("x_float16", dict(x=np.ones((2, 3, 4), np.float16), h0=np.ones((2, 5), np.float16),
+                       Wx=np.ones((4, 5), np.float16), Wh=np.ones((5, 5), np.float16),
+                       b=np.ones(5, np.float16)), TypeError,
+     [r"promote to float16", "float32 or float64 only"]),
     ("Wx_rows", dict(Wx=np.ones((3, 5))), ValueError,
      [r"Wx must have shape \(D, H\)", r"D from x"]),
     ("Wh_shape", dict(Wh=np.ones((5, 4))), ValueError, [r"Wh must have shape \(H, H\)"]),
-    ("b_shape", dict(b=np.ones(4)), ValueError, [r"b must have shape \(H,\)"]),
-    ("h0_shape", dict(h0=np.ones((3, 5))), ValueError, [r"h0 must have shape \(N, H\)"]),
-    ("mixed", dict(Wh=np.ones((5, 5), np.float32)), TypeError, [r"mixed dtypes", r"Wh"]),
+    ("b_shape", dict(b=np.ones(4)), ValueError, [r"b must broadcast to \(H,\)"]),
+    ("b_per_row", dict(b=np.ones((2, 5))), ValueError, [r"b must broadcast to \(H,\)"]),
+    ("h0_shape", dict(h0=np.ones((3, 5))), ValueError, [r"h0 must broadcast to \(N, H\)"]),
 ]
 
 
@@ -379,7 +385,8 @@ def test_bad_sequence_arguments_are_named(cell, case, change, exc, needles):
             if k not in change:
                 args[k] = np.tile(args[k], 4)
         needles = [n.replace(r"H\)", r"4\*H\)").replace(r"H,\)", r"4\*H,\)")
-                   if case in ("Wx_rows", "Wh_shape", "b_shape") else n for n in needles]
+                   if case in ("Wx_rows", "Wh_shape", "b_shape", "b_per_row") else n
+                   for n in needles]
         if case == "Wh_shape":
             args["Wh"] = np.ones((5, 19))
     raises_naming(exc, needles, lambda: getattr(cs231n, f"{cell}_forward")(**args))
@@ -388,36 +395,42 @@ def test_bad_sequence_arguments_are_named(cell, case, change, exc, needles):
 def test_bad_backward_arguments_are_named():
     args = _rnn_args()
     h, cache = cs231n.rnn_forward(**args)
-    raises_naming(ValueError, [r"dh must have shape"], lambda: cs231n.rnn_backward(h[:, :2], cache))
-    raises_naming(TypeError, [r"mixed dtypes", "dh"],
-                  lambda: cs231n.rnn_backward(h.astype(np.float32), cache))
+    raises_naming(ValueError, [r"dh must broadcast to h's shape \(N, T, H\)"], lambda: cs231n.rnn_backward(h[:, :2], cache))
+    raises_naming(TypeError, [r"dh must hold real numbers"],
+                  lambda: cs231n.rnn_backward(h.astype(complex), cache))
     raises_naming(TypeError, [r"cache must come from .*lstm_forward", "rnn_forward"],
                   lambda: cs231n.lstm_backward(h, cache))
     raises_naming(TypeError, [r"cache must come from .*rnn_forward"],
                   lambda: cs231n.rnn_backward(h, {"h": h}))
     step = cs231n.rnn_step_forward(args["x"][:, 0], args["h0"], args["Wx"], args["Wh"], args["b"])
-    raises_naming(ValueError, [r"dnext_h must have shape"],
+    raises_naming(ValueError, [r"dnext_h must broadcast to next_h's shape"],
                   lambda: cs231n.rnn_step_backward(np.ones((2, 4)), step[1]))
 
 
 def test_bad_other_layer_arguments_are_named():
     W = np.ones((5, 3))
-    raises_naming(TypeError, [r"x must hold integers"],
+    raises_naming(TypeError, [r"x must hold integer indices", "float64"],
                   lambda: cs231n.word_embedding_forward(np.ones((2, 2)), W))
-    raises_naming(ValueError, [r"x must lie in \[0, V\)"],
+    raises_naming(ValueError, [r"x must lie in \[-V, V\)", r"\[-5, 5\)"],
                   lambda: cs231n.word_embedding_forward(np.array([[0, 5]]), W))
-    raises_naming(ValueError, [r"x must be 2-D"],
-                  lambda: cs231n.word_embedding_forward(np.array([0, 1]), W))
+    raises_naming(ValueError, [r"x must lie in \[-V, V\)"],
+                  lambda: cs231n.word_embedding_forward(-6, W))
+    raises_naming(TypeError, [r"x must hold integer indices", "bool"],
+                  lambda: cs231n.word_embedding_forward(np.ones(5, bool), W))
+    raises_naming(TypeError, [r"W must hold real numbers"],
+                  lambda: cs231n.word_embedding_forward(1, np.ones((5, 3), complex)))
+    raises_naming(TypeError, [r"promote to int64"],
+                  lambda: cs231n.word_embedding_forward(1, np.ones((5, 3), int)))
     raises_naming(ValueError, [r"w must have shape \(D, M\)"],
                   lambda: cs231n.temporal_affine_forward(np.ones((2, 3, 4)), np.ones((3, 2)),
                                                          np.ones(2)))
-    raises_naming(ValueError, [r"b must have shape \(M,\)"],
+    raises_naming(ValueError, [r"b must broadcast to \(N, T, M\)"],
                   lambda: cs231n.temporal_affine_forward(np.ones((2, 3, 4)), np.ones((4, 2)),
                                                          np.ones(3)))
     x = np.zeros((2, 3, 4))
     raises_naming(ValueError, [r"y must have shape \(N, T\)"],
                   lambda: cs231n.temporal_softmax_loss(x, np.zeros((3, 2), int), np.ones((2, 3))))
-    raises_naming(ValueError, [r"y must lie in \[0, V\)"],
+    raises_naming(ValueError, [r"y must lie in \[-V, V\)"],
                   lambda: cs231n.temporal_softmax_loss(x, np.full((2, 3), 4), np.ones((2, 3))))
     raises_naming(ValueError, [r"mask must have shape"],
                   lambda: cs231n.temporal_softmax_loss(x, np.zeros((2, 3), int), np.ones(6)))
@@ -426,17 +439,19 @@ def test_bad_other_layer_arguments_are_named():
 def test_bad_step_arguments_are_named():
     x, h, b = np.ones((2, 3)), np.ones((2, 4)), np.ones(16)
     Wx, Wh = np.ones((3, 16)), np.ones((4, 16))
-    raises_naming(ValueError, [r"prev_c must have shape \(N, H\)"],
+    raises_naming(ValueError, [r"prev_c must broadcast against the gates' shape"],
                   lambda: cs231n.lstm_step_forward(x, h, np.ones((2, 5)), Wx, Wh, b))
-    raises_naming(ValueError, [r"prev_h must have shape \(N, H\)"],
+    raises_naming(ValueError, [r"x \(2, 3\), prev_h \(3, 4\) and b \(16,\) must broadcast"],
                   lambda: cs231n.lstm_step_forward(x, np.ones((3, 4)), h, Wx, Wh, b))
+    raises_naming(ValueError, [r"prev_h must have shape \(..., H\) with H = 4"],
+                  lambda: cs231n.lstm_step_forward(x, np.ones((2, 5)), h, Wx, Wh, b))
     raises_naming(ValueError, [r"Wx must have shape \(D, 4\*H\)"],
                   lambda: cs231n.lstm_step_forward(x, h, h, np.ones((2, 16)), Wh, b))
     _, rnn_cache = cs231n.rnn_step_forward(x, h, Wx[:, :4], Wh[:, :4], b[:4])
     raises_naming(TypeError, [r"cache must come from .*lstm_step_forward", "rnn_step_forward"],
                   lambda: cs231n.lstm_step_backward(h, h, rnn_cache))
     _, _, cache = cs231n.lstm_step_forward(x, h, h, Wx, Wh, b)
-    raises_naming(ValueError, [r"dnext_c must have shape"],
+    raises_naming(ValueError, [r"dnext_c must broadcast to next_h's shape"],
                   lambda: cs231n.lstm_step_backward(h, np.ones((2, 5)), cache))
     raises_naming(TypeError, [r"cache must come from .*word_embedding_forward"],
                   lambda: cs231n.word_embedding_backward(np.ones((2, 3, 4)), cache))
