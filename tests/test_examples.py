@@ -41,3 +41,14 @@ def test_min_char_rnn_trains_and_samples_on_the_corpus():
     losses = [float(v) for v in re.findall(r"iter \d+, loss: ([\d.]+)", out)]
     assert len(losses) == 3 and all(v > 0 for v in losses), out
     assert out.count("----") == 4, out          # two samples, each between rulers
+    assert "lossFun (compat, bound to the globals)" in out, out
+
+
+def test_min_char_rnn_bound_to_the_scripts_globals_agrees_with_the_script():
+    # the script's own lossFun (reading its globals) and minchar.bind(globals()) at every
+    # iteration of a training run on the compat results; samples from both samplers
+    out = _run("min_char_rnn.py", "--compare", "--iters", "60", "--sample-every", "20")
+    worst, mismatches = re.search(r"over 60 iterations: ([-+.\de]+); samples that differ: "
+                                  r"(\d+)", out).groups()
+    assert float(worst) < 1e-10 and mismatches == "0", out
+    assert out.count("----") == 6, out          # three samples
