@@ -3,7 +3,7 @@ fastbptt.compat takes as the originals do (issue 19): scalar, 1-D and N-D embedd
 indices, step functions on inputs that broadcast, NumPy's promotion of mixed and integer
 dtypes, the sequence cache used as a list of step caches, CaptioningRNN's sampling loop,
 and min-char-rnn's lossFun reading the script's globals. Each against course-style NumPy
-(_cs231n_course.py; the min-char-rnn script verbatim below), and float64 central
+(_cs231n_course.py; the min-char-rnn script verbatim, _minchar_script.py), and float64 central
 differences for every gradient path these add."""
 import types
 
@@ -17,6 +17,7 @@ from _cs231n_course import (check_fd, numeric_gradient, o_lstm_backward,
                             o_temporal_softmax_loss, o_word_embedding_backward,
                             o_word_embedding_forward)
 from _helpers import raises_naming, relative_error
+from _minchar_script import script_namespace
 
 GATES = {"rnn": 1, "lstm": 4}
 DX_SEQ = 4   # D of _seq_problem
@@ -510,53 +511,7 @@ def test_captioning_sample_loop_gives_the_course_indices(cell, start_as, dtype):
 
 # ------------------------------------------------------------------ min-char-rnn globals
 
-# The script's model and functions as written (globals and all); `vocab_size`, the
-# parameters and `np` come from the namespace it is run in.
-SCRIPT = '''
-def lossFun(inputs, targets, hprev):
-  xs, hs, ys, ps = {}, {}, {}, {}
-  hs[-1] = np.copy(hprev)
-  loss = 0
-  for t in range(len(inputs)):
-    xs[t] = np.zeros((vocab_size,1))
-    xs[t][inputs[t]] = 1
-    hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t-1]) + bh)
-    ys[t] = np.dot(Why, hs[t]) + by
-    ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))
-    loss += -np.log(ps[t][targets[t],0])
-  dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-  dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-  dhnext = np.zeros_like(hs[0])
-  for t in reversed(range(len(inputs))):
-    dy = np.copy(ps[t])
-    dy[targets[t]] -= 1
-    dWhy += np.dot(dy, hs[t].T)
-    dby += dy
-    dh = np.dot(Why.T, dy) + dhnext
-    dhraw = (1 - hs[t] * hs[t]) * dh
-    dbh += dhraw
-    dWxh += np.dot(dhraw, xs[t].T)
-    dWhh += np.dot(dhraw, hs[t-1].T)
-    dhnext = np.dot(Whh.T, dhraw)
-  for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
-    np.clip(dparam, -5, 5, out=dparam)
-  return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs)-1]
-
-def sample(h, seed_ix, n):
-  x = np.zeros((vocab_size, 1))
-  x[seed_ix] = 1
-  ixes = []
-  for t in range(n):
-    h = np.tanh(np.dot(Wxh, x) + np.dot(Whh, h) + bh)
-    y = np.dot(Why, h) + by
-    p = np.exp(y) / np.sum(np.exp(y))
-    ix = np.random.choice(range(vocab_size), p=p.ravel())
-    x = np.zeros((vocab_size, 1))
-    x[ix] = 1
-    ixes.append(ix)
-  return ixes
-'''
-
+# The swap, in the script's own namespace (script_namespace: the script verbatim).
 SWAP = '''
 script_lossFun, script_sample = lossFun, sample
 lossFun = minchar.bind(globals())
@@ -565,13 +520,14 @@ sample = minchar.bind_sample(globals())
 
 
 def _script_namespace(vocab_size=13, hidden_size=9, seed=0):
+    """The script's globals and functions (_minchar_script.py), then its one-line swap."""
     rng = np.random.RandomState(seed)
-    ns = {"np": np, "minchar": minchar, "vocab_size": vocab_size,
-          "Wxh": rng.randn(hidden_size, vocab_size) * 0.3,
-          "Whh": rng.randn(hidden_size, hidden_size) * 0.3,
-          "Why": rng.randn(vocab_size, hidden_size) * 0.3,
-          "bh": np.zeros((hidden_size, 1)), "by": np.zeros((vocab_size, 1))}
-    exec(SCRIPT + SWAP, ns)       # the script, then its one-line swap (and the sampler's)
+    ns = script_namespace(rng.randn(hidden_size, vocab_size) * 0.3,
+                          rng.randn(hidden_size, hidden_size) * 0.3,
+                          rng.randn(vocab_size, hidden_size) * 0.3,
+                          np.zeros((hidden_size, 1)), np.zeros((vocab_size, 1)),
+                          minchar=minchar)
+    exec(SWAP, ns)
     return ns
 
 

@@ -1,61 +1,13 @@
-"""fastbptt.compat.minchar against the min-char-rnn script's own loops (the oracle below,
-its lossFun and sample with the globals made arguments; the script verbatim, globals and
-all, in test_compat_dropin.py), finite differences, dtypes as the script's, bad input."""
+"""fastbptt.compat.minchar against the min-char-rnn script's own lossFun and sample (the
+oracle, _minchar_script.py: the script verbatim, run in a namespace holding the
+parameters as its globals), finite differences, dtypes as the script's, bad input. The
+one-line swap into the script's globals: test_compat_dropin.py."""
 import numpy as np
 import pytest
 
 from fastbptt.compat import minchar
 from _helpers import raises_naming, relative_error
-
-
-# ------------------------------------------------------------------ the oracle (the script)
-
-def o_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, clip=True):   # noqa: N802
-    vocab_size = Wxh.shape[1]
-    xs, hs, ys, ps = {}, {}, {}, {}
-    hs[-1] = np.copy(hprev)
-    loss = 0
-    for t in range(len(inputs)):
-        xs[t] = np.zeros((vocab_size, 1))
-        xs[t][inputs[t]] = 1
-        hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)
-        ys[t] = np.dot(Why, hs[t]) + by
-        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))
-        loss += -np.log(ps[t][targets[t], 0])
-    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-    dhnext = np.zeros_like(hs[0]) if inputs else np.zeros_like(hprev)
-    for t in reversed(range(len(inputs))):
-        dy = np.copy(ps[t])
-        dy[targets[t]] -= 1
-        dWhy += np.dot(dy, hs[t].T)
-        dby += dy
-        dh = np.dot(Why.T, dy) + dhnext
-        dhraw = (1 - hs[t] * hs[t]) * dh
-        dbh += dhraw
-        dWxh += np.dot(dhraw, xs[t].T)
-        dWhh += np.dot(dhraw, hs[t - 1].T)
-        dhnext = np.dot(Whh.T, dhraw)
-    if clip:
-        for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
-            np.clip(dparam, -5, 5, out=dparam)
-    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
-
-
-def o_sample(h, seed_ix, n, Wxh, Whh, Why, bh, by):
-    vocab_size = Wxh.shape[1]
-    x = np.zeros((vocab_size, 1))
-    x[seed_ix] = 1
-    ixes = []
-    for t in range(n):
-        h = np.tanh(np.dot(Wxh, x) + np.dot(Whh, h) + bh)
-        y = np.dot(Why, h) + by
-        p = np.exp(y) / np.sum(np.exp(y))
-        ix = np.random.choice(range(vocab_size), p=p.ravel())
-        x = np.zeros((vocab_size, 1))
-        x[ix] = 1
-        ixes.append(ix)
-    return ixes
+from _minchar_script import o_lossFun, o_sample
 
 
 def _model(V=65, H=100, scale=0.01, seed=0, dtype=np.float64):
@@ -135,9 +87,13 @@ def test_lossFun_negative_indices_count_from_the_end():
 
 
 def test_lossFun_empty_chunk_returns_zeros_and_hprev():
-    (Wxh, Whh, Why, bh, by), hprev = _model(V=5, H=4)
+    # The script itself fails here (np.zeros_like(hs[0]): no step 0, a KeyError); compat
+    # returns what its loops would leave: loss 0, zero gradients, hprev (a copy).
+    (Wxh, Whh, Why, bh, by), hprev = _model(V=5, H=4, dtype=np.float32)
+    with pytest.raises(KeyError):
+        o_lossFun([], [], hprev, Wxh, Whh, Why, bh, by)
     got = minchar.lossFun([], [], hprev, Wxh, Whh, Why, bh, by)
-    want = o_lossFun([], [], hprev, Wxh, Whh, Why, bh, by)
+    want = (0, *(np.zeros_like(a) for a in (Wxh, Whh, Why, bh, by)), hprev)
     _assert_results(got, want, 0)
     assert got[0] == 0 and got[-1] is not hprev
 
