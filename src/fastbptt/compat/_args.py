@@ -23,6 +23,7 @@ import numpy as np
 from fastbptt._validation import FLOAT_DTYPES, check_blas_size
 
 _REAL_KINDS = "iuf"   # signed, unsigned, float: what promotes to a float result
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 
 def asarray(name, value):
@@ -50,12 +51,20 @@ def result_dtype(caller, ufunc=True, **values):
     for name, value in values.items():
         # Python int and float stay Python scalars: weak in np.result_type (NEP 50), as
         # `x.dot(Wx) + 0` keeps float32 in the original. A dtype stands for an array
-        # already checked (a cache's).
-        if isinstance(value, (bool, np.bool_)):
+        # already checked (a cache's); an array by its dtype (as an array would: no
+        # value-based casting in NumPy 2), which is quicker to promote.
+        if isinstance(value, np.ndarray):
+            parts.append(asarray(name, value).dtype)
+        elif isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must hold real numbers, got a bool")
-        parts.append(value if isinstance(value, (int, float, np.dtype))
-                     else asarray(name, value))
-    dtype = np.result_type(*parts).newbyteorder("=")
+        elif isinstance(value, (int, float, np.dtype)):
+            parts.append(value)
+        else:
+            parts.append(asarray(name, value))
+    dtype = np.result_type(*parts)
+    if dtype is _FLOAT64 or dtype is _FLOAT32:     # the usual case, decided
+        return dtype
+    dtype = dtype.newbyteorder("=")
     if ufunc and dtype.kind in "iu":
         dtype = np.promote_types(dtype, np.float16)    # np.tanh(int16) is float32, ...
     if dtype not in FLOAT_DTYPES:
@@ -82,22 +91,30 @@ def indices(name, value, V, source):
     """Integer indices into V rows, any shape (a Python int too), as W[x] reads them:
     returns them as an intp array in [0, V), negative ones counted from the end."""
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-    if arr.dtype == np.bool_:
-        raise TypeError(f"{name} must hold integer indices, got bool (NumPy would read a "
-                        f"boolean array as a mask, not as indices)")
-    if not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":
+        if arr.dtype == np.bool_:
+            raise TypeError(f"{name} must hold integer indices, got bool (NumPy would read "
+                            f"a boolean array as a mask, not as indices)")
         raise TypeError(f"{name} must hold integer indices, got dtype {arr.dtype} (NumPy "
                         f"refuses non-integer indices too)")
-    if arr.size and (arr.min() < -V or arr.max() >= V):
+    if not arr.size:
+        return arr.astype(np.intp)
+    low, high = arr.min(), arr.max()
+    if low < -V or high >= V:
         raise ValueError(f"{name} must lie in [-V, V) = [{-V}, {V}) (V from {source}), got "
-                         f"values from {arr.min()} to {arr.max()}")
-    arr = arr.astype(np.intp)        # a new array: normalised below without writing theirs
+                         f"values from {low} to {high}")
+    if low >= 0:
+        return arr.astype(np.intp, copy=False)
+    arr = arr.astype(np.intp)        # a new array: normalised without writing theirs
     arr[arr < 0] += V
     return arr
 
 
 def broadcast_to(name, value, shape, described):
-    """value (an ndarray) broadcast to `shape` as NumPy would (a read-only view)."""
+    """value (an ndarray) broadcast to `shape` as NumPy would (a read-only view; value
+    itself when it has that shape)."""
+    if value.shape == shape:
+        return value
     try:
         return np.broadcast_to(value, shape)
     except ValueError:

@@ -99,6 +99,8 @@ def _step_args(caller, G, **values):
     if prev_h.ndim == 0 or prev_h.shape[-1] != H:
         raise ValueError(f"prev_h must have shape (..., H) with H = {H} (from Wh), got "
                          f"{prev_h.shape}")
+    if x.shape[:-1] == prev_h.shape[:-1] and b.shape == (G * H,):   # the course's shapes
+        return a, H, x.shape[:-1]
     try:
         shape = np.broadcast_shapes(x.shape[:-1] + (G * H,), prev_h.shape[:-1] + (G * H,),
                                     b.shape)
@@ -279,7 +281,9 @@ def _from_torch(G, dW_ih, dW_hh, db_ih, H):
 
 def _rows(a, batch):
     """a (..., K) broadcast to batch + (K,) as rows (M, K), M = prod(batch)."""
-    return np.broadcast_to(a, batch + a.shape[-1:]).reshape(-1, a.shape[-1])
+    if a.shape[:-1] != batch:
+        a = np.broadcast_to(a, batch + a.shape[-1:])
+    return a.reshape(-1, a.shape[-1])
 
 
 def _affine_grads(da, x, prev_h, Wx, Wh):
@@ -400,7 +404,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
                              prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
     x, prev_h, prev_c, Wx, Wh = a["x"], a["prev_h"], a["prev_c"], a["Wx"], a["Wh"]
     try:
-        np.broadcast_shapes(batch + (H,), prev_c.shape)
+        if prev_c.shape != batch + (H,):
+            np.broadcast_shapes(batch + (H,), prev_c.shape)
     except ValueError:
         raise ValueError(f"prev_c must broadcast against the gates' shape {batch + (H,)} "
                          f"(in f * prev_c), got {prev_c.shape}") from None
@@ -529,6 +534,8 @@ def temporal_affine_forward(x, w, b):
 
 def _check_broadcasts_into(name, value, shape, described):
     """value must broadcast to `shape` without enlarging it (as in `out += value`)."""
+    if value.shape == shape[-1:]:
+        return
     try:
         ok = np.broadcast_shapes(value.shape, shape) == shape
     except ValueError:
