@@ -37,10 +37,10 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-import fastbptt
-from fastbptt._validation import as_float_array
 from fastbptt.compat._args import (asarray, broadcast_to, convert, indices, result_dtype,
                                    unbroadcast)
+import fastbptt
+from fastbptt._validation import as_float_array
 
 _LSTM_GATES = 4
 

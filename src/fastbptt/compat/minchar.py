@@ -43,9 +43,9 @@ import collections.abc
 
 import numpy as np
 
+from fastbptt.compat._args import asarray, convert, indices, result_dtype
 import fastbptt
 from fastbptt._validation import as_float_array
-from fastbptt.compat._args import asarray, convert, indices, result_dtype
 
 CLIP = 5.0   # the script clips every gradient to [-CLIP, CLIP] to curb exploding gradients
 
