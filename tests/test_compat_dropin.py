@@ -105,6 +105,7 @@ def test_word_embedding_takes_every_index_shape_W_x_takes(case):
     want, cache_o = o_word_embedding_forward(x, W)           # W[x, :]
     assert out.shape == np.shape(x) + (D,) and out.dtype == W.dtype
     np.testing.assert_array_equal(out, want)
+    assert not np.shares_memory(out, W)        # W[4, :] would be a view: a copy here
     dout, = _arrays(1, out.shape)
     _close([cs231n.word_embedding_backward(dout, cache)],
            [o_word_embedding_backward(dout, cache_o)], 1e-13, case)
