@@ -20,7 +20,6 @@ import types
 
 import numpy as np
 
-
 # ---------------------------------------------------------------- NumPy layers (CS231n)
 
 def sigmoid(x):
@@ -161,6 +160,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
 
 
 numpy_layers = types.SimpleNamespace(**{name: globals()[name] for name in (
+    "rnn_step_forward", "rnn_step_backward", "lstm_step_forward", "lstm_step_backward",
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "word_embedding_forward",
     "word_embedding_backward", "temporal_affine_forward", "temporal_affine_backward",
     "temporal_softmax_loss")})

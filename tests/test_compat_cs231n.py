@@ -1,150 +1,18 @@
 """fastbptt.compat.cs231n against the layer functions written the way the CS231n
-assignments write them (the oracle below: NumPy, step functions looped over time, np.add.at),
-central-difference gradient checks in float64, float32 kept, bad input."""
+assignments write them (the oracle in _cs231n_course.py: NumPy, step functions looped over
+time, np.add.at), central-difference gradient checks in float64, float32 kept, bad input.
+The originals' less tidy idioms (broadcasting, promotion, list caches): test_compat_dropin.py."""
 import numpy as np
 import pytest
 
+import _cs231n_course as course
 import fastbptt
+from _cs231n_course import check_fd as _check_fd
+from _cs231n_course import numeric_gradient
 from _helpers import DTYPES, raises_naming, relative_error
 from fastbptt.compat import cs231n
 
 TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
-
-
-# ------------------------------------------------------------------ the oracle (course-style)
-
-def sigmoid(x):
-    pos = x >= 0
-    z = np.zeros_like(x)
-    z[pos] = np.exp(-x[pos])
-    z[~pos] = np.exp(x[~pos])
-    top = np.ones_like(x)
-    top[~pos] = z[~pos]
-    return top / (1 + z)
-
-
-def o_rnn_step_forward(x, prev_h, Wx, Wh, b):
-    next_h = np.tanh(prev_h.dot(Wh) + x.dot(Wx) + b)
-    return next_h, (x, prev_h, Wx, Wh, next_h)
-
-
-def o_rnn_step_backward(dnext_h, cache):
-    x, prev_h, Wx, Wh, next_h = cache
-    da = dnext_h * (1 - next_h ** 2)
-    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
-
-
-def o_rnn_forward(x, h0, Wx, Wh, b):
-    N, T, _ = x.shape
-    h = np.zeros((N, T, h0.shape[1]), x.dtype)
-    prev_h, caches = h0, []
-    for t in range(T):
-        prev_h, c = o_rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)
-        h[:, t, :] = prev_h
-        caches.append(c)
-    return h, caches
-
-
-def o_rnn_backward(dh, caches):
-    N, T, H = dh.shape
-    D = caches[0][0].shape[1]
-    dx = np.zeros((N, T, D), dh.dtype)
-    dWx, dWh, db = np.zeros((D, H), dh.dtype), np.zeros((H, H), dh.dtype), np.zeros(H, dh.dtype)
-    dprev_h = np.zeros((N, H), dh.dtype)
-    for t in reversed(range(T)):
-        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = o_rnn_step_backward(dh[:, t, :] + dprev_h,
-                                                                         caches[t])
-        dWx += dWx_t
-        dWh += dWh_t
-        db += db_t
-    return dx, dprev_h, dWx, dWh, db
-
-
-def o_lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    H = prev_h.shape[1]
-    a = x.dot(Wx) + prev_h.dot(Wh) + b
-    i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
-    g = np.tanh(a[:, 3 * H:])
-    next_c = f * prev_c + i * g
-    next_h = o * np.tanh(next_c)
-    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
-
-
-def o_lstm_step_backward(dnext_h, dnext_c, cache):
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
-    tc = np.tanh(next_c)
-    dc = dnext_c + dnext_h * o * (1 - tc ** 2)
-    di, df, do, dg = dc * g, dc * prev_c, dnext_h * tc, dc * i
-    da = np.hstack((di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2)))
-    return (da.dot(Wx.T), da.dot(Wh.T), dc * f, x.T.dot(da), prev_h.T.dot(da),
-            da.sum(axis=0))
-
-
-def o_lstm_forward(x, h0, Wx, Wh, b):
-    N, T, _ = x.shape
-    H = h0.shape[1]
-    h = np.zeros((N, T, H), x.dtype)
-    prev_h, prev_c, caches = h0, np.zeros_like(h0), []
-    for t in range(T):
-        prev_h, prev_c, c = o_lstm_step_forward(x[:, t, :], prev_h, prev_c, Wx, Wh, b)
-        h[:, t, :] = prev_h
-        caches.append(c)
-    return h, caches
-
-
-def o_lstm_backward(dh, caches):
-    N, T, H = dh.shape
-    D = caches[0][0].shape[1]
-    dx = np.zeros((N, T, D), dh.dtype)
-    dWx, dWh = np.zeros((D, 4 * H), dh.dtype), np.zeros((H, 4 * H), dh.dtype)
-    db = np.zeros(4 * H, dh.dtype)
-    dprev_h, dprev_c = np.zeros((N, H), dh.dtype), np.zeros((N, H), dh.dtype)
-    for t in reversed(range(T)):
-        dx[:, t, :], dprev_h, dprev_c, dWx_t, dWh_t, db_t = o_lstm_step_backward(
-            dh[:, t, :] + dprev_h, dprev_c, caches[t])
-        dWx += dWx_t
-        dWh += dWh_t
-        db += db_t
-    return dx, dprev_h, dWx, dWh, db
-
-
-def o_word_embedding_forward(x, W):
-    return W[x, :], (x, W)
-
-
-def o_word_embedding_backward(dout, cache):
-    x, W = cache
-    dW = np.zeros_like(W)
-    np.add.at(dW, x, dout)
-    return dW
-
-
-def o_temporal_affine_forward(x, w, b):
-    N, T, D = x.shape
-    M = b.shape[0]
-    return x.reshape(N * T, D).dot(w).reshape(N, T, M) + b, (x, w, b)
-
-
-def o_temporal_affine_backward(dout, cache):
-    x, w, b = cache
-    N, T, D = x.shape
-    M = b.shape[0]
-    dx = dout.reshape(N * T, M).dot(w.T).reshape(N, T, D)
-    dw = dout.reshape(N * T, M).T.dot(x.reshape(N * T, D)).T
-    return dx, dw, dout.sum(axis=(0, 1))
-
-
-def o_temporal_softmax_loss(x, y, mask):
-    N, T, V = x.shape
-    x_flat, y_flat, mask_flat = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
-    probs = np.exp(x_flat - np.max(x_flat, axis=1, keepdims=True))
-    probs /= np.sum(probs, axis=1, keepdims=True)
-    loss = -np.sum(mask_flat * np.log(probs[np.arange(N * T), y_flat])) / N
-    dx_flat = probs.copy()
-    dx_flat[np.arange(N * T), y_flat] -= 1
-    dx_flat /= N
-    dx_flat *= mask_flat[:, None]
-    return loss, dx_flat.reshape(N, T, V)
 
 
 # ------------------------------------------------------------------ problems and checks
@@ -185,7 +53,8 @@ def test_sequence_functions_match_the_course_loop(cell, shape, dtype):
     x, h0, Wx, Wh, b, dh = _seq_problem(cell, dtype, *shape)
     inputs = [a.copy() for a in (x, h0, Wx, Wh, b, dh)]
     forward, backward = getattr(cs231n, f"{cell}_forward"), getattr(cs231n, f"{cell}_backward")
-    o_forward, o_backward = globals()[f"o_{cell}_forward"], globals()[f"o_{cell}_backward"]
+    o_forward = getattr(course, f"o_{cell}_forward")
+    o_backward = getattr(course, f"o_{cell}_backward")
     h, cache = forward(x, h0, Wx, Wh, b)
     h_o, cache_o = o_forward(x, h0, Wx, Wh, b)
     _assert_all_close([h], [h_o], dtype, f"{cell}_forward")
@@ -201,15 +70,15 @@ def test_step_functions_match_the_course(dtype):
         dtype, 1, (N, D), (N, H), (N, H), (D, H), (H, H), (H,), (D, 4 * H), (H, 4 * H),
         (4 * H,), (N, H), (N, H))
     nh, cache = cs231n.rnn_step_forward(x, h, Wx1, Wh1, b1)
-    nh_o, cache_o = o_rnn_step_forward(x, h, Wx1, Wh1, b1)
+    nh_o, cache_o = course.o_rnn_step_forward(x, h, Wx1, Wh1, b1)
     _assert_all_close([nh], [nh_o], dtype, "rnn_step_forward")
-    _assert_all_close(cs231n.rnn_step_backward(dh, cache), o_rnn_step_backward(dh, cache_o),
+    _assert_all_close(cs231n.rnn_step_backward(dh, cache), course.o_rnn_step_backward(dh, cache_o),
                       dtype, "rnn_step_backward")
     nh, nc, cache = cs231n.lstm_step_forward(x, h, c, Wx4, Wh4, b4)
-    nh_o, nc_o, cache_o = o_lstm_step_forward(x, h, c, Wx4, Wh4, b4)
+    nh_o, nc_o, cache_o = course.o_lstm_step_forward(x, h, c, Wx4, Wh4, b4)
     _assert_all_close([nh, nc], [nh_o, nc_o], dtype, "lstm_step_forward")
     _assert_all_close(cs231n.lstm_step_backward(dh, dc, cache),
-                      o_lstm_step_backward(dh, dc, cache_o), dtype, "lstm_step_backward")
+                      course.o_lstm_step_backward(dh, dc, cache_o), dtype, "lstm_step_backward")
 
 
 def test_lstm_step_saturated_gates_stay_finite():
@@ -232,18 +101,20 @@ def test_embedding_affine_and_loss_match_the_course(NTVD, dtype):
     W, dout, w, b, dout2, scores = _arrays(dtype, 3, (V, D), (N, T, D), (D, V), (V,),
                                            (N, T, V), (N, T, V), scale=2.0)
     out, cache = cs231n.word_embedding_forward(words, W)
-    out_o, cache_o = o_word_embedding_forward(words, W)
+    out_o, cache_o = course.o_word_embedding_forward(words, W)
     _assert_all_close([out, cs231n.word_embedding_backward(dout, cache)],
-                      [out_o, o_word_embedding_backward(dout, cache_o)], dtype, "embedding")
+                      [out_o, course.o_word_embedding_backward(dout, cache_o)], dtype, "embedding")
     out, cache = cs231n.temporal_affine_forward(out, w, b)
-    out_o, cache_o = o_temporal_affine_forward(out_o, w, b)
+    out_o, cache_o = course.o_temporal_affine_forward(out_o, w, b)
     _assert_all_close([out], [out_o], dtype, "temporal_affine_forward")
     _assert_all_close(cs231n.temporal_affine_backward(dout2, cache),
-                      o_temporal_affine_backward(dout2, cache_o), dtype, "temporal_affine_backward")
+                      course.o_temporal_affine_backward(dout2, cache_o), dtype,
+                      "temporal_affine_backward")
     y = rng.integers(0, V, (N, T))
     mask = rng.random((N, T)) > 0.3
     _assert_all_close(cs231n.temporal_softmax_loss(scores, y, mask),
-                      o_temporal_softmax_loss(scores, y, mask), dtype, "temporal_softmax_loss")
+                      course.o_temporal_softmax_loss(scores, y, mask), dtype,
+                      "temporal_softmax_loss")
 
 
 def test_softmax_loss_verbose_prints(capsys):
@@ -259,26 +130,6 @@ def test_softmax_loss_large_scores_stay_finite():
 
 
 # ------------------------------------------------------------------ finite differences
-
-def numeric_gradient(f, arr, dout, h=1e-5):
-    """d(sum(f() * dout))/d(arr) by central differences, arr perturbed in place."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + h
-        plus = np.sum(f() * dout)
-        arr[idx] = old - h
-        minus = np.sum(f() * dout)
-        arr[idx] = old
-        grad[idx] = (plus - minus) / (2 * h)
-    return grad
-
-
-def _check_fd(analytic, numeric, name):
-    assert np.max(np.abs(numeric)) > 1e-3, f"{name}: degenerate test, zero gradient"
-    err = relative_error(analytic, numeric)
-    assert err < 1e-7, f"{name}: relative error {err:.2e}"
-
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_sequence_gradients_match_finite_differences(cell):
@@ -336,7 +187,7 @@ def test_other_layers_gradients_match_finite_differences():
 def test_batch_major_sequence_is_not_copied():
     x, h0, Wx, Wh, b, _ = _seq_problem("lstm", np.float32, 3, 5, 4, 6)
     _, cache = cs231n.lstm_forward(x, h0, Wx, Wh, b)
-    inner = cache.data[0]
+    inner = cache.inner
     assert np.shares_memory(inner.args.x, x)
 
 
@@ -345,7 +196,7 @@ def test_the_backend_switch_reaches_the_compat_functions():
     h, cache = cs231n.rnn_forward(x, h0, Wx, Wh, b)
     with fastbptt.use_backend("reference"):
         h_r, cache_r = cs231n.rnn_forward(x, h0, Wx, Wh, b)
-    assert type(cache_r.data[0]).__module__.startswith("fastbptt.reference")
+    assert type(cache_r.inner).__module__.startswith("fastbptt.reference")
     _assert_all_close([h], [h_r], np.float64, "h")
     _assert_all_close(cs231n.rnn_backward(dh, cache), cs231n.rnn_backward(dh, cache_r),
                       np.float64, "grads")
@@ -360,13 +211,19 @@ def _rnn_args(**change):
 
 BAD_SEQUENCE = [
     ("x_2d", dict(x=np.ones((2, 4))), ValueError, [r"x must be 3-D"]),
-    ("x_int", dict(x=np.ones((2, 3, 4), int)), TypeError, [r"x must have dtype float32"]),
+    ("x_complex", dict(x=np.ones((2, 3, 4), complex)), TypeError,
+     [r"x must hold real numbers", "complex128"]),
+    ("x_bool", dict(x=np.ones((2, 3, 4), bool)), TypeError, [r"x must hold real numbers"]),
+    ("x_float16", dict(x=np.ones((2, 3, 4), np.float16), h0=np.ones((2, 5), np.float16),
+                       Wx=np.ones((4, 5), np.float16), Wh=np.ones((5, 5), np.float16),
+                       b=np.ones(5, np.float16)), TypeError,
+     [r"promote to float16", "float32 or float64 only"]),
     ("Wx_rows", dict(Wx=np.ones((3, 5))), ValueError,
      [r"Wx must have shape \(D, H\)", r"D from x"]),
     ("Wh_shape", dict(Wh=np.ones((5, 4))), ValueError, [r"Wh must have shape \(H, H\)"]),
-    ("b_shape", dict(b=np.ones(4)), ValueError, [r"b must have shape \(H,\)"]),
-    ("h0_shape", dict(h0=np.ones((3, 5))), ValueError, [r"h0 must have shape \(N, H\)"]),
-    ("mixed", dict(Wh=np.ones((5, 5), np.float32)), TypeError, [r"mixed dtypes", r"Wh"]),
+    ("b_shape", dict(b=np.ones(4)), ValueError, [r"b must broadcast to \(H,\)"]),
+    ("b_per_row", dict(b=np.ones((2, 5))), ValueError, [r"b must broadcast to \(H,\)"]),
+    ("h0_shape", dict(h0=np.ones((3, 5))), ValueError, [r"h0 must broadcast to \(N, H\)"]),
 ]
 
 
@@ -379,7 +236,8 @@ def test_bad_sequence_arguments_are_named(cell, case, change, exc, needles):
             if k not in change:
                 args[k] = np.tile(args[k], 4)
         needles = [n.replace(r"H\)", r"4\*H\)").replace(r"H,\)", r"4\*H,\)")
-                   if case in ("Wx_rows", "Wh_shape", "b_shape") else n for n in needles]
+                   if case in ("Wx_rows", "Wh_shape", "b_shape", "b_per_row") else n
+                   for n in needles]
         if case == "Wh_shape":
             args["Wh"] = np.ones((5, 19))
     raises_naming(exc, needles, lambda: getattr(cs231n, f"{cell}_forward")(**args))
@@ -388,36 +246,43 @@ def test_bad_sequence_arguments_are_named(cell, case, change, exc, needles):
 def test_bad_backward_arguments_are_named():
     args = _rnn_args()
     h, cache = cs231n.rnn_forward(**args)
-    raises_naming(ValueError, [r"dh must have shape"], lambda: cs231n.rnn_backward(h[:, :2], cache))
-    raises_naming(TypeError, [r"mixed dtypes", "dh"],
-                  lambda: cs231n.rnn_backward(h.astype(np.float32), cache))
+    raises_naming(ValueError, [r"dh must broadcast to h's shape \(N, T, H\)"],
+                  lambda: cs231n.rnn_backward(h[:, :2], cache))
+    raises_naming(TypeError, [r"dh must hold real numbers"],
+                  lambda: cs231n.rnn_backward(h.astype(complex), cache))
     raises_naming(TypeError, [r"cache must come from .*lstm_forward", "rnn_forward"],
                   lambda: cs231n.lstm_backward(h, cache))
     raises_naming(TypeError, [r"cache must come from .*rnn_forward"],
                   lambda: cs231n.rnn_backward(h, {"h": h}))
     step = cs231n.rnn_step_forward(args["x"][:, 0], args["h0"], args["Wx"], args["Wh"], args["b"])
-    raises_naming(ValueError, [r"dnext_h must have shape"],
+    raises_naming(ValueError, [r"dnext_h must broadcast to next_h's shape"],
                   lambda: cs231n.rnn_step_backward(np.ones((2, 4)), step[1]))
 
 
 def test_bad_other_layer_arguments_are_named():
     W = np.ones((5, 3))
-    raises_naming(TypeError, [r"x must hold integers"],
+    raises_naming(TypeError, [r"x must hold integer indices", "float64"],
                   lambda: cs231n.word_embedding_forward(np.ones((2, 2)), W))
-    raises_naming(ValueError, [r"x must lie in \[0, V\)"],
+    raises_naming(ValueError, [r"x must lie in \[-V, V\)", r"\[-5, 5\)"],
                   lambda: cs231n.word_embedding_forward(np.array([[0, 5]]), W))
-    raises_naming(ValueError, [r"x must be 2-D"],
-                  lambda: cs231n.word_embedding_forward(np.array([0, 1]), W))
+    raises_naming(ValueError, [r"x must lie in \[-V, V\)"],
+                  lambda: cs231n.word_embedding_forward(-6, W))
+    raises_naming(TypeError, [r"x must hold integer indices", "bool"],
+                  lambda: cs231n.word_embedding_forward(np.ones(5, bool), W))
+    raises_naming(TypeError, [r"W must hold real numbers"],
+                  lambda: cs231n.word_embedding_forward(1, np.ones((5, 3), complex)))
+    raises_naming(TypeError, [r"promote to int64"],
+                  lambda: cs231n.word_embedding_forward(1, np.ones((5, 3), int)))
     raises_naming(ValueError, [r"w must have shape \(D, M\)"],
                   lambda: cs231n.temporal_affine_forward(np.ones((2, 3, 4)), np.ones((3, 2)),
                                                          np.ones(2)))
-    raises_naming(ValueError, [r"b must have shape \(M,\)"],
+    raises_naming(ValueError, [r"b must broadcast to \(N, T, M\)"],
                   lambda: cs231n.temporal_affine_forward(np.ones((2, 3, 4)), np.ones((4, 2)),
                                                          np.ones(3)))
     x = np.zeros((2, 3, 4))
     raises_naming(ValueError, [r"y must have shape \(N, T\)"],
                   lambda: cs231n.temporal_softmax_loss(x, np.zeros((3, 2), int), np.ones((2, 3))))
-    raises_naming(ValueError, [r"y must lie in \[0, V\)"],
+    raises_naming(ValueError, [r"y must lie in \[-V, V\)"],
                   lambda: cs231n.temporal_softmax_loss(x, np.full((2, 3), 4), np.ones((2, 3))))
     raises_naming(ValueError, [r"mask must have shape"],
                   lambda: cs231n.temporal_softmax_loss(x, np.zeros((2, 3), int), np.ones(6)))
@@ -426,17 +291,19 @@ def test_bad_other_layer_arguments_are_named():
 def test_bad_step_arguments_are_named():
     x, h, b = np.ones((2, 3)), np.ones((2, 4)), np.ones(16)
     Wx, Wh = np.ones((3, 16)), np.ones((4, 16))
-    raises_naming(ValueError, [r"prev_c must have shape \(N, H\)"],
+    raises_naming(ValueError, [r"prev_c must broadcast against the gates' shape"],
                   lambda: cs231n.lstm_step_forward(x, h, np.ones((2, 5)), Wx, Wh, b))
-    raises_naming(ValueError, [r"prev_h must have shape \(N, H\)"],
+    raises_naming(ValueError, [r"x \(2, 3\), prev_h \(3, 4\) and b \(16,\) must broadcast"],
                   lambda: cs231n.lstm_step_forward(x, np.ones((3, 4)), h, Wx, Wh, b))
+    raises_naming(ValueError, [r"prev_h must have shape \(..., H\) with H = 4"],
+                  lambda: cs231n.lstm_step_forward(x, np.ones((2, 5)), h, Wx, Wh, b))
     raises_naming(ValueError, [r"Wx must have shape \(D, 4\*H\)"],
                   lambda: cs231n.lstm_step_forward(x, h, h, np.ones((2, 16)), Wh, b))
     _, rnn_cache = cs231n.rnn_step_forward(x, h, Wx[:, :4], Wh[:, :4], b[:4])
     raises_naming(TypeError, [r"cache must come from .*lstm_step_forward", "rnn_step_forward"],
                   lambda: cs231n.lstm_step_backward(h, h, rnn_cache))
     _, _, cache = cs231n.lstm_step_forward(x, h, h, Wx, Wh, b)
-    raises_naming(ValueError, [r"dnext_c must have shape"],
+    raises_naming(ValueError, [r"dnext_c must broadcast to next_h's shape"],
                   lambda: cs231n.lstm_step_backward(h, np.ones((2, 5)), cache))
     raises_naming(TypeError, [r"cache must come from .*word_embedding_forward"],
                   lambda: cs231n.word_embedding_backward(np.ones((2, 3, 4)), cache))

@@ -35,9 +35,40 @@ def test_cs231n_model_prints_the_same_losses_for_both_layer_sets(cell):
     assert re.search(r"speed-up [\d.]+x", out), out
 
 
+@pytest.mark.parametrize("cell,dtype", [("lstm", "float64"), ("rnn", "float64"),
+                                        ("lstm", "float32")])
+def test_captioning_rnn_samples_the_same_indices_on_both_layer_sets(cell, dtype):
+    out = _run("captioning_rnn.py", "--small", "--cell", cell, "--dtype", dtype)
+    # the notebooks' loss sanity checks, both layer sets, against the published values
+    for check, expected in (("rnn", 9.83235591003), ("lstm", 9.82445935443)):
+        line = re.search(rf"^  {check} +expected [\d.]+ +NumPy layers ([\d.]+) +"
+                         rf"fastbptt.compat ([\d.]+)$", out, re.M)
+        assert line, out
+        assert all(abs(float(v) - expected) < 1e-10 for v in line.groups()), out
+    rows = re.findall(r"^\s+(\d+)\s+([-\d.]+)\s+([-\d.]+)$", out, re.M)
+    assert len(rows) >= 10, out
+    for _, numpy_loss, compat_loss in rows:
+        assert float(numpy_loss) == pytest.approx(float(compat_loss),
+                                                  rel=1e-9 if dtype == "float64" else 1e-4)
+    samples = re.findall(r"image \d: NumPy (\[[\d, ]+\])  compat (\[[\d, ]+\])", out)
+    assert len(samples) == 4 and all(a == b for a, b in samples), out
+    assert "identical sampled indices for all 12 images: True" in out, out
+
+
 def test_min_char_rnn_trains_and_samples_on_the_corpus():
     out = _run("min_char_rnn.py", "--small")
     assert re.search(r"data has \d+ characters, \d+ unique", out), out
     losses = [float(v) for v in re.findall(r"iter \d+, loss: ([\d.]+)", out)]
     assert len(losses) == 3 and all(v > 0 for v in losses), out
     assert out.count("----") == 4, out          # two samples, each between rulers
+    assert "lossFun (compat, bound to the globals)" in out, out
+
+
+def test_min_char_rnn_bound_to_the_scripts_globals_agrees_with_the_script():
+    # the script's own lossFun (reading its globals) and minchar.bind(globals()) at every
+    # iteration of a training run on the compat results; samples from both samplers
+    out = _run("min_char_rnn.py", "--compare", "--iters", "60", "--sample-every", "20")
+    worst, mismatches = re.search(r"over 60 iterations: ([-+.\de]+); samples that differ: "
+                                  r"(\d+)", out).groups()
+    assert float(worst) < 1e-10 and mismatches == "0", out
+    assert out.count("----") == 6, out          # three samples
