@@ -11,6 +11,7 @@ from fastbptt._grads import HeadGrads
 from fastbptt._threads import threads
 from fastbptt._workspace import release_workspace, set_workspace_limit, workspace_bytes
 from fastbptt.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
+from fastbptt.embedding import Embedding, embedding_backward, embedding_forward
 from fastbptt.gru import gru_backward, gru_forward
 from fastbptt.layers import GRU, LSTM, RNN
 from fastbptt.losses import (last_step, mean_squared_error, sigmoid_binary_cross_entropy,
@@ -32,3 +33,4 @@ __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_
            "GradientFlow", "gradient_flow", "plot_gradient_flow"]
 __all__ += ["set_backend", "get_backend", "use_backend", "show_config", "threads",
             "release_workspace", "set_workspace_limit", "workspace_bytes"]
+__all__ += ["Embedding", "embedding_forward", "embedding_backward"]
