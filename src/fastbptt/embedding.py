@@ -25,7 +25,7 @@ array:
 """
 import numpy as np
 
-from fastbptt import reference
+from fastbptt import _workspace
 from fastbptt._backend import BACKENDS, dispatch, implementation
 from fastbptt._embedding_args import (EmbeddingCacheBase, check_backward_args,
                                       check_forward_args, check_padding_idx, check_size)
@@ -64,7 +64,13 @@ def embedding_backward(d_out, cache, add_to=None):
     a, d_out, add_to = check_backward_args(d_out, cache, add_to, EmbeddingCache,
                                            "fastbptt.embedding_backward")
     V, D = a.num_embeddings, a.embedding_dim
-    dW = np.zeros((V, D), a.dtype) if add_to is None else add_to
+    if add_to is None:
+        # A recycled buffer (fastbptt._workspace): a fresh (V, D) array is fresh pages to
+        # fault in on every training step, which costs more than the scatter-add itself.
+        dW = _workspace.empty((V, D), a.dtype)
+        dW.fill(0)
+    else:
+        dW = add_to
     if a.indices.size and D:
         skip = -1 if a.padding_idx is None else a.padding_idx
         _kernel.scatter_add_rows(a.indices, d_out, dW, skip)
