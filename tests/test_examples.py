@@ -41,3 +41,15 @@ def test_min_char_rnn_trains_and_samples_on_the_corpus():
     losses = [float(v) for v in re.findall(r"iter \d+, loss: ([\d.]+)", out)]
     assert len(losses) == 3 and all(v > 0 for v in losses), out
     assert out.count("----") == 4, out          # two samples, each between rulers
+
+
+def test_tagging_beats_the_majority_tag_baseline_by_a_wide_margin():
+    out = _run("tagging.py", "--small")
+    found = re.search(r"per-token accuracy: ([\d.]+) held out; majority-tag baseline "
+                      r"([\d.]+), per-word baseline ([\d.]+)", out)
+    assert found, out
+    accuracy, majority, per_word = (float(v) for v in found.groups())
+    assert accuracy > majority + 0.5, out
+    assert accuracy > per_word, out          # the context helps: ambiguous words
+    losses = [float(v) for v in re.findall(r"loss ([\d.]+)", out)]
+    assert len(losses) == 4 and losses[-1] < losses[0], out
