@@ -216,6 +216,28 @@ REGISTRY = [
      for name in LOSSES]
 
 
+def _embedding_call(case, impl, backward=False):
+    """embedding_forward over (T, B) indices (or (B, T)) into a (max(I, 1), H) weight,
+    padding_idx 0 on odd seeds; backward runs its own forward for the cache."""
+    rng = case.rng()
+    V, shape = max(case.I, 1), (case.B, case.T) if case.batch_first else (case.T, case.B)
+    indices = rng.integers(0, V, size=shape)
+    weight = _rand(rng, (V, case.H), case.dtype)
+    padding_idx = 0 if case.seed % 2 else None
+    m = _module(impl)
+    fwd = Call(m.embedding_forward, (present(indices, case.layout),
+                                     present(weight, case.layout), padding_idx))
+    if not backward:
+        return fwd
+    _, cache = fwd()
+    return Call(m.embedding_backward,
+                (present(_rand(rng, shape + (case.H,), case.dtype), case.layout), cache))
+
+
+REGISTRY += [Entry("embedding_forward", _embedding_call),
+             Entry("embedding_backward", lambda case, impl: _embedding_call(case, impl, True))]
+
+
 def _gemm_call(case, impl):
     """fastbptt._kernels.blas.gemm_py, C := alpha op(A) op(B) + beta C in place: the
     BLAS shim's test entry point (writes its output argument C by design)."""

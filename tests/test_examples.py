@@ -72,3 +72,15 @@ def test_min_char_rnn_bound_to_the_scripts_globals_agrees_with_the_script():
                                   r"(\d+)", out).groups()
     assert float(worst) < 1e-10 and mismatches == "0", out
     assert out.count("----") == 6, out          # three samples
+
+
+def test_tagging_beats_the_majority_tag_baseline_by_a_wide_margin():
+    out = _run("tagging.py", "--small")
+    found = re.search(r"per-token accuracy: ([\d.]+) held out; majority-tag baseline "
+                      r"([\d.]+), per-word baseline ([\d.]+)", out)
+    assert found, out
+    accuracy, majority, per_word = (float(v) for v in found.groups())
+    assert accuracy > majority + 0.5, out
+    assert accuracy > per_word, out          # the context helps: ambiguous words
+    losses = [float(v) for v in re.findall(r"loss ([\d.]+)", out)]
+    assert len(losses) == 4 and losses[-1] < losses[0], out

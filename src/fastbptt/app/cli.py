@@ -8,6 +8,7 @@ The benchmark is imported only when `bench` runs or shows its help (_LazyOptions
 """
 import argparse
 import contextlib
+import dataclasses
 import sys
 
 from fastbptt.cells.spec import CELLS
@@ -70,7 +71,8 @@ def _parser():
     bench_parser.set_defaults(run=_run_bench)
 
     from fastbptt.app.demo import DemoOptions  # the defaults live with the demo
-    d = DemoOptions()
+    from fastbptt.app.wordlm import WordDemoOptions
+    d, w = DemoOptions(), WordDemoOptions()
     demo_parser = commands.add_parser(
         "demo",
         help="train a character-level language model and sample from it",
@@ -85,13 +87,15 @@ def _parser():
                              help=f"hidden units per layer (default: {d.hidden})")
     demo_parser.add_argument("--layers", type=_positive_int, default=d.layers,
                              help=f"stacked layers (default: {d.layers})")
-    demo_parser.add_argument("--seq-len", type=_positive_int, default=d.seq_len,
-                             help=f"steps per truncated-BPTT window (default: {d.seq_len})")
-    demo_parser.add_argument("--batch", type=_positive_int, default=d.batch,
+    demo_parser.add_argument("--seq-len", type=_positive_int, default=None,
+                             help=f"steps per truncated-BPTT window (default: {d.seq_len}; "
+                                  f"{w.seq_len} with --level word)")
+    demo_parser.add_argument("--batch", type=_positive_int, default=None,
                              help=f"parallel text streams, in all under MPI (default: "
-                                  f"{d.batch})")
-    demo_parser.add_argument("--steps", type=_positive_int, default=d.steps,
-                             help=f"training steps (default: {d.steps})")
+                                  f"{d.batch}; {w.batch} with --level word)")
+    demo_parser.add_argument("--steps", type=_positive_int, default=None,
+                             help=f"training steps (default: {d.steps}; {w.steps} with "
+                                  f"--level word)")
     demo_parser.add_argument("--lr", type=_positive_float, default=d.lr,
                              help=f"Adam learning rate (default: {d.lr:g})")
     demo_parser.add_argument("--clip", type=_positive_float, default=d.clip,
@@ -110,14 +114,26 @@ def _parser():
                                   f"(default: {d.seed})")
     demo_parser.add_argument("--sample-every", type=_positive_int, default=None,
                              help="steps between printed samples (default: four in the run)")
-    demo_parser.add_argument("--sample-length", type=_nonnegative_int, default=d.sample_length,
-                             help=f"characters per printed sample (default: {d.sample_length})")
+    demo_parser.add_argument("--sample-length", type=_nonnegative_int, default=None,
+                             help=f"characters per printed sample (default: {d.sample_length}; "
+                                  f"with --level word, words: {w.sample_length})")
     demo_parser.add_argument("--checkpoint", metavar="PATH", default=d.checkpoint,
                              help=f"save the trained model here (default: {d.checkpoint}; "
                                   f"'' to not save)")
     demo_parser.add_argument("--plot", metavar="PNG", default=None,
                              help="save the loss curve and gradient-flow profile here "
                                   "(needs matplotlib)")
+    demo_parser.add_argument("--level", choices=["char", "word"], default="char",
+                             help="character-level model (default) or a word-level one "
+                                  "(embedding, recurrent layers, softmax over the words)")
+    demo_parser.add_argument("--tied", action="store_true",
+                             help="--level word: tie the output head's weight to the "
+                                  "embedding matrix (embedding size = --hidden)")
+    demo_parser.add_argument("--embedding-dim", type=_positive_int, default=None,
+                             help="--level word: embedding size (default: --hidden)")
+    demo_parser.add_argument("--min-count", type=_positive_int, default=w.min_count,
+                             help=f"--level word: words seen fewer times in the training "
+                                  f"text are <unk> (default: {w.min_count})")
     demo_parser.set_defaults(run=_run_demo)
 
     from fastbptt.app.experiments.command import add_parser as add_experiment_parser
@@ -230,7 +246,16 @@ def _run_bench(args):
 
 
 def _run_demo(args):
+    if args.level == "word":
+        return _run_word_demo(args)
     from fastbptt.app import demo
+    for name in ("seq_len", "batch", "steps", "sample_length"):   # None: not given
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(demo.DemoOptions(), name))
+    if args.tied or args.embedding_dim is not None:
+        print("fastbptt demo: error: --tied and --embedding-dim need --level word",
+              file=sys.stderr)
+        return 2
     options = demo.DemoOptions(
         cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=args.seq_len,
         batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, backend=args.backend,
@@ -246,10 +271,30 @@ def _run_demo(args):
     return 0
 
 
-def _run_sample(args):
-    from fastbptt.app.charlm import CharLM
+def _run_word_demo(args):
+    from fastbptt.app import wordlm
+    w = wordlm.WordDemoOptions()
+    given = {name: getattr(args, name) for name in ("seq_len", "batch", "steps",
+                                                    "sample_length")}
+    options = dataclasses.replace(
+        w, cell=args.cell, hidden=args.hidden, layers=args.layers, lr=args.lr,
+        clip=args.clip, backend=args.backend, dtype=args.dtype, threads=args.threads,
+        text=args.text, seed=args.seed, sample_every=args.sample_every,
+        checkpoint=args.checkpoint or None, plot=args.plot, tied=args.tied,
+        embedding_dim=args.embedding_dim, min_count=args.min_count,
+        **{name: value for name, value in given.items() if value is not None})
     try:
-        model, _ = CharLM.load(args.checkpoint)
+        wordlm.run(options)
+    except (OSError, ValueError, ImportError) as err:
+        print(f"fastbptt demo: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_sample(args):
+    from fastbptt.app.wordlm import load_checkpoint
+    try:
+        model, _ = load_checkpoint(args.checkpoint)   # a character or a word model
         print(args.prime + model.sample(args.length, args.temperature, prime=args.prime,
                                         rng=args.seed))
     except (OSError, ValueError) as err:

@@ -1,0 +1,402 @@
+"""`fastbptt demo --level word`: a word-level recurrent language model, trained end to end.
+
+The model of the textbook: word embeddings in, recurrent layers, a distribution over the
+vocabulary at every step out. Shapes: V words in the vocabulary, E the embedding size, H
+hidden units, T steps, B streams.
+
+    tokens   (T, B)      word indices
+    x        (T, B, E)   = embedding.weight[tokens]            (fastbptt.Embedding)
+    output   (T, B, H)   the top layer's hidden states           (fastbptt.LSTM, RNN, GRU)
+    logits   (T, B, V)   = output @ W^T + b, fused into the loss  (softmax_cross_entropy)
+
+With tied=True (Press and Wolf 2017; the PyTorch word-language-model example's --tied)
+the head's W is the embedding matrix itself (so E = H) and its gradient is the head's
+plus the lookup's: embedding.backward(dx, add_to=g.dW).
+
+The text: lower-cased and cut into words, numbers and single punctuation marks
+(tokenize); words seen fewer than min_count times in the training text become "<unk>".
+The last tenth is held out. Training is truncated BPTT over B parallel streams of tokens
+(the state carried from one window to the next), Adam and gradient clipping, as in the
+character demo. The baseline is the unigram model of the training text (add-one
+smoothed), scored on the held-out text: the perplexity of guessing every word from its
+frequency alone.
+"""
+import collections
+import dataclasses
+import json
+import math
+import re
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from fastbptt import (
+    GRU,
+    LSTM,
+    RNN,
+    Adam,
+    Embedding,
+    TruncatedBPTT,
+    clip_grad_norm,
+    reference,
+    softmax_cross_entropy,
+)
+from fastbptt.app.corpus import load_corpus
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+UNK = "<unk>"
+VALID_FRACTION = 0.1
+_FORMAT = "fastbptt-wordlm-1"
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+
+
+def tokenize(text):
+    """Lower-cased words (with an inner apostrophe: "don't"), numbers and single
+    punctuation marks, in order; whitespace separates and is dropped."""
+    return _TOKEN.findall(text.lower())
+
+
+def build_vocab(tokens, min_count=2):
+    """["<unk>", then every token seen at least min_count times, most frequent first
+    (ties alphabetically)]."""
+    counts = collections.Counter(tokens)
+    kept = sorted((w for w, n in counts.items() if n >= min_count and w != UNK),
+                  key=lambda w: (-counts[w], w))
+    return [UNK] + kept
+
+
+def detokenize(words):
+    """Words joined by spaces, without a space before punctuation."""
+    text = ""
+    for w in words:
+        glue = not text or (len(w) == 1 and not w.isalnum() and w not in "\"(")
+        text += w if glue else " " + w
+    return text
+
+
+def unigram_perplexity(train_ix, valid_ix, V):
+    """exp of the held-out cross-entropy of the add-one-smoothed unigram model of the
+    training indices: the baseline a language model must beat."""
+    counts = np.bincount(train_ix, minlength=V) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(np.exp(-logp[valid_ix].mean()))
+
+
+class WordLM:
+    """Vocabulary, embedding, recurrent layers and output head of a word language model.
+
+    `params` is one flat dict: "embedding.weight" (V, E), the layer's torch keys
+    ("weight_ih_l0", ...), "head.bias" (V,) and, untied, "head.weight" (V, H); the same
+    arrays as the parts hold, so an optimizer over params trains the model.
+    """
+
+    def __init__(self, vocab, cell="lstm", hidden_size=128, num_layers=1, embedding_dim=None,
+                 tied=False, dtype=np.float32, seed=0, backend="compiled"):
+        if cell not in LAYERS:
+            raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
+        vocab = list(vocab)
+        if len(vocab) < 2 or len(set(vocab)) != len(vocab) or vocab[0] != UNK:
+            raise ValueError(f"vocab must be at least 2 distinct words, {UNK!r} first")
+        if embedding_dim is None:
+            embedding_dim = hidden_size
+        if tied and embedding_dim != hidden_size:
+            raise ValueError(f"tied weights need embedding_dim == hidden_size (the head's W "
+                             f"is the embedding matrix), got {embedding_dim} and {hidden_size}")
+        self.vocab, self.index = vocab, {w: i for i, w in enumerate(vocab)}
+        self.cell, self.tied, self.dtype = cell, bool(tied), np.dtype(dtype)
+        rng = np.random.default_rng(seed)
+        V = len(vocab)
+        self.embedding = Embedding(V, embedding_dim, dtype=self.dtype, seed=rng,
+                                   backend=backend)
+        self.layer = LAYERS[cell](embedding_dim, hidden_size, num_layers=num_layers,
+                                  dtype=self.dtype, seed=rng, backend=backend)
+        # The PyTorch word-language-model example's init, U(-0.1, 0.1), not
+        # nn.Embedding's N(0, 1): tied, these rows are also the head's, and rows of norm
+        # sqrt(E) would start it with logits in the tens (a confident, wrong softmax).
+        self.embedding.weight[...] = rng.uniform(-0.1, 0.1, self.embedding.weight.shape)
+        bound = 1.0 / np.sqrt(hidden_size)   # torch.nn.Linear's default init
+        self.params = {"embedding.weight": self.embedding.weight, **self.layer.params}
+        if not self.tied:
+            self.params["head.weight"] = rng.uniform(-bound, bound,
+                                                     (V, hidden_size)).astype(self.dtype)
+        self.params["head.bias"] = rng.uniform(-bound, bound, V).astype(self.dtype)
+        self._loss = (softmax_cross_entropy if backend == "compiled"
+                      else reference.softmax_cross_entropy)
+
+    @property
+    def head_weight(self):
+        return self.params["embedding.weight" if self.tied else "head.weight"]
+
+    def config(self):
+        return {"format": _FORMAT, "vocab": self.vocab, "cell": self.cell,
+                "hidden_size": self.layer.hidden_size, "num_layers": self.layer.num_layers,
+                "embedding_dim": self.embedding.embedding_dim, "tied": self.tied,
+                "dtype": self.dtype.name}
+
+    def encode(self, tokens):
+        """Word indices (len(tokens),) int64, unknown words as <unk> (index 0)."""
+        return np.fromiter((self.index.get(w, 0) for w in tokens), np.int64, len(tokens))
+
+    # ------------------------------------------------------------ training pieces
+
+    def step(self, inputs, targets, tbptt):
+        """One truncated-BPTT window over inputs/targets (T, B), the state carried by
+        tbptt; returns (mean loss in nats/word, grads keyed like params)."""
+        x = self.embedding.forward(inputs)                       # (T, B, E)
+        head = {}
+
+        def loss_fn(output, start, stop):
+            loss, g = self._loss(output, self.head_weight, self.params["head.bias"],
+                                 targets[start:stop])
+            head["dW"] = g.dW
+            return loss, g.dh, {"head.bias": g.db}
+
+        (window,) = tbptt.run(x, loss_fn)
+        grads = window.grads
+        if self.tied:   # the tied weight's gradient: the head's plus the lookup's
+            grads["embedding.weight"] = self.embedding.backward(
+                window.dx, add_to=head["dW"])["weight"]
+        else:
+            grads["head.weight"] = head["dW"]
+            grads["embedding.weight"] = self.embedding.backward(window.dx)["weight"]
+        return window.loss, grads
+
+    def evaluate(self, indices, batch):
+        """Mean cross-entropy (nats/word) of predicting indices[1:] from indices[:-1], cut
+        into `batch` streams run from zero state."""
+        T = (len(indices) - 1) // batch
+        if T < 1:
+            raise ValueError(f"text too short to evaluate with batch={batch}")
+        streams = indices[:T * batch + 1]
+        output, _ = self.layer.forward(self.embedding.forward(streams[:-1].reshape(batch, T).T))
+        loss, _ = self._loss(output, self.head_weight, self.params["head.bias"],
+                             streams[1:].reshape(batch, T).T, compute_grad=False)
+        return float(loss)
+
+    # ------------------------------------------------------------ generation
+
+    def sample(self, length, temperature=1.0, prime="", rng=None):
+        """`length` generated words as text: the continuation of `prime` (tokenized;
+        unknown words read as <unk>), or of a random word when prime is empty. <unk> is
+        never generated. With a prime, the text starts with a space (prime + text reads
+        on)."""
+        if not (isinstance(length, (int, np.integer)) and length >= 0):
+            raise ValueError(f"length must be an int >= 0, got {length!r}")
+        if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
+                and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        rng = np.random.default_rng(rng)
+        V = len(self.vocab)
+        generated = []
+        context = self.encode(tokenize(prime))
+        if not len(context):
+            if length == 0:
+                return ""
+            context = rng.integers(1, V, size=1)
+            generated.append(int(context[0]))
+        W, b = self.head_weight, self.params["head.bias"]
+        output, state = self.layer.forward(self.embedding.forward(context[:, None]))
+        while len(generated) < length:
+            logits = (output[-1, 0] @ W.T + b).astype(np.float64) / temperature
+            logits[0] = -np.inf                                   # never <unk>
+            p = np.exp(logits - logits.max())
+            ix = int(rng.choice(V, p=p / p.sum()))
+            generated.append(ix)
+            output, state = self.layer.forward(self.embedding.forward([[ix]]), state)
+        text = detokenize([self.vocab[i] for i in generated])
+        return (" " + text) if prime and text and text[0].isalnum() else text
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save(self, path, **extra):
+        """Parameters and configuration to a .npz (no pickles); extra: JSON facts."""
+        meta = dict(self.config(), **extra)
+        np.savez(path, __meta__=np.array(json.dumps(meta)), **self.params)
+
+    @classmethod
+    def load(cls, path, backend="compiled"):
+        """A model from a file written by save(); returns (model, meta dict)."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = _meta(path, data)
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"{path}: not a word-model checkpoint "
+                                 f"(format {meta.get('format')!r})")
+            model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
+                        num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
+                        tied=meta["tied"], dtype=meta["dtype"], backend=backend)
+            missing = set(model.params) - set(data.files)
+            if missing:
+                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
+            for key, value in model.params.items():
+                stored = data[key]
+                if stored.shape != value.shape or stored.dtype != value.dtype:
+                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
+                                     f"expected {value.shape} {value.dtype}")
+                value[...] = stored   # in place: the parts share these arrays
+        return model, meta
+
+
+def _meta(path, data):
+    if "__meta__" not in data.files:
+        raise ValueError(f"{path} is not a fastbptt checkpoint")
+    return json.loads(str(data["__meta__"]))
+
+
+def load_checkpoint(path, backend="compiled"):
+    """A character model (fastbptt.charlm.CharLM) or a word model (WordLM) from a
+    checkpoint of `fastbptt demo`, whichever it holds; returns (model, meta)."""
+    from fastbptt.app.charlm import CharLM
+    with np.load(path, allow_pickle=False) as data:
+        meta = _meta(path, data)
+    if meta.get("format") == _FORMAT:
+        return WordLM.load(path, backend=backend)
+    return CharLM.load(path, backend=backend)
+
+
+# ------------------------------------------------------------------ the demo
+
+@dataclasses.dataclass
+class WordDemoOptions:
+    """The word demo's settings; the defaults take well under a minute on two cores."""
+    cell: str = "lstm"
+    hidden: int = 128
+    layers: int = 1
+    embedding_dim: int = None   # None: the hidden size
+    tied: bool = False
+    min_count: int = 2
+    seq_len: int = 32
+    batch: int = 16
+    steps: int = 300
+    lr: float = 3e-3
+    clip: float = 5.0
+    backend: str = "compiled"
+    dtype: str = "float32"
+    threads: int = None
+    text: str = None
+    seed: int = 0
+    sample_every: int = None
+    sample_length: int = 30      # words
+    temperature: float = 0.8
+    checkpoint: str = "fastbptt-demo.npz"
+    plot: str = None
+
+
+def split_streams(indices, batch, seq_len):
+    """inputs and next-word targets (T, B): indices cut into `batch` streams."""
+    T = (len(indices) - 1) // batch
+    if T < seq_len:
+        raise ValueError(f"the text has {len(indices)} words: too short for batch={batch} "
+                         f"streams of at least seq_len={seq_len} steps")
+    inputs = indices[:T * batch].reshape(batch, T).T
+    targets = indices[1:T * batch + 1].reshape(batch, T).T
+    return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
+
+
+def run(options, out=print):
+    """Train as `options` say, printing through `out`; return a summary dict."""
+    with threadpool_limits(limits=options.threads):
+        return _run(options, out)
+
+
+def _run(o, out):
+    if o.text is None:
+        text = load_corpus()
+    else:
+        with open(o.text, encoding="utf-8") as f:
+            text = f.read()
+    tokens = tokenize(text)
+    cut = int(len(tokens) * (1 - VALID_FRACTION))
+    train_tokens, valid_tokens = tokens[:cut], tokens[cut:]
+    vocab = build_vocab(train_tokens, o.min_count)
+    if len(vocab) < 2:
+        raise ValueError(f"the text has no word seen {o.min_count} times: nothing to learn")
+    model = WordLM(vocab, cell=o.cell, hidden_size=o.hidden, num_layers=o.layers,
+                   embedding_dim=o.embedding_dim, tied=o.tied, dtype=o.dtype, seed=o.seed,
+                   backend=o.backend)
+    train_ix, valid_ix = model.encode(train_tokens), model.encode(valid_tokens)
+    inputs, targets = split_streams(train_ix, o.batch, o.seq_len)
+    valid_batch = min(o.batch, max(1, (len(valid_ix) - 1) // o.seq_len))
+    baseline = unigram_perplexity(train_ix, valid_ix, len(vocab))
+    unk = float(np.mean(valid_ix == 0)) if len(valid_ix) else 0.0
+    sample_every = o.sample_every or max(1, math.ceil(o.steps / 4))
+
+    out(f"fastbptt demo: {o.cell.upper()} word model, {o.layers} x {o.hidden} hidden, "
+        f"{model.embedding.embedding_dim}-d embeddings{', tied to the output' if o.tied else ''}, "
+        f"{len(vocab):,} words, {o.backend} kernels, {o.dtype}, BLAS on "
+        f"{'all cores' if o.threads is None else f'{o.threads} thread(s)'}")
+    out(f"text: {len(train_tokens):,} training + {len(valid_tokens):,} held-out words "
+        f"({'embedded corpus' if o.text is None else o.text}); words seen fewer than "
+        f"{o.min_count} times are {UNK} ({100 * unk:.1f}% of the held-out words)")
+    out(f"unigram baseline: held-out perplexity {baseline:.1f} "
+        f"({math.log(baseline):.3f} nats/word): guessing every word from its frequency")
+
+    optimizer = Adam(model.params, lr=o.lr)
+    tbptt = TruncatedBPTT(model.layer, o.seq_len)
+    rng = np.random.default_rng(o.seed)
+    history = []
+    step, words, elapsed = 0, 0, 0.0
+    T = inputs.shape[0]
+    bar = tqdm(total=o.steps, unit="step", dynamic_ncols=True, mininterval=0.5)
+    while step < o.steps:
+        tbptt.reset()    # each pass over the text starts from zero state
+        for start in range(0, T, o.seq_len):
+            if step >= o.steps:
+                break
+            t0 = time.perf_counter()
+            stop = min(start + o.seq_len, T)
+            loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
+            clip_grad_norm(grads, o.clip)
+            optimizer.step(grads)
+            elapsed += time.perf_counter() - t0
+            step += 1
+            words += (stop - start) * o.batch
+            history.append((step, loss))
+            bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
+                            refresh=False)
+            bar.update()
+            if o.sample_length and (step % sample_every == 0 or step == o.steps):
+                bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
+                          f"{math.exp(loss):.1f}) ---\n"
+                          f"{model.sample(o.sample_length, o.temperature, rng=rng)}\n")
+    bar.close()
+
+    train_loss = model.evaluate(train_ix, o.batch)
+    valid_loss = model.evaluate(valid_ix, valid_batch)
+    valid_ppl = math.exp(valid_loss)
+    summary = {"steps": step, "words_per_s": words / elapsed if elapsed else 0.0,
+               "train_seconds": elapsed, "baseline_perplexity": baseline,
+               "train_loss": train_loss, "valid_loss": valid_loss,
+               "valid_perplexity": valid_ppl, "history": history}
+    out(f"trained {step} steps in {elapsed:.1f} s ({summary['words_per_s']:,.0f} words/s)")
+    out(f"perplexity: {math.exp(train_loss):.1f} on the training text, {valid_ppl:.1f} "
+        f"held out; unigram baseline {baseline:.1f}")
+    if valid_ppl < baseline:
+        out(f"held-out perplexity is {100 * (1 - valid_ppl / baseline):.0f}% below the "
+            f"unigram baseline")
+    else:
+        out("held-out perplexity is NOT below the unigram baseline: train longer "
+            "(--steps) or with a different --lr")
+    if o.checkpoint:
+        model.save(o.checkpoint, step=step, train_loss=train_loss, valid_loss=valid_loss)
+        out(f"checkpoint: {o.checkpoint} (fastbptt sample {o.checkpoint} --length 50)")
+    if o.plot:
+        _plot(o.plot, history, math.log(baseline))
+        out(f"plot: {o.plot}")
+    return summary
+
+
+def _plot(path, history, baseline):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError('--plot needs matplotlib: pip install "fastbptt[plot]"') from None
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    steps, loss = np.array(history).T
+    ax.plot(steps, loss, lw=0.8, label="training loss")
+    ax.axhline(baseline, color="k", ls="--", lw=0.8, label="unigram baseline (held out)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/word)", title="Word model loss")
+    ax.legend()
+    fig.savefig(path, dpi=100)
