@@ -30,7 +30,7 @@ else:
     # No -march=native: the build must run on any CPU of its architecture. The hot
     # element-wise loops (vmath.h) carry their own AVX2/AVX-512 clones instead.
 
-kernels = ["blas", "activations", "rnn", "gru", "lstm", "losses", "gemm_roofline"]
+kernels = ["blas", "activations", "recurrent_gemm", "rnn", "gru", "lstm", "losses", "gemm_roofline"]
 extensions = [
     Extension(
         f"fastbptt._kernels.{name}",

@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from fastbptt import bench, gru, lstm, rnn
+from fastbptt import bench
+from fastbptt._step_form import step_form
 from fastbptt._kernels.blas import gemm_py, gemv_py
 
 
@@ -36,9 +37,8 @@ def parts(cell, T, B, I, H, dtype):
     dX = np.empty((T * B, I), dtype)
     dW_ih = np.empty((GH, I), dtype)
     dW_hh = np.empty((GH, H), dtype)
-    transposed = {"rnn": lambda: rnn._transposed_step(B, H),
-                  "lstm": lambda: lstm._transposed_step(B, H, np.dtype(dtype)),
-                  "gru": lambda: gru._transposed_step(B, H)}[cell]()
+    form = step_form(cell, B, H, dtype)
+    transposed = form == "transposed"
     out_f = np.empty((GH, B) if transposed else (B, GH), dtype)
     out_b = np.empty((H, B) if transposed else (B, H), dtype)
     dA = np.ascontiguousarray(P[:B])
@@ -46,15 +46,17 @@ def parts(cell, T, B, I, H, dtype):
 
     def per_step():
         for _ in range(T):
-            if B == 1:
-                gemv_py(False, 1.0, W_hh, h[0], 0.0, v_f)
+            if form == "gemv":
+                for b in range(B):   # one GEMV a row, as the kernels
+                    gemv_py(False, 1.0, W_hh, h[b], 0.0, v_f)
             elif transposed:
                 gemm_py(False, True, 1.0, W_hh, h, 0.0, out_f)
             else:
                 gemm_py(False, True, 1.0, h, W_hh, 0.0, out_f)
         for _ in range(T):
-            if B == 1:
-                gemv_py(True, 1.0, W_hh, dA[0], 0.0, v_b)
+            if form == "gemv":
+                for b in range(B):
+                    gemv_py(True, 1.0, W_hh, dA[b], 0.0, v_b)
             elif transposed:
                 gemm_py(False, True, 1.0, W_hhT, dA, 0.0, out_b)
             else:

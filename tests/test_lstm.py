@@ -152,9 +152,12 @@ impl_param = pytest.mark.parametrize("impl", list(IMPLS))
 
 
 def _always_transposed(monkeypatch):
-    """Run the transposed per-step GEMM at 1 < B < H in float64 too, where the wrapper
-    would choose the plain one, so that path is also held to float64 tolerances."""
-    monkeypatch.setattr(compiled, "_transposed_step", lambda B, H, dtype: 1 < B < H)
+    """Run the transposed per-step GEMM in float64 too wherever float32 would run it (the
+    wrapper would choose the plain one), so that path is also held to float64
+    tolerances."""
+    policy = compiled.step_form
+    monkeypatch.setattr(compiled, "step_form",
+                        lambda cell, B, H, dtype: policy(cell, B, H, np.float32))
 
 
 # ------------------------------------------------------------------ compiled == reference

@@ -1,26 +1,17 @@
 """What the compiled cells' wrappers (rnn.py, lstm.py, gru.py) share around their kernels:
-the test that sends empty problems to the reference, the batch sizes whose per-step
-product is per-row GEMVs, and the caller's output array made from the kernels'
-time-major state buffer.
+the test that sends empty problems to the reference and the caller's output array made
+from the kernels' time-major state buffer.
 """
 import numpy as np
 
 from fastbptt import _workspace as workspace
 from fastbptt._cell_args import step_mask
-from fastbptt._kernels.rnn import GEMV_ROWS_PER_STEP
 
 
 def is_empty(args):
     """Whether a validated problem (CellArgs) has a size 0. The kernels assume every size
     >= 1; an empty problem has nothing to compute and the reference defines its result."""
     return 0 in (args.T, args.B, args.I, args.H)
-
-
-def per_row_gemv(B):
-    """Whether the kernels make a step's recurrent product as one GEMV per row (B up to
-    recurrent_gemm.pxd's GEMV_ROWS), so that the transposed-GEMM form, and W_hh^T for
-    it, is never used."""
-    return B <= GEMV_ROWS_PER_STEP
 
 
 def outputs(hbuf, args):

@@ -235,30 +235,38 @@ def _torch_runner(cell, problem):
 
 
 def _roofline_runner(cell, problem):
-    """The GEMM calls of the compiled forward+backward alone (gemm_roofline), in the form
-    (GEMV, transposed or plain per-step GEMM) that the cell's wrapper picks."""
-    from fastbptt import gru, lstm, rnn
+    """The GEMM calls of the compiled forward+backward alone (gemm_roofline), in the step
+    form (GEMV, transposed or plain per-step GEMM) and the layout that the cell's
+    wrapper and kernel use."""
+    from importlib import import_module
+
+    from fastbptt._kernels.recurrent_gemm import STEP_FORMS
+    from fastbptt._step_form import step_form
     T, B, I = problem.x.shape
     H = problem.W_hh.shape[1]
     GH = problem.W_hh.shape[0]
     dtype = problem.x.dtype
-    transposed = {"rnn": lambda: rnn._transposed_step(B, H),
-                  "lstm": lambda: lstm._transposed_step(B, H, dtype),
-                  "gru": lambda: gru._transposed_step(B, H)}[cell]()
+    form = step_form(cell, B, H, dtype)
+    layout = import_module(f"fastbptt._kernels.{cell}").gemm_layout(H)
     rng = np.random.default_rng(1)
     X = problem.x.reshape(T * B, I)
-    P = np.empty((T * B, GH), dtype)
+    A = np.empty((T * B, layout["gate_columns"]), dtype)
+    R = np.empty((B, GH), dtype) if layout["product_apart"] else None
     hbuf = (0.1 * rng.standard_normal((T + 1, B, H))).astype(dtype)
-    scratch = np.empty(GH * B, dtype)
+    transposed = form == "transposed"
+    scratch = np.empty(GH * B, dtype) if transposed else None
+    W_hhT = np.ascontiguousarray(problem.W_hh.T) if transposed else None
     carry = np.empty((B, H), dtype)
     dX = np.empty((T * B, I), dtype)
     dW_ih = np.empty((GH, I), dtype)
     dW_hh = np.empty((GH, H), dtype)
-    W_hhT = np.ascontiguousarray(problem.W_hh.T)
+    code, split, tail = STEP_FORMS[form], layout["split"], layout["tail"]
 
     def run():
-        gemm_roofline.recurrent_gemms(X, problem.W_ih, problem.W_hh, W_hhT, P, hbuf,
-                                      scratch, carry, dX, dW_ih, dW_hh, transposed)
+        gemm_roofline.recurrent_gemms(X=X, W_ih=problem.W_ih, W_hh=problem.W_hh, W_hhT=W_hhT,
+                                      A=A, R=R, hbuf=hbuf, scratch=scratch, carry_h=carry,
+                                      dX=dX, dW_ih=dW_ih, dW_hh=dW_hh, step_form=code,
+                                      split=split, tail=tail)
 
     return run
 

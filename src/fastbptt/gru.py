@@ -14,12 +14,14 @@ import numpy as np
 from fastbptt._backend import dispatch
 from fastbptt._grads import GRUGrads
 from fastbptt._kernels import gru as _kernel
+from fastbptt._kernels.recurrent_gemm import STEP_FORMS
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
+from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import gru as reference
+from fastbptt._step_form import step_form
 
 
 class GRUCache:
@@ -42,20 +44,6 @@ class GRUCache:
         if self.empty is not None:
             return self.empty.h_n
         return self.hbuf[-1].copy()
-
-
-def _transposed_step(B, H):
-    """Whether the per-step GEMMs run as their transposes (W_hh h^T, an (3H x B) result,
-    instead of h W_hh^T), paying a small transpose of the result per step.
-
-    As for the RNN (fastbptt.rnn._transposed_step), OpenBLAS runs the product with few
-    rows against many columns slower than its transpose. Measured here at T = 100,
-    B = 32, I = H = 256 (3H = 768), float32, one thread, AVX2 kernels, whole calls:
-    forward 25.8 ms transposed against 29.5 ms plain, backward 50.0 against 53.6 ms
-    (float64: equal within 2%). B <= 4 uses per-row GEMVs instead
-    (per_row_gemv), which need no W_hh^T.
-    """
-    return 1 < B < H and not per_row_gemv(B)
 
 
 def _bias_rows(args):
@@ -100,11 +88,13 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     hbuf = workspace.empty((T + 1, B, H), dtype)
     hbuf[0] = args.h0
     gates = workspace.empty((T * B, 4 * H), dtype)
-    R = np.empty((B, 3 * H), dtype)
-    scratch = np.empty(3 * H * B, dtype)
-    _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, _bias_rows(args),
-                        gates, hbuf, R, scratch, args.lengths, args.batch_first,
-                        _transposed_step(B, H))
+    form = step_form("gru", B, H, dtype)
+    _kernel.gru_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                        bias=_bias_rows(args), gates=gates, hbuf=hbuf,
+                        R=np.empty((B, 3 * H), dtype),
+                        scratch=np.empty(3 * H * B, dtype) if form == "transposed" else None,
+                        lengths=args.lengths, batch_first=args.batch_first,
+                        step_form=STEP_FORMS[form])
     return outputs(hbuf, args), GRUCache(args, hbuf, gates)
 
 
@@ -138,13 +128,16 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     dW_ih = workspace.empty((3 * H, I), dtype)
     dW_hh = workspace.empty((3 * H, H), dtype)
     db = np.empty(4 * H, dtype)
-    transposed = _transposed_step(B, H)
-    W_hhT = workspace.empty((H if transposed else 0, 3 * H), dtype)
-    scratch = np.empty(H * B, dtype)
-    _kernel.gru_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
-                         cache.gates, None if dh is None else dh.reshape(T * B, H),
-                         dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch, args.lengths,
-                         args.batch_first, transposed)
+    form = step_form("gru", B, H, dtype)
+    transposed = form == "transposed"
+    _kernel.gru_backward(X=x_for_weight_grads(args).reshape(T * B, I), W_ih=args.W_ih,
+                         W_hh=args.W_hh, gates=cache.gates, hbuf=cache.hbuf,
+                         dh=None if dh is None else dh.reshape(T * B, H),
+                         dA=dA, carry_h=carry, dX=dX, dW_ih=dW_ih, dW_hh=dW_hh, db=db,
+                         W_hhT=workspace.empty((H, 3 * H), dtype) if transposed else None,
+                         scratch=np.empty(H * B, dtype) if transposed else None,
+                         lengths=args.lengths, batch_first=args.batch_first,
+                         step_form=STEP_FORMS[form])
     if args.has_bias:
         # dA's columns are [da_r, da_z, da_n r, da_n] (fastbptt/_kernels/gru_cell.h):
         # dR = the first three blocks, dP = blocks r, z and the last

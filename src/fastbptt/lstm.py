@@ -12,12 +12,14 @@ import numpy as np
 from fastbptt._backend import dispatch
 from fastbptt._grads import LSTMGrads
 from fastbptt._kernels import lstm as _kernel
+from fastbptt._kernels.recurrent_gemm import STEP_FORMS
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
 from fastbptt import _workspace as workspace
-from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
+from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt.reference import lstm as reference
+from fastbptt._step_form import step_form
 
 
 class LSTMCache:
@@ -50,19 +52,6 @@ class LSTMCache:
         if self.empty is not None:
             return self.empty.c_n
         return self.cbuf[-1].copy()
-
-
-def _transposed_step(B, H, dtype):
-    """Whether the per-step GEMMs run as their transposes (W_hh h^T instead of h W_hh^T).
-
-    Measured here, one thread, 100 calls each: at B = 32, H = 256 (4H = 1024 output
-    columns) float32 forward 158 us against 219 us a call and backward 169 against 222
-    (AVX2 kernels; 92 against 137 and 103 against 146 with AVX-512), and a gain at
-    B = 8..16 too; float64 gained nothing (358 against 362 us), so it keeps the plain form
-    and skips the transposes. B <= 4 uses per-row GEMVs instead
-    (per_row_gemv), which need no W_hh^T.
-    """
-    return 1 < B < H and dtype == np.float32 and not per_row_gemv(B)
 
 
 @dispatch("lstm_forward")
@@ -101,10 +90,12 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     hbuf[0] = args.h0
     cbuf[0] = args.c0
     gates = workspace.empty((T * B, 4 * H), dtype)
-    scratch = np.empty(4 * H * B, dtype)
-    _kernel.lstm_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
-                         args.b_ih + args.b_hh, gates, hbuf, cbuf, scratch, args.lengths,
-                         args.batch_first, _transposed_step(B, H, dtype))
+    form = step_form("lstm", B, H, dtype)
+    _kernel.lstm_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                         bias=args.b_ih + args.b_hh, gates=gates, hbuf=hbuf, cbuf=cbuf,
+                         scratch=np.empty(4 * H * B, dtype) if form == "transposed" else None,
+                         lengths=args.lengths, batch_first=args.batch_first,
+                         step_form=STEP_FORMS[form])
     return outputs(hbuf, args), LSTMCache(args, gates, hbuf, cbuf)
 
 
@@ -136,19 +127,22 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     dh, dh_n, dc_n = check_backward_args(dh, dh_n, args, dc_n, check_finite=check_finite)
     carry_h = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     carry_c = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    dz = workspace.empty((T * B, 4 * H), dtype)
+    dA = workspace.empty((T * B, 4 * H), dtype)
     dX = workspace.empty((T * B, I), dtype)
     dW_ih = workspace.empty((4 * H, I), dtype)
     dW_hh = workspace.empty((4 * H, H), dtype)
     db = np.empty(4 * H, dtype)
-    transposed = _transposed_step(B, H, dtype)
-    W_hhT = workspace.empty((H if transposed else 0, 4 * H), dtype)
-    scratch = np.empty(H * B, dtype)
-    hold = None if args.lengths is None else np.empty((B, H), dtype)
-    _kernel.lstm_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.gates,
-                          cache.hbuf, cache.cbuf,
-                          None if dh is None else dh.reshape(T * B, H),
-                          dz, carry_h, carry_c, dX, dW_ih, dW_hh, db, W_hhT, scratch,
-                          args.lengths, hold, args.batch_first, transposed)
+    form = step_form("lstm", B, H, dtype)
+    transposed = form == "transposed"
+    _kernel.lstm_backward(X=x_for_weight_grads(args).reshape(T * B, I), W_ih=args.W_ih,
+                          W_hh=args.W_hh, gates=cache.gates, hbuf=cache.hbuf, cbuf=cache.cbuf,
+                          dh=None if dh is None else dh.reshape(T * B, H),
+                          dA=dA, carry_h=carry_h, carry_c=carry_c, dX=dX, dW_ih=dW_ih,
+                          dW_hh=dW_hh, db=db,
+                          W_hhT=workspace.empty((H, 4 * H), dtype) if transposed else None,
+                          scratch=np.empty(H * B, dtype) if transposed else None,
+                          lengths=args.lengths,
+                          hold=None if args.lengths is None else np.empty((B, H), dtype),
+                          batch_first=args.batch_first, step_form=STEP_FORMS[form])
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return LSTMGrads(dX.reshape(args.x.shape), carry_h, carry_c, dW_ih, dW_hh, db_ih, db_hh)

@@ -12,12 +12,14 @@ from fastbptt import reference
 from fastbptt._backend import dispatch
 from fastbptt._grads import RNNGrads
 from fastbptt._kernels import rnn as _kernel
+from fastbptt._kernels.recurrent_gemm import STEP_FORMS
 from fastbptt._cell_args import check_backward_args, check_forward_args, x_for_weight_grads
-from fastbptt._cell_outputs import is_empty, outputs, per_row_gemv
+from fastbptt._cell_outputs import is_empty, outputs
 from fastbptt._checkpoint import (CheckpointCache, checkpoint_backward, checkpoint_forward,
                                   segment_length)
 from fastbptt import _workspace as workspace
 from fastbptt._nonlinearity import nonlinearity_code
+from fastbptt._step_form import step_form
 
 
 class RNNCache:
@@ -39,18 +41,6 @@ class RNNCache:
         if self.empty is not None:
             return self.empty.h_n
         return self.hbuf[-1].copy()
-
-
-def _transposed_step(B, H):
-    """Whether the per-step GEMM runs as its transpose (W_hh h^T instead of h W_hh^T).
-
-    OpenBLAS tiles the output's columns by its micro-kernel width, so with few rows
-    (B = 32) against H = 256 the transposed product ran about 30% faster here (100 calls:
-    4.3 ms against 6.1 ms, AVX2 kernels; 2.5 against 4.0 with AVX-512), worth the small
-    (H x B) transpose of its result per step. B <= 4 uses per-row GEMVs instead
-    (per_row_gemv), which need no W_hh^T.
-    """
-    return 1 < B < H and not per_row_gemv(B)
 
 
 @dispatch("rnn_forward")
@@ -90,13 +80,15 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     # The pre-activations of all steps, in x's row order. Time-major, that is the order of
     # hbuf[1:], so they are computed in place there (f is applied element by element) and
     # no T*B*H workspace is touched beside hbuf.
-    P = (hbuf[1:].reshape(T * B, H) if not args.batch_first
+    A = (hbuf[1:].reshape(T * B, H) if not args.batch_first
          else workspace.empty((T * B, H), dtype))
     bias = args.b_ih + args.b_hh
-    scratch = np.empty(H * B, dtype)
-    _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh, bias, P, hbuf,
-                        scratch, args.lengths, args.code, args.batch_first,
-                        _transposed_step(B, H))
+    form = step_form("rnn", B, H, dtype)
+    _kernel.rnn_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                        bias=bias, A=A, hbuf=hbuf,
+                        scratch=np.empty(H * B, dtype) if form == "transposed" else None,
+                        lengths=args.lengths, nonlinearity=args.code,
+                        batch_first=args.batch_first, step_form=STEP_FORMS[form])
     return outputs(hbuf, args), RNNCache(args, hbuf)
 
 
@@ -129,13 +121,17 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     dW_ih = workspace.empty((H, I), dtype)
     dW_hh = workspace.empty((H, H), dtype)
     db = np.empty(H, dtype)
-    transposed = _transposed_step(B, H)
-    W_hhT = workspace.empty((H if transposed else 0, H), dtype)
-    scratch = np.empty(H * B, dtype)
-    _kernel.rnn_backward(x_for_weight_grads(args).reshape(T * B, I), args.W_ih, args.W_hh, cache.hbuf,
-                         None if dh is None else dh.reshape(T * B, H),
-                         dA, carry, dX, dW_ih, dW_hh, db, W_hhT, scratch,
-                         args.lengths, None if args.lengths is None else np.empty((B, H), dtype),
-                         args.code, args.batch_first, transposed)
+    form = step_form("rnn", B, H, dtype)
+    transposed = form == "transposed"
+    _kernel.rnn_backward(X=x_for_weight_grads(args).reshape(T * B, I), W_ih=args.W_ih,
+                         W_hh=args.W_hh, hbuf=cache.hbuf,
+                         dh=None if dh is None else dh.reshape(T * B, H),
+                         dA=dA, carry_h=carry, dX=dX, dW_ih=dW_ih, dW_hh=dW_hh, db=db,
+                         W_hhT=workspace.empty((H, H), dtype) if transposed else None,
+                         scratch=np.empty(H * B, dtype) if transposed else None,
+                         lengths=args.lengths,
+                         hold=None if args.lengths is None else np.empty((B, H), dtype),
+                         nonlinearity=args.code, batch_first=args.batch_first,
+                         step_form=STEP_FORMS[form])
     db_ih, db_hh = (db, db.copy()) if args.has_bias else (None, None)
     return RNNGrads(dX.reshape(args.x.shape), carry, dW_ih, dW_hh, db_ih, db_hh)

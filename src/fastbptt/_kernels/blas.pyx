@@ -1,6 +1,80 @@
 # The BLAS shim; see blas.pxd for the row-major convention.
 
+from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+
+# The call log, for tests only (tests/test_gemm_calls.py: the roofline makes exactly the
+# kernels' calls). Off unless start_call_log() switched it on; while off, a call pays one
+# test of a module-level flag (bench/RESULTS.md, "The BLAS call log: cost when off"). It
+# records the calls as the kernels make them, row-major, before the early returns for
+# empty sizes. One process-wide log: meant for one thread at a time.
+cdef struct CallRecord:
+    char routine        # b'm' gemm, b'v' gemv
+    char trans_a
+    char trans_b        # gemm only
+    int m, n, k         # gemv: m, n of A; k unused
+    int lda, ldb, ldc   # gemv: lda only
+    double beta
+
+cdef bint _log_on = False
+cdef CallRecord *_log = NULL
+cdef Py_ssize_t _log_len = 0, _log_capacity = 0, _log_dropped = 0
+
+
+cdef void _record(char routine, char ta, char tb, int m, int n, int k, int lda, int ldb,
+                  int ldc, double beta) noexcept nogil:
+    global _log_len, _log_dropped
+    if _log_len == _log_capacity:
+        _log_dropped += 1
+        return
+    _log[_log_len] = CallRecord(routine, ta, tb, m, n, k, lda, ldb, ldc, beta)
+    _log_len += 1
+
+
+def start_call_log(Py_ssize_t capacity=1 << 20):
+    """Tests only: start recording every gemm/gemv call of the shim (up to `capacity`
+    calls; stop_call_log raises if more were made). Replaces a log already running."""
+    global _log, _log_on, _log_len, _log_capacity, _log_dropped
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, got {capacity}")
+    _log_on = False
+    free(_log)
+    _log = <CallRecord *> malloc(capacity * sizeof(CallRecord))
+    if _log == NULL:
+        raise MemoryError("start_call_log: cannot allocate the log")
+    _log_len = _log_dropped = 0
+    _log_capacity = capacity
+    _log_on = True
+
+
+def stop_call_log():
+    """Tests only: stop recording and return the calls made since start_call_log, in
+    order: ("gemm", trans_a, trans_b, m, n, k, lda, ldb, ldc, beta) or
+    ("gemv", trans_a, m, n, lda, beta), trans_* "N" or "T", sizes row-major as the
+    kernels pass them. Raises RuntimeError if no log was running or it overflowed."""
+    global _log, _log_on, _log_len, _log_capacity
+    cdef Py_ssize_t i
+    cdef CallRecord r
+    if _log == NULL:
+        raise RuntimeError("stop_call_log: no call log is running")
+    _log_on = False
+    calls = []
+    for i in range(_log_len):
+        r = _log[i]
+        ta = "N" if r.trans_a == NoTrans else "T"
+        if r.routine == b'm':
+            calls.append(("gemm", ta, "N" if r.trans_b == NoTrans else "T", r.m, r.n, r.k,
+                          r.lda, r.ldb, r.ldc, r.beta))
+        else:
+            calls.append(("gemv", ta, r.m, r.n, r.lda, r.beta))
+    free(_log)
+    _log = NULL
+    _log_len = _log_capacity = 0
+    if _log_dropped:
+        raise RuntimeError(f"stop_call_log: {_log_dropped} calls past the capacity were "
+                           "not recorded")
+    return calls
 
 
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
@@ -11,6 +85,8 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
     cdef char ta_ = <char> ta
     cdef char tb_ = <char> tb
     cdef Py_ssize_t i, j
+    if _log_on:
+        _record(b'm', ta_, tb_, m, n, k, lda, ldb, ldc, beta)
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -37,6 +113,8 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
     cdef int one = 1
     cdef int out_len = m if ta == NoTrans else n
     cdef Py_ssize_t i
+    if _log_on:
+        _record(b'v', <char> ta, 0, m, n, 0, lda, 0, 0, beta)
     if out_len == 0:
         return
     if m == 0 or n == 0:

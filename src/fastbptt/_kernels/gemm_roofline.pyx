@@ -1,79 +1,73 @@
-# The GEMM roofline of one forward+backward: only the BLAS calls that a G-gate cell's
-# compiled kernels make (the same shapes, transposes and counts, time-major, every
-# sequence T steps long), back to back, with nothing between them. fastbptt.bench times
-# it beside the kernels; roofline / compiled time is the share of the compiled time that
-# is GEMM, so 1 - that share is what the element-wise passes, transposes, copies and the
-# per-step loop cost.
+# The GEMM roofline of one forward+backward: only the BLAS calls that a cell's compiled
+# kernels make (time-major, every sequence T steps long), back to back, with nothing
+# between them. fastbptt.bench times it beside the kernels; roofline / compiled time is
+# the share of the compiled time that is GEMM, so 1 - that share is what the element-wise
+# passes, transposes, copies and the per-step loop cost.
 #
-# The calls, with GH = G*H (rnn G = 1, gru 3, lstm 4) and P, dA (T*B x GH):
-#   forward   P = X W_ih^T                      (T*B x GH) = (T*B x I)(GH x I)^T
-#             per step t: P_t += h_{t-1} W_hh^T  (B x GH), as add_recurrent_product does:
-#               B <= GEMV_ROWS: a GEMV per row; transposed: W_hh h^T (GH x B);
-#               else h W_hh^T (B x GH)
-#   backward  per step t: carry = dA_t W_hh      (B x H), as recurrent_product_grad does
-#             dW_ih = dA^T X (GH x I), dX = dA W_ih (T*B x I), dW_hh = dA^T H_prev (GH x H)
-# The GRU's kernels split dW_ih and dX into two calls each (its dA has 4H columns); the
-# FLOPs are the same and the split is left out here.
+# It makes them through the kernels' own helpers (recurrent_gemm.pxd, their *_blas layer:
+# the BLAS calls without the transposes back), with the cell's layout as arguments, so its
+# calls are the kernels' calls by construction; tests/test_gemm_calls.py compares the two
+# call logs (fastbptt._kernels.blas's call log). With GH = G*H (rnn G = 1, gru 3, lstm 4):
+#   forward   A = X W_ih^T                      (T*B x GH) = (T*B x I)(GH x I)^T
+#             per step t: h_{t-1} W_hh^T        (B x GH), in the step form given
+#   backward  per step t: dA_t W_hh             (B x H)
+#             dW_ih = dP^T X (GH x I), dX = dP W_ih (T*B x I), dW_hh = dR^T H_prev (GH x H)
+# (shared_weight_grads: dP and dR, the GRU's dP in two column blocks).
 
 from cython cimport floating
 
-from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
-from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
+from fastbptt._kernels.blas cimport gemm, NoTrans
+from fastbptt._kernels.recurrent_gemm cimport (input_projection, recurrent_product_blas,
+                                               recurrent_product_grad_blas,
+                                               shared_weight_grads, step_scratch,
+                                               step_weights_T)
 
 
-def recurrent_gemms(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                    const floating[:, ::1] W_hh, const floating[:, ::1] W_hhT,
-                    floating[:, ::1] P, floating[:, :, ::1] hbuf, floating[::1] scratch,
-                    floating[:, ::1] carry, floating[:, ::1] dX, floating[:, ::1] dW_ih,
-                    floating[:, ::1] dW_hh, bint transposed):
-    """Run the GEMM calls of one forward+backward. Shapes: X (T*B, I), W_ih (GH, I),
-    W_hh (GH, H), W_hhT (H, GH), P (T*B, GH) (the pre-activations, then reused as dA),
-    hbuf (T+1, B, H) (read only: the states), scratch (GH*B), carry (B, H), dX (T*B, I),
-    dW_ih (GH, I), dW_hh (GH, H). The values are the caller's; nothing is checked."""
+def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                    const floating[:, ::1] W_hh, floating[:, ::1] W_hhT,
+                    floating[:, ::1] A, floating[:, ::1] R, floating[:, :, ::1] hbuf,
+                    floating[::1] scratch, floating[:, ::1] carry_h, floating[:, ::1] dX,
+                    floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, int step_form, int split,
+                    int tail):
+    """Run the GEMM calls of one forward+backward of a cell. Shapes: X (T*B, I), W_ih and
+    W_hh (GH, I) and (GH, H), A (T*B, ld) with ld >= GH (the pre-activations, then reused
+    as dA), hbuf (T+1, B, H) (read only: the states), carry_h (B, H), dX (T*B, I), dW_ih
+    (GH, I), dW_hh (GH, H). For STEP_TRANSPOSED, W_hhT (H, GH) = W_hh^T and scratch
+    (GH*B); None otherwise.
+
+    The cell's layout, as its kernels pass it to the helpers (each kernel module's
+    gemm_layout(H) gives it): R None is the form of cells whose gates add the two
+    products (RNN, LSTM): each step's product is added into A's rows (beta 1) and
+    backward writes carry_h (beta 0). R (B, GH) is the GRU's form, whose reset gate
+    multiplies the product: it is written apart into R (beta 0), and backward adds into
+    carry_h (beta 1) what the cell pass wrote there first. split and tail place dP in A's
+    columns (shared_weight_grads). The values are the caller's.
+    """
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
-    cdef int I = X.shape[1], GH = W_hh.shape[0]
-    cdef Py_ssize_t t, b
-    cdef floating *P_t
-    cdef const floating *h_prev
+    cdef int I = X.shape[1], GH = W_hh.shape[0], ld = A.shape[1]
+    cdef Py_ssize_t t
+    cdef floating *A_p = &A[0, 0]
+    cdef floating *R_p = &R[0, 0] if R is not None else NULL
+    cdef floating *scratch_p = step_scratch(step_form, scratch, <Py_ssize_t> GH * B)
+    cdef floating *W_hhT_p = step_weights_T(step_form, W_hhT, H, GH)
+    cdef floating *carry = &carry_h[0, 0]
+    cdef floating carry_beta = 0 if R is None else 1
+    if ld < GH or (R is not None and (R.shape[0] != B or R.shape[1] != GH)):
+        raise ValueError("A needs at least GH columns and R shape (B, GH)")
     with nogil:
-        # P = X W_ih^T: (T*B x GH) = (T*B x I)(GH x I)^T
-        gemm(NoTrans, Trans, T * B, GH, I, 1, &X[0, 0], I, &W_ih[0, 0], I, 0, &P[0, 0], GH)
+        input_projection(&X[0, 0], &W_ih[0, 0], A_p, ld, T * B, GH, I)
         for t in range(T):
-            P_t = &P[0, 0] + t * B * GH
-            h_prev = &hbuf[t, 0, 0]
-            if B <= GEMV_ROWS:
-                # per row b: P_t[b] += W_hh h_prev[b]: (GH) = (GH x H)(H)
-                for b in range(B):
-                    gemv(NoTrans, GH, H, 1, &W_hh[0, 0], H, h_prev + b * H, 1, P_t + b * GH)
-            elif transposed:
-                # scratch = W_hh h_prev^T: (GH x B) = (GH x H)(B x H)^T
-                gemm(NoTrans, Trans, GH, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0,
-                     &scratch[0], B)
+            if R_p == NULL:
+                recurrent_product_blas(&W_hh[0, 0], &hbuf[t, 0, 0], A_p + t * B * ld, ld, B,
+                                       GH, H, 1, step_form, scratch_p)
             else:
-                # P_t += h_prev W_hh^T: (B x GH) = (B x H)(GH x H)^T
-                gemm(NoTrans, Trans, B, GH, H, 1, h_prev, H, &W_hh[0, 0], H, 1, P_t, GH)
+                recurrent_product_blas(&W_hh[0, 0], &hbuf[t, 0, 0], R_p, GH, B, GH, H, 0,
+                                       step_form, scratch_p)
         for t in range(T - 1, -1, -1):
-            P_t = &P[0, 0] + t * B * GH     # dA_t
-            if B <= GEMV_ROWS:
-                # per row b: carry[b] = W_hh^T dA_t[b]: (H) = (GH x H)^T (GH)
-                for b in range(B):
-                    gemv(Trans, GH, H, 1, &W_hh[0, 0], H, P_t + b * GH, 0, &carry[0, 0] + b * H)
-            elif transposed:
-                # scratch = W_hh^T dA_t^T: (H x B) = (H x GH)(B x GH)^T
-                gemm(NoTrans, Trans, H, B, GH, 1, &W_hhT[0, 0], GH, P_t, GH, 0,
-                     &scratch[0], B)
-            else:
-                # carry = dA_t W_hh: (B x H) = (B x GH)(GH x H)
-                gemm(NoTrans, NoTrans, B, H, GH, 1, P_t, GH, &W_hh[0, 0], H, 0,
-                     &carry[0, 0], H)
-        # dW_ih = dA^T X: (GH x I) = (T*B x GH)^T (T*B x I)
-        gemm(Trans, NoTrans, GH, I, T * B, 1, &P[0, 0], GH, &X[0, 0], I, 0, &dW_ih[0, 0], I)
-        # dX = dA W_ih: (T*B x I) = (T*B x GH)(GH x I)
-        gemm(NoTrans, NoTrans, T * B, I, GH, 1, &P[0, 0], GH, &W_ih[0, 0], I, 0,
-             &dX[0, 0], I)
-        # dW_hh = dA^T H_prev: (GH x H) = (T*B x GH)^T (T*B x H)
-        gemm(Trans, NoTrans, GH, H, T * B, 1, &P[0, 0], GH, &hbuf[0, 0, 0], H, 0,
-             &dW_hh[0, 0], H)
+            recurrent_product_grad_blas(&W_hh[0, 0], W_hhT_p, A_p + t * B * ld, ld, carry,
+                                        B, GH, H, carry_beta, step_form, scratch_p)
+        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], A_p, ld, &dX[0, 0],
+                            &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, GH, H, split, tail, False)
 
 
 def square_gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C):
