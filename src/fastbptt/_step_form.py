@@ -62,11 +62,12 @@ def _checked(cell, B, H, dtype):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     try:
-        resolved = np.dtype(dtype)
+        resolved = None if dtype is None else np.dtype(dtype)   # np.dtype(None) is float64
     except TypeError:
         resolved = None
-    if resolved == _FLOAT32:
+    # (resolved first: a numpy dtype compares equal to None, as np.dtype(None) is float64)
+    if resolved is not None and resolved == _FLOAT32:
         return int(B), int(H), _FLOAT32
-    if resolved == _FLOAT64:
+    if resolved is not None and resolved == _FLOAT64:
         return int(B), int(H), _FLOAT64
     raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
