@@ -84,23 +84,16 @@ class CellSpec:
     split_db: Callable               # (db, H) -> (db_ih, db_hh)
     transposed_dtypes: tuple         # dtypes whose per-step product may run transposed
 
-    @property
-    def initial_states(self):
-        """The forward's initial-state arguments: ("h0",) or ("h0", "c0")."""
-        return tuple(f"{s}0" for s in self.states)
-
-    @property
-    def final_grads(self):
-        """The backward's final-state gradient arguments: ("dh_n",) or ("dh_n", "dc_n")."""
-        return tuple(f"d{s}_n" for s in self.states)
-
-    @property
-    def forward_name(self):
-        return f"{self.name}_forward"
-
-    @property
-    def backward_name(self):
-        return f"{self.name}_backward"
+    def __post_init__(self):
+        # derived names, computed once: the checks read them on every call
+        derived = {
+            "initial_states": tuple(f"{s}0" for s in self.states),   # ("h0",) / ("h0", "c0")
+            "final_grads": tuple(f"d{s}_n" for s in self.states),    # ("dh_n",) / (.., "dc_n")
+            "forward_name": f"{self.name}_forward",
+            "backward_name": f"{self.name}_backward",
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def __repr__(self):
         return f"CellSpec({self.name!r})"
@@ -161,9 +154,8 @@ def step_form(spec, B, H, dtype):
     The one policy: the wrappers choose with it, the kernels obey, and the tests derive
     the shapes that cover each form from it.
     """
-    spec = get_spec(spec)
     if B <= GEMV_ROWS:
         return "gemv"
-    if 1 < B < H and np.dtype(dtype) in spec.transposed_dtypes:
+    if 1 < B < H and np.dtype(dtype) in get_spec(spec).transposed_dtypes:
         return "transposed"
     return "plain"
