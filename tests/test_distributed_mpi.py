@@ -187,11 +187,22 @@ def test_readme_mpi_example_runs(mpiexec, tmp_path, n):
     assert lines[-1].endswith("over 160 samples")   # a window: 20 steps x all 8 streams
 
 
+def _json_objects(text):
+    """The JSON objects the ranks printed, however the launcher interleaved their lines
+    (two ranks' writes can reach the shared stdout back to back on one line)."""
+    decoder, objects, i = json.JSONDecoder(), [], 0
+    while True:
+        i = text.find("{", i)
+        if i < 0:
+            return objects
+        obj, i = decoder.raw_decode(text, i)
+        objects.append(obj)
+
+
 def test_replica_and_layout_checks_agree_on_every_rank(mpiexec):
     proc, _ = run_job(mpiexec, 2, "collective_checks.py", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    seen = sorted((json.loads(line) for line in proc.stdout.splitlines()),
-                  key=lambda s: s["rank"])
+    seen = sorted(_json_objects(proc.stdout), key=lambda s: s["rank"])
     assert [s["rank"] for s in seen] == [0, 1]
     for s in seen:
         assert (s["same"], s["one_bit"], s["restored"]) == (True, False, True)

@@ -9,6 +9,7 @@ must give the same answer on every rank, so that no rank goes on alone into a co
 Each rank prints one JSON line of what it saw.
 """
 import json
+import sys
 
 import numpy as np
 
@@ -47,4 +48,5 @@ for name, bad in (("shape", shapes), ("key", keys)):
         except ValueError as err:
             seen[f"{name}-{what}"] = "differ between ranks" in str(err)
     seen[f"{name}-unchanged"] = all(np.array_equal(bad[k], kept[k]) for k in bad)
-print(json.dumps(seen), flush=True)
+sys.stdout.write(json.dumps(seen) + "\n")   # one write: the line reaches the launcher whole
+sys.stdout.flush()
