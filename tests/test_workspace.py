@@ -144,3 +144,14 @@ def test_buffers_are_private_to_a_thread():
 def test_bad_limit_is_refused(bad):
     with pytest.raises(ValueError, match="nbytes must be a non-negative int"):
         fastbptt.set_workspace_limit(bad)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_copy_is_a_c_contiguous_copy(monkeypatch, large):
+    monkeypatch.setattr(_workspace, "MIN_BYTES", 64 if large else 1 << 20)
+    a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4).transpose(1, 0, 2)
+    out = _workspace.copy(a)
+    np.testing.assert_array_equal(out, a)
+    assert out.flags.c_contiguous and out.dtype == a.dtype
+    assert not np.shares_memory(out, a)
+    assert (fastbptt.workspace_bytes() > 0) == large   # large copies come from the pool

@@ -148,18 +148,21 @@ def check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, len
         check_shape("b_ih", b_ih, (G * H,), gb, "H from W_hh")
         b_hh = as_float_array("b_hh", b_hh, 1, dtype, contiguous=False)
         check_shape("b_hh", b_hh, (G * H,), gb, "H from W_hh")
-    checked = [_check_state(name, value, B, H, dtype, layout, x.shape)
-               for name, value in zip(spec.initial_states, states)]
-    h0, c0 = checked[0], (checked[1] if len(checked) > 1 else None)
+    # (written out rather than as loops over spec.states: this runs on every call, and
+    # at the smallest sizes its Python is most of the call's cost)
+    names = spec.initial_states
+    h0 = _check_state(names[0], states[0], B, H, dtype, layout, x.shape)
+    c0 = _check_state(names[1], states[1], B, H, dtype, layout, x.shape) if names[1:] else None
     lengths = check_lengths(lengths, B, T)
-    x, h0, W_ih, W_hh = (np.ascontiguousarray(a) for a in (x, h0, W_ih, W_hh))
+    contiguous = np.ascontiguousarray
+    x, h0, W_ih, W_hh = contiguous(x), contiguous(h0), contiguous(W_ih), contiguous(W_hh)
     if has_bias:
-        b_ih, b_hh = np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh)
+        b_ih, b_hh = contiguous(b_ih), contiguous(b_hh)
     else:
         b_ih = np.zeros(G * H, dtype)
         b_hh = np.zeros(G * H, dtype)
     if c0 is not None:
-        c0 = np.ascontiguousarray(c0)
+        c0 = contiguous(c0)
     args = CellArgs(spec, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias, bool(batch_first),
                     lengths, T, B, I, H, G, nonlinearity, code)
     if check_finite:
@@ -181,10 +184,14 @@ def check_backward_args(dh, finals, args, check_finite=False):
     T, B, H, dtype = args.T, args.B, args.H, args.dtype
     if not isinstance(check_finite, (bool, np.bool_)):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
-    if dh is None and all(f is None for f in finals):
-        last = " and/or ".join(args.spec.final_grads)
-        raise ValueError(f"give dh (a gradient at every step), {last} (at the last step), "
-                         f"or both; all were None")
+    if dh is None:
+        for f in finals:   # (not finals.count(None): == on an array is elementwise)
+            if f is not None:
+                break
+        else:
+            last = " and/or ".join(args.spec.final_grads)
+            raise ValueError(f"give dh (a gradient at every step), {last} (at the last "
+                             f"step), or both; all were None")
     if dh is not None:
         dh = as_float_array("dh", dh, 3, dtype, contiguous=False)
         expected, described = (((B, T, H), "(B, T, H)") if args.batch_first
@@ -196,10 +203,11 @@ def check_backward_args(dh, finals, args, check_finite=False):
         if value is not None:
             value = as_float_array(name, value, 2, dtype, contiguous=False)
             check_shape(name, value, (B, H), "(B, H)", "B from the forward's x, H from W_hh")
+            value = np.ascontiguousarray(value)   # (B, H): its size is known to be right
         checked.append(value)
-    # copied only now that their shapes (and so their sizes) are known to be right
+    finals = tuple(checked)
+    # copied only now that its shape (and so its size) is known to be right
     dh = None if dh is None else np.ascontiguousarray(dh)
-    finals = tuple(None if a is None else np.ascontiguousarray(a) for a in checked)
     if check_finite:
         mask = step_mask(args)
         _check_finite("dh", dh, None if mask is None or dh is None

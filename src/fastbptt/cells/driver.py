@@ -40,14 +40,15 @@ from fastbptt.cells.checkpoint import (
 )
 from fastbptt.cells.spec import step_form
 
-_adapters = {}   # spec.name -> its adapter module, imported once
+_adapters = {}   # CellSpec -> its adapter module, imported once
 
 
 def _adapter(spec):
-    module = _adapters.get(spec.name)
-    if module is None:
-        module = _adapters[spec.name] = importlib.import_module(spec.adapter)
-    return module
+    try:
+        return _adapters[spec]
+    except KeyError:
+        module = _adapters[spec] = importlib.import_module(spec.adapter)
+        return module
 
 
 class CompiledCache(CellCache):
@@ -116,15 +117,17 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
 
 def backward(spec, dh, cache, finals, check_finite):
     """The compiled backward of any cell; returns the spec's Grads record."""
-    if isinstance(cache, CheckpointCache) and cache.spec is spec:
+    kind = type(cache)
+    if kind is CompiledCache and cache.args.spec is spec:   # the common case first
+        dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
+        return run_backward(dh, cache, finals)
+    if kind is CheckpointCache and cache.spec is spec:
         return checkpoint_backward(dh, cache, finals, check_finite=check_finite)
-    if not isinstance(cache, (CompiledCache, EmptyCache)) or cache.spec is not spec:
-        raise TypeError(
-            f"cache must come from fastbptt.{spec.forward_name}, got {type(cache).__name__}")
-    dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
-    if isinstance(cache, EmptyCache):
+    if kind is EmptyCache and cache.spec is spec:
+        dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
         return _gradients_of_nothing(cache.args, finals)
-    return run_backward(dh, cache, finals)
+    raise TypeError(
+        f"cache must come from fastbptt.{spec.forward_name}, got {type(cache).__name__}")
 
 
 def run_forward(args):
@@ -145,22 +148,24 @@ def run_forward(args):
 
 def run_backward(dh, cache, finals):
     """The plain backward of validated arguments, from a CompiledCache: the Grads record."""
-    args, spec = cache.args, cache.spec
+    args = cache.args
+    spec = args.spec
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.dtype
     GH, GwH = spec.gates * H, spec.work_gates * H
-    carries = [np.zeros((B, H), dtype) if f is None else f.copy() for f in finals]
+    carries = _carries(finals, B, H, dtype)
+    # positional: a NamedTuple built by keyword costs twice as much, on every call
     work = BackwardBuffers(
-        dA=workspace.empty((T * B, GwH), dtype),
-        dX=workspace.empty((T * B, I), dtype),
-        dW_ih=workspace.empty((GH, I), dtype),
-        dW_hh=workspace.empty((GH, H), dtype),
-        db=np.empty(GwH, dtype),
-        W_hhT=workspace.empty((H if cache.form == "transposed" else 0, GH), dtype),
-        scratch=np.empty(H * B, dtype),
-        hold=None if args.lengths is None else np.empty((B, H), dtype),
+        workspace.empty((T * B, GwH), dtype),                                 # dA
+        workspace.empty((T * B, I), dtype),                                   # dX
+        workspace.empty((GH, I), dtype),                                      # dW_ih
+        workspace.empty((GH, H), dtype),                                      # dW_hh
+        np.empty(GwH, dtype),                                                 # db
+        workspace.empty((H if cache.form == "transposed" else 0, GH), dtype),  # W_hhT
+        np.empty(H * B, dtype),                                               # scratch
+        None if args.lengths is None else np.empty((B, H), dtype),            # hold
     )
-    X = x_for_weight_grads(args).reshape(T * B, I)
+    X = (args.x if args.lengths is None else x_for_weight_grads(args)).reshape(T * B, I)
     _adapter(spec).run_backward_kernel(args, X, cache.states, cache.kept,
                                        None if dh is None else dh.reshape(T * B, H),
                                        carries, work, cache.form)
@@ -172,6 +177,15 @@ def run_backward(dh, cache, finals):
         dx, dW_ih = work.dX.reshape(args.x.shape), work.dW_ih
     db_ih, db_hh = spec.split_db(work.db, H) if args.has_bias else (None, None)
     return spec.grads(dx, *carries, dW_ih, work.dW_hh, db_ih, db_hh)
+
+
+def _carries(finals, B, H, dtype):
+    """The backward kernels' carried state gradients (B, H) each, written in place: the
+    final states' gradients (copies) or zeros where None."""
+    carries = []
+    for f in finals:   # a loop, not a comprehension: cheaper in Python 3.11
+        carries.append(np.zeros((B, H), dtype) if f is None else f.copy())
+    return carries
 
 
 def _with_an_input_column(args):
@@ -189,10 +203,9 @@ def _outputs(hbuf, args):
     h = hbuf[1:]
     if args.batch_first:
         h = h.transpose(1, 0, 2)
-    out = workspace.empty(h.shape, h.dtype)
-    np.copyto(out, h)
-    mask = step_mask(args)   # (T, B)
-    if mask is not None:
+    out = workspace.copy(h)
+    if args.lengths is not None:
+        mask = step_mask(args)   # (T, B)
         out[~(mask.T if args.batch_first else mask)] = 0
     return out
 
@@ -207,7 +220,7 @@ def _gradients_of_nothing(args, finals):
     """The gradients of a problem with T, B or H zero: no step ran, so the final states'
     gradients pass to the initial states unchanged and every other gradient is zero."""
     dtype, B, H = args.dtype, args.B, args.H
-    carries = [np.zeros((B, H), dtype) if f is None else f.copy() for f in finals]
+    carries = _carries(finals, B, H, dtype)
     GH = args.spec.gates * H
     db = (np.zeros(GH, dtype), np.zeros(GH, dtype)) if args.has_bias else (None, None)
     return args.spec.grads(np.zeros(args.x.shape, dtype), *carries,

@@ -53,14 +53,15 @@ def _count_free_refs():
 _FREE_REFS = _count_free_refs()
 
 
-def empty(shape, dtype):
+def empty(shape, dtype, _prod=math.prod, _new=np.empty):
     """An uninitialised C-contiguous array of `shape` and `dtype` (a np.dtype): a view of
     a free kept buffer of this thread (from nbytes up to twice that) when there is one,
     else of a new kept buffer while the limit allows, else a plain new array. Small
-    arrays (under MIN_BYTES) are always plain."""
-    nbytes = math.prod(shape) * dtype.itemsize   # dtype: a numpy dtype object
+    arrays (under MIN_BYTES) are always plain. (_prod and _new are bound as defaults:
+    local lookups, on a path every call of a cell takes several times.)"""
+    nbytes = _prod(shape) * dtype.itemsize   # dtype: a numpy dtype object
     if nbytes < MIN_BYTES:
-        return np.empty(shape, dtype)
+        return _new(shape, dtype)
     buffers = _buffers()
     best = None
     for buf in buffers:
@@ -78,6 +79,15 @@ def empty(shape, dtype):
         best = np.empty(-(-nbytes // 8), np.float64)
         buffers.append(best)
     return best.view(np.uint8)[:nbytes].view(dtype).reshape(shape)
+
+
+def copy(a):
+    """A C-contiguous copy of the array `a` (any strides), in an array from `empty`."""
+    if a.nbytes < MIN_BYTES:
+        return a.copy()   # one call instead of empty + copyto: the small calls' cost
+    out = empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def _drop_free(buffers):
