@@ -19,12 +19,16 @@ MPI_Comm_split_type(MPI_COMM_TYPE_SHARED).
 """
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from mpi4py import MPI
 from threadpoolctl import threadpool_limits
 
 import fastbptt  # noqa: F401  (loads the BLAS the kernels use, so the limit reaches it)
+
+# How long a failing rank waits, after writing its traceback, before MPI_Abort.
+_DRAIN_SECONDS = 0.2
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "BLIS_NUM_THREADS")
@@ -97,6 +101,12 @@ def _install_abort_hook(comm):
             sys.stderr.write(f"fastbptt.distributed: uncaught {exc_type.__name__} on rank "
                              f"{rank}; aborting all {comm.size} ranks\n")
             sys.stderr.flush()
+            # The launcher forwards this rank's stderr through a pipe and, once asked to
+            # abort, may tear the job down before it has read what is in that pipe (with
+            # MPICH's hydra this line was now and then missing from the job's stderr). A
+            # moment's wait lets it forward the traceback and this line; a failing job can
+            # spare it.
+            time.sleep(_DRAIN_SECONDS)
         finally:
             abort(comm)
 
