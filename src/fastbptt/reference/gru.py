@@ -24,26 +24,14 @@ length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt.cells.args import (
-    check_backward_args,
-    check_forward_args,
-    is_empty,
-    step_mask,
-    x_for_weight_grads,
-)
-from fastbptt.cells.cache import CellCache
-from fastbptt.cells.checkpoint import (
-    CheckpointCache,
-    checkpoint_backward,
-    checkpoint_forward,
-    segment_length,
-)
 from fastbptt.cells.spec import GRU as SPEC
+from fastbptt.reference import _recurrence
 
 
-class ReferenceGRUCache(CellCache):
+class ReferenceGRUCache(_recurrence.ReferenceCache):
     """What gru_backward needs from gru_forward. Opaque to callers but for h_n."""
     __slots__ = ("args", "h", "r", "z", "n", "R_n")
+    spec = SPEC
 
     def __init__(self, args, h, r, z, n, R_n):
         self.args = args   # validated CellArgs
@@ -54,22 +42,10 @@ class ReferenceGRUCache(CellCache):
         self.n = n
         self.R_n = R_n
 
-    backend = "reference"
-
-    @property
-    def spec(self):
-        return SPEC
-
-    def step_back(self, t, d_states):
-        """Through step t's recurrence only, for every sequence in full (no lengths):
-        d_states, the gradients reaching step t's states ((..., B, H) each, leading
-        dimensions broadcast), to (the gradient of the step's input pre-activations,
-        which W_ih carries to x_t, and the gradients reaching step t-1's states)."""
-        dP, _, g_prev = gru_backward_step(d_states[0], self, t)
-        return dP, (g_prev,)
-
-    def final_states(self):
-        return (self.h[-1] if self.args.T else self.args.h0),
+    def step(self, t, d_states, keep=None):
+        """gru_backward_step in the time loop's terms (fastbptt.reference._recurrence)."""
+        dP, dR, g_prev = gru_backward_step(d_states[0], self, t, keep)
+        return dP, dR, (g_prev,)
 
 
 def _blocks(a, H):
@@ -93,37 +69,26 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
     k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
     results to rounding.
     """
-    args = check_forward_args(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
-                              check_finite=check_finite)
-    k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
-        return checkpoint_forward(args, k, _forward, _backward, "reference")
-    return _forward(args)
+    return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
+                               lengths, check_finite, checkpoint)
+
+
+def _step(args, x_t, h_prev):
+    """P_t = x_t W_ih^T + b_ih, R_t = h_{t-1} W_hh^T + b_hh, the gates r, z, n from them
+    and h_t = (1 - z) n + z h_{t-1}; r, z, n and R_n are kept."""
+    H = args.H
+    P_r, P_z, P_n = _blocks(x_t @ args.W_ih.T + args.b_ih, H)
+    R_r, R_z, R_n = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)
+    r = expit(P_r + R_r)
+    z = expit(P_z + R_z)
+    n = np.tanh(P_n + r * R_n)
+    h = (1 - z) * n + z * h_prev
+    return (h,), (r, z, n, R_n)
 
 
 def _forward(args):
-    T, B, H = args.T, args.B, args.H
-    mask = step_mask(args)
-    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
-    dtype = args.x.dtype
-    h, r, z, n, R_n = (np.empty((T, B, H), dtype) for _ in range(5))
-    h_prev = args.h0
-    # an empty batch or state has nothing to compute at any step: skip the loop, so a
-    # zero-size problem costs nothing whatever T is
-    for t in range(T if B * H else 0):
-        P_r, P_z, P_n = _blocks(xs[t] @ args.W_ih.T + args.b_ih, H)
-        R_r, R_z, R_n[t] = _blocks(h_prev @ args.W_hh.T + args.b_hh, H)   # R_n kept
-        r[t] = expit(P_r + R_r)
-        z[t] = expit(P_z + R_z)
-        n[t] = np.tanh(P_n + r[t] * R_n[t])
-        h[t] = (1 - z[t]) * n[t] + z[t] * h_prev
-        if mask is not None:
-            h[t] = np.where(mask[t][:, None], h[t], h_prev)
-        h_prev = h[t]
-    out = h if mask is None else np.where(mask[:, :, None], h, 0)
-    out = out.transpose(1, 0, 2) if args.batch_first else out
-    # A copy: the caller may edit what it gets back, and backward must not see that.
-    return out.copy(order="C"), ReferenceGRUCache(args, h, r, z, n, R_n)
+    out, (h,), (r, z, n, R_n) = _recurrence.run_forward(args, _step, kept_gates=(1, 1, 1, 1))
+    return out, ReferenceGRUCache(args, h, r, z, n, R_n)
 
 
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
@@ -134,47 +99,7 @@ def gru_backward(dh, cache, dh_n=None, check_finite=False):
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
     check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
-    if isinstance(cache, CheckpointCache) and cache.spec is SPEC:
-        return checkpoint_backward(dh, cache, (dh_n,), check_finite=check_finite)
-    if not isinstance(cache, ReferenceGRUCache):
-        raise TypeError(
-            f"cache must come from fastbptt.reference.gru_forward, got {type(cache).__name__}"
-        )
-    dh, finals = check_backward_args(dh, (dh_n,), cache.args, check_finite=check_finite)
-    return _backward(dh, cache, finals)
-
-
-def _backward(dh, cache, finals):
-    (dh_n,) = finals
-    args = cache.args
-    T, B, H = args.T, args.B, args.H
-    dtype = args.x.dtype
-    mask = step_mask(args)
-    # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
-    x = x_for_weight_grads(args)
-    xs = x.transpose(1, 0, 2) if args.batch_first else x
-    dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
-
-    dx = np.zeros_like(xs)
-    dW_ih = np.zeros_like(args.W_ih)
-    dW_hh = np.zeros_like(args.W_hh)
-    db_ih = np.zeros(3 * H, dtype)
-    db_hh = np.zeros(3 * H, dtype)
-    g = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    for t in reversed(range(T if B * H else 0)):   # as in forward
-        if dhs is not None:
-            g = g + (dhs[t] if mask is None else np.where(mask[t][:, None], dhs[t], 0))
-        h_prev = cache.h[t - 1] if t > 0 else args.h0
-        dP, dR, g = gru_backward_step(g, cache, t, None if mask is None else mask[t][:, None])
-        dx[t] = dP @ args.W_ih
-        dW_ih += dP.T @ xs[t]
-        dW_hh += dR.T @ h_prev
-        db_ih += dP.sum(axis=0)
-        db_hh += dR.sum(axis=0)
-    dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
-    if not args.has_bias:
-        db_ih = db_hh = None
-    return SPEC.grads(dx, g, dW_ih, dW_hh, db_ih, db_hh)
+    return _recurrence.backward(SPEC, ReferenceGRUCache, dh, cache, (dh_n,), check_finite)
 
 
 def gru_backward_step(g, cache, t, keep=None):
