@@ -182,13 +182,20 @@ class CharLM:
                 raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
             model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
                         num_layers=meta["num_layers"], dtype=meta["dtype"], backend=backend)
-            missing = set(model.params) - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-            for key, value in model.params.items():
-                stored = data[key]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                                     f"expected {value.shape} {value.dtype}")
-                value[...] = stored   # in place: the layer shares these arrays
+            load_params(path, data, model.params)
         return model, meta
+
+
+def load_params(path, data, params):
+    """Fill a model's params (name -> array) from an open .npz `data` read from `path`, in
+    place (the layers share these arrays); ValueError naming the file when a parameter is
+    missing or has another shape or dtype. The character and the word models' load()."""
+    missing = set(params) - set(data.files)
+    if missing:
+        raise ValueError(f"{path} lacks parameters {sorted(missing)}")
+    for key, value in params.items():
+        stored = data[key]
+        if stored.shape != value.shape or stored.dtype != value.dtype:
+            raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
+                             f"expected {value.shape} {value.dtype}")
+        value[...] = stored

@@ -33,9 +33,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fastbptt import (
-    GRU,
-    LSTM,
-    RNN,
     Adam,
     Embedding,
     TruncatedBPTT,
@@ -43,9 +40,11 @@ from fastbptt import (
     reference,
     softmax_cross_entropy,
 )
+from fastbptt.app import demo as _demo
+from fastbptt.app.charlm import load_params
 from fastbptt.app.corpus import load_corpus
+from fastbptt.nn.layers import LAYERS  # cell name -> layer class, from each CellSpec
 
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 UNK = "<unk>"
 VALID_FRACTION = 0.1
 _FORMAT = "fastbptt-wordlm-1"
@@ -226,15 +225,7 @@ class WordLM:
             model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
                         num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
                         tied=meta["tied"], dtype=meta["dtype"], backend=backend)
-            missing = set(model.params) - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-            for key, value in model.params.items():
-                stored = data[key]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                                     f"expected {value.shape} {value.dtype}")
-                value[...] = stored   # in place: the parts share these arrays
+            load_params(path, data, model.params)   # in place: the parts share them
         return model, meta
 
 
@@ -284,14 +275,9 @@ class WordDemoOptions:
 
 
 def split_streams(indices, batch, seq_len):
-    """inputs and next-word targets (T, B): indices cut into `batch` streams."""
-    T = (len(indices) - 1) // batch
-    if T < seq_len:
-        raise ValueError(f"the text has {len(indices)} words: too short for batch={batch} "
-                         f"streams of at least seq_len={seq_len} steps")
-    inputs = indices[:T * batch].reshape(batch, T).T
-    targets = indices[1:T * batch + 1].reshape(batch, T).T
-    return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
+    """inputs and next-word targets (T, B): indices cut into `batch` streams, as the
+    character demo cuts its text (fastbptt.app.demo.split_streams)."""
+    return _demo.split_streams(indices, batch, seq_len, unit="words")
 
 
 def run(options, out=print):
