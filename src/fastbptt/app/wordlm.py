@@ -41,7 +41,7 @@ from fastbptt import (
     softmax_cross_entropy,
 )
 from fastbptt.app import demo as _demo
-from fastbptt.app.charlm import load_params
+from fastbptt.app.charlm import check_sampling, load_params
 from fastbptt.app.corpus import load_corpus
 from fastbptt.nn.layers import LAYERS  # cell name -> layer class, from each CellSpec
 
@@ -181,11 +181,7 @@ class WordLM:
         unknown words read as <unk>), or of a random word when prime is empty. <unk> is
         never generated. With a prime, the text starts with a space (prime + text reads
         on)."""
-        if not (isinstance(length, (int, np.integer)) and length >= 0):
-            raise ValueError(f"length must be an int >= 0, got {length!r}")
-        if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
-                and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        check_sampling(length, temperature)
         rng = np.random.default_rng(rng)
         V = len(self.vocab)
         generated = []
