@@ -24,6 +24,7 @@ length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
+from fastbptt.cells import docs
 from fastbptt.cells.spec import GRU as SPEC
 from fastbptt.reference import _recurrence
 
@@ -53,21 +54,17 @@ def _blocks(a, H):
     return a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
 
 
+@docs.fill(SPEC)
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
                 check_finite=False,
                 checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
-    W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,) or both None (gates r, z, n);
-    lengths (B,) ints in [0, T] or None (all T).
+    W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,) or both None (gates r, z, n).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for gru_backward whose h_n is the final state.
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
-    checkpoint: None, True or an int k, as for fastbptt.gru_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
-    results to rounding.
+    {forward_options}
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint)
@@ -91,23 +88,21 @@ def _forward(args):
     return out, ReferenceGRUCache(args, h, r, z, n, R_n)
 
 
+@docs.fill(SPEC)
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like gru_forward's output, or None (many-to-one);
-    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
-    Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
-    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
+    {backward_arguments}
+    Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh); db_ih and db_hh are None when
+    forward had no biases (and differ otherwise: the reset gate acts after b_hn).
     """
     return _recurrence.backward(SPEC, ReferenceGRUCache, dh, cache, (dh_n,), check_finite)
 
 
 def gru_backward_step(g, cache, t, keep=None):
-    """One step of gru_backward, through step t's recurrence only.
-
-    g: dL/dh_t, the total gradient reaching h_t, (..., B, H): leading dimensions
-    broadcast, so several vectors go back at once. keep: (B, 1) bool, the rows inside
-    their length, or None.
+    """gru_backward through step t's recurrence alone: from g = dL/dh_t (..., B, H), all
+    that reaches h_t (leading dimensions broadcast: several vectors go back at once), and
+    keep, (B, 1) bool, the rows inside their length (or None).
     Returns (dP_t, dR_t, g_{t-1}): dP_t, dR_t (..., B, 3H) zero where not kept, and
     g_{t-1} = dR_t W_hh + g z (g itself where not kept), before the loss's own gradient
     at step t-1 is added.

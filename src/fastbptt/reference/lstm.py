@@ -22,6 +22,7 @@ through those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
+from fastbptt.cells import docs
 from fastbptt.cells.spec import LSTM as SPEC
 from fastbptt.reference import _recurrence
 
@@ -44,21 +45,17 @@ class ReferenceLSTMCache(_recurrence.ReferenceCache):
         return dz, dz, (dh_prev, dc_prev)
 
 
+@docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False,
                 checkpoint=None):
     """Run an LSTM over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
-    W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None, gate blocks i, f, g, o;
-    lengths (B,) ints in [0, T] or None (all T).
+    W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None, gate blocks i, f, g, o.
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for lstm_backward whose h_n and c_n are the final states.
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
-    checkpoint: None, True or an int k, as for fastbptt.lstm_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
-    results to rounding.
+    {forward_options}
     """
     return _recurrence.forward(SPEC, _forward, x, (h0, c0), W_ih, W_hh, b_ih, b_hh,
                                batch_first, lengths, check_finite, checkpoint)
@@ -80,15 +77,12 @@ def _forward(args):
     return out, ReferenceLSTMCache(args, gates, h, c)
 
 
+@docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
-    dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
-    outside, or None. At least one of dh, dh_n, dc_n must be given.
+    {backward_arguments}
     Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh).
-    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
-    or Inf.
     """
     return _recurrence.backward(SPEC, ReferenceLSTMCache, dh, cache, (dh_n, dc_n),
                                 check_finite)

@@ -17,6 +17,7 @@ those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
+from fastbptt.cells import docs
 from fastbptt.cells.spec import RNN as SPEC
 from fastbptt.reference import _recurrence
 
@@ -59,21 +60,18 @@ class ReferenceRNNCache(_recurrence.ReferenceCache):
         return dA, dA, (g_prev,)
 
 
+@docs.fill(SPEC)
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None, check_finite=False,
                 checkpoint=None):
     """Run a vanilla RNN over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
-    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None; lengths (B,) ints in
-    [0, T] or None (all T).
+    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
+    nonlinearity "tanh", "relu", "sigmoid" or "identity" (f in the equations).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
     length, and a cache for rnn_backward whose h_n is the final state.
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
-    checkpoint: None, True or an int k, as for fastbptt.rnn_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
-    results to rounding.
+    {forward_options}
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint, nonlinearity=nonlinearity)
@@ -90,13 +88,12 @@ def _forward(args):
     return out, ReferenceRNNCache(args, h)
 
 
+@docs.fill(SPEC)
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
-    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
+    {backward_arguments}
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
-    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     return _recurrence.backward(SPEC, ReferenceRNNCache, dh, cache, (dh_n,), check_finite)
 
