@@ -245,29 +245,17 @@ def load_checkpoint(path, backend="compiled"):
 # ------------------------------------------------------------------ the demo
 
 @dataclasses.dataclass
-class WordDemoOptions:
-    """The word demo's settings; the defaults take well under a minute on two cores."""
-    cell: str = "lstm"
-    hidden: int = 128
-    layers: int = 1
-    embedding_dim: int = None   # None: the hidden size
-    tied: bool = False
-    min_count: int = 2
+class WordDemoOptions(_demo.DemoOptions):
+    """The word demo's settings: the character demo's (fastbptt.app.demo.DemoOptions) with
+    word-sized defaults, and the word model's own; the defaults take well under a minute
+    on two cores."""
     seq_len: int = 32
     batch: int = 16
     steps: int = 300
-    lr: float = 3e-3
-    clip: float = 5.0
-    backend: str = "compiled"
-    dtype: str = "float32"
-    threads: int = None
-    text: str = None
-    seed: int = 0
-    sample_every: int = None
     sample_length: int = 30      # words
-    temperature: float = 0.8
-    checkpoint: str = "fastbptt-demo.npz"
-    plot: str = None
+    embedding_dim: int = None   # None: the hidden size
+    tied: bool = False
+    min_count: int = 2
 
 
 def split_streams(indices, batch, seq_len):
