@@ -375,3 +375,16 @@ def test_cli_unknown_peer_is_a_one_line_error(capsys):
     assert errors == ["fastbptt bench: error: argument --peers: unknown peer 'gpu'; "
                       "choose from torch, jax, numba"]
     assert "Traceback" not in err
+
+
+def test_jax_peer_refuses_a_backend_it_did_not_start(tmp_path):
+    # XLA reads its thread flags once: a JAX already running has threads the row can't know
+    _require("jax")
+    code = ("import jax.numpy as jnp, numpy as np\njnp.ones(2).block_until_ready()\n"
+            "from fastbptt import bench\np = bench.make_problem('rnn', 2, 1, 3, 3, np.float32)\n"
+            "try:\n    bench.peer('jax').prepare('rnn', p)\n"
+            "except bench.PeerUnavailable as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "JAX's backend started before the peer could set its threads" in result.stdout

@@ -17,7 +17,8 @@ Two process-wide settings, and how the peer keeps them from leaking:
 - threads: XLA's CPU thread pool is sized once, when JAX's backend starts, from XLA_FLAGS.
   The peer starts it at the first row's thread count (one thread: no Eigen threading and
   one intra-op thread), unless XLA_FLAGS already names a thread setting, which wins; a row
-  at another thread count raises PeerUnavailable saying so.
+  at another thread count, or any row when JAX's backend was started before the peer
+  could set the flags, raises PeerUnavailable saying so.
 """
 import contextlib
 import functools
@@ -42,6 +43,9 @@ def _start(threads):
     started at another count."""
     global _started_threads
     if _started_threads is None:
+        if _backend_started():
+            raise PeerUnavailable("JAX's backend started before the peer could set its "
+                                  "threads (XLA_FLAGS); run the benchmark in a new process")
         flags = os.environ.get("XLA_FLAGS", "")
         if not any(name in flags for name in _THREAD_FLAGS):
             ours = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} " \
@@ -51,6 +55,15 @@ def _start(threads):
     elif threads != _started_threads:
         raise PeerUnavailable(f"JAX started with {_started_threads} thread(s) (XLA_FLAGS is "
                               f"read once); run --threads {threads} alone to time it there")
+
+
+def _backend_started():
+    """Whether JAX's backend is up already (its private probe; False where it is gone)."""
+    try:
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:
+        return False
+    return backends_are_initialized()
 
 
 def _steps(jnp, sigmoid):
