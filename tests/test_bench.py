@@ -198,3 +198,193 @@ def test_bench_help_imports_the_benchmark_and_shows_its_defaults(tmp_path):
                     f"(default: {bench.DEFAULT_THREADS})",
                     f"(default: {bench.REFERENCE_BUDGET:g})"):
         assert promise in help_text
+
+
+# ---------------------------------------------------------------- the peers
+
+def _require(name):
+    """Skip (with the reason) unless the peer can run here."""
+    ok, detail = bench.peer(name).available()
+    if not ok:
+        pytest.skip(f"peer {name}: {detail}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", list(bench.CELLS))
+@pytest.mark.parametrize("name", list(bench.PEERS))
+def test_peer_agrees_with_fastbptt(name, cell, dtype):
+    # the same weights and work: outputs at every step and every gradient, dtype for dtype
+    _require(name)
+    p = bench.make_problem(cell, 4, 3, 5, 6, dtype, seed=3)
+    prepared = bench.peer(name).prepare(cell, p)
+    expected = bench.expected_result(cell, p)
+    assert set(prepared.result) == set(expected)
+    assert {"h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"} <= set(expected)
+    bench.check_peer(name, prepared.result, expected)
+    # float64 to far below the float32 tolerance: a peer on the wrong equations fails here
+    if dtype == np.float64:
+        for key, want in expected.items():
+            np.testing.assert_allclose(prepared.result[key], want, rtol=1e-9, atol=1e-11,
+                                       err_msg=f"{name} {cell} {key}")
+    prepared.run()   # the timed unit runs after the prepared call
+
+
+def test_jax_peer_leaves_x64_off():
+    # float64 runs inside jax.enable_x64's context; the process-wide flag stays as it was
+    _require("jax")
+    import jax
+    before = jax.config.jax_enable_x64
+    p = bench.make_problem("rnn", 3, 2, 4, 5, np.float64)
+    prepared = bench.peer("jax").prepare("rnn", p)
+    hs, _ = prepared.run()
+    assert hs.dtype == np.float64
+    assert jax.config.jax_enable_x64 == before
+    f32 = bench.peer("jax").prepare("rnn", bench.make_problem("rnn", 3, 2, 4, 5, np.float32))
+    assert f32.result["h"].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", list(bench.PEERS))
+def test_runner_takes_peer_names(name):
+    _require(name)
+    p = bench.make_problem("lstm", 3, 2, 4, 5, np.float64)
+    assert bench.runner("lstm", name, p)() is not None
+
+
+def test_check_peer_rejects_other_work():
+    p = bench.make_problem("gru", 4, 2, 3, 5, np.float32)
+    expected = bench.expected_result("gru", p)
+    bench.check_peer("same", dict(expected), expected)
+    off = dict(expected, dW_hh=expected["dW_hh"] * 1.01)
+    with pytest.raises(bench.PeerMismatch, match="odd's dW_hh differs from fastbptt's at x"):
+        bench.check_peer("odd", off, expected, where=" at x")
+    with pytest.raises(bench.PeerMismatch, match="float64 .* fastbptt's float32"):
+        bench.check_peer("wide", dict(expected, h=expected["h"].astype(np.float64)), expected)
+    with pytest.raises(bench.PeerMismatch, match="returned no db_hh"):
+        bench.check_peer("short", {k: v for k, v in expected.items() if k != "db_hh"},
+                         expected)
+
+
+def test_unknown_peer_names():
+    with pytest.raises(ValueError, match="unknown peer 'gpu'; expected one of torch, jax"):
+        bench.peer("gpu")
+    with pytest.raises(ValueError, match="unknown peer 'gpu'"):
+        bench.chosen_peers(["numba", "gpu"])
+
+
+class _FakePeer:
+    """A peer module stand-in: fastbptt's own result, scaled by `scale` (1: right),
+    unavailable with `missing`, unable to run at more than one thread."""
+
+    def __init__(self, scale=1.0, missing=None):
+        self.scale, self.missing, self.prepared = scale, missing, 0
+
+    def available(self):
+        return bench.peers.Availability(self.missing is None, self.missing or "fake 1.0")
+
+    def prepare(self, cell, problem, threads=1):
+        if threads > 1:
+            raise bench.PeerUnavailable("one thread only")
+        self.prepared += 1
+        result = {k: v * self.scale for k, v in bench.expected_result(cell, problem).items()}
+        return bench.peers.Prepared(lambda: None, result)
+
+
+@pytest.fixture
+def fake_peers(monkeypatch):
+    """Register peers by name: fake_peers(name=_FakePeer(...), ...)."""
+    def register(**fakes):
+        for name, fake in fakes.items():
+            monkeypatch.setitem(bench.PEERS, name, name)
+            monkeypatch.setitem(sys.modules, f"fastbptt.bench.peers.{name}", fake)
+    return register
+
+
+def test_measure_rows_checks_times_and_ranks_the_peers(fake_peers, monkeypatch):
+    good, gone = _FakePeer(), _FakePeer(missing="not importable (no module)")
+    fake_peers(good=good, gone=gone)
+    rows = list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], threads=[1, 2],
+                                   repeat=1, reference=False, roofline=False,
+                                   peers=["good", "gone"]))
+    assert good.prepared == 1 and len(rows) == 2          # checked, then timed, at 1 thread
+    one, two = rows
+    assert one["good_speedup"] == pytest.approx(one["good_ms"] / one["compiled_ms"])
+    assert one["best_peer"] == "good" and one["best_peer_speedup"] == one["good_speedup"]
+    assert "gone_ms" not in one                            # unavailable: no entries at all
+    assert two["good_ms"] is None and two["good_skipped"] == "one thread only"
+    assert two["best_peer"] is None and two["best_peer_speedup"] is None
+
+
+def test_measure_rows_refuses_a_peer_doing_other_work(fake_peers):
+    fake_peers(wrong=_FakePeer(scale=1.5))
+    with pytest.raises(bench.PeerMismatch, match="wrong's h differs .* at rnn 3,2,4,4"):
+        list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float32"], repeat=1,
+                                reference=False, roofline=False, peers=["wrong"]))
+
+
+def test_table_has_a_column_pair_per_peer_and_the_best_peer():
+    row = {"shape": [3, 2, 4, 4], "dtype": "float32", "cell": "lstm", "threads": 2,
+           "compiled_ms": 1.0, "compiled_gflops": 1.0, "torch_ms": 2.5, "torch_speedup": 2.5,
+           "jax_ms": 1.25, "jax_speedup": 1.25, "numba_ms": None, "numba_speedup": None,
+           "numba_skipped": "x", "best_peer": "jax", "best_peer_speedup": 1.25}
+    lines = list(bench.table_lines([row], reference=False, peers=["torch", "jax", "numba"]))
+    headings = [e.strip() for e in lines[0].strip("|").split("|")]
+    assert headings == ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "torch ms",
+                        "jax ms", "numba ms", "vs torch", "vs jax", "vs numba", "best peer",
+                        "compiled GFLOP/s"]
+    entries = [e.strip() for e in lines[2].strip("|").split("|")]
+    assert entries[5:12] == ["2.500", "1.250", "-", "2.50x", "1.25x", "-", "jax 1.25x"]
+    # torch=True alone is the table before --peers; no peer, no peer columns
+    assert list(bench.table_lines([], reference=False, torch=True))[0] == \
+        next(bench.table_lines([], reference=False, peers=["torch"]))
+    assert "best peer" not in next(bench.table_lines([], reference=False))
+
+
+def _bench_cli(capsys, *options):
+    from fastbptt.app.cli import main
+    status = main(["bench", "--cells", "rnn", "--shapes", "3,2,4", "--repeat", "1",
+                   "--dtypes", "float64", "--threads", "1", "--no-roofline", *options])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_peers_columns_and_skip_notes(fake_peers, capsys):
+    fake_peers(good=_FakePeer(), gone=_FakePeer(missing="not importable (nope)"))
+    status, out, err = _bench_cli(capsys, "--peers", "good,gone,torch", "--no-torch")
+    assert status == 0
+    assert "Peer gone skipped: not importable (nope)" in out
+    assert "Peers: fake 1.0" in out
+    heading = next(line for line in out.splitlines() if line.startswith("| T,B,I,H"))
+    assert "good ms" in heading and "vs good" in heading and "best peer" in heading
+    assert "gone" not in heading and "torch" not in heading   # --no-torch: out of --peers
+
+
+def test_cli_refuses_a_peer_doing_other_work(fake_peers, capsys):
+    fake_peers(wrong=_FakePeer(scale=-1.0))
+    status, _, err = _bench_cli(capsys, "--peers", "wrong")
+    assert status == 1
+    assert err.startswith("fastbptt bench: error: wrong's h differs from fastbptt's")
+
+
+def test_cli_unknown_peer_is_a_one_line_error(capsys):
+    from fastbptt.app.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--peers", "torch,gpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == ["fastbptt bench: error: argument --peers: unknown peer 'gpu'; "
+                      "choose from torch, jax, numba"]
+    assert "Traceback" not in err
+
+
+def test_jax_peer_refuses_a_backend_it_did_not_start(tmp_path):
+    # XLA reads its thread flags once: a JAX already running has threads the row can't know
+    _require("jax")
+    code = ("import jax.numpy as jnp, numpy as np\njnp.ones(2).block_until_ready()\n"
+            "from fastbptt import bench\np = bench.make_problem('rnn', 2, 1, 3, 3, np.float32)\n"
+            "try:\n    bench.peer('jax').prepare('rnn', p)\n"
+            "except bench.PeerUnavailable as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "JAX's backend started before the peer could set its threads" in result.stdout

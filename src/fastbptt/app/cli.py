@@ -194,8 +194,14 @@ def _bench_options(bench_parser):
         help="skip the reference where one call is estimated to take longer than this "
              f"many seconds; 0 for no limit (default: {bench.REFERENCE_BUDGET:g})")
     bench_parser.add_argument(
+        "--peers", type=_peers, default=["torch"],
+        help="comma-separated peers timed beside fastbptt on the same weights and work, "
+             f"from: {', '.join(bench.PEERS)}; each one not importable is skipped with a "
+             "note, each one's outputs and gradients checked against fastbptt's first "
+             "(default: torch)")
+    bench_parser.add_argument(
         "--no-torch", dest="torch", action="store_false",
-        help="leave PyTorch out (it runs by default when importable)")
+        help="leave PyTorch out of --peers (it runs by default when importable)")
     bench_parser.add_argument(
         "--no-roofline", dest="roofline", action="store_false",
         help="leave the GEMM roofline and the ceiling out")
@@ -209,7 +215,8 @@ def _run_bench(args):
     shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
-    torch = args.torch and bench.torch_available()
+    requested = [p for p in args.peers if args.torch or p != "torch"]
+    peers = bench.chosen_peers(requested)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -220,9 +227,9 @@ def _run_bench(args):
     # With one thread count the header's BLAS lines show it; with several, the default.
     with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
         header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
-                                      torch=torch)
+                                      peers=requested)
     rows = bench.measure_rows(args.cells, shapes, args.dtypes, threads=args.threads,
-                              repeat=args.repeat, reference=args.reference, torch=torch,
+                              repeat=args.repeat, reference=args.reference, peers=peers,
                               roofline=args.roofline,
                               reference_budget=args.reference_budget or None)
     measured = []   # the rows, kept as they stream past for --json and --plot
@@ -232,13 +239,21 @@ def _run_bench(args):
             measured.append(row)
             yield row
 
-    if args.json:
-        print(bench.json_report(header, keep(rows)))
-    else:
-        print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
-        for line in bench.table_lines(keep(rows), reference=args.reference, torch=torch,
-                                      roofline=args.roofline):
-            print(line, flush=True)
+    try:
+        if args.json:
+            print(bench.json_report(header, keep(rows)))
+        else:
+            print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
+            for line in bench.table_lines(keep(rows), reference=args.reference, peers=peers,
+                                          roofline=args.roofline):
+                print(line, flush=True)
+    except bench.PeerMismatch as exc:   # a peer doing other work than fastbptt: no figure
+        print(f"fastbptt bench: error: {exc}", file=sys.stderr)
+        return 1
+    notes = {f"{name} skipped at {row['threads']} thread(s): {row[f'{name}_skipped']}"
+             for row in measured for name in peers if row.get(f"{name}_skipped")}
+    for note in sorted(notes):
+        print(f"note: {note}", file=sys.stderr)
     if args.plot:
         bench.plot(measured, args.plot)
         print(f"plot saved to {args.plot}", file=sys.stderr)
@@ -384,6 +399,11 @@ def _choices(text, allowed, what):
         raise argparse.ArgumentTypeError(
             f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
     return chosen
+
+
+def _peers(text):
+    from fastbptt import bench
+    return _choices(text, list(bench.PEERS), "peer")
 
 
 def _cells(text):

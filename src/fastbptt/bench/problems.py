@@ -6,8 +6,11 @@ through all T steps, with a gradient dh arriving at every step (many-to-many), o
 problem initialised like torch.nn. runner(cell, backend, problem) returns it as a function
 of no arguments for fastbptt.bench.harness to time. Each backend is one entry of RUNNERS:
 a function (cell, problem) -> run that looks up and allocates everything once, so that the
-timed call is the work only. A new peer (JAX, numba, ...) is one more such function and
-entry; nothing else here or in the harness changes.
+timed call is the work only. The peers a user would pick instead (torch, JAX, numba) are
+modules of fastbptt.bench.peers with one small interface (prepare(cell, problem) ->
+Prepared(run, result)): a new peer is one more module there and entry of its PEERS, and
+measure_rows checks each peer's result against fastbptt's before timing it; nothing else
+here or in the harness changes.
 
 What the benchmark knows per cell it reads from the cell's CellSpec (block "cells" below).
 """
@@ -18,7 +21,8 @@ import numpy as np
 import fastbptt
 from fastbptt._kernels import gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_interleaved
-from fastbptt.cells.spec import SPECS, get_spec, step_form
+from fastbptt.bench.peers import PEERS, PeerUnavailable, check_peer, expected_result, peer
+from fastbptt.cells.spec import SPECS, step_form
 
 # ---------------------------------------------------------------- cells
 # What the benchmark knows per cell comes from fastbptt.cells.spec (CellSpec); the only
@@ -181,33 +185,9 @@ def _api_runner(backend):
 
 
 def _torch_runner(cell, problem):
-    """torch.nn's module of the cell, holding the problem's weights, timed as training
-    runs it: forward over all steps, out.backward(dh), gradients of the input, the initial
-    states and every parameter (reset to None before each call, as zero_grad does)."""
-    import torch
-    T, B, I = problem.x.shape
-    H = problem.W_hh.shape[1]
-    dtype = torch.float32 if problem.x.dtype == np.float32 else torch.float64
-    module = getattr(torch.nn, get_spec(cell).torch_name)(I, H).to(dtype)
-    with torch.no_grad():
-        for name, value in (("weight_ih_l0", problem.W_ih), ("weight_hh_l0", problem.W_hh),
-                            ("bias_ih_l0", problem.b_ih), ("bias_hh_l0", problem.b_hh)):
-            getattr(module, name).copy_(torch.from_numpy(value))
-    x = torch.from_numpy(problem.x.copy()).requires_grad_()
-    states = [torch.from_numpy(state[None].copy()).requires_grad_()
-              for state in problem.states]          # torch wants (layers, B, H)
-    state_arg = tuple(states) if len(states) > 1 else states[0]   # LSTM: (h0, c0)
-    dh = torch.from_numpy(problem.dh)
-    leaves = [x, *states, *module.parameters()]
-
-    def run():
-        for leaf in leaves:
-            leaf.grad = None
-        out, _ = module(x, state_arg)
-        out.backward(dh)
-        return x.grad
-
-    return run
+    """torch.nn's module of the cell with the problem's weights (fastbptt.bench.peers.torch);
+    its run() returns x.grad."""
+    return peer("torch").prepare(cell, problem).run
 
 
 def _roofline_runner(cell, problem):
@@ -240,8 +220,9 @@ def _roofline_runner(cell, problem):
 # backend name -> (cell, problem) -> run, in the table's column order:
 # - compiled: fastbptt's kernels;  reference: fastbptt.reference, the NumPy twins;
 # - torch: torch.nn.RNN/LSTM/GRU (CPU) with the same weights, input, initial states and
-#   dh, requires_grad on the input, the initial states and the parameters,
-#   `out.backward(dh)`: outputs at every step, all parameter and input gradients;
+#   dh, `out.backward(dh)`: all parameter and input gradients (fastbptt.bench.peers.torch;
+#   kept here, where the pytest-benchmark suites of each cell find it, unchecked; the
+#   other peers, and torch checked, are measure_rows' peers and bench/test_bench_peers.py);
 # - roofline: only the GEMM/GEMV calls the compiled kernels make for this work (same
 #   shapes, transposes and counts, per-step and batched), back to back, in the same BLAS,
 #   dtype and thread count (fastbptt._kernels.gemm_roofline).
@@ -256,29 +237,49 @@ ALL_BACKENDS = list(RUNNERS)
 
 def runner(cell, backend, problem):
     """A function of no arguments running one forward+backward of `problem` on `backend`
-    (a key of RUNNERS): the unit that is timed."""
-    if backend not in RUNNERS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of "
-                         f"{', '.join(RUNNERS)}")
+    (a key of RUNNERS, or a peer of fastbptt.bench.peers.PEERS): the unit that is timed."""
+    if backend not in RUNNERS and backend not in PEERS:
+        known = [*RUNNERS, *(name for name in PEERS if name not in RUNNERS)]
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(known)}")
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELLS)}")
-    return RUNNERS[backend](cell, problem)
+    if backend in RUNNERS:
+        return RUNNERS[backend](cell, problem)
+    return peer(backend).prepare(cell, problem).run
+
+
+def chosen_peers(peers=None, torch=None):
+    """The peers a run times, those of `peers` (names of PEERS, in their order) that are
+    available here; peers=None is torch alone, the table before there were other peers.
+    torch=False leaves torch out (--no-torch). An unknown name raises ValueError."""
+    names = ["torch"] if peers is None else list(dict.fromkeys(peers))
+    for name in names:
+        peer(name)   # ValueError for an unknown name
+    return [name for name in names if not (name == "torch" and torch is False)
+            and peer(name).available().ok]
 
 
 def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=True,
-                 torch=None, roofline=True, reference_budget=REFERENCE_BUDGET, seed=0):
+                 torch=None, peers=None, roofline=True, reference_budget=REFERENCE_BUDGET,
+                 seed=0):
     """Yield one result row (a dict, JSON-ready) per shape, dtype, cell and thread count,
     as measured.
 
     A generator, so that a caller can print each row while the next is measured. Times are
     medians in milliseconds of interleaved calls (time_interleaved); GFLOP/s is flops()
-    over the median; speedup is reference ms over compiled ms, torch_speedup torch ms over
-    compiled ms, efficiency roofline ms over compiled ms. torch=None runs torch when it is
-    importable. The reference is skipped (reference_skipped True, its entries None) where
+    over the median; speedup is reference ms over compiled ms, efficiency roofline ms over
+    compiled ms. The reference is skipped (reference_skipped True, its entries None) where
     estimated_reference_seconds exceeds reference_budget (None: never skipped).
+
+    Peers: chosen_peers(peers, torch), so peers=None runs torch when it is importable and
+    torch is not False. Each peer's outputs and gradients are held to fastbptt's
+    (peers.check_peer, PeerMismatch when they differ) before it is timed; its row entries
+    are <name>_ms, _gflops, _times_ms and <name>_speedup = peer ms / compiled ms (above 1:
+    fastbptt is faster), or, where the peer cannot run the row (PeerUnavailable),
+    <name>_ms None and <name>_skipped the reason. best_peer names the fastest peer of the
+    row and best_peer_speedup is its ratio (None without one).
     """
-    if torch is None:
-        torch = torch_available()
+    peer_names = chosen_peers(peers, torch)
     for shape in shapes:
         for dtype in dtypes:
             for cell in cells:
@@ -286,13 +287,25 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
                 work = flops(cell, *shape)
                 skip = reference and reference_budget is not None and \
                     estimated_reference_seconds(cell, *shape) > reference_budget
-                backends = ["compiled"] + ["reference"] * (reference and not skip) + \
-                    ["torch"] * bool(torch) + ["roofline"] * bool(roofline)
+                own = ["compiled"] + ["reference"] * (reference and not skip)
+                expected = expected_result(cell, problem) if peer_names else None
+                where = f" at {cell} {','.join(map(str, shape))} {np.dtype(dtype).name}"
                 for n in threads:
                     row = {"shape": list(shape), "dtype": np.dtype(dtype).name,
                            "cell": cell, "threads": n, "flops": work}
                     with thread_limit(n):
-                        runs = {b: runner(cell, b, problem) for b in backends}
+                        runs = {b: runner(cell, b, problem) for b in own}
+                        skipped = {}
+                        for name in peer_names:
+                            try:
+                                prepared = peer(name).prepare(cell, problem, threads=n)
+                            except PeerUnavailable as exc:
+                                skipped[name] = str(exc)
+                                continue
+                            check_peer(name, prepared.result, expected, where)
+                            runs[name] = prepared.run
+                        if roofline:
+                            runs["roofline"] = runner(cell, "roofline", problem)
                         timings = time_interleaved(runs, repeat)
                     for backend, timing in timings.items():
                         row[f"{backend}_ms"] = timing.median * 1e3
@@ -306,8 +319,18 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
                                        reference_times_ms=None, speedup=None)
                         else:
                             row["speedup"] = row["reference_ms"] / compiled
-                    if torch:
-                        row["torch_speedup"] = row["torch_ms"] / compiled
+                    for name in peer_names:
+                        if name in skipped:
+                            row.update({f"{name}_ms": None, f"{name}_gflops": None,
+                                        f"{name}_times_ms": None, f"{name}_speedup": None,
+                                        f"{name}_skipped": skipped[name]})
+                        else:
+                            row[f"{name}_speedup"] = row[f"{name}_ms"] / compiled
+                    timed = [name for name in peer_names if name not in skipped]
+                    best = min(timed, key=lambda name: row[f"{name}_ms"], default=None)
+                    row["best_peer"] = best
+                    row["best_peer_speedup"] = None if best is None else \
+                        row[f"{best}_speedup"]
                     if roofline:
                         row["efficiency"] = row["roofline_ms"] / compiled
                     yield row

@@ -9,6 +9,7 @@ import numpy as np
 
 from fastbptt._kernels import gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_call
+from fastbptt.bench.peers import PEERS, availability
 from fastbptt.bench.problems import ALL_BACKENDS, CELLS, REFERENCE_BUDGET, torch_available
 from fastbptt.runtime import config as _config
 
@@ -33,7 +34,7 @@ def gemm_ceiling_gflops(dtype, n=None, repeat=3):
     return 2 * n ** 3 / timing.median / 1e9
 
 
-def machine_header(threads=None, dtypes=(), ceiling=True, torch=None):
+def machine_header(threads=None, dtypes=(), ceiling=True, torch=None, peers=None):
     """What the figures depend on besides the code: versions, CPU, the BLAS loaded (from
     fastbptt.show_config's data) and, per dtype and thread count, the GFLOP/s of one
     CEILING_N-square GEMM in that BLAS (the machine's ceiling).
@@ -41,6 +42,8 @@ def machine_header(threads=None, dtypes=(), ceiling=True, torch=None):
     The BLAS entries' num_threads are those of the calling context, so call this under
     the limits of the measurements when there is one thread count. torch=None gives
     torch's version when it is importable, False leaves it out (and torch unimported).
+    peers: names of fastbptt.bench.peers; "peers" then maps those available to their
+    versions and "peers_skipped" the others to the reason (torch=False drops torch).
     """
     config = _config.config()
     header = {
@@ -55,7 +58,12 @@ def machine_header(threads=None, dtypes=(), ceiling=True, torch=None):
         "openblas_coretype": config["openblas_coretype"] or "auto-detected",
         "threads": list(threads or []),
     }
-    if torch is None:
+    if peers is not None:
+        status = availability([p for p in peers if not (p == "torch" and torch is False)])
+        header["peers"] = {name: s.detail for name, s in status.items() if s.ok}
+        header["peers_skipped"] = {name: s.detail for name, s in status.items() if not s.ok}
+        torch = "torch" in header["peers"]
+    elif torch is None:
         torch = torch_available()
     if torch:
         import torch as torch_module
@@ -91,6 +99,10 @@ def format_header(header, legend=True):
     lines.append(f"OPENBLAS_CORETYPE: {header['openblas_coretype']}")
     if header.get("threads"):
         lines.append("Threads per row: " + ", ".join(map(str, header["threads"])))
+    if header.get("peers"):
+        lines.append("Peers: " + ", ".join(header["peers"].values()))
+    for name, reason in header.get("peers_skipped", {}).items():
+        lines.append(f"Peer {name} skipped: {reason}")
     for dtype, by_threads in header.get("gemm_ceiling_gflops", {}).items():
         rates = ", ".join(f"{rate:.1f} GFLOP/s at {n} thread{'s' * (n != '1')}"
                           for n, rate in by_threads.items())
@@ -118,7 +130,10 @@ def _legend():
         "Timed: forward + backward through all T steps with dh at every step; "
         "ms: median of interleaved timed calls after one warm-up each",
         f"GFLOP/s: 6*T*B*(I+H)*G*H / time (gates G: {gates}); "
-        "speedup: reference ms / compiled ms; vs torch: torch ms / compiled ms",
+        "speedup: reference ms / compiled ms",
+        "vs PEER: PEER ms / compiled ms (above 1: fastbptt faster); best peer: the row's "
+        "fastest peer and its ratio; every peer's outputs and gradients are checked "
+        "against fastbptt's before it is timed",
         "roofline: the compiled kernels' GEMM calls alone, back to back; "
         "efficiency: roofline ms / compiled ms",
         f"reference skipped where its estimated time per call exceeds "
@@ -136,7 +151,7 @@ class _Column(NamedTuple):
     text: Callable[[dict], str]   # the row's entry
     width: int                    # at least len(heading)
     numeric: bool = True          # right-aligned
-    needs: str = "compiled"       # the backend the column needs
+    needs: str = "compiled"       # the backend the column needs ("peers": any peer)
 
 
 _COLUMNS = [
@@ -147,24 +162,48 @@ _COLUMNS = [
     _Column("compiled ms", lambda r: f"{r['compiled_ms']:.3f}", 11),
     _Column("reference ms", lambda r: "skipped" if r["reference_ms"] is None
             else f"{r['reference_ms']:.3f}", 12, needs="reference"),
-    _Column("torch ms", lambda r: f"{r['torch_ms']:.3f}", 9, needs="torch"),
+    _Column("PEER ms", None, 9, needs="peers"),       # one per peer: _peer_columns
     _Column("speedup", _optional("speedup", lambda r: f"{r['speedup']:.2f}x"), 7,
             needs="reference"),
-    _Column("vs torch", lambda r: f"{r['torch_speedup']:.2f}x", 8, needs="torch"),
+    _Column("vs PEER", None, 8, needs="peers"),       # one per peer
+    _Column("best peer", _optional("best_peer", lambda r: f"{r['best_peer']} "
+                                                          f"{r['best_peer_speedup']:.2f}x"),
+            12, needs="peers"),
     _Column("compiled GFLOP/s", lambda r: f"{r['compiled_gflops']:.2f}", 16),
     _Column("roofline ms", lambda r: f"{r['roofline_ms']:.3f}", 11, needs="roofline"),
     _Column("efficiency", lambda r: f"{r['efficiency']:.0%}", 10, needs="roofline"),
 ]
 
 
-def table_lines(rows, reference=True, torch=False, roofline=False):
+def _peer_columns(template, peers):
+    """The columns of template ("PEER ms" or "vs PEER") for each peer, '-' where the
+    peer could not run the row."""
+    def column(name):
+        if template.heading == "PEER ms":
+            text = _optional(f"{name}_ms", lambda r: f"{r[f'{name}_ms']:.3f}")
+        else:
+            text = _optional(f"{name}_speedup", lambda r: f"{r[f'{name}_speedup']:.2f}x")
+        heading = template.heading.replace("PEER", name)
+        return template._replace(heading=heading, text=text,
+                                 width=max(template.width, len(heading)))
+    return [column(name) for name in peers]
+
+
+def table_lines(rows, reference=True, torch=False, roofline=False, peers=None):
     """The rows as a Markdown table (readable as plain text), one line at a time.
 
+    peers: the peers' names, a column of ms and one of ratios each, and the best peer;
+    None is torch alone when torch is true (the table before there were other peers).
     Column widths are fixed rather than fitted to the rows, so that each line can be
     printed as soon as its row is measured; rows may be measure_rows' generator.
     """
-    shown = {"compiled": True, "reference": reference, "torch": torch, "roofline": roofline}
-    columns = [c for c in _COLUMNS if shown[c.needs]]
+    peers = (["torch"] if torch else []) if peers is None else list(peers)
+    shown = {"compiled": True, "reference": reference, "peers": bool(peers),
+             "roofline": roofline}
+    columns = []
+    for c in _COLUMNS:
+        if shown[c.needs]:
+            columns += _peer_columns(c, peers) if "PEER" in c.heading else [c]
 
     def line(entries):
         cells = [e.rjust(c.width) if c.numeric else e.ljust(c.width)
@@ -192,18 +231,19 @@ def plot(rows, path):
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError("--plot needs matplotlib (pip install matplotlib)") from exc
+    backends = ALL_BACKENDS + [name for name in PEERS if name not in ALL_BACKENDS]
     counts = sorted({row["threads"] for row in rows})
     fig, axes = plt.subplots(len(counts), 1, figsize=(14, 4.5 * len(counts)), squeeze=False)
-    width = 0.8 / len(ALL_BACKENDS)
+    width = 0.8 / len(backends)
     for ax, n in zip(axes[:, 0], counts, strict=True):
         chosen = [row for row in rows if row["threads"] == n]
         labels = [f"{row['cell']} {shape_text(row['shape'])} {row['dtype'][5:]}"
                   for row in chosen]
-        for k, backend in enumerate(ALL_BACKENDS):
+        for k, backend in enumerate(backends):
             values = [row.get(f"{backend}_ms") or math.nan for row in chosen]
             if all(math.isnan(v) for v in values):
                 continue
-            offset = (k - (len(ALL_BACKENDS) - 1) / 2) * width
+            offset = (k - (len(backends) - 1) / 2) * width
             ax.bar(np.arange(len(chosen)) + offset, values, width, label=backend)
         ax.set_yscale("log")
         ax.set_ylabel("ms (forward+backward)")
