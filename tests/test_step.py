@@ -82,3 +82,39 @@ def test_step_rejects_bad_input(cell):
         layer.step(np.zeros((2, 3)), (bad, bad) if cell == "lstm" else bad)
     with pytest.raises(ValueError, match="unidirectional"):
         CLASSES[cell](3, 4, bidirectional=True).step(np.zeros((2, 3), np.float32))
+
+
+@cell_param
+@pytest.mark.parametrize("B", [0, 1, 6])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_driver_step_is_the_final_state_of_a_one_step_forward(cell, B, dtype):
+    """cells.driver.step (the compiled step, no cache) against its twin, the reference
+    forward's final states at T = 1, and the compiled forward's."""
+    import fastbptt
+    from fastbptt import reference
+    from fastbptt.cells import driver
+    from fastbptt.cells.spec import SPECS
+
+    spec = SPECS[cell]
+    rng = np.random.default_rng(4)
+    G, H, I = spec.gates, 5, 3
+    x = rng.standard_normal((1, B, I)).astype(dtype)
+    states = [rng.standard_normal((B, H)).astype(dtype) for _ in spec.states]
+    weights = [rng.standard_normal(s).astype(dtype) * 0.5 for s in
+               ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    options = dict(spec.options)   # the RNN's nonlinearity="tanh"
+    new = driver.step(spec, x, states, *weights, **options)
+    twin = getattr(reference, spec.forward_name)(x, *states, *weights,
+                                                 **options)[1].final_states()
+    full = getattr(fastbptt, spec.forward_name)(x, *states, *weights,
+                                                **options)[1].final_states()
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    for a, b, c in zip(new, twin, full):
+        assert a.shape == (B, H) and a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+        np.testing.assert_array_equal(a, c)
+    with pytest.raises(ValueError, match="one time step"):
+        driver.step(spec, np.zeros((2, B, I), dtype), states, *weights, **options)
+    with pytest.raises(ValueError, match="h0"):
+        driver.step(spec, x, [np.zeros((B + 1, H), dtype)] + states[1:], *weights,
+                    **options)

@@ -45,7 +45,13 @@ from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
-from fastbptt.nn.stack import Tape, cell_function, stack_backward, stack_forward
+from fastbptt.nn.stack import (
+    Tape,
+    cell_function,
+    stack_backward,
+    stack_forward,
+    step_function,
+)
 from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 from fastbptt.runtime.validation import check_finite as _check_finite
@@ -290,13 +296,14 @@ class _RecurrentLayer:
         shapes (L, B, H) (or (L, H) unbatched), or None for zeros. Returns (output_t
         (B, H) (or (H,)), the new state in the same form): the numbers of
         forward(x_t[None], state), dropout included in training mode. Each layer is one
-        T = 1 call of the cell function whose cache is dropped at once: no tape is kept
-        and self.tape is left alone, so step can run between a forward and its backward.
+        T = 1 step of the cell kernel that keeps nothing for a backward (the compiled
+        driver's step; the reference forward's final states with backend="reference"):
+        self.tape is left alone, so step can run between a forward and its backward.
         """
         if self.bidirectional:
             raise ValueError("step needs a unidirectional layer: the reverse direction "
                              "reads the sequence from its end")
-        forward = cell_function(self.backend, self.spec.forward_name)
+        run_step = step_function(self.backend, self.spec)
         x_t = as_float_array("x_t", x_t, np.ndim(x_t), self.dtype, contiguous=False)
         unbatched = x_t.ndim == 1
         if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
@@ -316,11 +323,11 @@ class _RecurrentLayer:
         options = self.options
         inp = x_t[None]   # (1, B, I_k)
         for k in range(self.num_layers):
-            h, cache = forward(inp, *(s[k] for s in states), *self._weights(k, ""),
-                               **options)
-            for final, value in zip(finals, cache.final_states()):
+            new = run_step(inp, [s[k] for s in states], *self._weights(k, ""), **options)
+            for final, value in zip(finals, new):
                 final[k] = value
-            inp = h if masks is None or k == self.num_layers - 1 else h * masks[k]
+            h = new[0]
+            inp = (h if masks is None or k == self.num_layers - 1 else h * masks[k][0])[None]
         out = inp[0]
         if unbatched:
             return out[0], self.state_from_arrays([f[:, 0] for f in finals])

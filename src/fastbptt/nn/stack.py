@@ -15,12 +15,14 @@ The Tape is everything backward needs from forward: the cells' caches (index i),
 reversal index, x's shape, the backend that ran and the dropout masks. Layers keep the last one
 (layer.tape); truncated BPTT and diagnostics hold their own.
 """
+import functools
 import importlib
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt.runtime.backend import implementation
+from fastbptt.cells import driver
+from fastbptt.runtime.backend import get_backend, implementation
 
 
 class Tape(NamedTuple):
@@ -39,6 +41,20 @@ def cell_function(backend, name):
     if backend is None:
         return getattr(importlib.import_module("fastbptt"), name)
     return implementation(name, backend)
+
+
+def step_function(backend, spec):
+    """A function (x (1, B, I), states, W_ih, W_hh, b_ih, b_hh, **options) -> the new
+    states (B, H) each, in spec.states order, for one step that no backward follows:
+    the compiled driver's step (no cache) or the reference forward's final states.
+    backend None follows the switch, as cell_function does."""
+    if (get_backend() if backend is None else backend) == "compiled":
+        return functools.partial(driver.step, spec)
+    forward = implementation(spec.forward_name, "reference")
+
+    def reference_step(x, states, *weights, **options):
+        return forward(x, *states, *weights, **options)[1].final_states()
+    return reference_step
 
 
 def reversal_index(T, B, lengths):
