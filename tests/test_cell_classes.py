@@ -105,6 +105,7 @@ def test_a_loop_of_steps_matches_torch(cell, B, bias, zero_state):
     kw = {"nonlinearity": "relu"} if cell == "rnn" else {}
     module = tcls(3, 4, bias=bias, dtype=torch.float64, **kw)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in c.state_dict().items()})
+    c.load_state_dict(module.state_dict())   # and back: torch's keys and shapes are ours
     xs, hx, d_hs = _problem(cell, c, 4, B)
     if zero_state:
         hx = None

@@ -274,3 +274,27 @@ def test_train_mode_matches_a_torch_stack_with_the_same_masks(cell, bidirectiona
             ours = key.replace("_l0", f"_l{k}")
             np.testing.assert_allclose(grads[ours], param.grad.numpy(), rtol=1e-9,
                                        atol=1e-12, err_msg=ours)
+
+
+def test_torch_lstm_650_two_layers_dropout_state_dict_loads_and_matches_in_eval():
+    """The issue's case: a torch nn.LSTM(650, 650, num_layers=2, dropout=0.5) (Zaremba et
+    al.'s medium PTB model) loads and gives torch's outputs and gradients in evaluation
+    mode (a short sequence keeps the test quick)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(650, 650, num_layers=2, dropout=0.5, dtype=torch.float64).eval()
+    layer = LSTM(650, 650, num_layers=2, dropout=0.5, dtype=np.float64).eval()
+    layer.load_state_dict(module.state_dict())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 650))
+    d_out = rng.standard_normal((3, 2, 650))
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    t_out, _ = module(tx)
+    (t_out * torch.from_numpy(d_out)).sum().backward()
+    out, _ = layer.forward(x)
+    dx, grads = layer.backward(d_out)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for key, param in module.named_parameters():
+        np.testing.assert_allclose(grads[key], param.grad.numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=key)

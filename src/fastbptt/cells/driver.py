@@ -133,16 +133,16 @@ def backward(spec, dh, cache, finals, check_finite):
 def step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity=None):
     """One time step of any cell for streaming inference, keeping nothing for a backward:
     x (1, B, I), states the initial states (B, H) each or None, in spec.states order.
-    Returns the new states (B, H) each, new arrays: forward's final states at T = 1
+    Returns a list of the new states (B, H) each, new arrays: forward's final states at T = 1
     (its reference twin is the reference forward's cache.final_states())."""
     args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, False,
                               nonlinearity=nonlinearity)
     if args.T != 1:
         raise ValueError(f"x must hold one time step, shape (1, B, I), got {args.x.shape}")
     if is_empty(args):
-        return tuple(s.copy() for s in args.states)
+        return [s.copy() for s in args.states]
     _, buffers, _, _ = _run_kernel(args)
-    return tuple(buf[1] for buf in buffers)
+    return [buf[1] for buf in buffers]
 
 
 def _run_kernel(args):

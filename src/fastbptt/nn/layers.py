@@ -319,15 +319,20 @@ class _RecurrentLayer:
                     self.spec.gates)
         states = self.initial_states(state, B)
         masks = self.dropout_masks(1, B)
-        finals = [np.empty_like(s) for s in states]
+        L = self.num_layers
+        # one layer: the new states are the state (1, B, H) as views, no copy
+        finals = None if L == 1 else [np.empty_like(s) for s in states]
         options = self.options
         inp = x_t[None]   # (1, B, I_k)
-        for k in range(self.num_layers):
+        for k in range(L):
             new = run_step(inp, [s[k] for s in states], *self._weights(k, ""), **options)
-            for final, value in zip(finals, new):
-                final[k] = value
+            if L == 1:
+                finals = [value[None] for value in new]
+            else:
+                for final, value in zip(finals, new):
+                    final[k] = value
             h = new[0]
-            inp = (h if masks is None or k == self.num_layers - 1 else h * masks[k][0])[None]
+            inp = (h if masks is None or k == L - 1 else h * masks[k][0])[None]
         out = inp[0]
         if unbatched:
             return out[0], self.state_from_arrays([f[:, 0] for f in finals])

@@ -48,13 +48,23 @@ def step_function(backend, spec):
     states (B, H) each, in spec.states order, for one step that no backward follows:
     the compiled driver's step (no cache) or the reference forward's final states.
     backend None follows the switch, as cell_function does."""
-    if (get_backend() if backend is None else backend) == "compiled":
-        return functools.partial(driver.step, spec)
-    forward = implementation(spec.forward_name, "reference")
+    key = (get_backend() if backend is None else backend, spec)
+    try:
+        return _step_functions[key]
+    except KeyError:
+        pass
+    if key[0] == "compiled":
+        function = functools.partial(driver.step, spec)
+    else:
+        forward = implementation(spec.forward_name, "reference")
 
-    def reference_step(x, states, *weights, **options):
-        return forward(x, *states, *weights, **options)[1].final_states()
-    return reference_step
+        def function(x, states, *weights, **options):
+            return forward(x, *states, *weights, **options)[1].final_states()
+    _step_functions[key] = function
+    return function
+
+
+_step_functions = {}   # (backend, spec) -> step_function's answer, made once
 
 
 def reversal_index(T, B, lengths):
