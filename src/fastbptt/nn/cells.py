@@ -18,8 +18,6 @@ compiled driver or, with backend="reference", its NumPy twin), so the cells comp
 same equations as the layers; the checks here are only those that name x_t and hx, the
 rest is the driver's.
 """
-from typing import Any, NamedTuple
-
 import numpy as np
 
 from fastbptt.cells.spec import GRU as _GRU_SPEC
@@ -30,11 +28,15 @@ from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 
 
-class StepCache(NamedTuple):
-    """What a cell's backward needs from its forward: the functional core's cache of the
-    T = 1 call and whether the input was unbatched (the gradients then drop B)."""
-    cache: Any
-    unbatched: bool
+class StepCache:
+    """What a cell's backward needs from its forward, opaque to callers: the functional
+    core's cache of the T = 1 call and whether the input was unbatched (the gradients
+    then drop B)."""
+    __slots__ = ("cache", "unbatched")
+
+    def __init__(self, cache, unbatched):
+        self.cache = cache
+        self.unbatched = unbatched
 
 
 class _Cell:
