@@ -5,6 +5,7 @@ finite differences in float64, unbatched inputs, dtypes and bad input."""
 import numpy as np
 import pytest
 
+from _helpers import central_differences
 from fastbptt import GRUCell, LSTMCell, RNNCell
 
 CLASSES = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
@@ -187,22 +188,13 @@ def test_gradients_match_finite_differences(cell, backend):
         carry = list(_parts(cell, d_prev)) + [None]
         for key, value in grads.items():
             total[key] = total.get(key, 0) + value
-    eps = 1e-6
     targets = [(k, c.params[k], total[k]) for k in c.params]
     targets += [("x", xs, np.array(dxs))]
     targets += [(f"hx[{i}]", s, g) for i, (s, g) in
                 enumerate(zip(_parts(cell, hx), _parts(cell, d_prev)))]
     for name, array, analytic in targets:
-        numeric = np.zeros_like(array)
-        for idx in np.ndindex(array.shape):
-            keep = array[idx]
-            array[idx] = keep + eps
-            up = loss()
-            array[idx] = keep - eps
-            down = loss()
-            array[idx] = keep
-            numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(analytic, central_differences(loss, array), rtol=1e-6,
+                                   atol=1e-8, err_msg=name)
 
 
 def test_lstm_backward_with_only_d_c():

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from _helpers import central_differences
 from fastbptt import GRU, LSTM, RNN
 from fastbptt import reference as ref
 
@@ -171,29 +172,10 @@ def test_gradients_match_finite_differences_with_the_masks_fixed(cell):
     loss()
     assert np.any(layer.tape.masks[0] == 0)
     dx, grads, _ = _backward(layer, cell, d_out, d_fin)
-    eps = 1e-6
     for key in ("weight_ih_l0", "weight_hh_l0_reverse", "bias_ih_l1", "weight_ih_l1"):
-        param = layer.params[key]
-        numeric = np.zeros_like(param)
-        for idx in np.ndindex(param.shape):
-            keep = param[idx]
-            param[idx] = keep + eps
-            up = loss()
-            param[idx] = keep - eps
-            down = loss()
-            param[idx] = keep
-            numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(grads[key], numeric, rtol=1e-6, atol=1e-8, err_msg=key)
-    numeric = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        keep = x[idx]
-        x[idx] = keep + eps
-        up = loss()
-        x[idx] = keep - eps
-        down = loss()
-        x[idx] = keep
-        numeric[idx] = (up - down) / (2 * eps)
-    np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grads[key], central_differences(loss, layer.params[key]),
+                                   rtol=1e-6, atol=1e-8, err_msg=key)
+    np.testing.assert_allclose(dx, central_differences(loss, x), rtol=1e-6, atol=1e-8)
 
 
 # ------------------------------------------------------------------ torch as the oracle

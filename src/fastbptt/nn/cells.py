@@ -23,8 +23,8 @@ import numpy as np
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
+from fastbptt.nn.layers import _RecurrentLayer
 from fastbptt.nn.stack import cell_function
-from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 
 
@@ -58,22 +58,15 @@ class _Cell:
         self.bias = bool(bias)
         self.dtype = dtype
         self.backend = backend   # validated by the property
-        # torch's default: every parameter U(-1/sqrt(H), 1/sqrt(H))
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        self.params = {key: rng.uniform(-bound, bound, shape).astype(dtype)
-                       for key, shape in self._param_shapes().items()}
+        self.params = self._init_params(np.random.default_rng(seed))
 
-    @property
-    def backend(self):
-        return self._backend
-
-    @backend.setter
-    def backend(self, value):
-        if value is not None and value not in BACKENDS:
-            raise ValueError(f"backend must be None (follow fastbptt.set_backend), "
-                             f"'compiled' or 'reference', got {value!r}")
-        self._backend = value
+    # the layers' backend switch, torch's initialisation, state-dict handling and
+    # options (these read only hidden_size, dtype, params, spec and _param_shapes)
+    backend = _RecurrentLayer.backend
+    _init_params = _RecurrentLayer._init_params
+    state_dict = _RecurrentLayer.state_dict
+    load_state_dict = _RecurrentLayer.load_state_dict
+    options = _RecurrentLayer.options
 
     def _param_shapes(self):
         GH = self.spec.gates * self.hidden_size
@@ -81,34 +74,6 @@ class _Cell:
         if self.bias:
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
         return shapes
-
-    def state_dict(self):
-        """The parameters as a new dict of new arrays, under torch's keys and shapes."""
-        return {key: value.copy() for key, value in self.params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Replace every parameter from a dict with exactly this cell's keys and shapes
-        (NumPy arrays or torch CPU tensors); values are copied to the cell's dtype."""
-        shapes = self._param_shapes()
-        missing = [k for k in shapes if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in shapes]
-        if missing or unexpected:
-            raise KeyError(f"state_dict keys do not match this {type(self).__name__}: "
-                           f"missing {missing}, unexpected {unexpected}")
-        loaded = {}
-        for key, shape in shapes.items():
-            value = np.asarray(state_dict[key])
-            if not np.issubdtype(value.dtype, np.floating):
-                raise TypeError(f"state_dict[{key!r}] must be a float array, got {value.dtype}")
-            if value.shape != shape:
-                raise ValueError(f"state_dict[{key!r}] must have shape {shape}, got {value.shape}")
-            loaded[key] = np.array(value, dtype=self.dtype, order="C")
-        self.params = loaded
-
-    @property
-    def options(self):
-        """The cell function's extra keywords (the RNN's nonlinearity)."""
-        return {name: getattr(self, name) for name in self.spec.options}
 
     # ------------------------------------------------------------ forward / backward
 
