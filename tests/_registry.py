@@ -171,6 +171,46 @@ def _layer_call(cls_name, case, impl, backward=False):
     return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
 
 
+def _cell_class_call(cls_name, case, impl, backward=False):
+    """One step of a Cell class: x_t (B, I), or unbatched (I,) when seed % 4 == 1; hx
+    given on odd seeds; backward runs its own forward for the cache."""
+    cls = getattr(fastbptt, cls_name)
+    kw = {"nonlinearity": "relu" if case.nonlinearity == "relu" else "tanh"} \
+        if cls_name == "RNNCell" else {}
+    I, H = max(case.I, 1), max(case.H, 1)
+    cell = cls(I, H, bias=case.bias, dtype=case.dtype, seed=case.seed, backend=impl, **kw)
+    rng = case.rng()
+    lead = () if case.seed % 4 == 1 else (case.B,)
+    x_t = _rand(rng, lead + (I,), case.dtype)
+    n_states = 2 if cls_name == "LSTMCell" else 1
+    states = [present(_rand(rng, lead + (H,), case.dtype, 0.5), case.layout)
+              for _ in range(n_states)]
+    hx = None if case.seed % 2 == 0 else (tuple(states) if n_states == 2 else states[0])
+    fwd = Call(cell.forward, (present(x_t, case.layout), hx))
+    if not backward:
+        return fwd
+    _, cache = fwd()
+    grads_in = [present(_rand(rng, lead + (H,), case.dtype), case.layout)
+                for _ in range(n_states)]
+    return Call(cell.backward, (grads_in[0], cache, *grads_in[1:]))
+
+
+def _step_call(cls_name, case, impl):
+    """layer.step of a unidirectional stack of 1 + seed % 2 layers on x_t (B, I), the
+    state given on odd seeds."""
+    cls = getattr(fastbptt, cls_name)
+    I, H = max(case.I, 1), max(case.H, 1)
+    L = 1 + case.seed % 2
+    layer = cls(I, H, num_layers=L, bias=case.bias, dtype=case.dtype, seed=case.seed,
+                backend=impl)
+    rng = case.rng()
+    x_t = _rand(rng, (case.B, I), case.dtype)
+    states = [present(_rand(rng, (L, case.B, H), case.dtype, 0.5), case.layout)
+              for _ in layer.spec.states]
+    state = None if case.seed % 2 == 0 else layer.state_from_arrays(states)
+    return Call(layer.step, (present(x_t, case.layout), state))
+
+
 def _loss_call(name, case, impl):
     """A fused head + loss over h (T, B, H) -> V = max(I, 1) outputs: mask when the case
     has lengths, ignore_index (cross-entropy) on odd seeds, the reduction by seed."""
@@ -214,6 +254,12 @@ REGISTRY = [
     Entry("GRU.backward", lambda case, impl: _layer_call("GRU", case, impl, True)),
 ] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
      for name in LOSSES]
+REGISTRY += [Entry(f"{cls}.step", lambda case, impl, cls=cls: _step_call(cls, case, impl))
+             for cls in ("RNN", "LSTM", "GRU")]
+REGISTRY += [Entry(f"{cls}.{method}",
+                   lambda case, impl, cls=cls, b=(method == "backward"):
+                   _cell_class_call(cls, case, impl, b))
+             for cls in ("RNNCell", "LSTMCell", "GRUCell") for method in ("forward", "backward")]
 
 
 def _embedding_call(case, impl, backward=False):

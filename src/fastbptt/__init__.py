@@ -25,6 +25,7 @@ _EXPORTS = {
     **dict.fromkeys(["gru_forward", "gru_backward"], "fastbptt.cells.gru"),
     **dict.fromkeys(["RNNGrads", "LSTMGrads", "GRUGrads"], "fastbptt.cells.grads"),
     **dict.fromkeys(["RNN", "LSTM", "GRU"], "fastbptt.nn.layers"),
+    **dict.fromkeys(["RNNCell", "LSTMCell", "GRUCell"], "fastbptt.nn.cells"),
     **dict.fromkeys(["Embedding", "embedding_forward", "embedding_backward"],
                     "fastbptt.nn.embedding"),
     **dict.fromkeys(["softmax_cross_entropy", "sigmoid_binary_cross_entropy",

@@ -140,7 +140,6 @@ class CharLM:
         softmax, > 1 flattens it."""
         check_sampling(length, temperature)
         rng = np.random.default_rng(rng)
-        W, b = self.params["head.weight"], self.params["head.bias"]
         generated = []
         if prime:
             context = self.encode(prime)
@@ -149,14 +148,29 @@ class CharLM:
                 return ""
             context = rng.integers(len(self.vocab), size=1)
             generated.append(int(context[0]))
-        # the context in one call, then one character per step fed back in
+        # the head with the temperature folded in, in float64 for the softmax:
+        # logits (V,) = h (H,) @ W_t (H, V) + b_t, W_t = W^T / temperature
+        W_t = np.ascontiguousarray(self.params["head.weight"].T, np.float64) / temperature
+        b_t = self.params["head.bias"].astype(np.float64) / temperature
+        u = rng.random(length - len(generated))   # one uniform draw per character
+        # the context in one call, then one character per step fed back in through
+        # layer.step (no tape), its one-hot row x_t (1, V) rewritten in place
         output, state = self.layer.forward(self.one_hot(context[:, None]))
-        while len(generated) < length:
-            logits = (output[-1, 0] @ W.T + b).astype(np.float64) / temperature
-            p = np.exp(logits - logits.max())
-            ix = int(rng.choice(len(self.vocab), p=p / p.sum()))
+        h = output[-1]   # (1, H)
+        x_t = np.zeros((1, len(self.vocab)), self.dtype)
+        last = len(self.vocab) - 1
+        ix = 0
+        for i in range(len(u)):
+            logits = h[0] @ W_t + b_t
+            # inverse-CDF sampling of p = softmax(logits): the first index whose
+            # cumulative weight exceeds u * sum (rng.choice's checks cost more than this)
+            cdf = np.exp(logits - logits.max()).cumsum()
+            x_t[0, ix] = 0
+            ix = min(int(cdf.searchsorted(u[i] * cdf[-1], side="right")), last)
             generated.append(ix)
-            output, state = self.layer.forward(self.one_hot(np.array([[ix]])), state)
+            x_t[0, ix] = 1
+            if i + 1 < len(u):
+                h, state = self.layer.step(x_t, state)
         return self.decode(generated)
 
     # ------------------------------------------------------------ checkpoints

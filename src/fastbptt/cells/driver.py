@@ -130,8 +130,24 @@ def backward(spec, dh, cache, finals, check_finite):
         f"cache must come from fastbptt.{spec.forward_name}, got {type(cache).__name__}")
 
 
-def run_forward(args):
-    """The plain forward of validated, non-empty arguments: (h, CompiledCache)."""
+def step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity=None):
+    """One time step of any cell for streaming inference, keeping nothing for a backward:
+    x (1, B, I), states the initial states (B, H) each or None, in spec.states order.
+    Returns a list of the new states (B, H) each, new arrays: forward's final states at T = 1
+    (its reference twin is the reference forward's cache.final_states())."""
+    args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, False,
+                              nonlinearity=nonlinearity)
+    if args.T != 1:
+        raise ValueError(f"x must hold one time step, shape (1, B, I), got {args.x.shape}")
+    if is_empty(args):
+        return [s.copy() for s in args.states]
+    _, buffers, _, _ = _run_kernel(args)
+    return [buf[1] for buf in buffers]
+
+
+def _run_kernel(args):
+    """The forward kernel on validated, non-empty arguments: (the arguments it ran with,
+    the state buffers (T+1, B, H) each, what it kept for backward, the step form)."""
     T, B, H = args.T, args.B, args.H
     dtype = args.dtype
     states = []
@@ -140,10 +156,16 @@ def run_forward(args):
         buf[0] = initial
         states.append(buf)
     form = step_form(args.spec, B, H, dtype)
-    no_input = args.I == 0
-    run_args = _with_an_input_column(args) if no_input else args
+    run_args = _with_an_input_column(args) if args.I == 0 else args
     kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
-    return _outputs(states[0], args), CompiledCache(run_args, states, kept, form, no_input)
+    return run_args, states, kept, form
+
+
+def run_forward(args):
+    """The plain forward of validated, non-empty arguments: (h, CompiledCache)."""
+    run_args, states, kept, form = _run_kernel(args)
+    return (_outputs(states[0], args),
+            CompiledCache(run_args, states, kept, form, args.I == 0))
 
 
 def run_backward(dh, cache, finals):

@@ -1,6 +1,9 @@
 """Layer classes named and parameterised like torch.nn: RNN, LSTM, GRU (layers.py), on the
-one stack/direction traversal with its explicit tape (stack.py)."""
+one stack/direction traversal with its explicit tape (stack.py), and the one-step cells
+RNNCell, LSTMCell, GRUCell (cells.py)."""
+from fastbptt.nn.cells import CELL_CLASSES, GRUCell, LSTMCell, RNNCell, StepCache
 from fastbptt.nn.layers import GRU, LAYERS, LSTM, RNN
 from fastbptt.nn.stack import Tape
 
-__all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape"]
+__all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape", "RNNCell", "LSTMCell", "GRUCell",
+           "CELL_CLASSES", "StepCache"]

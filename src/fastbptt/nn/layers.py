@@ -23,14 +23,35 @@ backward(d_output, d_hn=None, d_cn=None) -> dx, grads: grads keyed like the para
 The reverse direction reads each sequence backwards within its own length, as torch does
 with packed sequences: position t < lengths[b] of the reversed sequence is step
 lengths[b] - 1 - t.
+
+dropout=p (keyword, torch's semantics): in training mode (the default; train() / eval()
+switch it, `training` reads it) layer k's output Y_k (T, B, D*H), for every k but the
+last, reaches layer k+1 as Y_k * M_k with M_k = Bernoulli(1 - p) / (1 - p) drawn from the
+layer's Generator (`generator`, the one seeded by `seed` that drew the initial weights),
+and backward multiplies the gradient reaching Y_k by the same M_k (kept on the tape). The
+masks are drawn here, in NumPy, so both backends see the same ones for the same seed.
+h_n and the last layer's output are never dropped; nothing is dropped in evaluation mode.
+
+step(x_t, state=None) -> output_t, state: one time step of a unidirectional stack for
+streaming inference, x_t (B, I) (or (I,)), output_t (B, H): the same numbers as
+forward(x_t[None], state), without keeping a tape.
 """
+import numbers
+import warnings
+
 import numpy as np
 
 from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
-from fastbptt.nn.stack import Tape, cell_function, stack_backward, stack_forward
+from fastbptt.nn.stack import (
+    Tape,
+    cell_function,
+    stack_backward,
+    stack_forward,
+    step_function,
+)
 from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 from fastbptt.runtime.validation import check_finite as _check_finite
@@ -41,7 +62,8 @@ class _RecurrentLayer:
     spec = None      # the cell's CellSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, dtype=np.float32, seed=None, backend=None):
+                 bidirectional=False, dtype=np.float32, seed=None, backend=None, *,
+                 dropout=0.0):
         for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -61,9 +83,38 @@ class _RecurrentLayer:
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = dtype
+        self.dropout = _check_dropout(dropout, self.num_layers)
+        self.training = True   # torch modules start in training mode
         self.backend = backend   # validated by the property
-        self.params = self._init_params(np.random.default_rng(seed))
+        # the initial weights, then the dropout masks, come from this one Generator
+        self.generator = np.random.default_rng(seed)
+        self.params = self._init_params(self.generator)
         self.tape = None   # the last forward's Tape, for backward
+
+    # ------------------------------------------------------------ modes
+
+    def train(self, mode=True):
+        """Training mode (dropout on) or, with mode=False, evaluation mode; returns self."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode must be a bool, got {mode!r}")
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (no dropout), like torch's module.eval(); returns self."""
+        return self.train(False)
+
+    def dropout_masks(self, T, B):
+        """The masks of one forward over T steps of B sequences: a list of L - 1 arrays
+        (T, B, D*H) of 0 and 1/(1-p) in the layer's dtype, or None when nothing is dropped
+        (p = 0, evaluation mode or one layer). Draws from self.generator."""
+        p = self.dropout
+        if p == 0 or not self.training or self.num_layers == 1:
+            return None
+        shape = (T, B, self.num_directions * self.hidden_size)
+        scale = self.dtype.type(1.0 / (1.0 - p))
+        return [(self.generator.random(shape) >= p) * scale
+                for _ in range(self.num_layers - 1)]
 
     # ------------------------------------------------------------ parameters
 
@@ -195,8 +246,9 @@ class _RecurrentLayer:
                 _check_finite(name, value)
             for key, value in self.params.items():
                 _check_finite(f"params[{key!r}]", value)
+        masks = self.dropout_masks(T, B)
         output, finals, tape = stack_forward(self, forward, seq, states, lengths, x.shape,
-                                             backend)
+                                             backend, masks)
         out = output.transpose(1, 0, 2) if self.batch_first else output
         return np.ascontiguousarray(out), self.state_from_arrays(finals), tape
 
@@ -237,6 +289,55 @@ class _RecurrentLayer:
         ordered = {key: grads[key] for key in self._param_shapes()}
         return np.ascontiguousarray(dx), ordered, self.state_from_arrays(d_init)
 
+    def step(self, x_t, state=None):
+        """Advance a unidirectional stack by one time step, for streaming inference.
+
+        x_t (B, I), or (I,) for one unbatched sequence; state in forward's form with
+        shapes (L, B, H) (or (L, H) unbatched), or None for zeros. Returns (output_t
+        (B, H) (or (H,)), the new state in the same form): the numbers of
+        forward(x_t[None], state), dropout included in training mode. Each layer is one
+        T = 1 step of the cell kernel that keeps nothing for a backward (the compiled
+        driver's step; the reference forward's final states with backend="reference"):
+        self.tape is left alone, so step can run between a forward and its backward.
+        """
+        if self.bidirectional:
+            raise ValueError("step needs a unidirectional layer: the reverse direction "
+                             "reads the sequence from its end")
+        run_step = step_function(self.backend, self.spec)
+        x_t = as_float_array("x_t", x_t, np.ndim(x_t), self.dtype, contiguous=False)
+        unbatched = x_t.ndim == 1
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+            raise ValueError(f"x_t must have shape (B, input_size) or (input_size,) with "
+                             f"input_size = {self.input_size}, got {x_t.shape}")
+        if unbatched:
+            x_t = x_t[None]
+            state = None if state is None else self.state_from_arrays(
+                [None if s is None else np.asarray(s)[:, None]
+                 for s in self.state_arrays(state)])
+        B = x_t.shape[0]
+        check_sizes(1, B, max(self.input_size, self.hidden_size), self.hidden_size,
+                    self.spec.gates)
+        states = self.initial_states(state, B)
+        masks = self.dropout_masks(1, B)
+        L = self.num_layers
+        # one layer: the new states are the state (1, B, H) as views, no copy
+        finals = None if L == 1 else [np.empty_like(s) for s in states]
+        options = self.options
+        inp = x_t[None]   # (1, B, I_k)
+        for k in range(L):
+            new = run_step(inp, [s[k] for s in states], *self._weights(k, ""), **options)
+            if L == 1:
+                finals = [value[None] for value in new]
+            else:
+                for final, value in zip(finals, new):
+                    final[k] = value
+            h = new[0]
+            inp = (h if masks is None or k == L - 1 else h * masks[k][0])[None]
+        out = inp[0]
+        if unbatched:
+            return out[0], self.state_from_arrays([f[:, 0] for f in finals])
+        return out, self.state_from_arrays(finals)
+
     def _run_forward(self, x, state, lengths, check_finite):
         out, final, self.tape = self.forward_with_tape(x, state, lengths, check_finite)
         return out, final
@@ -259,8 +360,23 @@ class _RecurrentLayer:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
-                f"batch_first={self.batch_first}, bidirectional={self.bidirectional}, "
+                f"batch_first={self.batch_first}, dropout={self.dropout}, "
+                f"bidirectional={self.bidirectional}, "
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
+
+
+def _check_dropout(p, num_layers):
+    """p as a float, after torch's checks: a number in [0, 1) (p = 1 would scale by
+    1/(1-p) = inf), and torch's warning when there is no layer after which to drop."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) \
+            or not 0 <= p < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), the probability of zeroing "
+                         f"an element, got {p!r}")
+    if p > 0 and num_layers == 1:
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                      "non-zero dropout expects num_layers greater than 1, but got "
+                      f"dropout={p} and num_layers={num_layers}", UserWarning, stacklevel=3)
+    return float(p)
 
 
 class RNN(_RecurrentLayer):
@@ -268,20 +384,20 @@ class RNN(_RecurrentLayer):
 
     RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
         batch_first=False, bidirectional=False, dtype=np.float32, seed=None,
-        backend=None); seed is an int, None or a numpy Generator.
+        backend=None, *, dropout=0.0); seed is an int, None or a numpy Generator.
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
     spec = _RNN_SPEC
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, bidirectional=False, dtype=np.float32,
-                 seed=None, backend=None):
+                 seed=None, backend=None, *, dropout=0.0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN's), "
                              f"got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first,
-                         bidirectional, dtype, seed, backend)
+                         bidirectional, dtype, seed, backend, dropout=dropout)
 
     def forward(self, x, h0=None, lengths=None, check_finite=False):
         return self._run_forward(x, h0, lengths, check_finite)
@@ -293,7 +409,7 @@ class GRU(_RecurrentLayer):
     """GRU layers with torch.nn.GRU's gates r, z, n and parameters.
 
     GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-        bidirectional=False, dtype=np.float32, seed=None, backend=None).
+        bidirectional=False, dtype=np.float32, seed=None, backend=None, *, dropout=0.0).
     forward(x, h0=None, lengths=None) -> output, h_n.
     """
     spec = _GRU_SPEC
@@ -308,7 +424,7 @@ class LSTM(_RecurrentLayer):
     """LSTM layers with torch.nn.LSTM's gates i, f, g, o and parameters.
 
     LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-         bidirectional=False, dtype=np.float32, seed=None, backend=None).
+         bidirectional=False, dtype=np.float32, seed=None, backend=None, *, dropout=0.0).
     forward(x, hx=None, lengths=None) -> output, (h_n, c_n); hx is (h0, c0) or None.
     backward(d_output, d_hn=None, d_cn=None) -> dx, grads; self.d_h0, self.d_c0.
     """

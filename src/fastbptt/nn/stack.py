@@ -7,16 +7,22 @@ backwards within its own length, as torch does with packed sequences: position t
 lengths[b] of the reversed sequence is step lengths[b] - 1 - t. Layer k+1's input is
 [forward, reverse] concatenated on the features, (T, B, D*H).
 
+With dropout masks M_k (T, B, D*H), k < L-1 (layers.py draws them), layer k+1's input is
+Y_k * M_k and backward multiplies the gradient reaching it by M_k again: the chain rule of
+an element-wise product with a constant.
+
 The Tape is everything backward needs from forward: the cells' caches (index i), the
-reversal index, x's shape and the backend that ran. Layers keep the last one
+reversal index, x's shape, the backend that ran and the dropout masks. Layers keep the last one
 (layer.tape); truncated BPTT and diagnostics hold their own.
 """
+import functools
 import importlib
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt.runtime.backend import implementation
+from fastbptt.cells import driver
+from fastbptt.runtime.backend import get_backend, implementation
 
 
 class Tape(NamedTuple):
@@ -25,6 +31,7 @@ class Tape(NamedTuple):
     reverse_index: Optional[np.ndarray]  # (T, B), or None when unidirectional
     x_shape: tuple                      # the caller's x, as given
     backend: Optional[str]              # None: the public functions (the switch)
+    masks: Optional[list] = None        # dropout masks M_k (T, B, D*H), k < L-1, or None
 
 
 def cell_function(backend, name):
@@ -34,6 +41,30 @@ def cell_function(backend, name):
     if backend is None:
         return getattr(importlib.import_module("fastbptt"), name)
     return implementation(name, backend)
+
+
+def step_function(backend, spec):
+    """A function (x (1, B, I), states, W_ih, W_hh, b_ih, b_hh, **options) -> the new
+    states (B, H) each, in spec.states order, for one step that no backward follows:
+    the compiled driver's step (no cache) or the reference forward's final states.
+    backend None follows the switch, as cell_function does."""
+    key = (get_backend() if backend is None else backend, spec)
+    try:
+        return _step_functions[key]
+    except KeyError:
+        pass
+    if key[0] == "compiled":
+        function = functools.partial(driver.step, spec)
+    else:
+        forward = implementation(spec.forward_name, "reference")
+
+        def function(x, states, *weights, **options):
+            return forward(x, *states, *weights, **options)[1].final_states()
+    _step_functions[key] = function
+    return function
+
+
+_step_functions = {}   # (backend, spec) -> step_function's answer, made once
 
 
 def reversal_index(T, B, lengths):
@@ -60,10 +91,11 @@ def _weights(layer, k, sfx):
             p.get(f"bias_ih_l{k}{sfx}"), p.get(f"bias_hh_l{k}{sfx}"))
 
 
-def stack_forward(layer, forward, seq, states, lengths, x_shape, backend=None):
+def stack_forward(layer, forward, seq, states, lengths, x_shape, backend=None, masks=None):
     """Run every layer and direction over seq (T, B, I) time-major from the initial
-    states (a list of (L*D, B, H) arrays in spec.states order). Returns (output (T, B,
-    D*H), the final states as a list like `states`, Tape)."""
+    states (a list of (L*D, B, H) arrays in spec.states order), layer k's output times
+    masks[k] on its way up when masks is given. Returns (output (T, B, D*H), the final
+    states as a list like `states`, Tape)."""
     T, B = seq.shape[:2]
     D = layer.num_directions
     reverse_index = reversal_index(T, B, lengths) if D == 2 else None
@@ -83,7 +115,9 @@ def stack_forward(layer, forward, seq, states, lengths, x_shape, backend=None):
             outputs.append(h if d == 0 else gather_time(h, reverse_index))
             caches.append(cache)
         layer_input = np.concatenate(outputs, axis=2) if D == 2 else outputs[0]
-    return layer_input, finals, Tape(caches, reverse_index, x_shape, backend)
+        if masks is not None and k < layer.num_layers - 1:
+            layer_input = layer_input * masks[k]
+    return layer_input, finals, Tape(caches, reverse_index, x_shape, backend, masks)
 
 
 def stack_backward(layer, backward, tape, d_output, d_finals):
@@ -99,6 +133,8 @@ def stack_backward(layer, backward, tape, d_output, d_finals):
     d_init = [np.empty((L * D, B, H), layer.dtype) for _ in range(n_states)]
     d_layer = d_output
     for k in reversed(range(L)):
+        if tape.masks is not None and k < L - 1 and d_layer is not None:
+            d_layer = d_layer * tape.masks[k]   # d(Y_k * M_k)/dY_k = M_k
         d_input = None
         for d, sfx in enumerate(_directions(layer)):
             i = k * D + d
