@@ -316,7 +316,7 @@ class _RecurrentLayer:
                  for s in self.state_arrays(state)])
         B = x_t.shape[0]
         check_sizes(1, B, max(self.input_size, self.hidden_size), self.hidden_size,
-                    self.spec.gates)
+                    self.spec.gates, self.spec.work_gates)
         states = self.initial_states(state, B)
         masks = self.dropout_masks(1, B)
         L = self.num_layers
