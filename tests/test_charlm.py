@@ -125,7 +125,7 @@ def test_checkpoint_round_trip(tmp_path, cell):
 
 def test_load_rejects_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a fastbptt character-model checkpoint"):
+    with pytest.raises(ValueError, match="without fastbptt metadata, not a fastbptt checkpoint"):
         CharLM.load(tmp_path / "other.npz")
     meta = {"format": "something-else"}
     np.savez(tmp_path / "fmt.npz", __meta__=np.array(json.dumps(meta)))

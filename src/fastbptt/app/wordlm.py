@@ -23,10 +23,10 @@ frequency alone.
 """
 import collections
 import dataclasses
-import json
 import math
 import re
 import time
+import zlib
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -43,7 +43,21 @@ from fastbptt import (
     reference,
     softmax_cross_entropy,
 )
+from fastbptt.app import demo
 from fastbptt.app.corpus import load_corpus
+from fastbptt.training.checkpoint import (
+    CheckpointError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    checkpoint_path,
+    deferred_interrupt,
+    load_arrays,
+    load_params_into,
+    read_meta,
+    require,
+    run_arrays,
+    save_atomic,
+)
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 UNK = "<unk>"
@@ -211,47 +225,43 @@ class WordLM:
     # ------------------------------------------------------------ checkpoints
 
     def save(self, path, **extra):
-        """Parameters and configuration to a .npz (no pickles); extra: JSON facts."""
+        """Parameters and configuration to a .npz (no pickles), atomically; extra: JSON
+        facts."""
         meta = dict(self.config(), **extra)
-        np.savez(path, __meta__=np.array(json.dumps(meta)), **self.params)
+        save_atomic(path, run_arrays(meta, self.params))
 
     @classmethod
     def load(cls, path, backend="compiled"):
-        """A model from a file written by save(); returns (model, meta dict)."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = _meta(path, data)
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"{path}: not a word-model checkpoint "
-                                 f"(format {meta.get('format')!r})")
-            model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
-                        num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
-                        tied=meta["tied"], dtype=meta["dtype"], backend=backend)
-            missing = set(model.params) - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-            for key, value in model.params.items():
-                stored = data[key]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                                     f"expected {value.shape} {value.dtype}")
-                value[...] = stored   # in place: the parts share these arrays
+        """A model from a file written by save(); returns (model, meta dict).
+        CheckpointError (a ValueError) naming the file for anything else."""
+        model, meta, _ = cls.load_arrays(path, backend)
         return model, meta
 
-
-def _meta(path, data):
-    if "__meta__" not in data.files:
-        raise ValueError(f"{path} is not a fastbptt checkpoint")
-    return json.loads(str(data["__meta__"]))
+    @classmethod
+    def load_arrays(cls, path, backend="compiled", arrays=None):
+        """load(), also returning every array the file holds (for --resume)."""
+        arrays = load_arrays(path) if arrays is None else arrays
+        meta = read_meta(path, arrays)
+        if meta.get("format") != _FORMAT:
+            raise CheckpointError(f"{path}: not a word-model checkpoint "
+                                  f"(format {meta.get('format')!r})")
+        require(path, meta, "vocab", "cell", "hidden_size", "num_layers", "embedding_dim",
+                "tied", "dtype")
+        model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
+                    num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
+                    tied=meta["tied"], dtype=meta["dtype"], backend=backend)
+        load_params_into(path, model.params, arrays)   # in place: the parts share them
+        return model, meta, arrays
 
 
 def load_checkpoint(path, backend="compiled"):
     """A character model (fastbptt.charlm.CharLM) or a word model (WordLM) from a
-    checkpoint of `fastbptt demo`, whichever it holds; returns (model, meta)."""
+    checkpoint of `fastbptt demo`, whichever it holds; returns (model, meta).
+    CheckpointError (a ValueError) naming the file when it is neither."""
     from fastbptt.app.charlm import CharLM
-    with np.load(path, allow_pickle=False) as data:
-        meta = _meta(path, data)
-    if meta.get("format") == _FORMAT:
-        return WordLM.load(path, backend=backend)
+    arrays = load_arrays(path)
+    if read_meta(path, arrays).get("format") == _FORMAT:
+        return WordLM.load_arrays(path, backend, arrays)[:2]
     return CharLM.load(path, backend=backend)
 
 
@@ -280,7 +290,15 @@ class WordDemoOptions:
     sample_length: int = 30      # words
     temperature: float = 0.8
     checkpoint: str = "fastbptt-demo.npz"
+    checkpoint_every: int = 100
+    force: bool = False
+    resume: str = None
     plot: str = None
+
+
+# What a resumed word run takes from its checkpoint (demo.RUN_SETTINGS and the word
+# model's own); the other options may change on --resume.
+RUN_SETTINGS = demo.RUN_SETTINGS + ("embedding_dim", "tied", "min_count")
 
 
 def split_streams(indices, batch, seq_len):
@@ -301,21 +319,36 @@ def run(options, out=print):
 
 
 def _run(o, out):
+    resumed = None
+    if o.resume:
+        resumed = WordLM.load_arrays(o.resume, o.backend)
+        o = demo.resumed_options(o, resumed[1], o.resume, RUN_SETTINGS)
+    elif o.steps is None:
+        o = dataclasses.replace(o, steps=WordDemoOptions.steps)
+    ckpt = (checkpoint_path(o.checkpoint, force=o.force, resuming=o.resume)
+            if o.checkpoint else None)
+    if o.plot:
+        demo.check_plot(o.plot)
     if o.text is None:
         text = load_corpus()
     else:
         with open(o.text, encoding="utf-8") as f:
             text = f.read()
     tokens = tokenize(text)
+    del text
     cut = int(len(tokens) * (1 - VALID_FRACTION))
     train_tokens, valid_tokens = tokens[:cut], tokens[cut:]
     vocab = build_vocab(train_tokens, o.min_count)
     if len(vocab) < 2:
         raise ValueError(f"the text has no word seen {o.min_count} times: nothing to learn")
+    if resumed and resumed[0].vocab != vocab:
+        raise CheckpointError(f"{o.resume}: its run trained on a text with other words than "
+                              f"{o.text or 'the embedded corpus'} has now")
     model = WordLM(vocab, cell=o.cell, hidden_size=o.hidden, num_layers=o.layers,
                    embedding_dim=o.embedding_dim, tied=o.tied, dtype=o.dtype, seed=o.seed,
                    backend=o.backend)
     train_ix, valid_ix = model.encode(train_tokens), model.encode(valid_tokens)
+    text_crc = zlib.crc32(train_ix)
     inputs, targets = split_streams(train_ix, o.batch, o.seq_len)
     valid_batch = min(o.batch, max(1, (len(valid_ix) - 1) // o.seq_len))
     baseline = unigram_perplexity(train_ix, valid_ix, len(vocab))
@@ -337,33 +370,73 @@ def _run(o, out):
     rng = np.random.default_rng(o.seed)
     history = []
     step, words, elapsed = 0, 0, 0.0
-    T = inputs.shape[0]
-    bar = tqdm(total=o.steps, unit="step", dynamic_ncols=True, mininterval=0.5)
-    while step < o.steps:
-        tbptt.reset()    # each pass over the text starts from zero state
-        for start in range(0, T, o.seq_len):
-            if step >= o.steps:
-                break
-            t0 = time.perf_counter()
-            stop = min(start + o.seq_len, T)
-            loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
-            clip_grad_norm(grads, o.clip)
-            optimizer.step(grads)
-            elapsed += time.perf_counter() - t0
-            step += 1
-            words += (stop - start) * o.batch
-            history.append((step, loss))
-            bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
-                            refresh=False)
-            bar.update()
-            if o.sample_length and (step % sample_every == 0 or step == o.steps):
-                bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
-                          f"{math.exp(loss):.1f}) ---\n"
-                          f"{model.sample(o.sample_length, o.temperature, rng=rng)}\n")
-    bar.close()
+    if resumed:
+        step, words, elapsed, history = demo.restore(o.resume, resumed, model, optimizer,
+                                                     tbptt, rng, text_crc)
+        out(f"resumed {o.resume} at step {step} of {o.steps}"
+            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
 
-    train_loss = model.evaluate(train_ix, o.batch)
-    valid_loss = model.evaluate(valid_ix, valid_batch)
+    def save(meta_extra=None, state=None):
+        meta = dict(model.config(), step=step, **(meta_extra or {}))
+        meta["run"] = dict({name: getattr(o, name) for name in RUN_SETTINGS},
+                           steps=o.steps, trained_chars=words, elapsed=elapsed,
+                           text_crc32=text_crc, rng=rng.bit_generator.state)
+        arrays = run_arrays(meta, model.params, optimizer,
+                            [] if state is None else model.layer.state_arrays(state))
+        arrays["run.history"] = np.array(history, np.float64).reshape(-1, 2)
+        save_atomic(ckpt, arrays)
+
+    T = inputs.shape[0]
+    windows = math.ceil(T / o.seq_len)   # per pass, each from zero state (see demo._run)
+    limit = demo.DIVERGED_FACTOR * math.log(len(vocab))
+    bar = tqdm(total=o.steps, initial=min(step, o.steps), unit="step", dynamic_ncols=True,
+               mininterval=0.5)
+    updating, saved_state = False, tbptt.state
+    try:
+        with deferred_interrupt() as interrupt, \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while step < o.steps:
+                t0 = time.perf_counter()
+                start = (step % windows) * o.seq_len
+                if start == 0:
+                    tbptt.reset()
+                stop = min(start + o.seq_len, T)
+                loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
+                norm = clip_grad_norm(grads, o.clip)
+                demo.check_diverged(loss, norm, limit, step, o, ckpt, "nats/word")
+                updating = True
+                optimizer.step(grads)
+                elapsed += time.perf_counter() - t0
+                step += 1
+                words += (stop - start) * o.batch
+                history.append((step, loss))
+                saved_state, updating = tbptt.state, False
+                bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
+                                refresh=False)
+                bar.update()
+                if o.sample_length and (step % sample_every == 0 or step == o.steps):
+                    bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
+                              f"{math.exp(loss):.1f}) ---\n"
+                              f"{model.sample(o.sample_length, o.temperature, rng=rng)}\n")
+                if ckpt and (interrupt.requested or step == o.steps or (
+                        o.checkpoint_every and step % o.checkpoint_every == 0)):
+                    save(state=saved_state)
+                if interrupt.requested:
+                    raise TrainingInterrupted(step, ckpt)
+    except (TrainingInterrupted, TrainingDiverged):
+        raise
+    except BaseException:
+        if ckpt and not updating:   # as in demo._run: keep the steps done
+            save(state=saved_state)
+        raise
+    finally:
+        bar.close()
+
+    try:
+        train_loss = model.evaluate(train_ix, o.batch)
+        valid_loss = model.evaluate(valid_ix, valid_batch)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(step, ckpt) from None
     valid_ppl = math.exp(valid_loss)
     summary = {"steps": step, "words_per_s": words / elapsed if elapsed else 0.0,
                "train_seconds": elapsed, "baseline_perplexity": baseline,
@@ -376,11 +449,11 @@ def _run(o, out):
         out(f"held-out perplexity is {100 * (1 - valid_ppl / baseline):.0f}% below the "
             f"unigram baseline")
     else:
-        out("held-out perplexity is NOT below the unigram baseline: train longer "
-            "(--steps) or with a different --lr")
-    if o.checkpoint:
-        model.save(o.checkpoint, step=step, train_loss=train_loss, valid_loss=valid_loss)
-        out(f"checkpoint: {o.checkpoint} (fastbptt sample {o.checkpoint} --length 50)")
+        out(f"held-out perplexity is NOT below the unigram baseline: {demo.advice(history)}")
+    if ckpt:
+        save({"train_loss": train_loss, "valid_loss": valid_loss}, state=saved_state)
+        out(f"checkpoint: {ckpt} (fastbptt sample {ckpt} --length 50; continue training: "
+            f"fastbptt demo --resume {ckpt} --steps {2 * o.steps})")
     if o.plot:
         _plot(o.plot, history, math.log(baseline))
         out(f"plot: {o.plot}")
