@@ -355,6 +355,8 @@ def _run_char_demo(args):
         eval_chars=args.eval_chars, plot=args.plot)
     try:
         demo.run(options)
+    except BrokenPipeError:
+        raise   # main() ends quietly
     except (OSError, ValueError, ImportError) as err:   # a bad --text, a too-short text, ...
         if getattr(err, "report", True):   # False: another MPI rank reports it
             print(f"fastbptt demo: error: {_one_line(err)}", file=sys.stderr)
@@ -393,6 +395,8 @@ def _run_word_demo(args):
            if value is not None or name == "steps" and args.resume})
     try:
         wordlm.run(options)
+    except BrokenPipeError:
+        raise   # main() ends quietly
     except (OSError, ValueError, ImportError) as err:
         print(f"fastbptt demo: error: {_one_line(err)}", file=sys.stderr)
         return 1
@@ -405,6 +409,8 @@ def _run_sample(args):
         model, _ = load_checkpoint(args.checkpoint)   # a character or a word model
         print(args.prime + model.sample(args.length, args.temperature, prime=args.prime,
                                         rng=args.seed))
+    except BrokenPipeError:
+        raise   # main() ends quietly
     except (OSError, ValueError) as err:   # CheckpointError names the file
         print(f"fastbptt sample: error: {_one_line(err)}", file=sys.stderr)
         return 1

@@ -201,12 +201,11 @@ def _run(o, out, dist=None):
     if dist:
         optimizer = dist.wrap(optimizer, o.clip)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    rng = np.random.default_rng(o.seed)
     history = []            # (step, training loss of that step)
     step, trained_chars, elapsed = 0, 0, 0.0
     if resumed:
         step, trained_chars, elapsed, history = restore(o.resume, resumed, model, optimizer,
-                                                         tbptt, rng, text_crc)
+                                                         tbptt, text_crc)
         out(f"resumed {o.resume} at step {step} of {o.steps}"
             + (f"; checkpoints go to {ckpt}" if ckpt else ""))
 
@@ -214,7 +213,7 @@ def _run(o, out, dist=None):
         meta = dict(model.config(), step=step, **(meta_extra or {}))
         meta["run"] = dict({name: getattr(o, name) for name in RUN_SETTINGS},
                            steps=o.steps, trained_chars=trained_chars, elapsed=elapsed,
-                           text_crc32=text_crc, rng=rng.bit_generator.state)
+                           text_crc32=text_crc)
         inner = optimizer.optimizer if dist else optimizer   # the Adam a wrapper holds
         arrays = run_arrays(meta, model.params, inner,
                             [] if state is None else model.layer.state_arrays(state))
@@ -264,7 +263,10 @@ def _run(o, out, dist=None):
                                 chars_per_s=f"{trained_chars / elapsed:,.0f}", refresh=False)
                 bar.update()
                 if (step % sample_every == 0 or step == o.steps) and talks:
-                    text_out = model.sample(o.sample_length, o.temperature, rng=rng)
+                    # seeded by (seed, step): a resumed run prints the samples the
+                    # uninterrupted one would, and there is no RNG state to save
+                    text_out = model.sample(o.sample_length, o.temperature,
+                                            rng=(o.seed, step))
                     bar.write(f"\n--- sample at step {step} (loss {loss:.3f}) ---\n"
                               f"{text_out}\n")
                 if ckpt and (interrupt.requested or step == o.steps or (
@@ -344,7 +346,7 @@ def check_diverged(loss, norm, limit, step, o, ckpt, unit="nats/char"):
         f"lower --lr (now {o.lr:g}; try {o.lr / 10:g}) or --clip (now {o.clip:g}){kept}")
 
 
-def restore(path, resumed, model, optimizer, tbptt, rng, text_crc):
+def restore(path, resumed, model, optimizer, tbptt, text_crc):
     """Put a checkpoint's run into the fresh model, optimizer, TBPTT and RNG; returns the
     step, trained characters, training seconds and loss history it had reached."""
     _, meta, arrays = resumed
@@ -361,7 +363,6 @@ def restore(path, resumed, model, optimizer, tbptt, rng, text_crc):
         raise CheckpointError(f"{path}: its optimizer state does not fit: {err}") from None
     state = carried_state(arrays)
     tbptt.state = model.layer.state_from_arrays(state) if state else None
-    rng.bit_generator.state = run["rng"]
     history = [(int(s), float(loss)) for s, loss in arrays.get("run.history", ())]
     return int(meta["step"]), int(run["trained_chars"]), float(run["elapsed"]), history
 

@@ -367,12 +367,11 @@ def _run(o, out):
 
     optimizer = Adam(model.params, lr=o.lr)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    rng = np.random.default_rng(o.seed)
     history = []
     step, words, elapsed = 0, 0, 0.0
     if resumed:
         step, words, elapsed, history = demo.restore(o.resume, resumed, model, optimizer,
-                                                     tbptt, rng, text_crc)
+                                                     tbptt, text_crc)
         out(f"resumed {o.resume} at step {step} of {o.steps}"
             + (f"; checkpoints go to {ckpt}" if ckpt else ""))
 
@@ -380,7 +379,7 @@ def _run(o, out):
         meta = dict(model.config(), step=step, **(meta_extra or {}))
         meta["run"] = dict({name: getattr(o, name) for name in RUN_SETTINGS},
                            steps=o.steps, trained_chars=words, elapsed=elapsed,
-                           text_crc32=text_crc, rng=rng.bit_generator.state)
+                           text_crc32=text_crc)
         arrays = run_arrays(meta, model.params, optimizer,
                             [] if state is None else model.layer.state_arrays(state))
         arrays["run.history"] = np.array(history, np.float64).reshape(-1, 2)
@@ -415,9 +414,10 @@ def _run(o, out):
                                 refresh=False)
                 bar.update()
                 if o.sample_length and (step % sample_every == 0 or step == o.steps):
+                    text_out = model.sample(o.sample_length, o.temperature,
+                                            rng=(o.seed, step))   # as in demo._run
                     bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
-                              f"{math.exp(loss):.1f}) ---\n"
-                              f"{model.sample(o.sample_length, o.temperature, rng=rng)}\n")
+                              f"{math.exp(loss):.1f}) ---\n{text_out}\n")
                 if ckpt and (interrupt.requested or step == o.steps or (
                         o.checkpoint_every and step % o.checkpoint_every == 0)):
                     save(state=saved_state)

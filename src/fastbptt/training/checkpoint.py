@@ -2,7 +2,7 @@
 
 A checkpoint is one .npz file (no pickles): "__meta__", a JSON string (the model's
 configuration, facts about training and, for a run that can be resumed, "run": its
-settings, step and sampling RNG state), then the model's parameters under their own keys,
+settings and progress), then the model's parameters under their own keys,
 the optimizer's state under "optimizer.<key>" and the carried recurrent state of truncated
 BPTT under "state.<i>". Loaders that only want the model read the parameters and ignore
 the rest, so one file serves `fastbptt sample` and `fastbptt demo --resume`.
