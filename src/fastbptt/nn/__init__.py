@@ -2,5 +2,6 @@
 one stack/direction traversal with its explicit tape (stack.py)."""
 from fastbptt.nn.layers import GRU, LAYERS, LSTM, RNN
 from fastbptt.nn.stack import Tape
+from fastbptt.nn.versions import ParametersChangedError, mark_modified
 
-__all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape"]
+__all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape", "ParametersChangedError", "mark_modified"]

@@ -25,6 +25,7 @@ class Tape(NamedTuple):
     reverse_index: Optional[np.ndarray]  # (T, B), or None when unidirectional
     x_shape: tuple                      # the caller's x, as given
     backend: Optional[str]              # None: the public functions (the switch)
+    params: tuple = ()                  # (key, array, version) at forward (versions.py)
 
 
 def cell_function(backend, name):
