@@ -184,7 +184,7 @@ def _run(o, out, dist=None):
     inputs, targets = split_streams(train_ix, o.batch, o.seq_len)   # views
     if dist:
         inputs, targets = dist.shard(inputs, targets)   # this rank's streams
-    baseline = count_entropy(np.bincount(ix, minlength=len(vocab)))
+    baseline = count_entropy(_counts(ix, len(vocab)))
     sample_every = o.sample_every or max(1, math.ceil(o.steps / 4))
 
     out(f"fastbptt demo: {o.cell.upper()} character model, {o.layers} x {o.hidden} hidden, "
@@ -316,6 +316,15 @@ def _run(o, out, dist=None):
         _plot(o.plot, model, history, inputs, targets, o, baseline)
         out(f"plot: {o.plot}")
     return summary
+
+
+def _counts(indices, V, chunk=1 << 20):
+    """np.bincount(indices, minlength=V) a chunk at a time: bincount converts its input
+    to intp, 8 bytes a character, which for a long text would cost more than the text."""
+    counts = np.zeros(V, np.int64)
+    for lo in range(0, len(indices), chunk):
+        counts += np.bincount(indices[lo:lo + chunk], minlength=V)
+    return counts
 
 
 def _head(indices, chars):
