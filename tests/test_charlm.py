@@ -165,7 +165,7 @@ def test_evaluate_streams_in_chunks_with_the_loss_of_one_pass(monkeypatch):
     x = model.one_hot(ix[:4 * T].reshape(4, T).T)          # the whole text in one forward
     output, _ = model.layer.forward(x)
     whole, _, _ = model.head_loss(output, ix[1:4 * T + 1].reshape(4, T).T, compute_grad=False)
-    monkeypatch.setattr(charlm, "_EVAL_BYTES", 4 * 8 * 8 * 7)   # chunks of 7 steps
+    monkeypatch.setattr(charlm, "_EVAL_BYTES", 4 * (8 + 8 * 8) * 8 * 7)   # chunks of 7 steps
     assert model.evaluate(ix, batch=4) == pytest.approx(whole, rel=1e-12)
 
 

@@ -150,15 +150,19 @@ class CharLM:
         text cut into `batch` parallel streams run from zero state (no gradients).
 
         The streams run in chunks of steps, the state carried from one to the next, so the
-        memory is that of one chunk's one-hot inputs (chunk, B, V), about _EVAL_BYTES,
-        whatever the text's length: loss = sum over chunks of mean_chunk * steps_chunk / T.
+        memory is that of one chunk's one-hot inputs (chunk, B, V) and activations, about
+        _EVAL_BYTES, whatever the text's length:
+        loss = sum over chunks of mean_chunk * steps_chunk / T.
         """
         T = (len(indices) - 1) // batch
         if T < 1:
             raise ValueError(f"text too short to evaluate with batch={batch}")
         inputs = indices[:T * batch].reshape(batch, T).T             # (T, B), a view
         targets = indices[1:T * batch + 1].reshape(batch, T).T       # (T, B), a view
-        chunk = max(1, _EVAL_BYTES // (batch * len(self.vocab) * self.dtype.itemsize))
+        # per step: the one-hot inputs (B, V) and what the forward keeps, at most about
+        # 8 H per layer and stream (an LSTM's four gates, c, h, the output)
+        per_step = batch * (len(self.vocab) + 8 * self.hidden_size * self.num_layers)
+        chunk = max(1, _EVAL_BYTES // (per_step * self.dtype.itemsize))
         state, total = None, 0.0
         for start in range(0, T, chunk):
             stop = min(start + chunk, T)

@@ -24,18 +24,14 @@ from fastbptt.app.corpus import load_corpus
 from fastbptt.runtime.launch import launched_world
 from fastbptt.training.checkpoint import (
     CheckpointError,
+    RunKeeper,
     TrainingDiverged,
     TrainingInterrupted,
-    carried_state,
     check_output_dir,
     checkpoint_path,
-    deferred_interrupt,
     load_arrays,
-    optimizer_state,
     read_meta,
     require,
-    run_arrays,
-    save_atomic,
 )
 from fastbptt.training.optim import Adam, clip_grad_norm
 from fastbptt.training.tbptt import TruncatedBPTT
@@ -201,39 +197,31 @@ def _run(o, out, dist=None):
     if dist:
         optimizer = dist.wrap(optimizer, o.clip)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    history = []            # (step, training loss of that step)
-    step, trained_chars, elapsed = 0, 0, 0.0
-    if resumed:
-        step, trained_chars, elapsed, history = restore(o.resume, resumed, model, optimizer,
-                                                         tbptt, text_crc)
-        out(f"resumed {o.resume} at step {step} of {o.steps}"
-            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
+    trained_chars, elapsed = 0, 0.0
 
-    def save(meta_extra=None, state=None):
-        meta = dict(model.config(), step=step, **(meta_extra or {}))
-        meta["run"] = dict({name: getattr(o, name) for name in RUN_SETTINGS},
-                           steps=o.steps, trained_chars=trained_chars, elapsed=elapsed,
-                           text_crc32=text_crc)
-        inner = optimizer.optimizer if dist else optimizer   # the Adam a wrapper holds
-        arrays = run_arrays(meta, model.params, inner,
-                            [] if state is None else model.layer.state_arrays(state))
-        arrays["run.history"] = np.array(history, np.float64).reshape(-1, 2)
-        save_atomic(ckpt, arrays)
+    def meta():
+        return dict(model.config(), run=dict(
+            {name: getattr(o, name) for name in RUN_SETTINGS}, steps=o.steps,
+            trained_chars=trained_chars, elapsed=elapsed, text_crc32=text_crc))
+
+    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
+    if resumed:
+        trained_chars, elapsed = restore(o.resume, resumed, model, keeper, text_crc)
+        tbptt.state = keeper.state
+        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
+            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
 
     # The windows of one pass over the streams: [0, k), [k, 2k), ..., the last shorter;
     # each pass starts from zero state, so a step's window is step % windows.
     T = inputs.shape[0]
     windows = math.ceil(T / o.seq_len)
     limit = DIVERGED_FACTOR * math.log(len(vocab))
-    bar = tqdm(total=o.steps, initial=min(step, o.steps), unit="step", dynamic_ncols=True,
-               mininterval=0.5, disable=not talks)
-    updating = False        # True while the parameters are half-updated: nothing to save
-    saved_state = tbptt.state   # the carried state after the last completed step
+    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
+               dynamic_ncols=True, mininterval=0.5, disable=not talks)
     try:
-        with deferred_interrupt() as interrupt, \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            # (non-finite values are caught below as divergence, not as NumPy warnings)
-            while step < o.steps:
+        with keeper.guard():
+            while keeper.step < o.steps:
+                step = keeper.step
                 t0 = time.perf_counter()
                 start = (step % windows) * o.seq_len
                 if start == 0:
@@ -244,46 +232,33 @@ def _run(o, out, dist=None):
                     model.one_hot(inputs[start:stop]),
                     lambda output, lo, hi: model.head_loss(output, window_targets))
                 if dist:
-                    updating = True
-                    loss = dist.step(optimizer, window)
+                    with keeper.updating():
+                        loss = dist.step(optimizer, window)
+                    check_diverged(loss, 0.0, limit, step, o, None)
                 else:
                     loss = window.loss
                     norm = clip_grad_norm(window.grads, o.clip)
-                    check_diverged(loss, norm, limit, step, o, ckpt)
-                    updating = True
-                    optimizer.step(window.grads)
+                    check_diverged(loss, norm, limit, step, o, ckpt)   # before the update
+                    with keeper.updating():
+                        optimizer.step(window.grads)
                 elapsed += time.perf_counter() - t0
-                step += 1
                 trained_chars += (stop - start) * o.batch
-                history.append((step, loss))
-                saved_state, updating = tbptt.state, False
-                if dist:
-                    check_diverged(loss, 0.0, limit, step - 1, o, None)
+                keeper.completed(tbptt.state, loss)
                 bar.set_postfix(loss=f"{loss:.3f}",
                                 chars_per_s=f"{trained_chars / elapsed:,.0f}", refresh=False)
                 bar.update()
-                if (step % sample_every == 0 or step == o.steps) and talks:
-                    # seeded by (seed, step): a resumed run prints the samples the
-                    # uninterrupted one would, and there is no RNG state to save
-                    text_out = model.sample(o.sample_length, o.temperature,
-                                            rng=(o.seed, step))
-                    bar.write(f"\n--- sample at step {step} (loss {loss:.3f}) ---\n"
-                              f"{text_out}\n")
-                if ckpt and (interrupt.requested or step == o.steps or (
-                        o.checkpoint_every and step % o.checkpoint_every == 0)):
-                    save(state=saved_state)
-                if interrupt.requested:
-                    raise TrainingInterrupted(step, ckpt)
-    except (TrainingInterrupted, TrainingDiverged):
-        raise
-    except BaseException:
-        # A late failure (a second Ctrl-C, a broken pipe, MemoryError) keeps the steps
-        # done, unless it struck inside an update: then the last checkpoint stands.
-        if ckpt and not updating:
-            save(state=saved_state)
-        raise
+                if (step + 1) % sample_every == 0 or step + 1 == o.steps:
+                    if talks:
+                        # seeded by (seed, step): a resumed run prints the samples the
+                        # uninterrupted one would, and there is no RNG state to save
+                        text_out = model.sample(o.sample_length, o.temperature,
+                                                rng=(o.seed, step + 1))
+                        bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}) ---\n"
+                                  f"{text_out}\n")
+                keeper.checkpoint(last=keeper.step == o.steps)
     finally:
         bar.close()
+    step, history = keeper.step, keeper.history
 
     if ckpt and resumed and step <= resumed[1]["step"]:
         out(f"the checkpoint is at step {step}, --steps {o.steps}: nothing to train")
@@ -309,7 +284,7 @@ def _run(o, out, dist=None):
         out(f"held-out loss is NOT below the unigram baseline ({valid_loss - baseline:.3f} "
             f"nats/char above it): {advice(history)}")
     if ckpt:
-        save({"train_loss": train_loss, "valid_loss": valid_loss}, state=saved_state)
+        keeper.save(train_loss=train_loss, valid_loss=valid_loss)
         out(f"checkpoint: {ckpt} (fastbptt sample {ckpt} --length 300; continue training: "
             f"fastbptt demo --resume {ckpt} --steps {2 * o.steps})")
     if o.plot and talks:
@@ -355,25 +330,18 @@ def check_diverged(loss, norm, limit, step, o, ckpt, unit="nats/char"):
         f"lower --lr (now {o.lr:g}; try {o.lr / 10:g}) or --clip (now {o.clip:g}){kept}")
 
 
-def restore(path, resumed, model, optimizer, tbptt, text_crc):
-    """Put a checkpoint's run into the fresh model, optimizer, TBPTT and RNG; returns the
-    step, trained characters, training seconds and loss history it had reached."""
+def restore(path, resumed, model, keeper, text_crc):
+    """Put a checkpoint's run (`resumed`: model, meta, arrays) into the fresh model and
+    the keeper (its optimizer, carried state, step and history); returns the trained
+    characters (or words) and training seconds it had reached."""
     _, meta, arrays = resumed
-    run = meta["run"]
-    if run.get("text_crc32") != text_crc:
+    if meta["run"].get("text_crc32") != text_crc:
         raise CheckpointError(f"{path}: its run trained on another text (the characters "
                               f"differ): resume with the same --text")
-    # model.params already hold the checkpoint's parameters: copy them in
-    for key, value in resumed[0].params.items():
+    for key, value in resumed[0].params.items():   # the checkpoint's parameters
         model.params[key][...] = value
-    try:
-        optimizer.load_state_dict(optimizer_state(arrays))
-    except ValueError as err:
-        raise CheckpointError(f"{path}: its optimizer state does not fit: {err}") from None
-    state = carried_state(arrays)
-    tbptt.state = model.layer.state_from_arrays(state) if state else None
-    history = [(int(s), float(loss)) for s, loss in arrays.get("run.history", ())]
-    return int(meta["step"]), int(run["trained_chars"]), float(run["elapsed"]), history
+    keeper.restore(path, arrays)
+    return int(meta["run"]["trained_chars"]), float(meta["run"]["elapsed"])
 
 
 def _plot(path, model, history, inputs, targets, o, baseline):

@@ -47,10 +47,9 @@ from fastbptt.app import demo
 from fastbptt.app.corpus import load_corpus
 from fastbptt.training.checkpoint import (
     CheckpointError,
-    TrainingDiverged,
+    RunKeeper,
     TrainingInterrupted,
     checkpoint_path,
-    deferred_interrupt,
     load_arrays,
     load_params_into,
     read_meta,
@@ -367,34 +366,29 @@ def _run(o, out):
 
     optimizer = Adam(model.params, lr=o.lr)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    history = []
-    step, words, elapsed = 0, 0, 0.0
-    if resumed:
-        step, words, elapsed, history = demo.restore(o.resume, resumed, model, optimizer,
-                                                     tbptt, text_crc)
-        out(f"resumed {o.resume} at step {step} of {o.steps}"
-            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
+    words, elapsed = 0, 0.0
 
-    def save(meta_extra=None, state=None):
-        meta = dict(model.config(), step=step, **(meta_extra or {}))
-        meta["run"] = dict({name: getattr(o, name) for name in RUN_SETTINGS},
-                           steps=o.steps, trained_chars=words, elapsed=elapsed,
-                           text_crc32=text_crc)
-        arrays = run_arrays(meta, model.params, optimizer,
-                            [] if state is None else model.layer.state_arrays(state))
-        arrays["run.history"] = np.array(history, np.float64).reshape(-1, 2)
-        save_atomic(ckpt, arrays)
+    def meta():
+        return dict(model.config(), run=dict(
+            {name: getattr(o, name) for name in RUN_SETTINGS}, steps=o.steps,
+            trained_chars=words, elapsed=elapsed, text_crc32=text_crc))
+
+    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
+    if resumed:
+        words, elapsed = demo.restore(o.resume, resumed, model, keeper, text_crc)
+        tbptt.state = keeper.state
+        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
+            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
 
     T = inputs.shape[0]
     windows = math.ceil(T / o.seq_len)   # per pass, each from zero state (see demo._run)
     limit = demo.DIVERGED_FACTOR * math.log(len(vocab))
-    bar = tqdm(total=o.steps, initial=min(step, o.steps), unit="step", dynamic_ncols=True,
-               mininterval=0.5)
-    updating, saved_state = False, tbptt.state
+    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
+               dynamic_ncols=True, mininterval=0.5)
     try:
-        with deferred_interrupt() as interrupt, \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while step < o.steps:
+        with keeper.guard():
+            while keeper.step < o.steps:
+                step = keeper.step
                 t0 = time.perf_counter()
                 start = (step % windows) * o.seq_len
                 if start == 0:
@@ -403,34 +397,24 @@ def _run(o, out):
                 loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
                 norm = clip_grad_norm(grads, o.clip)
                 demo.check_diverged(loss, norm, limit, step, o, ckpt, "nats/word")
-                updating = True
-                optimizer.step(grads)
+                with keeper.updating():
+                    optimizer.step(grads)
                 elapsed += time.perf_counter() - t0
-                step += 1
                 words += (stop - start) * o.batch
-                history.append((step, loss))
-                saved_state, updating = tbptt.state, False
+                keeper.completed(tbptt.state, loss)
                 bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
                                 refresh=False)
                 bar.update()
-                if o.sample_length and (step % sample_every == 0 or step == o.steps):
+                if o.sample_length and ((step + 1) % sample_every == 0
+                                        or step + 1 == o.steps):
                     text_out = model.sample(o.sample_length, o.temperature,
-                                            rng=(o.seed, step))   # as in demo._run
-                    bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
+                                            rng=(o.seed, step + 1))   # as in demo._run
+                    bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}, perplexity "
                               f"{math.exp(loss):.1f}) ---\n{text_out}\n")
-                if ckpt and (interrupt.requested or step == o.steps or (
-                        o.checkpoint_every and step % o.checkpoint_every == 0)):
-                    save(state=saved_state)
-                if interrupt.requested:
-                    raise TrainingInterrupted(step, ckpt)
-    except (TrainingInterrupted, TrainingDiverged):
-        raise
-    except BaseException:
-        if ckpt and not updating:   # as in demo._run: keep the steps done
-            save(state=saved_state)
-        raise
+                keeper.checkpoint(last=keeper.step == o.steps)
     finally:
         bar.close()
+    step, history = keeper.step, keeper.history
 
     try:
         train_loss = model.evaluate(train_ix, o.batch)
@@ -451,7 +435,7 @@ def _run(o, out):
     else:
         out(f"held-out perplexity is NOT below the unigram baseline: {demo.advice(history)}")
     if ckpt:
-        save({"train_loss": train_loss, "valid_loss": valid_loss}, state=saved_state)
+        keeper.save(train_loss=train_loss, valid_loss=valid_loss)
         out(f"checkpoint: {ckpt} (fastbptt sample {ckpt} --length 50; continue training: "
             f"fastbptt demo --resume {ckpt} --steps {2 * o.steps})")
     if o.plot:

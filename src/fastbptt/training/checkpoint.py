@@ -235,3 +235,93 @@ def deferred_interrupt():
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# ------------------------------------------------------------------ a training loop's keeper
+
+class RunKeeper:
+    """What makes a training loop one you cannot lose, for any model with a params dict,
+    an optimizer and a layer whose state TruncatedBPTT carries:
+
+        keeper = RunKeeper(path, params, optimizer, layer, meta, every=100)
+        with keeper.guard():                 # deferred Ctrl-C; a late failure saves
+            while keeper.step < steps:
+                ...                          # forward and backward: nothing changed yet
+                with keeper.updating():      # half-updated parameters are never saved
+                    optimizer.step(grads)
+                keeper.completed(tbptt.state, loss)
+                ...                          # print, sample
+                keeper.checkpoint(last=keeper.step == steps)   # raises after a Ctrl-C
+
+    path None keeps nothing on disk (Ctrl-C still stops after a step).
+    meta() returns the metadata to save (the model's configuration, the run's settings
+    and progress); "step" is added. keeper.history holds (step, loss) of every step.
+    """
+
+    def __init__(self, path, params, optimizer, layer, meta, every=None):
+        self.path, self.params, self.optimizer, self.layer = path, params, optimizer, layer
+        self.meta, self.every = meta, every
+        self.step, self.state, self.history = 0, None, []
+        self._updating, self._interrupt = False, _InterruptFlag()
+
+    def save(self, **extra):
+        """Write the run as it stands after self.step steps (atomically)."""
+        meta = dict(self.meta(), step=self.step, **extra)
+        state = () if self.state is None else self.layer.state_arrays(self.state)
+        arrays = run_arrays(meta, self.params, self.optimizer, state)
+        arrays["run.history"] = np.array(self.history, np.float64).reshape(-1, 2)
+        save_atomic(self.path, arrays)
+
+    def restore(self, path, arrays):
+        """Load the optimizer state, the carried state and the history of the run in
+        `arrays` (the parameters are the model's to load); returns the carried state, in
+        the layer's form, or None."""
+        meta = read_meta(path, arrays)
+        try:
+            self.optimizer.load_state_dict(optimizer_state(arrays))
+        except ValueError as err:
+            raise CheckpointError(f"{path}: its optimizer state does not fit: {err}") from None
+        state = carried_state(arrays)
+        self.state = self.layer.state_from_arrays(state) if state else None
+        self.history = [(int(s), float(loss)) for s, loss in arrays.get("run.history", ())]
+        self.step = int(meta["step"])
+        return self.state
+
+    @contextlib.contextmanager
+    def guard(self):
+        """The training loop's block: Ctrl-C deferred (checkpoint() acts on it), NumPy's
+        overflow warnings off (the caller checks the loss for divergence instead), and
+        any other failure saves the completed steps, unless it struck inside updating()."""
+        with deferred_interrupt() as self._interrupt, \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                yield self
+            except (TrainingInterrupted, TrainingDiverged):
+                raise
+            except BaseException:   # a second Ctrl-C, a broken pipe, MemoryError, ...
+                if self.path and not self._updating:
+                    self.save()
+                raise
+
+    @contextlib.contextmanager
+    def updating(self):
+        """The block that writes the parameters: a failure inside leaves them half
+        updated, so nothing is saved then (the last checkpoint stands)."""
+        self._updating = True
+        yield
+        self._updating = False
+
+    def completed(self, state, loss):
+        """One more step done: the carried state after it and its loss."""
+        self.step += 1
+        self.state = state
+        self.history.append((self.step, loss))
+
+    def checkpoint(self, last=False):
+        """Save when due (every `every` steps, the last step, after a Ctrl-C); then, after
+        a Ctrl-C, raise TrainingInterrupted."""
+        due = last or self._interrupt.requested or (self.every and self.step % self.every == 0)
+        if self.path and due:
+            self.save()
+        if self._interrupt.requested:
+            raise TrainingInterrupted(self.step, self.path)
