@@ -356,3 +356,35 @@ def test_broken_pipe_exits_quietly(tmp_path):
         proc.kill()
     assert proc.returncode == 141
     assert "Traceback" not in err and "Broken pipe" not in err and "error" not in err
+
+
+def test_run_keeper_saves_completed_steps_never_a_half_update(tmp_path):
+    from fastbptt import RNN, SGD
+    from fastbptt.training.checkpoint import RunKeeper
+    layer = RNN(2, 3, seed=0)
+    opt = SGD(layer.params, lr=0.1)
+    path = tmp_path / "k.npz"
+    keeper = RunKeeper(str(path), layer.params, opt, layer, lambda: {"what": "test"},
+                       every=2)
+    grads = {k: np.ones_like(v) for k, v in layer.params.items()}
+
+    def steps(fail_inside_update):
+        with keeper.guard():
+            for _ in range(3):
+                with keeper.updating():
+                    opt.step(grads)
+                    if fail_inside_update and keeper.step == 2:
+                        raise MemoryError
+                keeper.completed(None, 1.0)
+                keeper.checkpoint()
+            raise MemoryError               # after three completed steps
+
+    with pytest.raises(MemoryError):
+        steps(fail_inside_update=False)
+    assert read_meta(path, load_arrays(path))["step"] == 3    # saved by the failure
+    keeper.step = 0
+    with pytest.raises(MemoryError):
+        steps(fail_inside_update=True)
+    # the failure came mid-update at step 3: the checkpoint of step 2 stands
+    arrays = load_arrays(path)
+    assert read_meta(path, arrays)["step"] == 2 and read_meta(path, arrays)["what"] == "test"

@@ -110,7 +110,8 @@ def _parser():
                                   f"{d.batch}; {w.batch} with --level word)")
     demo_parser.add_argument("--steps", type=_positive_int, default=None,
                              help=f"training steps (default: {d.steps}; {w.steps} with "
-                                  f"--level word)")
+                                  f"--level word; with --resume, the total to reach, "
+                                  f"default the run's own)")
     demo_parser.add_argument("--lr", type=_positive_float, default=d.lr,
                              help=f"Adam learning rate (default: {d.lr:g})")
     demo_parser.add_argument("--clip", type=_positive_float, default=d.clip,

@@ -6,6 +6,12 @@ across steps and reset at the start of each pass over the text), runs the recurr
 and the fused softmax cross-entropy head forward and backward, clips the gradient's global
 norm and takes an Adam step. The last tenth of the text is held out and never trained on.
 
+The run cannot be lost (fastbptt.training.checkpoint, docs/guide/training.md): the
+checkpoint path is checked before the first step, saved atomically every
+checkpoint_every steps, on Ctrl-C and at the end, and `resume` continues it bit for bit.
+Memory does not grow with the text beyond its 1-4 bytes a character: a step one-hots only
+its window, and the final losses stream over at most eval_chars characters in chunks.
+
 The baseline printed first is the unigram entropy: the loss (nats/char) of predicting every
 character from the text's character frequencies alone. A model that learned nothing about
 context cannot beat it; the demo ends well below it.
