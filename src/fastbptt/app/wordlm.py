@@ -62,6 +62,7 @@ LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 UNK = "<unk>"
 VALID_FRACTION = 0.1
 _FORMAT = "fastbptt-wordlm-1"
+_EVAL_BYTES = 1 << 24        # inputs and activations per evaluation chunk: 16 MiB
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
@@ -178,15 +179,27 @@ class WordLM:
 
     def evaluate(self, indices, batch):
         """Mean cross-entropy (nats/word) of predicting indices[1:] from indices[:-1], cut
-        into `batch` streams run from zero state."""
+        into `batch` streams run from zero state, in chunks of steps with the state
+        carried (as CharLM.evaluate: memory of one chunk, not of the text; the head's
+        logits (chunk, B, V) are the largest part with a large vocabulary)."""
         T = (len(indices) - 1) // batch
         if T < 1:
             raise ValueError(f"text too short to evaluate with batch={batch}")
-        streams = indices[:T * batch + 1]
-        output, _ = self.layer.forward(self.embedding.forward(streams[:-1].reshape(batch, T).T))
-        loss, _ = self._loss(output, self.head_weight, self.params["head.bias"],
-                             streams[1:].reshape(batch, T).T, compute_grad=False)
-        return float(loss)
+        inputs = indices[:T * batch].reshape(batch, T).T             # (T, B), views
+        targets = indices[1:T * batch + 1].reshape(batch, T).T
+        per_step = batch * (len(self.vocab) + self.embedding.embedding_dim
+                            + 8 * self.layer.hidden_size * self.layer.num_layers)
+        chunk = max(1, _EVAL_BYTES // (per_step * self.dtype.itemsize))
+        state, total = None, 0.0
+        for start in range(0, T, chunk):
+            stop = min(start + chunk, T)
+            output, state = self.layer.forward(self.embedding.forward(inputs[start:stop]),
+                                               state)
+            loss, _ = self._loss(output, self.head_weight, self.params["head.bias"],
+                                 np.ascontiguousarray(targets[start:stop]),
+                                 compute_grad=False)
+            total += float(loss) * (stop - start)
+        return total / T
 
     # ------------------------------------------------------------ generation
 
