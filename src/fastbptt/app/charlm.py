@@ -180,11 +180,7 @@ class CharLM:
         vocabulary), or, when prime is empty, a random first character and its continuation.
         One layer step per character, the state carried; temperature < 1 sharpens the
         softmax, > 1 flattens it."""
-        if not (isinstance(length, (int, np.integer)) and length >= 0):
-            raise ValueError(f"length must be an int >= 0, got {length!r}")
-        if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
-                and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        check_sampling(length, temperature)
         rng = np.random.default_rng(rng)
         W, b = self.params["head.weight"], self.params["head.bias"]
         generated = []
@@ -235,3 +231,13 @@ class CharLM:
                     num_layers=meta["num_layers"], dtype=meta["dtype"], backend=backend)
         load_params_into(path, model.params, arrays)   # in place: the layer shares them
         return model, meta, arrays
+
+
+def check_sampling(length, temperature):
+    """ValueError unless length is an int >= 0 and temperature a finite number > 0: the
+    arguments of the character and the word models' sample()."""
+    if not (isinstance(length, (int, np.integer)) and length >= 0):
+        raise ValueError(f"length must be an int >= 0, got {length!r}")
+    if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
