@@ -125,7 +125,7 @@ def test_checkpoint_round_trip(tmp_path, cell):
 
 def test_load_rejects_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a fastbptt character-model checkpoint"):
+    with pytest.raises(ValueError, match="without fastbptt metadata, not a fastbptt checkpoint"):
         CharLM.load(tmp_path / "other.npz")
     meta = {"format": "something-else"}
     np.savez(tmp_path / "fmt.npz", __meta__=np.array(json.dumps(meta)))
@@ -155,3 +155,37 @@ def test_sample_is_seeded_and_validated():
             model.sample(5, bad)
     with pytest.raises(ValueError, match="not in the model's vocabulary"):
         model.sample(5, prime="xyz")
+
+
+def test_evaluate_streams_in_chunks_with_the_loss_of_one_pass(monkeypatch):
+    from fastbptt.app import charlm
+    model = CharLM("abcdefgh", hidden_size=8, dtype=np.float64, seed=0)
+    ix = np.random.default_rng(0).integers(0, 8, 1001)
+    T = 1000 // 4
+    x = model.one_hot(ix[:4 * T].reshape(4, T).T)          # the whole text in one forward
+    output, _ = model.layer.forward(x)
+    whole, _, _ = model.head_loss(output, ix[1:4 * T + 1].reshape(4, T).T, compute_grad=False)
+    monkeypatch.setattr(charlm, "_EVAL_BYTES", 4 * (8 + 8 * 8) * 8 * 7)   # chunks of 7 steps
+    assert model.evaluate(ix, batch=4) == pytest.approx(whole, rel=1e-12)
+
+
+def test_encode_in_chunks_to_a_narrow_dtype(monkeypatch):
+    from fastbptt.app import charlm
+    monkeypatch.setattr(charlm, "_ENCODE_CHUNK", 3)
+    model = CharLM("dcba ", hidden_size=4)   # not in code-point order
+    ix = model.encode("abcd dcba", np.uint8)
+    assert ix.dtype == np.uint8 and model.decode(ix) == "abcd dcba"
+    with pytest.raises(ValueError, match="'z' is not in"):
+        model.encode("abcd z", np.uint8)
+
+
+def test_a_large_vocabulary_trains(tmp_path):
+    from fastbptt.app.demo import index_dtype
+    rng = np.random.default_rng(0)
+    chars = [chr(0x4E00 + i) for i in range(3000)]
+    path = tmp_path / "zh.txt"
+    path.write_text("".join(rng.choice(chars, 4000)), encoding="utf-8")
+    summary = run(DemoOptions(text=str(path), steps=2, **TINY), out=quiet)
+    assert summary["steps"] == 2 and np.isfinite(summary["valid_loss"])
+    assert index_dtype(256) == np.uint8 and index_dtype(3000) == np.uint16
+    assert index_dtype(70000) == np.uint32

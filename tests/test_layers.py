@@ -281,3 +281,59 @@ def test_matches_torch(cell, num_layers, bidirectional, batch_first, with_length
     for key, param in module.named_parameters():
         np.testing.assert_allclose(grads[key], param.grad.numpy(), rtol=rtol, atol=atol,
                                    err_msg=key)
+
+
+# ---------------------------------------------------------------- parameters changed
+# between forward and backward (fastbptt.nn.versions): a clear error, not wrong gradients
+
+def _forward(cls):
+    layer = cls(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal((5, 2, 3))
+    out, _ = layer.forward(x)
+    return layer, x, np.ones_like(out)
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM, GRU])
+def test_optimizer_step_between_forward_and_backward_raises(cls):
+    from fastbptt import SGD
+    from fastbptt.nn import ParametersChangedError
+    layer, x, d_out = _forward(cls)
+    _, grads = layer.backward(d_out)
+    opt = SGD(layer.params, lr=0.1)
+    layer.forward(x)
+    opt.step(grads)        # the mistake: the step before the backward of this forward
+    with pytest.raises(ParametersChangedError, match="'weight_ih_l0' was updated in place"):
+        layer.backward(d_out)
+    layer.forward(x)       # forward again: the backward is of the current weights
+    layer.backward(d_out)
+
+
+@pytest.mark.parametrize("replace", [
+    lambda layer: layer.params.__setitem__("weight_hh_l1", layer.params["weight_hh_l1"] + 0),
+    lambda layer: layer.load_state_dict(layer.state_dict()),
+])
+def test_replaced_parameter_between_forward_and_backward_raises(replace):
+    from fastbptt.nn import ParametersChangedError
+    layer, _, d_out = _forward(LSTM)
+    replace(layer)
+    with pytest.raises(ParametersChangedError, match="was replaced"):
+        layer.backward(d_out)
+
+
+def test_mark_modified_protects_hand_written_updates():
+    from fastbptt.nn import ParametersChangedError, mark_modified
+    layer, _, d_out = _forward(GRU)
+    w = layer.params["bias_hh_l0"]
+    w -= 0.1               # in place by hand: invisible, unless marked
+    mark_modified(w)
+    with pytest.raises(ParametersChangedError, match="'bias_hh_l0'"):
+        layer.backward(d_out)
+
+
+def test_another_layers_step_does_not_disturb_a_pending_backward():
+    from fastbptt import SGD
+    layer, _, d_out = _forward(RNN)
+    other, _, other_d = _forward(RNN)
+    _, grads = other.backward(other_d)
+    SGD(other.params, lr=0.1).step(grads)
+    layer.backward(d_out)

@@ -122,3 +122,12 @@ def test_demo_level_is_checked_by_argparse(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--level", "sentence"])
     assert exit_info.value.code == 2 and "--level" in capsys.readouterr().err
+
+
+def test_evaluate_streams_in_chunks_with_the_loss_of_one_pass(monkeypatch):
+    vocab = [wordlm.UNK] + [f"w{i}" for i in range(9)]
+    model = wordlm.WordLM(vocab, hidden_size=6, embedding_dim=5, dtype=np.float64, seed=0)
+    ix = np.random.default_rng(0).integers(0, 10, 401)
+    whole = model.evaluate(ix, 4)                         # 100 steps: one chunk
+    monkeypatch.setattr(wordlm, "_EVAL_BYTES", 4 * (10 + 5 + 8 * 6) * 8 * 7)   # 7 steps
+    assert model.evaluate(ix, 4) == pytest.approx(whole, rel=1e-12)

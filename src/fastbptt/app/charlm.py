@@ -10,16 +10,25 @@ Shapes: V characters in the vocabulary, H hidden units, T steps, B streams.
   output   (T, B, H)  the top layer's hidden states
   logits   (T, B, V)  = output @ W_out.T + b_out (never stored: the loss is fused)
 """
-import json
-
 import numpy as np
 
 from fastbptt import losses
 from fastbptt.nn.layers import LAYERS
 from fastbptt.runtime.backend import implementation
+from fastbptt.training.checkpoint import (
+    CheckpointError,
+    load_arrays,
+    load_params_into,
+    read_meta,
+    require,
+    run_arrays,
+    save_atomic,
+)
 
 HEAD_KEYS = ("head.weight", "head.bias")
 _FORMAT = "fastbptt-charlm-1"
+_ENCODE_CHUNK = 1 << 20      # characters encoded at a time
+_EVAL_BYTES = 1 << 24        # one-hot inputs per evaluation chunk: 16 MiB
 
 
 def unigram_entropy(text):
@@ -27,7 +36,14 @@ def unigram_entropy(text):
     the loss of a model that ignores context, the baseline a language model must beat."""
     chars, counts = np.unique(np.frombuffer(text.encode("utf-32-le"), np.uint32),
                               return_counts=True)
-    p = counts / counts.sum()
+    return count_entropy(counts)
+
+
+def count_entropy(counts):
+    """-sum p log p (nats) of the frequencies p = counts / sum(counts); zero counts add
+    nothing. unigram_entropy from the counts alone (np.bincount of a text's indices)."""
+    counts = np.asarray(counts, np.float64)
+    p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 
 
@@ -90,19 +106,30 @@ class CharLM:
 
     # ------------------------------------------------------------ text <-> arrays
 
-    def encode(self, text):
-        """Character indices (len(text),) int64; ValueError names an unknown character."""
-        try:
-            return np.fromiter((self.index[ch] for ch in text), np.int64, len(text))
-        except KeyError as err:
-            raise ValueError(
-                f"character {err.args[0]!r} is not in the model's vocabulary") from None
+    def encode(self, text, dtype=np.int64):
+        """Character indices (len(text),) of `dtype` (an integer type wide enough for the
+        vocabulary); ValueError names an unknown character. Encoded a million characters
+        at a time, so a long text costs its index array and no more."""
+        codes = np.array([ord(ch) for ch in self.vocab], np.uint32)
+        order = np.argsort(codes)
+        sorted_codes = codes[order]
+        out = np.empty(len(text), dtype)
+        for lo in range(0, len(text), _ENCODE_CHUNK):
+            chunk = np.frombuffer(text[lo:lo + _ENCODE_CHUNK].encode("utf-32-le"), np.uint32)
+            pos = np.minimum(np.searchsorted(sorted_codes, chunk), len(codes) - 1)
+            unknown = sorted_codes[pos] != chunk
+            if unknown.any():
+                ch = chr(chunk[np.argmax(unknown)])
+                raise ValueError(f"character {ch!r} is not in the model's vocabulary")
+            out[lo:lo + _ENCODE_CHUNK] = order[pos]
+        return out
 
     def decode(self, indices):
         return "".join(self.vocab[i] for i in indices)
 
     def one_hot(self, indices):
         """(..., V) one-hot rows of self.dtype for an int array of any shape."""
+        indices = np.asarray(indices, np.intp)
         out = np.zeros(indices.shape + (len(self.vocab),), self.dtype)
         np.put_along_axis(out, indices[..., None], 1, axis=-1)
         return out
@@ -120,16 +147,31 @@ class CharLM:
 
     def evaluate(self, indices, batch=32):
         """Mean cross-entropy (nats/char) of predicting indices[1:] from indices[:-1], the
-        text cut into `batch` parallel streams run from zero state (no gradients)."""
+        text cut into `batch` parallel streams run from zero state (no gradients).
+
+        The streams run in chunks of steps, the state carried from one to the next, so the
+        memory is that of one chunk's one-hot inputs (chunk, B, V) and activations, about
+        _EVAL_BYTES, whatever the text's length:
+        loss = sum over chunks of mean_chunk * steps_chunk / T.
+        """
         T = (len(indices) - 1) // batch
         if T < 1:
             raise ValueError(f"text too short to evaluate with batch={batch}")
-        streams = indices[:T * batch + 1]
-        x = self.one_hot(streams[:-1].reshape(batch, T).T)          # (T, B, V)
-        targets = streams[1:].reshape(batch, T).T                    # (T, B)
-        output, _ = self.layer.forward(x)
-        loss, _, _ = self.head_loss(output, targets, compute_grad=False)
-        return loss
+        inputs = indices[:T * batch].reshape(batch, T).T             # (T, B), a view
+        targets = indices[1:T * batch + 1].reshape(batch, T).T       # (T, B), a view
+        # per step: the one-hot inputs (B, V) and what the forward keeps, at most about
+        # 8 H per layer and stream (an LSTM's four gates, c, h, the output)
+        per_step = batch * (len(self.vocab) + 8 * self.hidden_size * self.num_layers)
+        chunk = max(1, _EVAL_BYTES // (per_step * self.dtype.itemsize))
+        state, total = None, 0.0
+        for start in range(0, T, chunk):
+            stop = min(start + chunk, T)
+            output, state = self.layer.forward(self.one_hot(inputs[start:stop]), state)
+            loss, _, _ = self.head_loss(output, np.ascontiguousarray(targets[start:stop],
+                                                                     np.intp),
+                                        compute_grad=False)
+            total += loss * (stop - start)
+        return total / T
 
     # ------------------------------------------------------------ generation
 
@@ -176,24 +218,33 @@ class CharLM:
     # ------------------------------------------------------------ checkpoints
 
     def save(self, path, **extra):
-        """Write the parameters and configuration to a .npz (no pickles); `extra` holds
-        JSON-serialisable facts about training (step, loss, ...)."""
+        """Write the parameters and configuration to a .npz (no pickles), atomically;
+        `extra` holds JSON-serialisable facts about training (step, loss, ...)."""
         meta = dict(self.config(), **extra)
-        np.savez(path, __meta__=np.array(json.dumps(meta)), **self.params)
+        save_atomic(path, run_arrays(meta, self.params))
 
     @classmethod
     def load(cls, path, backend="compiled"):
-        """A model from a file written by save(); returns (model, meta dict)."""
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ValueError(f"{path} is not a fastbptt character-model checkpoint")
-            meta = json.loads(str(data["__meta__"]))
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-            model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
-                        num_layers=meta["num_layers"], dtype=meta["dtype"], backend=backend)
-            load_params(path, data, model.params)
+        """A model from a file written by save(); returns (model, meta dict).
+        CheckpointError (a ValueError) naming the file for anything else."""
+        model, meta, _ = cls.load_arrays(path, backend)
         return model, meta
+
+    @classmethod
+    def load_arrays(cls, path, backend="compiled"):
+        """load(), also returning every array the file holds (a run's optimizer and
+        carried state for --resume)."""
+        arrays = load_arrays(path)
+        meta = read_meta(path, arrays)
+        if meta.get("format") != _FORMAT:
+            if "format" not in meta:
+                raise CheckpointError(f"{path} is not a fastbptt character-model checkpoint")
+            raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+        require(path, meta, "vocab", "cell", "hidden_size", "num_layers", "dtype")
+        model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
+                    num_layers=meta["num_layers"], dtype=meta["dtype"], backend=backend)
+        load_params_into(path, model.params, arrays)   # in place: the layer shares them
+        return model, meta, arrays
 
 
 def check_sampling(length, temperature):
@@ -204,18 +255,3 @@ def check_sampling(length, temperature):
     if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
             and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-
-
-def load_params(path, data, params):
-    """Fill a model's params (name -> array) from an open .npz `data` read from `path`, in
-    place (the layers share these arrays); ValueError naming the file when a parameter is
-    missing or has another shape or dtype. The character and the word models' load()."""
-    missing = set(params) - set(data.files)
-    if missing:
-        raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-    for key, value in params.items():
-        stored = data[key]
-        if stored.shape != value.shape or stored.dtype != value.dtype:
-            raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                             f"expected {value.shape} {value.dtype}")
-        value[...] = stored

@@ -9,9 +9,14 @@ The benchmark is imported only when `bench` runs or shows its help (_LazyOptions
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 
 from fastbptt.cells.spec import CELLS
+
+# Exit statuses of a run stopped by a signal, as a shell reports them (128 + signal).
+EXIT_INTERRUPTED = 130   # SIGINT, Ctrl-C
+EXIT_BROKEN_PIPE = 141   # SIGPIPE: the reader of stdout went away (`fastbptt demo | head`)
 
 
 def main(argv=None):
@@ -21,7 +26,15 @@ def main(argv=None):
     if args.command is None:
         parser.print_help(sys.stderr)
         parser.exit(2)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:
+        # Quietly, as a tool killed by SIGPIPE: point stdout at /dev/null so the
+        # interpreter's final flush does not report the broken pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 class _LazyOptions(argparse.ArgumentParser):
@@ -57,6 +70,8 @@ def _parser():
         prog="fastbptt",
         description="Compiled backpropagation through time for recurrent networks in NumPy.",
     )
+    from fastbptt import __version__
+    parser.add_argument("--version", action="version", version=f"fastbptt {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command",
                                      parser_class=_LazyOptions)
 
@@ -95,7 +110,8 @@ def _parser():
                                   f"{d.batch}; {w.batch} with --level word)")
     demo_parser.add_argument("--steps", type=_positive_int, default=None,
                              help=f"training steps (default: {d.steps}; {w.steps} with "
-                                  f"--level word)")
+                                  f"--level word; with --resume, the total to reach, "
+                                  f"default the run's own)")
     demo_parser.add_argument("--lr", type=_positive_float, default=d.lr,
                              help=f"Adam learning rate (default: {d.lr:g})")
     demo_parser.add_argument("--clip", type=_positive_float, default=d.clip,
@@ -117,9 +133,25 @@ def _parser():
     demo_parser.add_argument("--sample-length", type=_nonnegative_int, default=None,
                              help=f"characters per printed sample (default: {d.sample_length}; "
                                   f"with --level word, words: {w.sample_length})")
-    demo_parser.add_argument("--checkpoint", metavar="PATH", default=d.checkpoint,
-                             help=f"save the trained model here (default: {d.checkpoint}; "
+    demo_parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                             help=f"save the model and the run here, '.npz' appended if "
+                                  f"missing (default: {d.checkpoint}, or the --resume file; "
                                   f"'' to not save)")
+    demo_parser.add_argument("--checkpoint-every", metavar="N", type=_nonnegative_int,
+                             default=d.checkpoint_every,
+                             help=f"also save every N steps (default: {d.checkpoint_every}; "
+                                  f"0: at the end only); Ctrl-C saves and stops")
+    demo_parser.add_argument("--force", action="store_true",
+                             help="overwrite an existing --checkpoint file")
+    demo_parser.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                             help="continue the run saved in CHECKPOINT bit for bit (its "
+                                  "settings and text; --steps is the total to reach, "
+                                  "default the run's own)")
+    demo_parser.add_argument("--eval-chars", metavar="N", type=_nonnegative_int,
+                             default=d.eval_chars,
+                             help=f"the final losses read the first N characters of the "
+                                  f"training and held-out texts (default: {d.eval_chars:,}; "
+                                  f"0: all)")
     demo_parser.add_argument("--plot", metavar="PNG", default=None,
                              help="save the loss curve and gradient-flow profile here "
                                   "(needs matplotlib)")
@@ -261,12 +293,70 @@ def _run_bench(args):
 
 
 def _run_demo(args):
-    if args.level == "word":
-        return _run_word_demo(args)
+    from fastbptt.training.checkpoint import TrainingInterrupted
+    if args.resume:
+        level = _resume_level(args)
+        if level is None:
+            return 1
+        args.level = level
+    try:
+        return _run_word_demo(args) if args.level == "word" else _run_char_demo(args)
+    except TrainingInterrupted as stop:
+        print(f"fastbptt demo: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _resume_level(args):
+    """The --level of the run in the --resume checkpoint ("char" or "word"); None after
+    printing the error when it cannot be read."""
+    from fastbptt.app.wordlm import _FORMAT as WORD_FORMAT
+    from fastbptt.training.checkpoint import load_arrays, read_meta
+    try:
+        meta = read_meta(args.resume, load_arrays(args.resume))
+    except ValueError as err:
+        print(f"fastbptt demo: error: {err}", file=sys.stderr)
+        return None
+    return "word" if meta.get("format") == WORD_FORMAT else "char"
+
+
+def _demo_checkpoint(args, default):
+    """--checkpoint as given ('' for none); else the --resume file, else the default."""
+    if args.checkpoint is not None:
+        return args.checkpoint or None
+    return args.resume or default
+
+
+def _resume_conflicts(args, settings, defaults):
+    """An error message when an option given with --resume would change a setting of the
+    run (`settings`, saved in the checkpoint), else None. An option counts as given when
+    it differs from its default; given with the run's own value, it is accepted."""
+    from fastbptt.app.demo import resume_conflicts
+    given = {name: getattr(args, name) for name in settings
+             if getattr(args, name) is not None and getattr(args, name) != getattr(defaults, name)}
+    try:
+        changed = resume_conflicts(args.resume, given)
+    except ValueError as err:
+        return str(err)
+    if changed:
+        names = ", ".join("--" + name.replace("_", "-") for name in changed)
+        return (f"{names} cannot change on --resume: the run continues with the settings "
+                f"saved in {args.resume}")
+    return None
+
+
+def _run_char_demo(args):
     from fastbptt.app import demo
-    for name in ("seq_len", "batch", "steps", "sample_length"):   # None: not given
+    d = demo.DemoOptions()
+    if args.resume:
+        message = _resume_conflicts(args, demo.RUN_SETTINGS, d)
+        if message:
+            print(f"fastbptt demo: error: {message}", file=sys.stderr)
+            return 2
+    for name in ("seq_len", "batch", "sample_length"):   # None: not given
         if getattr(args, name) is None:
-            setattr(args, name, getattr(demo.DemoOptions(), name))
+            setattr(args, name, getattr(d, name))
+    if args.steps is None and not args.resume:
+        args.steps = d.steps
     if args.tied or args.embedding_dim is not None:
         print("fastbptt demo: error: --tied and --embedding-dim need --level word",
               file=sys.stderr)
@@ -276,32 +366,55 @@ def _run_demo(args):
         batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, backend=args.backend,
         dtype=args.dtype, threads=args.threads, text=args.text, seed=args.seed,
         sample_every=args.sample_every, sample_length=args.sample_length,
-        checkpoint=args.checkpoint or None, plot=args.plot)
+        checkpoint=_demo_checkpoint(args, d.checkpoint),
+        checkpoint_every=args.checkpoint_every, force=args.force, resume=args.resume,
+        eval_chars=args.eval_chars, plot=args.plot)
     try:
         demo.run(options)
+    except BrokenPipeError:
+        raise   # main() ends quietly
     except (OSError, ValueError, ImportError) as err:   # a bad --text, a too-short text, ...
         if getattr(err, "report", True):   # False: another MPI rank reports it
-            print(f"fastbptt demo: error: {err}", file=sys.stderr)
+            print(f"fastbptt demo: error: {_one_line(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(err):
+    """An OSError as 'file: reason' (its str() is '[Errno 2] No such file...: 'x''),
+    anything else as its message."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
 
 
 def _run_word_demo(args):
     from fastbptt.app import wordlm
     w = wordlm.WordDemoOptions()
+    if args.resume:
+        message = _resume_conflicts(args, wordlm.RUN_SETTINGS, w)
+        if message:
+            print(f"fastbptt demo: error: {message}", file=sys.stderr)
+            return 2
     given = {name: getattr(args, name) for name in ("seq_len", "batch", "steps",
                                                     "sample_length")}
+    if args.resume and args.steps is None:
+        given["steps"] = None   # the run's own target
     options = dataclasses.replace(
         w, cell=args.cell, hidden=args.hidden, layers=args.layers, lr=args.lr,
         clip=args.clip, backend=args.backend, dtype=args.dtype, threads=args.threads,
         text=args.text, seed=args.seed, sample_every=args.sample_every,
-        checkpoint=args.checkpoint or None, plot=args.plot, tied=args.tied,
+        checkpoint=_demo_checkpoint(args, w.checkpoint), plot=args.plot, tied=args.tied,
         embedding_dim=args.embedding_dim, min_count=args.min_count,
-        **{name: value for name, value in given.items() if value is not None})
+        checkpoint_every=args.checkpoint_every, force=args.force, resume=args.resume,
+        **{name: value for name, value in given.items()
+           if value is not None or name == "steps" and args.resume})
     try:
         wordlm.run(options)
+    except BrokenPipeError:
+        raise   # main() ends quietly
     except (OSError, ValueError, ImportError) as err:
-        print(f"fastbptt demo: error: {err}", file=sys.stderr)
+        print(f"fastbptt demo: error: {_one_line(err)}", file=sys.stderr)
         return 1
     return 0
 
@@ -312,8 +425,10 @@ def _run_sample(args):
         model, _ = load_checkpoint(args.checkpoint)   # a character or a word model
         print(args.prime + model.sample(args.length, args.temperature, prime=args.prime,
                                         rng=args.seed))
-    except (OSError, ValueError) as err:
-        print(f"fastbptt sample: error: {err}", file=sys.stderr)
+    except BrokenPipeError:
+        raise   # main() ends quietly
+    except (OSError, ValueError) as err:   # CheckpointError names the file
+        print(f"fastbptt sample: error: {_one_line(err)}", file=sys.stderr)
         return 1
     return 0
 

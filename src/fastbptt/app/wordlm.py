@@ -23,10 +23,10 @@ frequency alone.
 """
 import collections
 import dataclasses
-import json
 import math
 import re
 import time
+import zlib
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -40,14 +40,27 @@ from fastbptt import (
     reference,
     softmax_cross_entropy,
 )
-from fastbptt.app import demo as _demo
-from fastbptt.app.charlm import check_sampling, load_params
+from fastbptt.app import demo
+from fastbptt.app.charlm import check_sampling
 from fastbptt.app.corpus import load_corpus
 from fastbptt.nn.layers import LAYERS  # cell name -> layer class, from each CellSpec
+from fastbptt.training.checkpoint import (
+    CheckpointError,
+    RunKeeper,
+    TrainingInterrupted,
+    checkpoint_path,
+    load_arrays,
+    load_params_into,
+    read_meta,
+    require,
+    run_arrays,
+    save_atomic,
+)
 
 UNK = "<unk>"
 VALID_FRACTION = 0.1
 _FORMAT = "fastbptt-wordlm-1"
+_EVAL_BYTES = 1 << 24        # inputs and activations per evaluation chunk: 16 MiB
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
@@ -164,15 +177,27 @@ class WordLM:
 
     def evaluate(self, indices, batch):
         """Mean cross-entropy (nats/word) of predicting indices[1:] from indices[:-1], cut
-        into `batch` streams run from zero state."""
+        into `batch` streams run from zero state, in chunks of steps with the state
+        carried (as CharLM.evaluate: memory of one chunk, not of the text; the head's
+        logits (chunk, B, V) are the largest part with a large vocabulary)."""
         T = (len(indices) - 1) // batch
         if T < 1:
             raise ValueError(f"text too short to evaluate with batch={batch}")
-        streams = indices[:T * batch + 1]
-        output, _ = self.layer.forward(self.embedding.forward(streams[:-1].reshape(batch, T).T))
-        loss, _ = self._loss(output, self.head_weight, self.params["head.bias"],
-                             streams[1:].reshape(batch, T).T, compute_grad=False)
-        return float(loss)
+        inputs = indices[:T * batch].reshape(batch, T).T             # (T, B), views
+        targets = indices[1:T * batch + 1].reshape(batch, T).T
+        per_step = batch * (len(self.vocab) + self.embedding.embedding_dim
+                            + 8 * self.layer.hidden_size * self.layer.num_layers)
+        chunk = max(1, _EVAL_BYTES // (per_step * self.dtype.itemsize))
+        state, total = None, 0.0
+        for start in range(0, T, chunk):
+            stop = min(start + chunk, T)
+            output, state = self.layer.forward(self.embedding.forward(inputs[start:stop]),
+                                               state)
+            loss, _ = self._loss(output, self.head_weight, self.params["head.bias"],
+                                 np.ascontiguousarray(targets[start:stop]),
+                                 compute_grad=False)
+            total += float(loss) * (stop - start)
+        return total / T
 
     # ------------------------------------------------------------ generation
 
@@ -206,46 +231,50 @@ class WordLM:
     # ------------------------------------------------------------ checkpoints
 
     def save(self, path, **extra):
-        """Parameters and configuration to a .npz (no pickles); extra: JSON facts."""
+        """Parameters and configuration to a .npz (no pickles), atomically; extra: JSON
+        facts."""
         meta = dict(self.config(), **extra)
-        np.savez(path, __meta__=np.array(json.dumps(meta)), **self.params)
+        save_atomic(path, run_arrays(meta, self.params))
 
     @classmethod
     def load(cls, path, backend="compiled"):
-        """A model from a file written by save(); returns (model, meta dict)."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = _meta(path, data)
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"{path}: not a word-model checkpoint "
-                                 f"(format {meta.get('format')!r})")
-            model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
-                        num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
-                        tied=meta["tied"], dtype=meta["dtype"], backend=backend)
-            load_params(path, data, model.params)   # in place: the parts share them
+        """A model from a file written by save(); returns (model, meta dict).
+        CheckpointError (a ValueError) naming the file for anything else."""
+        model, meta, _ = cls.load_arrays(path, backend)
         return model, meta
 
-
-def _meta(path, data):
-    if "__meta__" not in data.files:
-        raise ValueError(f"{path} is not a fastbptt checkpoint")
-    return json.loads(str(data["__meta__"]))
+    @classmethod
+    def load_arrays(cls, path, backend="compiled", arrays=None):
+        """load(), also returning every array the file holds (for --resume)."""
+        arrays = load_arrays(path) if arrays is None else arrays
+        meta = read_meta(path, arrays)
+        if meta.get("format") != _FORMAT:
+            raise CheckpointError(f"{path}: not a word-model checkpoint "
+                                  f"(format {meta.get('format')!r})")
+        require(path, meta, "vocab", "cell", "hidden_size", "num_layers", "embedding_dim",
+                "tied", "dtype")
+        model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
+                    num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
+                    tied=meta["tied"], dtype=meta["dtype"], backend=backend)
+        load_params_into(path, model.params, arrays)   # in place: the parts share them
+        return model, meta, arrays
 
 
 def load_checkpoint(path, backend="compiled"):
     """A character model (fastbptt.charlm.CharLM) or a word model (WordLM) from a
-    checkpoint of `fastbptt demo`, whichever it holds; returns (model, meta)."""
+    checkpoint of `fastbptt demo`, whichever it holds; returns (model, meta).
+    CheckpointError (a ValueError) naming the file when it is neither."""
     from fastbptt.app.charlm import CharLM
-    with np.load(path, allow_pickle=False) as data:
-        meta = _meta(path, data)
-    if meta.get("format") == _FORMAT:
-        return WordLM.load(path, backend=backend)
+    arrays = load_arrays(path)
+    if read_meta(path, arrays).get("format") == _FORMAT:
+        return WordLM.load_arrays(path, backend, arrays)[:2]
     return CharLM.load(path, backend=backend)
 
 
 # ------------------------------------------------------------------ the demo
 
 @dataclasses.dataclass
-class WordDemoOptions(_demo.DemoOptions):
+class WordDemoOptions(demo.DemoOptions):
     """The word demo's settings: the character demo's (fastbptt.app.demo.DemoOptions) with
     word-sized defaults, and the word model's own; the defaults take well under a minute
     on two cores."""
@@ -258,10 +287,15 @@ class WordDemoOptions(_demo.DemoOptions):
     min_count: int = 2
 
 
+# What a resumed word run takes from its checkpoint (demo.RUN_SETTINGS and the word
+# model's own); the other options may change on --resume.
+RUN_SETTINGS = demo.RUN_SETTINGS + ("embedding_dim", "tied", "min_count")
+
+
 def split_streams(indices, batch, seq_len):
     """inputs and next-word targets (T, B): indices cut into `batch` streams, as the
     character demo cuts its text (fastbptt.app.demo.split_streams)."""
-    return _demo.split_streams(indices, batch, seq_len, unit="words")
+    return demo.split_streams(indices, batch, seq_len, unit="words")
 
 
 def run(options, out=print):
@@ -271,21 +305,36 @@ def run(options, out=print):
 
 
 def _run(o, out):
+    resumed = None
+    if o.resume:
+        resumed = WordLM.load_arrays(o.resume, o.backend)
+        o = demo.resumed_options(o, resumed[1], o.resume, RUN_SETTINGS)
+    elif o.steps is None:
+        o = dataclasses.replace(o, steps=WordDemoOptions.steps)
+    ckpt = (checkpoint_path(o.checkpoint, force=o.force, resuming=o.resume)
+            if o.checkpoint else None)
+    if o.plot:
+        demo.check_plot(o.plot)
     if o.text is None:
         text = load_corpus()
     else:
         with open(o.text, encoding="utf-8") as f:
             text = f.read()
     tokens = tokenize(text)
+    del text
     cut = int(len(tokens) * (1 - VALID_FRACTION))
     train_tokens, valid_tokens = tokens[:cut], tokens[cut:]
     vocab = build_vocab(train_tokens, o.min_count)
     if len(vocab) < 2:
         raise ValueError(f"the text has no word seen {o.min_count} times: nothing to learn")
+    if resumed and resumed[0].vocab != vocab:
+        raise CheckpointError(f"{o.resume}: its run trained on a text with other words than "
+                              f"{o.text or 'the embedded corpus'} has now")
     model = WordLM(vocab, cell=o.cell, hidden_size=o.hidden, num_layers=o.layers,
                    embedding_dim=o.embedding_dim, tied=o.tied, dtype=o.dtype, seed=o.seed,
                    backend=o.backend)
     train_ix, valid_ix = model.encode(train_tokens), model.encode(valid_tokens)
+    text_crc = zlib.crc32(train_ix)
     inputs, targets = split_streams(train_ix, o.batch, o.seq_len)
     valid_batch = min(o.batch, max(1, (len(valid_ix) - 1) // o.seq_len))
     baseline = unigram_perplexity(train_ix, valid_ix, len(vocab))
@@ -304,36 +353,61 @@ def _run(o, out):
 
     optimizer = Adam(model.params, lr=o.lr)
     tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    rng = np.random.default_rng(o.seed)
-    history = []
-    step, words, elapsed = 0, 0, 0.0
-    T = inputs.shape[0]
-    bar = tqdm(total=o.steps, unit="step", dynamic_ncols=True, mininterval=0.5)
-    while step < o.steps:
-        tbptt.reset()    # each pass over the text starts from zero state
-        for start in range(0, T, o.seq_len):
-            if step >= o.steps:
-                break
-            t0 = time.perf_counter()
-            stop = min(start + o.seq_len, T)
-            loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
-            clip_grad_norm(grads, o.clip)
-            optimizer.step(grads)
-            elapsed += time.perf_counter() - t0
-            step += 1
-            words += (stop - start) * o.batch
-            history.append((step, loss))
-            bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
-                            refresh=False)
-            bar.update()
-            if o.sample_length and (step % sample_every == 0 or step == o.steps):
-                bar.write(f"\n--- sample at step {step} (loss {loss:.3f}, perplexity "
-                          f"{math.exp(loss):.1f}) ---\n"
-                          f"{model.sample(o.sample_length, o.temperature, rng=rng)}\n")
-    bar.close()
+    words, elapsed = 0, 0.0
 
-    train_loss = model.evaluate(train_ix, o.batch)
-    valid_loss = model.evaluate(valid_ix, valid_batch)
+    def meta():
+        return dict(model.config(), run=dict(
+            {name: getattr(o, name) for name in RUN_SETTINGS}, steps=o.steps,
+            trained_chars=words, elapsed=elapsed, text_crc32=text_crc))
+
+    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
+    if resumed:
+        words, elapsed = demo.restore(o.resume, resumed, model, keeper, text_crc)
+        tbptt.state = keeper.state
+        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
+            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
+
+    T = inputs.shape[0]
+    windows = math.ceil(T / o.seq_len)   # per pass, each from zero state (see demo._run)
+    limit = demo.DIVERGED_FACTOR * math.log(len(vocab))
+    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
+               dynamic_ncols=True, mininterval=0.5)
+    try:
+        with keeper.guard():
+            while keeper.step < o.steps:
+                step = keeper.step
+                t0 = time.perf_counter()
+                start = (step % windows) * o.seq_len
+                if start == 0:
+                    tbptt.reset()
+                stop = min(start + o.seq_len, T)
+                loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
+                norm = clip_grad_norm(grads, o.clip)
+                demo.check_diverged(loss, norm, limit, step, o, ckpt, "nats/word")
+                with keeper.updating():
+                    optimizer.step(grads)
+                elapsed += time.perf_counter() - t0
+                words += (stop - start) * o.batch
+                keeper.completed(tbptt.state, loss)
+                bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
+                                refresh=False)
+                bar.update()
+                if o.sample_length and ((step + 1) % sample_every == 0
+                                        or step + 1 == o.steps):
+                    text_out = model.sample(o.sample_length, o.temperature,
+                                            rng=(o.seed, step + 1))   # as in demo._run
+                    bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}, perplexity "
+                              f"{math.exp(loss):.1f}) ---\n{text_out}\n")
+                keeper.checkpoint(last=keeper.step == o.steps)
+    finally:
+        bar.close()
+    step, history = keeper.step, keeper.history
+
+    try:
+        train_loss = model.evaluate(train_ix, o.batch)
+        valid_loss = model.evaluate(valid_ix, valid_batch)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(step, ckpt) from None
     valid_ppl = math.exp(valid_loss)
     summary = {"steps": step, "words_per_s": words / elapsed if elapsed else 0.0,
                "train_seconds": elapsed, "baseline_perplexity": baseline,
@@ -346,11 +420,11 @@ def _run(o, out):
         out(f"held-out perplexity is {100 * (1 - valid_ppl / baseline):.0f}% below the "
             f"unigram baseline")
     else:
-        out("held-out perplexity is NOT below the unigram baseline: train longer "
-            "(--steps) or with a different --lr")
-    if o.checkpoint:
-        model.save(o.checkpoint, step=step, train_loss=train_loss, valid_loss=valid_loss)
-        out(f"checkpoint: {o.checkpoint} (fastbptt sample {o.checkpoint} --length 50)")
+        out(f"held-out perplexity is NOT below the unigram baseline: {demo.advice(history)}")
+    if ckpt:
+        keeper.save(train_loss=train_loss, valid_loss=valid_loss)
+        out(f"checkpoint: {ckpt} (fastbptt sample {ckpt} --length 50; continue training: "
+            f"fastbptt demo --resume {ckpt} --steps {2 * o.steps})")
     if o.plot:
         _plot(o.plot, history, math.log(baseline))
         out(f"plot: {o.plot}")

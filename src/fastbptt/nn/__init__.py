@@ -4,6 +4,7 @@ RNNCell, LSTMCell, GRUCell (cells.py)."""
 from fastbptt.nn.cells import CELL_CLASSES, GRUCell, LSTMCell, RNNCell, StepCache
 from fastbptt.nn.layers import GRU, LAYERS, LSTM, RNN
 from fastbptt.nn.stack import Tape
+from fastbptt.nn.versions import ParametersChangedError, mark_modified
 
 __all__ = ["RNN", "LSTM", "GRU", "LAYERS", "Tape", "RNNCell", "LSTMCell", "GRUCell",
-           "CELL_CLASSES", "StepCache"]
+           "CELL_CLASSES", "StepCache", "ParametersChangedError", "mark_modified"]

@@ -18,7 +18,10 @@ forward(x, h0=None, lengths=None, check_finite=False) -> output, h_n (LSTM: outp
     output (T, B, D*H) (or (B, T, D*H)), [forward, reverse] concatenated like torch;
     h_n (L*D, B, H), layer-major then direction, like torch.
 backward(d_output, d_hn=None, d_cn=None) -> dx, grads: grads keyed like the parameters;
-    the initial states' gradients are left in self.d_h0 (and self.d_c0).
+    the initial states' gradients are left in self.d_h0 (and self.d_c0). It raises
+    ParametersChangedError when a fastbptt optimizer updated a parameter, or
+    layer.params had one replaced, since the forward (versions.py says what cannot be
+    detected).
 
 The reverse direction reads each sequence backwards within its own length, as torch does
 with packed sequences: position t < lengths[b] of the reversed sequence is step
@@ -45,6 +48,7 @@ from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
+from fastbptt.nn import versions
 from fastbptt.nn.stack import (
     Tape,
     cell_function,
@@ -249,6 +253,7 @@ class _RecurrentLayer:
         masks = self.dropout_masks(T, B)
         output, finals, tape = stack_forward(self, forward, seq, states, lengths, x.shape,
                                              backend, masks)
+        tape = tape._replace(params=versions.snapshot(self.params))
         out = output.transpose(1, 0, 2) if self.batch_first else output
         return np.ascontiguousarray(out), self.state_from_arrays(finals), tape
 
@@ -260,6 +265,7 @@ class _RecurrentLayer:
         if not isinstance(tape, Tape):
             raise TypeError(f"tape must come from forward_with_tape, got "
                             f"{type(tape).__name__}")
+        versions.check_unchanged(self.params, tape.params, f"{type(self).__name__}.backward")
         backward = cell_function(tape.backend, self.spec.backward_name)
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         x_shape = tape.x_shape

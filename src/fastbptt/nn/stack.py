@@ -32,6 +32,7 @@ class Tape(NamedTuple):
     x_shape: tuple                      # the caller's x, as given
     backend: Optional[str]              # None: the public functions (the switch)
     masks: Optional[list] = None        # dropout masks M_k (T, B, D*H), k < L-1, or None
+    params: tuple = ()                  # (key, array, version) at forward (versions.py)
 
 
 def cell_function(backend, name):

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from fastbptt.nn.versions import mark_modified
 from fastbptt.runtime.validation import FLOAT_DTYPES
 
 
@@ -108,6 +109,7 @@ class _Optimizer:
         self._begin_step()
         for key, p in self.params.items():
             self._update(key, p, grads[key], self._scratch[key])
+            mark_modified(p)   # a layer's pending backward now raises (nn/versions.py)
 
     def _begin_step(self):
         """Per-step bookkeeping shared by all parameters (Adam's step count)."""
