@@ -11,7 +11,7 @@ fields (spec.grads._fields: dx, dh0, [dc0,] dW_ih, dW_hh, db_ih, db_hh) are the 
 of the argument named by the field without its leading "d".
 
 The shapes that must reach each per-step product form (gemv / transposed / plain) are made
-from the policy itself (spec.step_form) by form_shape(), not written down by hand.
+from the policy itself (spec.step_form) by form_cases(), not written down by hand.
 """
 import itertools
 from dataclasses import dataclass, field, replace
@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 import fastbptt
+from _helpers import relative_error
 from fastbptt import reference
 from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, step_form
 
@@ -206,6 +207,36 @@ def make_problem(spec, T, B, I, H, dtype=np.float64, *, options=None, batch_firs
         arrays[g] = rand(B, H) if g in upstream else None
     return Problem(spec, arrays, dict(spec.options if options is None else options),
                    batch_first, None if lengths is None else np.asarray(lengths))
+
+
+def numerical_gradient(p, name, eps=1e-6, impl="compiled"):
+    """dL/d(argument `name`) by central differences, one element at a time (float64)."""
+    base = p[name]
+    grad = np.empty_like(base)
+    for idx in np.ndindex(base.shape):
+        values = []
+        for sign in (1, -1):
+            perturbed = base.copy()
+            perturbed[idx] += sign * eps
+            values.append(p.with_(**{name: perturbed}).loss(impl))
+        grad[idx] = (values[0] - values[1]) / (2 * eps)
+    return grad
+
+
+def assert_matches_finite_differences(p, impl, case=None):
+    """Every gradient backward returns equals its central-difference estimate to 1e-6
+    relative error, and none is degenerate (all zero)."""
+    h, cache = p.forward(impl)
+    if case is not None:
+        assert_ran(case, cache)
+    grads = p.backward(cache, impl)
+    for grad_name, arg_name in grad_args(p.spec):
+        analytic = getattr(grads, grad_name)
+        numeric = numerical_gradient(p, arg_name, impl=impl)
+        assert analytic.shape == numeric.shape
+        assert np.max(np.abs(numeric)) > 1e-3, f"{arg_name}: degenerate test, zero gradient"
+        err = relative_error(analytic, numeric)
+        assert err < 1e-6, f"{grad_name}: relative error {err:.2e}"
 
 
 # ---------------------------------------------------------------- the step-form policy

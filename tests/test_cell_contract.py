@@ -24,13 +24,13 @@ from _cells import (
     SPEC_LIST,
     TORCH_OPTION_VALUES,
     apply_policy,
+    assert_matches_finite_differences,
     assert_ran,
     final_states,
     force_transposed,
     form_cases,
     functions,
     gate_rows,
-    grad_args,
     make_problem,
     modes,
     option_sets,
@@ -44,7 +44,6 @@ from _helpers import (
     assert_close,
     assert_same_result,
     raises_naming,
-    relative_error,
     tol_for,
 )
 from fastbptt.cells.spec import STEP_FORMS, step_form
@@ -235,36 +234,6 @@ def test_matches_reference_bias_and_initial_states(spec, shape, dtype, batch_fir
 
 
 # ---------------------------------------------------------------- finite differences
-
-def numerical_gradient(p, name, eps=1e-6, impl="compiled"):
-    """dL/d(argument `name`) by central differences, one element at a time (float64)."""
-    base = p[name]
-    grad = np.empty_like(base)
-    for idx in np.ndindex(base.shape):
-        values = []
-        for sign in (1, -1):
-            perturbed = base.copy()
-            perturbed[idx] += sign * eps
-            values.append(p.with_(**{name: perturbed}).loss(impl))
-        grad[idx] = (values[0] - values[1]) / (2 * eps)
-    return grad
-
-
-def assert_matches_finite_differences(p, impl, case=None):
-    """Every gradient backward returns equals its central-difference estimate to 1e-6
-    relative error, and none is degenerate (all zero)."""
-    h, cache = p.forward(impl)
-    if case is not None:
-        assert_ran(case, cache)
-    grads = p.backward(cache, impl)
-    for grad_name, arg_name in grad_args(p.spec):
-        analytic = getattr(grads, grad_name)
-        numeric = numerical_gradient(p, arg_name, impl=impl)
-        assert analytic.shape == numeric.shape
-        assert np.max(np.abs(numeric)) > 1e-3, f"{arg_name}: degenerate test, zero gradient"
-        err = relative_error(analytic, numeric)
-        assert err < 1e-6, f"{grad_name}: relative error {err:.2e}"
-
 
 def _fd_cases_with_options():
     return [(c, o) for c in FD_CASES for o in option_sets(c.spec, SMOOTH_OPTION_VALUES)]
