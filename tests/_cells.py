@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional
 
 import numpy as np
+import pytest
 
 import fastbptt
-from _helpers import relative_error
+from _helpers import DTYPES, numerical_gradient, relative_error
 from fastbptt import reference
 from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, step_form
 
@@ -28,6 +29,16 @@ SPEC_LIST = tuple(SPECS.values())
 
 IMPL_MODULES = {"compiled": fastbptt, "reference": reference}
 IMPLS = tuple(IMPL_MODULES)
+
+dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+impl_param = pytest.mark.parametrize("impl", IMPLS)
+layout_param = pytest.mark.parametrize("batch_first", [False, True],
+                                       ids=["time_major", "batch_first"])
+
+
+def shapes_param(shapes, name="shape"):
+    """Parametrise `name` over (T, B, I, H) shapes, each id "TxBxIxH"."""
+    return pytest.mark.parametrize(name, shapes, ids=[shape_id(s) for s in shapes])
 
 # Every value of each CellSpec option that the tests run, and the subsets some oracles take:
 # torch.nn.RNN has tanh and relu only; finite differences need a loss that is smooth at
@@ -209,18 +220,9 @@ def make_problem(spec, T, B, I, H, dtype=np.float64, *, options=None, batch_firs
                    batch_first, None if lengths is None else np.asarray(lengths))
 
 
-def numerical_gradient(p, name, eps=1e-6, impl="compiled"):
-    """dL/d(argument `name`) by central differences, one element at a time (float64)."""
-    base = p[name]
-    grad = np.empty_like(base)
-    for idx in np.ndindex(base.shape):
-        values = []
-        for sign in (1, -1):
-            perturbed = base.copy()
-            perturbed[idx] += sign * eps
-            values.append(p.with_(**{name: perturbed}).loss(impl))
-        grad[idx] = (values[0] - values[1]) / (2 * eps)
-    return grad
+def cell_numerical_gradient(p, name, impl="compiled"):
+    """dL/d(argument `name`) of problem p's loss, by central differences (float64)."""
+    return numerical_gradient(lambda v: p.with_(**{name: v}).loss(impl), p[name])
 
 
 def assert_matches_finite_differences(p, impl, case=None):
@@ -232,7 +234,7 @@ def assert_matches_finite_differences(p, impl, case=None):
     grads = p.backward(cache, impl)
     for grad_name, arg_name in grad_args(p.spec):
         analytic = getattr(grads, grad_name)
-        numeric = numerical_gradient(p, arg_name, impl=impl)
+        numeric = cell_numerical_gradient(p, arg_name, impl)
         assert analytic.shape == numeric.shape
         assert np.max(np.abs(numeric)) > 1e-3, f"{arg_name}: degenerate test, zero gradient"
         err = relative_error(analytic, numeric)

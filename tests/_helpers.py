@@ -4,6 +4,7 @@ lengths, a fake clock. The cell problems are in _cells.py.
 Imported by the test modules as ``from _helpers import ...`` (pytest puts this folder on
 sys.path because tests/ is not a package).
 """
+import math
 import re
 
 import numpy as np
@@ -38,6 +39,25 @@ def assert_close(actual, expected, rtol, atol=None, err_msg=""):
     atol = rtol if atol is None else atol
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale,
                                err_msg=err_msg)
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """df/dx of a scalar function f of array x, by central differences, one element at a
+    time (for float64 x)."""
+    grad = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        values = []
+        for sign in (1, -1):
+            xp = x.copy()
+            xp[idx] += sign * eps
+            values.append(f(xp))
+        grad[idx] = (values[0] - values[1]) / (2 * eps)
+    return grad
+
+
+def sigmoid(v):
+    """The logistic function of a Python float, for hand-computed cases."""
+    return 1 / (1 + math.exp(-v))
 
 
 def relative_error(actual, expected):

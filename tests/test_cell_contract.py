@@ -17,7 +17,6 @@ import pytest
 
 import fastbptt
 from _cells import (
-    IMPLS,
     OPTION_ERRORS,
     OPTION_VALUES,
     SMOOTH_OPTION_VALUES,
@@ -26,16 +25,19 @@ from _cells import (
     apply_policy,
     assert_matches_finite_differences,
     assert_ran,
+    dtype_param,
     final_states,
     force_transposed,
     form_cases,
     functions,
     gate_rows,
+    impl_param,
+    layout_param,
     make_problem,
     modes,
     option_sets,
     options_id,
-    shape_id,
+    shapes_param,
     upstream_names,
 )
 from _helpers import (
@@ -48,10 +50,6 @@ from _helpers import (
 )
 from fastbptt.cells.spec import STEP_FORMS, step_form
 
-dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-layout_param = pytest.mark.parametrize("batch_first", [False, True],
-                                       ids=["time_major", "batch_first"])
-impl_param = pytest.mark.parametrize("impl", IMPLS)
 bias_param = pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 
 
@@ -181,7 +179,7 @@ def _lengths_for(case, seed):
 @cells(options=OPTION_VALUES, mode=True)
 @layout_param
 @dtype_param
-@_param("shape", EDGE_SHAPES, [shape_id(s) for s in EDGE_SHAPES])
+@shapes_param(EDGE_SHAPES)
 def test_matches_reference(spec, options, mode, shape, dtype, batch_first):
     p = make_problem(spec, *shape, dtype, options=options, batch_first=batch_first,
                      upstream=modes(spec)[mode], seed=sum(shape))
@@ -220,7 +218,7 @@ _INITIAL_ROWS = [(s, initial) for s in SPEC_LIST for initial in _initial_subsets
 @bias_param
 @layout_param
 @dtype_param
-@_param("shape", EDGE_SHAPES, [shape_id(s) for s in EDGE_SHAPES])
+@shapes_param(EDGE_SHAPES)
 def test_matches_reference_bias_and_initial_states(spec, initial, shape, dtype, batch_first,
                                                    bias):
     p = make_problem(spec, *shape, dtype, batch_first=batch_first, bias=bias,
@@ -273,8 +271,7 @@ def test_gradients_with_lengths_match_finite_differences(case, mode, batch_first
 @bias_param
 @layout_param
 @dtype_param
-@_param("shape", [(4, 3, 2, 5), (3, 1, 4, 2), (0, 2, 3, 4), (3, 2, 0, 4), (4, 6, 2, 5)],
-        ["4x3x2x5", "3x1x4x2", "0x2x3x4", "3x2x0x4", "4x6x2x5"])
+@shapes_param([(4, 3, 2, 5), (3, 1, 4, 2), (0, 2, 3, 4), (3, 2, 0, 4), (4, 6, 2, 5)])
 def test_dtype_in_is_dtype_out(spec, shape, dtype, batch_first, bias, impl):
     for lengths in (None, np.minimum(np.arange(shape[1]), shape[0])):
         for upstream in modes(spec).values():
@@ -302,7 +299,7 @@ def _to_batch_first(p):
 @cells(mode=True)
 @impl_param
 @dtype_param
-@_param("shape", EDGE_SHAPES, [shape_id(s) for s in EDGE_SHAPES])
+@shapes_param(EDGE_SHAPES)
 def test_batch_first_is_the_transpose_of_time_major(spec, mode, shape, dtype, impl):
     """h, the final states and the initial states' gradients are bit-identical (the same
     per-step recurrence in the same order); dx and the parameter gradients come from one
@@ -423,7 +420,7 @@ def test_broadcast_arguments(spec, batch_first, impl):
 
 
 CALLER_SHAPES = [STRIDED_SHAPE, (4, 1, 3, 5), (4, 2, 3, 5), (4, 9, 3, 19)]
-caller_shape_param = _param("shape", CALLER_SHAPES, [shape_id(s) for s in CALLER_SHAPES])
+caller_shape_param = shapes_param(CALLER_SHAPES)
 
 
 @cells()
@@ -466,8 +463,7 @@ def test_backward_twice_gives_identical_results(spec, shape, batch_first, impl):
 @cells()
 @impl_param
 @layout_param
-@_param("shape", [STRIDED_SHAPE, (4, 1, 3, 5), (3, 2, 0, 4)],
-        ["x".join(map(str, STRIDED_SHAPE)), "4x1x3x5", "3x2x0x4"])
+@shapes_param([STRIDED_SHAPE, (4, 1, 3, 5), (3, 2, 0, 4)])
 def test_modifying_returned_h_does_not_change_backward(spec, shape, batch_first, impl):
     """h is a new array: the caller may edit it in place (h *= mask) before backward."""
     p = make_problem(spec, *shape, batch_first=batch_first, seed=16)
@@ -481,8 +477,7 @@ def test_modifying_returned_h_does_not_change_backward(spec, shape, batch_first,
 @cells()
 @impl_param
 @layout_param
-@_param("shape", [STRIDED_SHAPE, (4, 1, 3, 5), (1, 1, 1, 1)],
-        ["x".join(map(str, STRIDED_SHAPE)), "4x1x3x5", "1x1x1x1"])
+@shapes_param([STRIDED_SHAPE, (4, 1, 3, 5), (1, 1, 1, 1)])
 def test_outputs_are_fresh_arrays(spec, shape, batch_first, impl):
     """h, the final states and every gradient are new C-contiguous writeable arrays that
     share memory with no input and no other output; writing into them changes neither
@@ -542,7 +537,7 @@ EMPTY_SHAPES = [(0, 2, 3, 4), (3, 0, 2, 4), (3, 2, 0, 4), (3, 2, 3, 0), (0, 0, 0
 @cells(mode=True)
 @layout_param
 @dtype_param
-@_param("shape", EMPTY_SHAPES, [shape_id(s) for s in EMPTY_SHAPES])
+@shapes_param(EMPTY_SHAPES)
 def test_empty_sizes(spec, mode, shape, dtype, batch_first):
     T, B, I, H = shape
     G = spec.gates
@@ -1019,8 +1014,7 @@ def test_lengths_match_torch_packed_sequence(case, batch_first, monkeypatch):
 @cells()
 @_param("mode", ["many_to_many", "all"], ["many_to_many", "all"])
 @layout_param
-@_param("shape", [(13, 5, 1, 9), (4, 9, 3, 19), (3, 16, 5, 24)],
-        ["13x5x1x9", "4x9x3x19", "3x16x5x24"])
+@shapes_param([(13, 5, 1, 9), (4, 9, 3, 19), (3, 16, 5, 24)])
 def test_transposed_step_in_float64(spec, shape, batch_first, mode, monkeypatch):
     """The transposed per-step product forced in float64 (where a spec's policy may not
     choose it) agrees with the reference to float64 tolerances."""

@@ -5,18 +5,10 @@ equations, with PyTorch's placement of b_hn inside the reset gate's product
 import math
 
 import numpy as np
-import pytest
 
-from _cells import IMPLS, functions
-from _helpers import DTYPES, assert_close
+from _cells import dtype_param, functions, impl_param
+from _helpers import assert_close, sigmoid
 from fastbptt.cells.spec import GRU
-
-dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-impl_param = pytest.mark.parametrize("impl", IMPLS)
-
-
-def _sigmoid(a):
-    return 1 / (1 + math.exp(-a))
 
 
 @impl_param
@@ -34,7 +26,7 @@ def test_hand_computed(dtype, impl):
     for x in xs:
         P = [w * x + b for w, b in zip(w_ih, b_ih)]
         R = [w * h + b for w, b in zip(w_hh, b_hh)]
-        r, z = _sigmoid(P[0] + R[0]), _sigmoid(P[1] + R[1])
+        r, z = sigmoid(P[0] + R[0]), sigmoid(P[1] + R[1])
         n = math.tanh(P[2] + r * R[2])
         steps.append(dict(x=x, h_prev=h, r=r, z=z, n=n, R_n=R[2]))
         h = (1 - z) * n + z * h

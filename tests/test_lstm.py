@@ -5,18 +5,10 @@ hand-computed two-step case.
 import math
 
 import numpy as np
-import pytest
 
-from _cells import IMPLS, functions
-from _helpers import DTYPES
+from _cells import dtype_param, functions, impl_param
+from _helpers import sigmoid
 from fastbptt.cells.spec import LSTM
-
-dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-impl_param = pytest.mark.parametrize("impl", IMPLS)
-
-
-def _sigmoid(v):
-    return 1 / (1 + math.exp(-v))
 
 
 @impl_param
@@ -34,7 +26,7 @@ def test_hand_computed_two_steps(dtype, impl):
     steps = []
     for t in range(2):
         z = [w_ih[k] * x[t] + w_hh[k] * h_prev + b[k] for k in range(4)]
-        i, f, g, o = _sigmoid(z[0]), _sigmoid(z[1]), math.tanh(z[2]), _sigmoid(z[3])
+        i, f, g, o = sigmoid(z[0]), sigmoid(z[1]), math.tanh(z[2]), sigmoid(z[3])
         c = f * c_prev + i * g
         h = o * math.tanh(c)
         steps.append(dict(i=i, f=f, g=g, o=o, c=c, h=h, h_prev=h_prev, c_prev=c_prev))

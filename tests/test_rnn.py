@@ -7,12 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from _cells import IMPLS, assert_matches_finite_differences, form_cases, functions, make_problem
-from _helpers import DTYPES
+from _cells import (
+    assert_matches_finite_differences,
+    dtype_param,
+    form_cases,
+    functions,
+    impl_param,
+    layout_param,
+    make_problem,
+)
 from fastbptt.cells.spec import RNN
-
-dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-impl_param = pytest.mark.parametrize("impl", IMPLS)
 
 
 @impl_param
@@ -82,7 +86,7 @@ def _relu_problem(shape, batch_first):
 
 
 @impl_param
-@pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
+@layout_param
 @pytest.mark.parametrize("case", form_cases(RNN, np.float64, 4, 2, 6), ids=lambda c: c.id)
 def test_relu_gradients_match_finite_differences(case, batch_first, impl):
     assert not case.forced
