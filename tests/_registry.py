@@ -19,6 +19,7 @@ import numpy as np
 
 import fastbptt
 from fastbptt import reference
+from fastbptt.cells.spec import SPECS
 
 IMPLS = ("compiled", "reference")
 
@@ -125,36 +126,36 @@ def _module(impl):
 
 
 def _forward_call(cell, case, impl):
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    a, lengths, upstream = _cell_arrays(case, G)
+    spec = SPECS[cell]
+    a, lengths, upstream = _cell_arrays(case, spec.gates)
     p = {k: present(v, case.layout) for k, v in a.items()}
-    fn = getattr(_module(impl), f"{cell}_forward")
-    if cell == "lstm":
-        args = (p["x"], p["h0"], p["c0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    else:
-        args = (p["x"], p["h0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    kwargs = {"batch_first": case.batch_first, "lengths": lengths}
-    if cell == "rnn":
-        kwargs["nonlinearity"] = case.nonlinearity
+    fn = getattr(_module(impl), spec.forward_name)
+    args = (p["x"], *(p[s] for s in spec.initial_states), p["W_ih"], p["W_hh"], p["b_ih"],
+            p["b_hh"])
+    kwargs = {"batch_first": case.batch_first, "lengths": lengths,
+              **{option: getattr(case, option) for option in spec.options}}
     return Call(fn, args, kwargs), upstream
 
 
 def _backward_call(cell, case, impl):
+    spec = SPECS[cell]
     fwd, upstream = _forward_call(cell, case, impl)
     _, cache = fwd()
     u = {k: present(v, case.layout) for k, v in upstream.items()}
-    fn = getattr(_module(impl), f"{cell}_backward")
-    kwargs = {"dh_n": u["dh_n"]}
-    if cell == "lstm":
-        kwargs["dc_n"] = u["dc_n"]
-    return Call(fn, (u["dh"], cache), kwargs)
+    fn = getattr(_module(impl), spec.backward_name)
+    return Call(fn, (u["dh"], cache), {g: u[g] for g in spec.final_grads})
 
 
-def _layer_call(cls_name, case, impl, backward=False):
+# the option values a torch-named layer takes (torch.nn.RNN has tanh and relu only)
+_LAYER_OPTION = {"nonlinearity": lambda case: "relu" if case.nonlinearity == "relu"
+                 else "tanh"}
+
+
+def _layer_call(cell, case, impl, backward=False):
     """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence."""
-    cls = getattr(fastbptt, cls_name)
-    kw = {"nonlinearity": "relu" if case.nonlinearity == "relu" else "tanh"} \
-        if cls_name == "RNN" else {}
+    spec = SPECS[cell]
+    cls = getattr(fastbptt, spec.torch_name)
+    kw = {option: _LAYER_OPTION[option](case) for option in spec.options}
     # the layers need sizes >= 1; an empty case is carried by its sequence (T or B = 0)
     I, H = max(case.I, 1), max(case.H, 1)
     layer = cls(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
@@ -199,21 +200,16 @@ def _loss_call(name, case, impl):
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
 
-REGISTRY = [
-    Entry("rnn_forward", lambda case, impl: _forward_call("rnn", case, impl)[0]),
-    Entry("rnn_backward", lambda case, impl: _backward_call("rnn", case, impl)),
-    Entry("lstm_forward", lambda case, impl: _forward_call("lstm", case, impl)[0]),
-    Entry("lstm_backward", lambda case, impl: _backward_call("lstm", case, impl)),
-    Entry("gru_forward", lambda case, impl: _forward_call("gru", case, impl)[0]),
-    Entry("gru_backward", lambda case, impl: _backward_call("gru", case, impl)),
-    Entry("RNN.forward", lambda case, impl: _layer_call("RNN", case, impl)),
-    Entry("RNN.backward", lambda case, impl: _layer_call("RNN", case, impl, True)),
-    Entry("LSTM.forward", lambda case, impl: _layer_call("LSTM", case, impl)),
-    Entry("LSTM.backward", lambda case, impl: _layer_call("LSTM", case, impl, True)),
-    Entry("GRU.forward", lambda case, impl: _layer_call("GRU", case, impl)),
-    Entry("GRU.backward", lambda case, impl: _layer_call("GRU", case, impl, True)),
-] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
-     for name in LOSSES]
+REGISTRY = [entry for spec in SPECS.values() for entry in (
+    Entry(spec.forward_name, lambda case, impl, c=spec.name: _forward_call(c, case, impl)[0]),
+    Entry(spec.backward_name, lambda case, impl, c=spec.name: _backward_call(c, case, impl)),
+)] + [entry for spec in SPECS.values() for entry in (
+    Entry(f"{spec.torch_name}.forward",
+          lambda case, impl, c=spec.name: _layer_call(c, case, impl)),
+    Entry(f"{spec.torch_name}.backward",
+          lambda case, impl, c=spec.name: _layer_call(c, case, impl, True)),
+)] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
+      for name in LOSSES]
 
 
 def _embedding_call(case, impl, backward=False):
