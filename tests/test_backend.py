@@ -8,10 +8,10 @@ import pytest
 
 import fastbptt
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS, SPECS
 from fastbptt.runtime import backend as _backend
 
 T_, B_, I_, H_ = 5, 3, 4, 6
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +23,12 @@ def _restore_default():
 
 def _problem(cell, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    G = CELLS[cell]
+    spec = SPECS[cell]
+    G = spec.gates
     x = rng.standard_normal((T_, B_, I_)).astype(dtype)
     W = [rng.standard_normal(s).astype(dtype) * 0.4
          for s in ((G * H_, I_), (G * H_, H_), (G * H_,), (G * H_,))]
-    states = (None, None) if cell == "lstm" else (None,)
+    states = tuple(None for _ in spec.states)
     dh = rng.standard_normal((T_, B_, H_)).astype(dtype)
     return (x, *states, *W), dh
 
@@ -118,7 +119,7 @@ def test_a_new_thread_sees_the_global_default():
 
 # ------------------------------------------------------------------ the cell functions
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_public_functions_follow_the_switch(cell):
     args, dh = _problem(cell)
     with fastbptt.use_backend("reference"):
@@ -131,7 +132,7 @@ def test_public_functions_follow_the_switch(cell):
     _assert_same((h_c, *grads_c), (h_ref, *grads_ref), exact=False)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_backward_goes_where_its_cache_came_from(cell):
     args, dh = _problem(cell, seed=1)
     forward = getattr(fastbptt, f"{cell}_forward")

@@ -15,17 +15,17 @@ import pytest
 
 import fastbptt
 from fastbptt.cells.checkpoint import segment_length
+from fastbptt.cells.spec import CELLS, SPECS
 
 T, B, I, H = 11, 3, 4, 5
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 WEIGHT_TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 def problem(cell, dtype, batch_first=False, bias=True, seed=0):
     rng = np.random.default_rng(seed)
-    G = GATES[cell]
+    G = SPECS[cell].gates
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
-    states = [rng.standard_normal((B, H)).astype(dtype) for _ in range(1 + (cell == "lstm"))]
+    states = [rng.standard_normal((B, H)).astype(dtype) for _ in SPECS[cell].states]
     weights = [(0.4 * rng.standard_normal(shape)).astype(dtype)
                for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
     if not bias:
@@ -35,11 +35,16 @@ def problem(cell, dtype, batch_first=False, bias=True, seed=0):
     return x, states, weights, dh, dn
 
 
+def _finals(cell, cache):
+    """The cache's final states in the spec's order: (h_n,) or (h_n, c_n)."""
+    return tuple(getattr(cache, f"{s}_n") for s in SPECS[cell].states)
+
+
 def run(cell, x, states, weights, dh, dn, checkpoint, **kw):
     forward = getattr(fastbptt, f"{cell}_forward")
     backward = getattr(fastbptt, f"{cell}_backward")
     h, cache = forward(x, *states, *weights, checkpoint=checkpoint, **kw)
-    finals = (cache.h_n,) + ((cache.c_n,) if cell == "lstm" else ())
+    finals = _finals(cell, cache)
     return h, finals, backward(dh, cache, *dn)
 
 
@@ -62,7 +67,7 @@ def assert_same(cell, plain, checkpointed, dtype):
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("checkpoint", [True, 1, 4, T, T + 3])
 def test_same_as_plain(cell, dtype, checkpoint):
@@ -72,7 +77,7 @@ def test_same_as_plain(cell, dtype, checkpoint):
                 dtype)
 
 
-@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_lengths_batch_first_final_gradients(cell, batch_first):
     x, states, weights, dh, dn = problem(cell, np.float64, batch_first, seed=1)
@@ -82,7 +87,7 @@ def test_lengths_batch_first_final_gradients(cell, batch_first):
     assert_same(cell, plain, run(cell, x, states, weights, dh, dn, 4, **kw), np.float64)
 
 
-@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("cell", CELLS)
 def test_many_to_one_and_no_bias(cell):
     x, states, weights, dh, dn = problem(cell, np.float64, bias=False, seed=2)
     plain = run(cell, x, states, weights, None, dn, None)
@@ -126,7 +131,7 @@ def test_cache_of_another_cell_is_rejected():
         fastbptt.gru_backward(dh, cache)
 
 
-@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("how", ["reference module", "backend switch"])
 def test_reference_twin_takes_checkpoint_too(cell, how):
     # one signature for both backends: checkpoint= works under fastbptt.reference and
@@ -135,7 +140,7 @@ def test_reference_twin_takes_checkpoint_too(cell, how):
     forward = getattr(fastbptt.reference, f"{cell}_forward")
     backward = getattr(fastbptt.reference, f"{cell}_backward")
     h0, cache0 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]))
-    plain = (h0, (cache0.h_n,) + ((cache0.c_n,) if cell == "lstm" else ()),
+    plain = (h0, _finals(cell, cache0),
              backward(dh, cache0, *dn))
     if how == "reference module":
         h1, cache1 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
@@ -145,11 +150,11 @@ def test_reference_twin_takes_checkpoint_too(cell, how):
             h1, cache1 = getattr(fastbptt, f"{cell}_forward")(
                 x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
         grads1 = getattr(fastbptt, f"{cell}_backward")(dh, cache1, *dn)
-    finals1 = (cache1.h_n,) + ((cache1.c_n,) if cell == "lstm" else ())
+    finals1 = _finals(cell, cache1)
     assert_same(cell, plain, (h1, finals1, grads1), np.float64)
 
 
-@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("cell", CELLS)
 def test_check_finite_reaches_a_checkpointed_backward(cell):
     x, states, weights, dh, dn = problem(cell, np.float64)
     _, cache = getattr(fastbptt, f"{cell}_forward")(x, *states, *weights, checkpoint=True)
@@ -158,15 +163,15 @@ def test_check_finite_reaches_a_checkpointed_backward(cell):
         getattr(fastbptt, f"{cell}_backward")(dh, cache, *dn, check_finite=True)
 
 
-@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1000, 1, 8, 8), (600, 2, 33, 17)])
 def test_long_sequences_agree_to_rounding(cell, dtype, shape):
     T_, B_, I_, H_ = shape
-    G = GATES[cell]
+    G = SPECS[cell].gates
     rng = np.random.default_rng(5)
     x = rng.standard_normal((T_, B_, I_)).astype(dtype)
-    states = [None] * (1 + (cell == "lstm"))
+    states = [None for _ in SPECS[cell].states]
     # contracting dynamics (weights 0.5 / sqrt(H)): a last-bit difference then stays a
     # last-bit difference over the steps instead of being amplified (near the edge of
     # chaos a float32 RNN amplifies it past 1e-5 in a few hundred steps)
