@@ -121,17 +121,24 @@ def _cell_arrays(case, G):
     return arrays, lengths, upstream
 
 
+def spec_arrays(spec, case):
+    """_cell_arrays for one cell: (its forward arrays by argument name, lengths, its
+    upstream gradients by name), without the states the cell does not have."""
+    a, lengths, upstream = _cell_arrays(case, spec.gates)
+    arguments = ("x", *spec.initial_states, "W_ih", "W_hh", "b_ih", "b_hh")
+    return ({k: a[k] for k in arguments}, lengths,
+            {k: upstream[k] for k in ("dh",) + spec.final_grads})
+
+
 def _module(impl):
     return fastbptt if impl == "compiled" else reference
 
 
 def _forward_call(cell, case, impl):
     spec = SPECS[cell]
-    a, lengths, upstream = _cell_arrays(case, spec.gates)
-    p = {k: present(v, case.layout) for k, v in a.items()}
+    a, lengths, upstream = spec_arrays(spec, case)
     fn = getattr(_module(impl), spec.forward_name)
-    args = (p["x"], *(p[s] for s in spec.initial_states), p["W_ih"], p["W_hh"], p["b_ih"],
-            p["b_hh"])
+    args = tuple(present(v, case.layout) for v in a.values())
     kwargs = {"batch_first": case.batch_first, "lengths": lengths,
               **{option: getattr(case, option) for option in spec.options}}
     return Call(fn, args, kwargs), upstream

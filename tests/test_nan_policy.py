@@ -12,31 +12,28 @@ import numpy as np
 import pytest
 
 import fastbptt
-from _registry import Case, _cell_arrays
+from _registry import Case, spec_arrays
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS, SPECS
 
 # NaN on purpose: NumPy's "invalid value" warnings from the reference are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 IMPLS = {"compiled": fastbptt, "reference": reference}
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _problem(cell, batch_first, dtype=np.float64, T=5, B=3, I=4, H=3, seed=0):
-    a, _, up = _cell_arrays(Case(T=T, B=B, I=I, H=H, dtype=dtype,
-                                 batch_first=batch_first, seed=seed), CELLS[cell])
-    if cell != "lstm":
-        del a["c0"]
-        del up["dc_n"]
+    a, _, up = spec_arrays(SPECS[cell], Case(T=T, B=B, I=I, H=H, dtype=dtype,
+                                             batch_first=batch_first, seed=seed))
     return a, up
 
 
 def _run(cell, impl, a, up, batch_first, lengths=None, check_finite=False, dh=True):
-    mod = IMPLS[impl]
-    h, cache = getattr(mod, f"{cell}_forward")(**a, batch_first=batch_first,
-                                                lengths=lengths, check_finite=check_finite)
+    mod, spec = IMPLS[impl], SPECS[cell]
+    h, cache = getattr(mod, spec.forward_name)(**a, batch_first=batch_first, lengths=lengths,
+                                               check_finite=check_finite)
     kw = {k: v for k, v in up.items() if k != "dh"}
-    grads = getattr(mod, f"{cell}_backward")(up["dh"] if dh else None, cache, **kw,
+    grads = getattr(mod, spec.backward_name)(up["dh"] if dh else None, cache, **kw,
                                              check_finite=check_finite)
     return h, cache, grads
 
@@ -53,7 +50,7 @@ def _pad(a, lengths, batch_first, value):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -77,7 +74,7 @@ def test_padding_never_affects_results(impl, cell, batch_first, fill, dtype):
             np.testing.assert_array_equal(getattr(g1, name), v, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("where", ["x", "h0", "dh"])
 def test_nan_propagates_by_default_alike_in_both_implementations(cell, where):
     """One NaN in sequence 0: no error; h of sequence 0 turns NaN from that step on, the
@@ -106,14 +103,14 @@ def test_nan_propagates_by_default_alike_in_both_implementations(cell, where):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_check_finite_names_the_forward_argument(impl, cell, value):
     a, up = _problem(cell, batch_first=False)
     for name in a:
         bad = {k: v.copy() for k, v in a.items()}
         bad[name].flat[bad[name].size // 2] = value
-        forward = getattr(IMPLS[impl], f"{cell}_forward")
+        forward = getattr(IMPLS[impl], SPECS[cell].forward_name)
         with pytest.raises(ValueError, match=rf"^{name} must not contain NaN or Inf "
                                              r"\(check_finite=True\), found 1"):
             forward(**bad, check_finite=True)
@@ -121,12 +118,12 @@ def test_check_finite_names_the_forward_argument(impl, cell, value):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_check_finite_names_the_backward_argument(impl, cell):
     a, up = _problem(cell, batch_first=True)
     mod = IMPLS[impl]
-    _, cache = getattr(mod, f"{cell}_forward")(**a, batch_first=True)
-    backward = getattr(mod, f"{cell}_backward")
+    _, cache = getattr(mod, SPECS[cell].forward_name)(**a, batch_first=True)
+    backward = getattr(mod, SPECS[cell].backward_name)
     for name in up:
         bad = {k: v.copy() for k, v in up.items()}
         bad[name].flat[0] = -np.inf
@@ -137,16 +134,16 @@ def test_check_finite_names_the_backward_argument(impl, cell):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("value", [1, "yes", None, np.array([True])])
 def test_check_finite_must_be_a_bool(impl, cell, value):
     a, up = _problem(cell, batch_first=False)
-    forward = getattr(IMPLS[impl], f"{cell}_forward")
+    forward = getattr(IMPLS[impl], SPECS[cell].forward_name)
     with pytest.raises(TypeError, match="check_finite must be a bool"):
         forward(**a, check_finite=value)
     _, cache = forward(**a)
     with pytest.raises(TypeError, match="check_finite must be a bool"):
-        getattr(IMPLS[impl], f"{cell}_backward")(up["dh"], cache, check_finite=value)
+        getattr(IMPLS[impl], SPECS[cell].backward_name)(up["dh"], cache, check_finite=value)
 
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])

@@ -8,25 +8,23 @@ import pytest
 
 import fastbptt
 from _helpers import assert_close, tol_for
-from _registry import Case, _cell_arrays
+from _registry import Case, spec_arrays
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS, SPECS
 
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 F32_VS_F64 = 2e-5   # documented in README.md; measured up to 1.4e-6 at T = 1000, H = 32
 
 
 def _problem(cell, dtype, T, B, I, H, seed):
-    a, _, up = _cell_arrays(Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed), CELLS[cell])
-    if cell != "lstm":
-        del a["c0"]
-        del up["dc_n"]
+    a, _, up = spec_arrays(SPECS[cell], Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed))
     return a, up
 
 
 def _run(cell, a, up, mod=fastbptt, **kw):
     """Every result of forward + backward as a list of arrays: h, h_n, gradients."""
-    h, cache = getattr(mod, f"{cell}_forward")(**a, **kw)
-    grads = getattr(mod, f"{cell}_backward")(up["dh"], cache,
+    spec = SPECS[cell]
+    h, cache = getattr(mod, spec.forward_name)(**a, **kw)
+    grads = getattr(mod, spec.backward_name)(up["dh"], cache,
                                              **{k: v for k, v in up.items() if k != "dh"})
     return [h, cache.h_n] + [g for g in grads if g is not None]
 
@@ -40,8 +38,12 @@ def _assert_all_finite(results, what):
         assert np.isfinite(r).all(), f"{what}: result {i} not finite"
 
 
-@pytest.mark.parametrize("cell,nonlinearity", [("rnn", "tanh"), ("rnn", "sigmoid"),
-                                               ("lstm", None), ("gru", None)])
+# the saturating nonlinearities of a cell that has the option, else the cell's own gates
+SATURATING = [(spec.name, n) for spec in SPECS.values()
+              for n in (("tanh", "sigmoid") if "nonlinearity" in spec.options else (None,))]
+
+
+@pytest.mark.parametrize("cell,nonlinearity", SATURATING)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_saturated_gates(cell, dtype, nonlinearity):
     """x scaled by 300 and W_hh by 100: pre-activations of several hundred, every gate
@@ -49,7 +51,7 @@ def test_saturated_gates(cell, dtype, nonlinearity):
     a, up = _problem(cell, dtype, T=50, B=3, I=8, H=8, seed=2)
     a["x"] = a["x"] * 300
     a["W_hh"] = a["W_hh"] * 100
-    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
     pre = np.abs(a["x"].reshape(-1, 8) @ a["W_ih"].T).max()
     assert pre > 200
     with np.errstate(over="ignore"):
@@ -59,11 +61,11 @@ def test_saturated_gates(cell, dtype, nonlinearity):
     rtol, atol = tol_for(dtype)
     for g, e in zip(got, expected):
         assert_close(g, e, rtol, atol)
-    if cell == "rnn" and nonlinearity == "tanh":
+    if nonlinearity == "tanh":
         assert np.mean(np.abs(got[0]) > 0.999) > 0.9   # saturated indeed
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_very_long_sequence(cell):
     """T = 20,000, B = 1: finite, and float32 within the documented tolerance of
     float64 (the recurrence contracts, so rounding errors do not compound)."""
@@ -78,7 +80,7 @@ def test_very_long_sequence(cell):
         assert err < F32_VS_F64, f"result {i}: {err:.2e}"
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_long_sequence_matches_reference(cell):
     a, up = _problem(cell, np.float32, T=2000, B=2, I=4, H=8, seed=4)
     rtol, atol = tol_for(np.float32)
@@ -86,7 +88,7 @@ def test_long_sequence_matches_reference(cell):
         assert_close(g, e, rtol, atol)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T", [100, 1000])
 def test_float32_agrees_with_float64(cell, T):
     a, up = _problem(cell, np.float64, T=T, B=4, I=16, H=32, seed=1)
@@ -106,7 +108,7 @@ def test_large_inputs(cell, nonlinearity):
     states are large too): finite, compiled = reference."""
     a, up = _problem(cell, np.float32, T=30, B=3, I=6, H=5, seed=5)
     a["x"] = a["x"] * 1e4
-    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
     got = _run(cell, a, up, **kw)
     _assert_all_finite(got, f"{cell} large inputs")
     rtol, atol = tol_for(np.float32)
