@@ -1,5 +1,6 @@
-"""Cell-generic test problems for the contract suite (test_cell_contract.py) and the
-per-cell files, driven by CellSpec: no test reads a cell's name, only its spec's fields.
+"""Cell-generic test problems for the contract suite (test_cell_contract.py), the per-cell
+files and the property tests (test_nan_policy.py, test_robustness.py), driven by
+CellSpec: no test reads a cell's name, only its spec's fields.
 
 A Problem holds one cell's forward arguments and upstream gradients by argument name:
 
@@ -22,8 +23,9 @@ import pytest
 
 import fastbptt
 from _helpers import DTYPES, numerical_gradient, relative_error
+from _registry import spec_arrays
 from fastbptt import reference
-from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, step_form
+from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, get_spec, step_form
 
 SPEC_LIST = tuple(SPECS.values())
 
@@ -315,3 +317,25 @@ def assert_ran(case, cache):
     for (a shape list meant to cover a path must reach it)."""
     if getattr(cache, "backend", None) == "compiled" and hasattr(cache, "form"):
         assert cache.form == case.form, f"{case.id} ran {cache.form}"
+
+
+# ---------------------------------------------------------------- cells by name, for the
+# property tests (test_nan_policy.py, test_robustness.py)
+
+def cell_problem(cell, case):
+    """(forward keywords, backward keywords but the cache) of a cell for a _registry.Case:
+    x, the spec's initial states, weights and biases; dh and the spec's final states'
+    gradients (_registry.spec_arrays)."""
+    a, _, up = spec_arrays(get_spec(cell), case)
+    return a, up
+
+
+def cell_functions(cell, module):
+    """(forward, backward) of a cell in module (fastbptt or fastbptt.reference)."""
+    spec = get_spec(cell)
+    return getattr(module, spec.forward_name), getattr(module, spec.backward_name)
+
+
+def nonlinearity_kwargs(cell, nonlinearity):
+    """{"nonlinearity": ...} for a cell whose spec has that option, else {}."""
+    return {"nonlinearity": nonlinearity} if "nonlinearity" in get_spec(cell).options else {}

@@ -5,39 +5,37 @@ import numpy as np
 import pytest
 
 from fastbptt import GRU, LSTM, RNN
-from fastbptt.nn import LAYERS
+from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.nn import LAYERS as CLASSES
 
-cell_param = pytest.mark.parametrize("cell", list(LAYERS))
-
-
-def _pack(cell, states):
-    """The layers' (and torch's) convention: one state as itself, several as a tuple."""
-    return states[0] if len(LAYERS[cell].spec.states) == 1 else tuple(states)
+cell_param = pytest.mark.parametrize("cell", CELLS)
 
 
-def _unpack(cell, states):
-    """The states as a tuple, whichever convention they came in."""
-    return (states,) if len(LAYERS[cell].spec.states) == 1 else tuple(states)
+def _n_states(cell):
+    """How many states the cell carries: a layer takes and returns a tuple of them when
+    there are several (h, c), a single array otherwise."""
+    return len(SPECS[cell].states)
 
 
 def _make(cell, I=3, H=4, **kw):
     kw.setdefault("dtype", np.float64)
     kw.setdefault("seed", 0)
-    return LAYERS[cell](I, H, **kw)
+    return CLASSES[cell](I, H, **kw)
 
 
 def _states(cell, layer, B, rng):
     shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    return _pack(cell, [rng.standard_normal(shape).astype(layer.dtype)
-                        for _ in LAYERS[cell].spec.states])
+    states = tuple(rng.standard_normal(shape).astype(layer.dtype)
+                   for _ in range(_n_states(cell)))
+    return states if len(states) > 1 else states[0]
 
 
 def _run(layer, cell, x, states, d_out, d_fin, lengths=None):
     """(output, finals, dx, grads, d_initial) of one forward+backward."""
     out, fin = layer.forward(x, states, lengths=lengths)
     dx, grads = layer.backward(d_out, *d_fin)
-    d_initial = tuple(getattr(layer, f"d_{s}") for s in LAYERS[cell].spec.initial_states)
-    return out, _unpack(cell, fin), dx, grads, d_initial
+    d_initial = tuple(getattr(layer, f"d_{name}0") for name in SPECS[cell].states)
+    return out, fin if _n_states(cell) > 1 else (fin,), dx, grads, d_initial
 
 
 def _problem(cell, layer, T, B, seed=1):
@@ -50,7 +48,7 @@ def _problem(cell, layer, T, B, seed=1):
     states = _states(cell, layer, B, rng)
     d_out = rng.standard_normal(out_shape).astype(layer.dtype)
     d_fin = [rng.standard_normal(fin_shape).astype(layer.dtype)
-             for _ in LAYERS[cell].spec.states]
+             for _ in range(_n_states(cell))]
     return x, states, d_out, d_fin
 
 
@@ -60,7 +58,7 @@ def _problem(cell, layer, T, B, seed=1):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_parameter_keys_shapes_and_init(cell, bidirectional, bias):
-    G = LAYERS[cell].spec.gates
+    G = SPECS[cell].gates
     layer = _make(cell, 3, 5, num_layers=2, bidirectional=bidirectional, bias=bias,
                   dtype=np.float32)
     D = 2 if bidirectional else 1
@@ -138,7 +136,7 @@ def test_forward_rejects_bad_input(cell):
         layer.forward(x.astype(np.float32))
     bad_h0 = np.zeros((1, 2, 4))
     with pytest.raises(ValueError, match="h0"):
-        layer.forward(x, _pack(cell, [bad_h0] + [None] * (len(LAYERS[cell].spec.states) - 1)))
+        layer.forward(x, (bad_h0, None) if _n_states(cell) > 1 else bad_h0)
     with pytest.raises(ValueError, match="lengths"):
         layer.forward(x, lengths=[5, 6])
     with pytest.raises(RuntimeError, match="forward"):
@@ -197,7 +195,7 @@ def test_layer_gradients_match_finite_differences(cell, bidirectional):
 
     def loss():
         out, fin = layer.forward(x, states, lengths=lengths)
-        fin = _unpack(cell, fin)
+        fin = fin if _n_states(cell) > 1 else (fin,)
         return float(np.sum(out * d_out) + sum(np.sum(f * d) for f, d in zip(fin, d_fin)))
 
     _, _, dx, grads, _ = _run(layer, cell, x, states, d_out, d_fin, lengths)
@@ -230,9 +228,8 @@ def test_layer_gradients_match_finite_differences(cell, bidirectional):
 # ------------------------------------------------------------------ torch as the oracle
 
 def _torch_module(torch, cell, layer):
-    spec = LAYERS[cell].spec
-    cls = getattr(torch.nn, spec.torch_name)
-    kw = {option: getattr(layer, option) for option in spec.options}
+    cls = getattr(torch.nn, SPECS[cell].torch_name)
+    kw = {name: getattr(layer, name) for name in SPECS[cell].options}   # nonlinearity
     module = cls(layer.input_size, layer.hidden_size, num_layers=layer.num_layers,
                  bias=layer.bias, batch_first=layer.batch_first,
                  bidirectional=layer.bidirectional,
@@ -258,16 +255,16 @@ def test_matches_torch(cell, num_layers, bidirectional, batch_first, with_length
 
     tx = torch.from_numpy(x.copy()).requires_grad_()
     t_states = tuple(torch.from_numpy(s.copy()).requires_grad_()
-                     for s in _unpack(cell, states))
+                     for s in (states if _n_states(cell) > 1 else (states,)))
     inp = tx
     if with_lengths:
         inp = torch.nn.utils.rnn.pack_padded_sequence(
             tx, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
-    t_out, t_fin = module(inp, _pack(cell, t_states))
+    t_out, t_fin = module(inp, t_states if _n_states(cell) > 1 else t_states[0])
     if with_lengths:
         t_out, _ = torch.nn.utils.rnn.pad_packed_sequence(t_out, batch_first=batch_first,
                                                           total_length=T)
-    t_fin = _unpack(cell, t_fin)
+    t_fin = t_fin if _n_states(cell) > 1 else (t_fin,)
     loss = (t_out * torch.from_numpy(d_out)).sum()
     for f, d in zip(t_fin, d_fin):
         loss = loss + (f * torch.from_numpy(d)).sum()

@@ -16,7 +16,7 @@ from _helpers import (
     tol_for,
 )
 from fastbptt import reference
-from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.cells.spec import SPECS
 from fastbptt.losses.heads import block_rows
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
@@ -340,11 +340,13 @@ def test_matches_torch(loss, reduction):
 
 # ------------------------------------------------------------------ many-to-one
 
+CELLS = tuple(SPECS)
+GATES = {name: spec.gates for name, spec in SPECS.items()}
 
 
 def _cell_problem(cell, T, B, I, H, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
-    G = SPECS[cell].gates
+    G = GATES[cell]
     return {
         "x": rng.standard_normal((T, B, I)).astype(dtype),
         "W_ih": (rng.standard_normal((G * H, I)) / np.sqrt(I)).astype(dtype),
@@ -357,8 +359,8 @@ def _cell_problem(cell, T, B, I, H, dtype=np.float64, seed=0):
 def _forward(lib, cell, p, lengths=None, batch_first=False):
     x = p["x"].transpose(1, 0, 2).copy() if batch_first else p["x"]
     weights = (p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    states = tuple(None for _ in SPECS[cell].states)
-    forward = getattr(lib, SPECS[cell].forward_name)
+    states = (None,) * len(SPECS[cell].states)
+    forward = getattr(lib, f"{cell}_forward")
     return forward(x, *states, *weights, batch_first=batch_first, lengths=lengths)
 
 
@@ -392,7 +394,7 @@ def test_many_to_one_pipeline_matches_finite_differences(cell, with_lengths):
     b = rng.standard_normal(V)
     labels = np.array([1, 3, 0])
     lengths = np.array([4, 2, 1]) if with_lengths else None
-    backward = getattr(fastbptt, SPECS[cell].backward_name)
+    backward = getattr(fastbptt, f"{cell}_backward")
 
     def last(h, cache):
         # (b) each sequence's own last state is cache.h_n; (a) without lengths, the

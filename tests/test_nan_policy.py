@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import fastbptt
-from _registry import Case, spec_arrays
+from _cells import cell_problem
+from _registry import Case
 from fastbptt import reference
-from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.cells.spec import CELLS
 
 # NaN on purpose: NumPy's "invalid value" warnings from the reference are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -23,17 +24,16 @@ IMPLS = {"compiled": fastbptt, "reference": reference}
 
 
 def _problem(cell, batch_first, dtype=np.float64, T=5, B=3, I=4, H=3, seed=0):
-    a, _, up = spec_arrays(SPECS[cell], Case(T=T, B=B, I=I, H=H, dtype=dtype,
-                                             batch_first=batch_first, seed=seed))
-    return a, up
+    return cell_problem(cell, Case(T=T, B=B, I=I, H=H, dtype=dtype, batch_first=batch_first,
+                                   seed=seed))
 
 
 def _run(cell, impl, a, up, batch_first, lengths=None, check_finite=False, dh=True):
-    mod, spec = IMPLS[impl], SPECS[cell]
-    h, cache = getattr(mod, spec.forward_name)(**a, batch_first=batch_first, lengths=lengths,
-                                               check_finite=check_finite)
+    mod = IMPLS[impl]
+    h, cache = getattr(mod, f"{cell}_forward")(**a, batch_first=batch_first,
+                                                lengths=lengths, check_finite=check_finite)
     kw = {k: v for k, v in up.items() if k != "dh"}
-    grads = getattr(mod, spec.backward_name)(up["dh"] if dh else None, cache, **kw,
+    grads = getattr(mod, f"{cell}_backward")(up["dh"] if dh else None, cache, **kw,
                                              check_finite=check_finite)
     return h, cache, grads
 
@@ -110,7 +110,7 @@ def test_check_finite_names_the_forward_argument(impl, cell, value):
     for name in a:
         bad = {k: v.copy() for k, v in a.items()}
         bad[name].flat[bad[name].size // 2] = value
-        forward = getattr(IMPLS[impl], SPECS[cell].forward_name)
+        forward = getattr(IMPLS[impl], f"{cell}_forward")
         with pytest.raises(ValueError, match=rf"^{name} must not contain NaN or Inf "
                                              r"\(check_finite=True\), found 1"):
             forward(**bad, check_finite=True)
@@ -122,8 +122,8 @@ def test_check_finite_names_the_forward_argument(impl, cell, value):
 def test_check_finite_names_the_backward_argument(impl, cell):
     a, up = _problem(cell, batch_first=True)
     mod = IMPLS[impl]
-    _, cache = getattr(mod, SPECS[cell].forward_name)(**a, batch_first=True)
-    backward = getattr(mod, SPECS[cell].backward_name)
+    _, cache = getattr(mod, f"{cell}_forward")(**a, batch_first=True)
+    backward = getattr(mod, f"{cell}_backward")
     for name in up:
         bad = {k: v.copy() for k, v in up.items()}
         bad[name].flat[0] = -np.inf
@@ -138,12 +138,12 @@ def test_check_finite_names_the_backward_argument(impl, cell):
 @pytest.mark.parametrize("value", [1, "yes", None, np.array([True])])
 def test_check_finite_must_be_a_bool(impl, cell, value):
     a, up = _problem(cell, batch_first=False)
-    forward = getattr(IMPLS[impl], SPECS[cell].forward_name)
+    forward = getattr(IMPLS[impl], f"{cell}_forward")
     with pytest.raises(TypeError, match="check_finite must be a bool"):
         forward(**a, check_finite=value)
     _, cache = forward(**a)
     with pytest.raises(TypeError, match="check_finite must be a bool"):
-        getattr(IMPLS[impl], SPECS[cell].backward_name)(up["dh"], cache, check_finite=value)
+        getattr(IMPLS[impl], f"{cell}_backward")(up["dh"], cache, check_finite=value)
 
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])

@@ -7,25 +7,24 @@ import numpy as np
 import pytest
 
 import fastbptt
+from _cells import cell_functions, cell_problem, nonlinearity_kwargs
 from _helpers import assert_close, tol_for
-from _registry import Case, spec_arrays
+from _registry import Case
 from fastbptt import reference
-from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.cells.spec import CELLS
 
 F32_VS_F64 = 2e-5   # documented in README.md; measured up to 1.4e-6 at T = 1000, H = 32
 
 
 def _problem(cell, dtype, T, B, I, H, seed):
-    a, _, up = spec_arrays(SPECS[cell], Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed))
-    return a, up
+    return cell_problem(cell, Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed))
 
 
 def _run(cell, a, up, mod=fastbptt, **kw):
     """Every result of forward + backward as a list of arrays: h, h_n, gradients."""
-    spec = SPECS[cell]
-    h, cache = getattr(mod, spec.forward_name)(**a, **kw)
-    grads = getattr(mod, spec.backward_name)(up["dh"], cache,
-                                             **{k: v for k, v in up.items() if k != "dh"})
+    forward, backward = cell_functions(cell, mod)
+    h, cache = forward(**a, **kw)
+    grads = backward(up["dh"], cache, **{k: v for k, v in up.items() if k != "dh"})
     return [h, cache.h_n] + [g for g in grads if g is not None]
 
 
@@ -38,12 +37,8 @@ def _assert_all_finite(results, what):
         assert np.isfinite(r).all(), f"{what}: result {i} not finite"
 
 
-# the saturating nonlinearities of a cell that has the option, else the cell's own gates
-SATURATING = [(spec.name, n) for spec in SPECS.values()
-              for n in (("tanh", "sigmoid") if "nonlinearity" in spec.options else (None,))]
-
-
-@pytest.mark.parametrize("cell,nonlinearity", SATURATING)
+@pytest.mark.parametrize("cell,nonlinearity", [("rnn", "tanh"), ("rnn", "sigmoid"),
+                                               ("lstm", None), ("gru", None)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_saturated_gates(cell, dtype, nonlinearity):
     """x scaled by 300 and W_hh by 100: pre-activations of several hundred, every gate
@@ -51,7 +46,7 @@ def test_saturated_gates(cell, dtype, nonlinearity):
     a, up = _problem(cell, dtype, T=50, B=3, I=8, H=8, seed=2)
     a["x"] = a["x"] * 300
     a["W_hh"] = a["W_hh"] * 100
-    kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
+    kw = nonlinearity_kwargs(cell, nonlinearity)
     pre = np.abs(a["x"].reshape(-1, 8) @ a["W_ih"].T).max()
     assert pre > 200
     with np.errstate(over="ignore"):
@@ -108,7 +103,7 @@ def test_large_inputs(cell, nonlinearity):
     states are large too): finite, compiled = reference."""
     a, up = _problem(cell, np.float32, T=30, B=3, I=6, H=5, seed=5)
     a["x"] = a["x"] * 1e4
-    kw = {} if nonlinearity is None else {"nonlinearity": nonlinearity}
+    kw = nonlinearity_kwargs(cell, nonlinearity)
     got = _run(cell, a, up, **kw)
     _assert_all_finite(got, f"{cell} large inputs")
     rtol, atol = tol_for(np.float32)

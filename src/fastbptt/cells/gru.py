@@ -10,42 +10,36 @@ PyTorch's gates r, z, n:
 import numpy as np
 
 from fastbptt._kernels import gru as _kernel
-from fastbptt.cells import driver, workspace
+from fastbptt.cells import docs, driver, workspace
 from fastbptt.cells.spec import GRU as SPEC
 from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("gru_forward")
+@docs.fill(SPEC)
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
                 check_finite=False, checkpoint=None):
     """Run a GRU over a sequence.
 
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
     for zeros, W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,) or both None (gate blocks
-    r, z, n). float32 or float64, chosen by x. lengths (B,) ints in [0, T], or None:
-    sequence b ends after lengths[b] steps (its state is carried unchanged past that, its
-    outputs are zero).
-    checkpoint: None (store every step for backward), True or an int k: store the state
-    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
+    r, z, n). float32 or float64, chosen by x.
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for gru_backward whose h_n is the final state (B, H).
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    {forward_options}
     """
     return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
 
 
 @dispatch("gru_backward")
+@docs.fill(SPEC)
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like gru_forward's output, or None (many-to-one);
-    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
+    {backward_arguments}
     Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays; db_ih and
     db_hh are None when forward had no biases.
-    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

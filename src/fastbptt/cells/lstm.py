@@ -9,12 +9,13 @@ PyTorch's gates i, f, g, o:
 import numpy as np
 
 from fastbptt._kernels import lstm as _kernel
-from fastbptt.cells import driver, workspace
+from fastbptt.cells import docs, driver, workspace
 from fastbptt.cells.spec import LSTM as SPEC
 from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("lstm_forward")
+@docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False, checkpoint=None):
     """Run an LSTM over a sequence.
@@ -22,30 +23,21 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 and c0 (B, H)
     or None for zeros, W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None; gate
     blocks i, f, g, o as in PyTorch. float32 or float64, chosen by x.
-    lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
-    state is carried unchanged past that, its outputs are zero).
-    checkpoint: None (store every step for backward), True or an int k: store the state
-    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for lstm_backward whose h_n and c_n are the final states (B, H).
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    {forward_options}
     """
     return driver.forward(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
 
 
 @dispatch("lstm_backward")
+@docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
-    dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
-    outside, or None. At least one of dh, dh_n, dc_n must be given.
+    {backward_arguments}
     Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
-    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
-    or Inf.
     """
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
 

@@ -8,12 +8,13 @@ kernels is cells/driver.py.
 import numpy as np
 
 from fastbptt._kernels import rnn as _kernel
-from fastbptt.cells import driver, workspace
+from fastbptt.cells import docs, driver, workspace
 from fastbptt.cells.spec import RNN as SPEC
 from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("rnn_forward")
+@docs.fill(SPEC)
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None, check_finite=False, checkpoint=None):
     """Run a vanilla RNN over a sequence.
@@ -21,28 +22,21 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
     for zeros, W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
     nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
-    lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
-    state is carried unchanged past that, its outputs are zero).
-    checkpoint: None (store every step for backward), True or an int k: store the state
-    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
     Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
     cache for rnn_backward whose h_n is the final state (B, H).
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    {forward_options}
     """
     return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint, nonlinearity)
 
 
 @dispatch("rnn_backward")
+@docs.fill(SPEC)
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time.
 
-    dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
-    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
+    {backward_arguments}
     Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
-    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 
