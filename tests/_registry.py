@@ -19,6 +19,7 @@ import numpy as np
 
 import fastbptt
 from fastbptt import reference
+from fastbptt.cells.spec import SPECS
 
 IMPLS = ("compiled", "reference")
 
@@ -120,41 +121,48 @@ def _cell_arrays(case, G):
     return arrays, lengths, upstream
 
 
+def spec_arrays(spec, case):
+    """_cell_arrays for one cell: (its forward arrays by argument name, lengths, its
+    upstream gradients by name), without the states the cell does not have."""
+    a, lengths, upstream = _cell_arrays(case, spec.gates)
+    arguments = ("x", *spec.initial_states, "W_ih", "W_hh", "b_ih", "b_hh")
+    return ({k: a[k] for k in arguments}, lengths,
+            {k: upstream[k] for k in ("dh",) + spec.final_grads})
+
+
 def _module(impl):
     return fastbptt if impl == "compiled" else reference
 
 
 def _forward_call(cell, case, impl):
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    a, lengths, upstream = _cell_arrays(case, G)
-    p = {k: present(v, case.layout) for k, v in a.items()}
-    fn = getattr(_module(impl), f"{cell}_forward")
-    if cell == "lstm":
-        args = (p["x"], p["h0"], p["c0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    else:
-        args = (p["x"], p["h0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    kwargs = {"batch_first": case.batch_first, "lengths": lengths}
-    if cell == "rnn":
-        kwargs["nonlinearity"] = case.nonlinearity
+    spec = SPECS[cell]
+    a, lengths, upstream = spec_arrays(spec, case)
+    fn = getattr(_module(impl), spec.forward_name)
+    args = tuple(present(v, case.layout) for v in a.values())
+    kwargs = {"batch_first": case.batch_first, "lengths": lengths,
+              **{option: getattr(case, option) for option in spec.options}}
     return Call(fn, args, kwargs), upstream
 
 
 def _backward_call(cell, case, impl):
+    spec = SPECS[cell]
     fwd, upstream = _forward_call(cell, case, impl)
     _, cache = fwd()
     u = {k: present(v, case.layout) for k, v in upstream.items()}
-    fn = getattr(_module(impl), f"{cell}_backward")
-    kwargs = {"dh_n": u["dh_n"]}
-    if cell == "lstm":
-        kwargs["dc_n"] = u["dc_n"]
-    return Call(fn, (u["dh"], cache), kwargs)
+    fn = getattr(_module(impl), spec.backward_name)
+    return Call(fn, (u["dh"], cache), {g: u[g] for g in spec.final_grads})
 
 
-def _layer_call(cls_name, case, impl, backward=False):
+# the option values a torch-named layer takes (torch.nn.RNN has tanh and relu only)
+_LAYER_OPTION = {"nonlinearity": lambda case: "relu" if case.nonlinearity == "relu"
+                 else "tanh"}
+
+
+def _layer_call(cell, case, impl, backward=False):
     """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence."""
-    cls = getattr(fastbptt, cls_name)
-    kw = {"nonlinearity": "relu" if case.nonlinearity == "relu" else "tanh"} \
-        if cls_name == "RNN" else {}
+    spec = SPECS[cell]
+    cls = getattr(fastbptt, spec.torch_name)
+    kw = {option: _LAYER_OPTION[option](case) for option in spec.options}
     # the layers need sizes >= 1; an empty case is carried by its sequence (T or B = 0)
     I, H = max(case.I, 1), max(case.H, 1)
     layer = cls(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
@@ -171,18 +179,18 @@ def _layer_call(cls_name, case, impl, backward=False):
     return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
 
 
-def _cell_class_call(cls_name, case, impl, backward=False):
+def _cell_class_call(cell, case, impl, backward=False):
     """One step of a Cell class: x_t (B, I), or unbatched (I,) when seed % 4 == 1; hx
     given on odd seeds; backward runs its own forward for the cache."""
-    cls = getattr(fastbptt, cls_name)
-    kw = {"nonlinearity": "relu" if case.nonlinearity == "relu" else "tanh"} \
-        if cls_name == "RNNCell" else {}
+    spec = SPECS[cell]
+    cls = getattr(fastbptt, f"{spec.torch_name}Cell")
+    kw = {option: _LAYER_OPTION[option](case) for option in spec.options}
     I, H = max(case.I, 1), max(case.H, 1)
     cell = cls(I, H, bias=case.bias, dtype=case.dtype, seed=case.seed, backend=impl, **kw)
     rng = case.rng()
     lead = () if case.seed % 4 == 1 else (case.B,)
     x_t = _rand(rng, lead + (I,), case.dtype)
-    n_states = 2 if cls_name == "LSTMCell" else 1
+    n_states = len(spec.states)
     states = [present(_rand(rng, lead + (H,), case.dtype, 0.5), case.layout)
               for _ in range(n_states)]
     hx = None if case.seed % 2 == 0 else (tuple(states) if n_states == 2 else states[0])
@@ -195,10 +203,10 @@ def _cell_class_call(cls_name, case, impl, backward=False):
     return Call(cell.backward, (grads_in[0], cache, *grads_in[1:]))
 
 
-def _step_call(cls_name, case, impl):
+def _step_call(cell, case, impl):
     """layer.step of a unidirectional stack of 1 + seed % 2 layers on x_t (B, I), the
     state given on odd seeds."""
-    cls = getattr(fastbptt, cls_name)
+    cls = getattr(fastbptt, SPECS[cell].torch_name)
     I, H = max(case.I, 1), max(case.H, 1)
     L = 1 + case.seed % 2
     layer = cls(I, H, num_layers=L, bias=case.bias, dtype=case.dtype, seed=case.seed,
@@ -239,27 +247,23 @@ def _loss_call(name, case, impl):
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
 
-REGISTRY = [
-    Entry("rnn_forward", lambda case, impl: _forward_call("rnn", case, impl)[0]),
-    Entry("rnn_backward", lambda case, impl: _backward_call("rnn", case, impl)),
-    Entry("lstm_forward", lambda case, impl: _forward_call("lstm", case, impl)[0]),
-    Entry("lstm_backward", lambda case, impl: _backward_call("lstm", case, impl)),
-    Entry("gru_forward", lambda case, impl: _forward_call("gru", case, impl)[0]),
-    Entry("gru_backward", lambda case, impl: _backward_call("gru", case, impl)),
-    Entry("RNN.forward", lambda case, impl: _layer_call("RNN", case, impl)),
-    Entry("RNN.backward", lambda case, impl: _layer_call("RNN", case, impl, True)),
-    Entry("LSTM.forward", lambda case, impl: _layer_call("LSTM", case, impl)),
-    Entry("LSTM.backward", lambda case, impl: _layer_call("LSTM", case, impl, True)),
-    Entry("GRU.forward", lambda case, impl: _layer_call("GRU", case, impl)),
-    Entry("GRU.backward", lambda case, impl: _layer_call("GRU", case, impl, True)),
-] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
-     for name in LOSSES]
-REGISTRY += [Entry(f"{cls}.step", lambda case, impl, cls=cls: _step_call(cls, case, impl))
-             for cls in ("RNN", "LSTM", "GRU")]
-REGISTRY += [Entry(f"{cls}.{method}",
-                   lambda case, impl, cls=cls, b=(method == "backward"):
-                   _cell_class_call(cls, case, impl, b))
-             for cls in ("RNNCell", "LSTMCell", "GRUCell") for method in ("forward", "backward")]
+REGISTRY = [entry for spec in SPECS.values() for entry in (
+    Entry(spec.forward_name, lambda case, impl, c=spec.name: _forward_call(c, case, impl)[0]),
+    Entry(spec.backward_name, lambda case, impl, c=spec.name: _backward_call(c, case, impl)),
+)] + [entry for spec in SPECS.values() for entry in (
+    Entry(f"{spec.torch_name}.forward",
+          lambda case, impl, c=spec.name: _layer_call(c, case, impl)),
+    Entry(f"{spec.torch_name}.backward",
+          lambda case, impl, c=spec.name: _layer_call(c, case, impl, True)),
+)] + [Entry(name, lambda case, impl, name=name: _loss_call(name, case, impl))
+      for name in LOSSES]
+REGISTRY += [Entry(f"{spec.torch_name}.step",
+                   lambda case, impl, c=spec.name: _step_call(c, case, impl))
+             for spec in SPECS.values()]
+REGISTRY += [Entry(f"{spec.torch_name}Cell.{method}",
+                   lambda case, impl, c=spec.name, b=(method == "backward"):
+                   _cell_class_call(c, case, impl, b))
+             for spec in SPECS.values() for method in ("forward", "backward")]
 
 
 def _embedding_call(case, impl, backward=False):

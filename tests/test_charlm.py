@@ -13,6 +13,7 @@ import pytest
 from fastbptt.app.charlm import CharLM, unigram_entropy
 from fastbptt.app.corpus import load_corpus
 from fastbptt.app.demo import DemoOptions, read_text, run, split_streams
+from fastbptt.cells.spec import CELLS
 
 TINY = dict(hidden=24, seq_len=12, batch=4, sample_length=20, checkpoint=None)
 
@@ -66,7 +67,7 @@ def test_split_streams():
         split_streams(ix, batch=4, seq_len=6)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_short_training_run_learns(cell):
     summary = run(DemoOptions(cell=cell, steps=40, lr=1e-2, **TINY), out=quiet)
     losses = [loss for _, loss in summary["history"]]
@@ -105,7 +106,7 @@ def test_text_too_short(tmp_path):
         run(DemoOptions(text=str(path), steps=1, **TINY), out=quiet)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_checkpoint_round_trip(tmp_path, cell):
     model = CharLM("abcdef. ", cell=cell, hidden_size=8, num_layers=2, seed=3)
     for value in model.params.values():   # parameters that differ from a fresh init

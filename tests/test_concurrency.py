@@ -4,7 +4,9 @@
   a long compiled call;
 - several threads calling at once (every registered function, different problems) get
   exactly, bit for bit, the results of serial calls;
-- the same call twice gives bit-identical results (at a fixed BLAS thread count).
+- (elsewhere) the same call twice gives bit-identical results: every registered function
+  in test_properties.py, and every cell's forward and backward at a fixed BLAS thread
+  count (1 and 2) in test_cell_contract.py::test_fixed_thread_count_is_bit_identical.
 """
 import sys
 import threading

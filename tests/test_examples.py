@@ -64,6 +64,19 @@ def test_min_char_rnn_trains_and_samples_on_the_corpus():
     assert "lossFun (compat, bound to the globals)" in out, out
 
 
+def test_min_char_rnn_loss_falls():
+    # The script prints a smoothed loss (0.999 old + 0.001 new, from -log(1/V) * 25 at
+    # iteration 0), so it moves slowly and may rise over the first iterations, when the
+    # chunks' losses still exceed the start value; over 300 Adagrad steps on one BLAS
+    # thread (the script's own limit, so the run is the same every time) it must fall
+    # clearly, and still be falling at the end.
+    out = _run("min_char_rnn.py", "--iters", "300", "--sample-every", "100")
+    losses = [float(v) for v in re.findall(r"iter \d+, loss: ([\d.]+)", out)]
+    assert len(losses) == 4, out                # iterations 0, 100, 200 and the end
+    assert losses[-1] < 0.97 * losses[0], out
+    assert losses[-1] < losses[-2] < losses[0], out
+
+
 def test_min_char_rnn_bound_to_the_scripts_globals_agrees_with_the_script():
     # the script's own lossFun (reading its globals) and minchar.bind(globals()) at every
     # iteration of a training run on the compat results; samples from both samplers

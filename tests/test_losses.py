@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import fastbptt
-from _helpers import DTYPES, assert_close, raises_naming, relative_error, tol_for
+from _helpers import (
+    DTYPES,
+    assert_close,
+    numerical_gradient,
+    raises_naming,
+    relative_error,
+    tol_for,
+)
 from fastbptt import reference
 from fastbptt.cells.spec import SPECS
 from fastbptt.losses.heads import block_rows
@@ -158,18 +165,6 @@ def test_callers_arrays_unchanged(loss):
 
 # ------------------------------------------------------------------ finite differences
 
-def _numerical_gradient(f, x, eps=1e-6):
-    grad = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        values = []
-        for sign in (1, -1):
-            xp = x.copy()
-            xp[idx] += sign * eps
-            values.append(f(xp))
-        grad[idx] = (values[0] - values[1]) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("weighting", ["float_mask", "mask_and_ignore"])
 @reduction_param
 @pytest.mark.parametrize("impl", list(IMPLS))
@@ -181,11 +176,11 @@ def test_finite_differences(loss, impl, reduction, weighting):
     fn = getattr(IMPLS[impl], loss)
     _, grads = fn(h, W, b, targets, reduction=reduction, **kwargs)
     numeric = {
-        "dh": _numerical_gradient(lambda v: float(fn(v, W, b, targets, reduction=reduction,
+        "dh": numerical_gradient(lambda v: float(fn(v, W, b, targets, reduction=reduction,
                                                      **kwargs)[0]), h),
-        "dW": _numerical_gradient(lambda v: float(fn(h, v, b, targets, reduction=reduction,
+        "dW": numerical_gradient(lambda v: float(fn(h, v, b, targets, reduction=reduction,
                                                      **kwargs)[0]), W),
-        "db": _numerical_gradient(lambda v: float(fn(h, W, v, targets, reduction=reduction,
+        "db": numerical_gradient(lambda v: float(fn(h, W, v, targets, reduction=reduction,
                                                      **kwargs)[0]), b),
     }
     for name, num in numeric.items():
@@ -418,7 +413,7 @@ def test_many_to_one_pipeline_matches_finite_differences(cell, with_lengths):
     checks = {"x": grads.dx, "W_ih": grads.dW_ih, "W_hh": grads.dW_hh, "W": head.dW}
     for name, analytic in checks.items():
         base = W if name == "W" else p[name]
-        numeric = _numerical_gradient(lambda v: total_loss(**{name: v}), base)
+        numeric = numerical_gradient(lambda v: total_loss(**{name: v}), base)
         assert np.max(np.abs(numeric)) > 1e-3, f"{name}: degenerate test"
         err = relative_error(analytic, numeric)
         assert err < 1e-6, f"{name}: relative error {err:.2e}"

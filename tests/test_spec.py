@@ -104,11 +104,14 @@ def test_reference_runs_without_the_compiled_extensions():
         rng = np.random.default_rng(0)
         T, B, I, H = 5, 3, 2, 4
         x = rng.standard_normal((T, B, I))
-        for cell, G, states in (("rnn", 1, 1), ("lstm", 4, 2), ("gru", 3, 1)):
+        from fastbptt.cells.spec import SPECS   # pure Python: the reference reads it too
+        for spec in SPECS.values():
+            G = spec.gates
             W_ih, W_hh = rng.standard_normal((G * H, I)), rng.standard_normal((G * H, H))
             b = rng.standard_normal(G * H)
-            forward, backward = getattr(R, cell + "_forward"), getattr(R, cell + "_backward")
-            init = (None,) * states
+            forward = getattr(R, spec.forward_name)
+            backward = getattr(R, spec.backward_name)
+            init = (None,) * len(spec.states)
             for checkpoint in (None, 2):
                 h, cache = forward(x, *init, W_ih, W_hh, b, b, checkpoint=checkpoint)
                 grads = backward(np.ones_like(h), cache)
