@@ -26,9 +26,8 @@
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from fastbptt._kernels.blas cimport gemm, NoTrans, Trans
 from fastbptt._kernels.transpose cimport transpose
-from fastbptt._kernels.recurrent_gemm cimport (add_recurrent_product,
+from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
 cdef extern from "lstm_cell.h" nogil:
@@ -66,6 +65,7 @@ cdef inline void cell_backward(const floating *gates, const floating *c_prev,
         fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dz, db, H)
 
 
+
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[::1] bias,
                  floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, :, ::1] cbuf,
@@ -87,13 +87,12 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     with nogil:
         # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
-        gemm(NoTrans, Trans, T * B, GH, I, 1, &X[0, 0], I, &W_ih[0, 0], I,
-             0, &gates[0, 0], GH)
+        input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
         for t in range(T):
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
-            add_recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], z_t, B, GH, H, rs,
-                                  transposed_step, &scratch[0])
+            recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, H,
+                              transposed_step, &scratch[0])
             for b in range(B):
                 if lens != NULL and t >= lens[b]:
                     # an ended sequence keeps its state
@@ -160,8 +159,8 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                               dz_t + b * rs * GH, &db[0], H)
             # carry_h = dL/dh_{t-1} = dz_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
             # ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dz_t, &carry_h[0, 0], B, GH,
-                                   H, rs, transposed_step, &scratch[0], lens, t, hold_p)
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dz_t, rs * GH, 0, &carry_h[0, 0],
+                                   B, GH, H, transposed_step, &scratch[0], lens, t, hold_p)
 
         # dW_ih = dz^T X, dX = dz W_ih, dW_hh = sum_t dz_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dz[0, 0], &dX[0, 0],
