@@ -63,6 +63,15 @@ cdef inline void gru_backward_row(const floating *gates, const floating *h_prev,
         fb_gru_backward_f64(gates, h_prev, dh, carry, dA, db, H)
 
 
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dP =
+    dA's columns [0, front) + [back, 4H) = [da_r da_z | da_n] (gru_cell.h's dA layout),
+    and the step's product goes into a buffer of its own, R (own_product True: the reset
+    gate multiplies R_n), so backward's carry accumulates onto the cell pass's direct part.
+    """
+    return {"front": 2 * H, "back": 3 * H, "own_product": True}
+
 
 def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,

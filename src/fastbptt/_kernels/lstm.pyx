@@ -65,6 +65,15 @@ cdef inline void cell_backward(const floating *gates, const floating *c_prev,
         fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dz, db, H)
 
 
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dz
+    (T*B x 4H) is the gradient of both products (dP = dz's columns [0, front) +
+    [back, 4H) = dz), and the step's product is added into the gates' rows (own_product
+    False).
+    """
+    return {"front": 4 * H, "back": 4 * H, "own_product": False}
+
 
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[::1] bias,

@@ -34,6 +34,14 @@ from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurre
 GEMV_ROWS_PER_STEP = GEMV_ROWS
 
 
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dA
+    (T*B x H) is the gradient of both products (dP = dA's columns [0, front) + [back, H)
+    = dA), and the step's product is added into P_t (own_product False).
+    """
+    return {"front": H, "back": H, "own_product": False}
+
 
 def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
