@@ -87,3 +87,15 @@ def test_the_log_records_the_row_major_arguments():
     blas.gemv_py(True, 2.0, A, np.ones(2), 0.0, np.zeros(3))
     assert blas.stop_call_log() == [("gemm", "n", "t", 2, 4, 3, 1.0, 3, 3, 0.5, 4),
                                     ("gemv", "t", 2, 3, 2.0, 3, 0.0)]
+
+
+@pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))
+def test_the_kernels_take_their_buffers_by_keyword_only(spec):
+    # 11-20 buffers of one type in a row are a silent swap waiting to happen
+    import importlib
+
+    kernel = importlib.import_module(spec.kernel)
+    A = np.zeros((2, 2))
+    for direction in ("forward", "backward"):
+        with pytest.raises(TypeError, match="positional"):
+            getattr(kernel, f"{spec.name}_{direction}")(A, A, A)

@@ -73,7 +73,7 @@ def gemm_layout(int H):
     return {"front": 2 * H, "back": 3 * H, "own_product": True}
 
 
-def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gru_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
                 floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
                 floating[::1] scratch, const Py_ssize_t[::1] lengths,
@@ -115,7 +115,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
                  const floating[:, ::1] gates, const floating[:, ::1] dh,
                  floating[:, ::1] dA, floating[:, ::1] carry, floating[:, ::1] dX,
@@ -139,7 +139,7 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating *gates_t
     cdef const floating *dh_t = NULL
     cdef const floating *dh_all = NULL
-    cdef floating *c = &carry[0, 0]
+    cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
@@ -163,12 +163,12 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     continue
                 if dh_all != NULL:
                     dh_t = dh_all + (t * ts + b * rs) * H
-                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, c + b * H,
+                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, carry_p + b * H,
                                  dA_t + b * rs * lda, &db[0], H)
             # carry += dR_t W_hh: (B x H) += (B x 3H)(3H x H), dR_t = dA_t[:, :3H] with
             # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
             # zero rows of ended sequences add nothing, so no lengths here)
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, c, B, G, H,
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
                                    transposed_step, &scratch[0], NULL, t, NULL)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is

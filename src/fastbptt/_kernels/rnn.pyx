@@ -43,7 +43,7 @@ def gemm_layout(int H):
     return {"front": H, "back": H, "own_product": False}
 
 
-def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def rnn_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
                 floating[:, ::1] P, floating[:, :, ::1] hbuf, floating[::1] scratch,
                 const Py_ssize_t[::1] lengths,
@@ -82,7 +82,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
                  const floating[:, ::1] dh, floating[:, ::1] dA,
                  floating[:, ::1] carry, floating[:, ::1] dX,
@@ -106,7 +106,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *dA_t
     cdef const floating *dh_t = NULL
     cdef const floating *dh_all = NULL
-    cdef floating *c = &carry[0, 0]
+    cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
@@ -131,12 +131,12 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     continue
                 if dh_all != NULL:
                     dh_t = dh_all + (t * ts + b * rs) * H
-                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], c + b * H, dh_t,
+                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], carry_p + b * H, dh_t,
                               dA_t + b * rs * H, H)
                 accumulate(&db[0], dA_t + b * rs * H, H)
             # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
             # apart; the rows of ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, c, B, H, H,
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
                                    transposed_step, &scratch[0], lens, t, hold_p)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
