@@ -26,9 +26,9 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from fastbptt._kernels.transpose cimport transpose
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
 
@@ -134,35 +134,27 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int G = 3 * H, lda = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
+    cdef Py_ssize_t t, b
     cdef floating *dA_t
     cdef const floating *gates_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    if dh is not None:
-        dh_all = &dh[0, 0]
     with nogil:
-        for j in range(lda):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x G), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], G, H, H, W_hhT_p, G, False)
+        # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
+        begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda
             # dA_t rows and carry := g z (the part of dL/dh_{t-1} that skips W_hh), from
             # g = carry + dh_t; db += dA_t rows
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dA = 0, its carry passes through unchanged
-                    memset(dA_t + b * rs * lda, 0, lda * sizeof(floating))
-                    continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
+                if ended_row(lens, t, b, dA_t + b * rs * lda, lda):
+                    continue   # dA = 0; its carry passes through unchanged
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
                 gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, carry_p + b * H,
                                  dA_t + b * rs * lda, &db[0], H)
             # carry += dR_t W_hh: (B x H) += (B x 3H)(3H x H), dR_t = dA_t[:, :3H] with

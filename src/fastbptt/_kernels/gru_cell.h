@@ -18,7 +18,8 @@
  *               dR = dL/d(h_{t-1} W_hh^T + b_hh) (the per-step GEMM's operand) and
  *               columns [0, 2H) + [3H, 4H) are dP = dL/d(x_t W_ih^T + b_ih).
  *
- * The functions are written once, in gru_cell_template.h, and included here twice:
+ * The functions are written once, in gru_cell_template.h, and instantiated here by
+ * for_each_type.h:
  * fb_gru_forward_f32 / fb_gru_backward_f32 on float, then the _f64 pair on double.
  */
 #ifndef FASTBPTT_GRU_CELL_H
@@ -27,24 +28,8 @@
 #include <stddef.h>
 #include "vmath.h"   /* fb_sigmoidf1, fb_tanhf1, fb_sigmoid1, fb_tanh1, FB_CLONES */
 
-#define FB_T float
-#define FB_NAME(name) name##_f32
-#define FB_SIGMOID fb_sigmoidf1
-#define FB_TANH fb_tanhf1
-#include "gru_cell_template.h"
-#undef FB_T
-#undef FB_NAME
-#undef FB_SIGMOID
-#undef FB_TANH
-
-#define FB_T double
-#define FB_NAME(name) name##_f64
-#define FB_SIGMOID fb_sigmoid1
-#define FB_TANH fb_tanh1
-#include "gru_cell_template.h"
-#undef FB_T
-#undef FB_NAME
-#undef FB_SIGMOID
-#undef FB_TANH
+#define FB_TEMPLATE "gru_cell_template.h"
+#include "for_each_type.h"   /* fb_gru_*_f32 and fb_gru_*_f64 */
+#undef FB_TEMPLATE
 
 #endif

@@ -24,9 +24,9 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from fastbptt._kernels.transpose cimport transpose
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -135,32 +135,25 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int I = X.shape[1], GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
+    cdef Py_ssize_t t, b
     cdef floating *dA_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    if dh is not None:
-        dh_all = &dh[0, 0]
     with nogil:
-        for j in range(GH):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x GH), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], GH, H, H, W_hhT_p, GH, False)
+        # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
+        begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, H, transposed_step)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * GH
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dA = 0 and both carries pass unchanged (carry_c
-                    # is not touched, carry_h is kept across the GEMM below)
-                    memset(dA_t + b * rs * GH, 0, GH * sizeof(floating))
+                if ended_row(lens, t, b, dA_t + b * rs * GH, GH):
+                    # both carries pass unchanged: carry_c is not touched, carry_h is
+                    # kept across the GEMM below
                     continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
                 # dA_t from dL/dh_t = carry_h + dh_t and dL/dc_t = carry_c through the
                 # cell; carry_c becomes dL/dc_{t-1}; db += dA_t while it is in L1
                 cell_backward(&gates[0, 0] + (t * ts + b * rs) * GH, &cbuf[t, b, 0],

@@ -24,7 +24,8 @@
  * and db += dz (4H): the bias gradient, summed while the row is in L1 (in a loop of its
  * own: with those four more streams in the main loop gcc gave up vectorising it).
  *
- * The functions are written once, in lstm_cell_template.h, and included here twice:
+ * The functions are written once, in lstm_cell_template.h, and instantiated here by
+ * for_each_type.h:
  * fb_lstm_forward_f32 / fb_lstm_backward_f32 on float, then the _f64 pair on double.
  */
 #ifndef FASTBPTT_LSTM_CELL_H
@@ -33,24 +34,8 @@
 #include <stddef.h>
 #include "vmath.h"   /* fb_sigmoidf1, fb_tanhf1, fb_sigmoid1, fb_tanh1, FB_CLONES */
 
-#define FB_T float
-#define FB_NAME(name) name##_f32
-#define FB_SIGMOID fb_sigmoidf1
-#define FB_TANH fb_tanhf1
-#include "lstm_cell_template.h"
-#undef FB_T
-#undef FB_NAME
-#undef FB_SIGMOID
-#undef FB_TANH
-
-#define FB_T double
-#define FB_NAME(name) name##_f64
-#define FB_SIGMOID fb_sigmoid1
-#define FB_TANH fb_tanh1
-#include "lstm_cell_template.h"
-#undef FB_T
-#undef FB_NAME
-#undef FB_SIGMOID
-#undef FB_TANH
+#define FB_TEMPLATE "lstm_cell_template.h"
+#include "for_each_type.h"   /* fb_lstm_*_f32 and fb_lstm_*_f64 */
+#undef FB_TEMPLATE
 
 #endif

@@ -22,10 +22,10 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
-from fastbptt._kernels.transpose cimport transpose
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -102,35 +102,27 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int I = X.shape[1]
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
+    cdef Py_ssize_t t, b
     cdef floating *dA_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    if dh is not None:
-        dh_all = &dh[0, 0]
     with nogil:
-        for j in range(H):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x H), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], H, H, H, W_hhT_p, H, False)
+        # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
+        begin_backward(&db[0], H, &W_hh[0, 0], W_hhT_p, H, H, transposed_step)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * H
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
             # from the loss at step t, through the nonlinearity; db += the rows of dA_t
             # (db = column sums of dA), while they are in L1
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dA = 0 (its carry is kept across the GEMM below)
-                    memset(dA_t + b * rs * H, 0, H * sizeof(floating))
-                    continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
+                if ended_row(lens, t, b, dA_t + b * rs * H, H):
+                    continue   # dA = 0; its carry is kept across the GEMM below
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
                 activate_grad(nonlinearity, &hbuf[t + 1, b, 0], carry_p + b * H, dh_t,
                               dA_t + b * rs * H, H)
                 accumulate(&db[0], dA_t + b * rs * H, H)
