@@ -5,6 +5,7 @@ back on (and builds with -O1 -g) so that a kernel indexing out of range raises i
 corrupting memory. The default build trusts the Python wrappers, which validate every
 argument before a kernel runs.
 """
+import glob
 import os
 import sys
 
@@ -30,6 +31,11 @@ else:
     # No -march=native: the build must run on any CPU of its architecture. The hot
     # element-wise loops (vmath.h) carry their own AVX2/AVX-512 clones instead.
 
+# The headers and .pxd files every kernel may include: a change to one rebuilds the
+# extensions (the cell headers include their templates, which Cython does not track).
+kernel_depends = sorted(glob.glob("src/fastbptt/_kernels/*.h")
+                        + glob.glob("src/fastbptt/_kernels/*.pxd"))
+
 kernels = ["blas", "activations", "rnn", "gru", "lstm", "losses", "gemm_roofline", "embedding"]
 extensions = [
     Extension(
@@ -38,6 +44,7 @@ extensions = [
         include_dirs=[np.get_include(), "src/fastbptt/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags,
+        depends=kernel_depends,
     )
     for name in kernels
 ]

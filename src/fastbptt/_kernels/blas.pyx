@@ -3,6 +3,45 @@
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 
+# The call log, for the tests that hold gemm_roofline to the kernels
+# (tests/test_gemm_calls.py): while on, every gemm and gemv call appends its arguments
+# (not its operands) to _calls. Off, it costs each call one test of a module-level flag
+# that is always false, a branch the CPU predicts.
+cdef bint _logging = False
+cdef list _calls = []
+
+
+cdef void _log_gemm(char ta, char tb, int m, int n, int k, double alpha, int lda,
+                    int ldb, double beta, int ldc) noexcept nogil:
+    with gil:
+        _calls.append(("gemm", chr(ta), chr(tb), m, n, k, alpha, lda, ldb, beta, ldc))
+
+
+cdef void _log_gemv(char ta, int m, int n, double alpha, int lda,
+                    double beta) noexcept nogil:
+    with gil:
+        _calls.append(("gemv", chr(ta), m, n, alpha, lda, beta))
+
+
+def start_call_log():
+    """Record every gemm and gemv call from now on (from any kernel), forgetting earlier
+    ones. For tests only: recording takes the GIL on every call."""
+    global _logging
+    del _calls[:]
+    _logging = True
+
+
+def stop_call_log():
+    """Stop recording and return the calls recorded since start_call_log: tuples
+    ("gemm", transA, transB, m, n, k, alpha, lda, ldb, beta, ldc) and
+    ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them."""
+    global _logging
+    _logging = False
+    calls = list(_calls)
+    del _calls[:]
+    return calls
+
+
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
                floating alpha, const floating *A, int lda,
                const floating *B, int ldb,
@@ -11,6 +50,8 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
     cdef char ta_ = <char> ta
     cdef char tb_ = <char> tb
     cdef Py_ssize_t i, j
+    if _logging:
+        _log_gemm(ta_, tb_, m, n, k, alpha, lda, ldb, beta, ldc)
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -37,6 +78,8 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
     cdef int one = 1
     cdef int out_len = m if ta == NoTrans else n
     cdef Py_ssize_t i
+    if _logging:
+        _log_gemv(<char> ta, m, n, alpha, lda, beta)
     if out_len == 0:
         return
     if m == 0 or n == 0:

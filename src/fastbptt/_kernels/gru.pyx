@@ -26,11 +26,11 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
-from fastbptt._kernels.transpose cimport transpose
-from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
+                                               recurrent_product_grad, recurrent_weight_grad)
 
 cdef extern from "gru_cell.h" nogil:
     # One row of the forward pass: gates (4H) [P_r P_z P_n .] -> [r z n R_n], h (H)
@@ -63,7 +63,17 @@ cdef inline void gru_backward_row(const floating *gates, const floating *h_prev,
         fb_gru_backward_f64(gates, h_prev, dh, carry, dA, db, H)
 
 
-def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dP =
+    dA's columns [0, front) + [back, 4H) = [da_r da_z | da_n] (gru_cell.h's dA layout),
+    and the step's product goes into a buffer of its own, R (own_product True: the reset
+    gate multiplies R_n), so backward's carry accumulates onto the cell pass's direct part.
+    """
+    return {"front": 2 * H, "back": 3 * H, "own_product": True}
+
+
+def gru_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
                 floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
                 floating[::1] scratch, const Py_ssize_t[::1] lengths,
@@ -84,30 +94,19 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *h_prev
     cdef floating *h_t
     cdef floating *R_ = &R[0, 0]
-    cdef floating *RT = &scratch[0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     with nogil:
         # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
         # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
-        gemm(NoTrans, Trans, T * B, G, I, 1, &X[0, 0], I, &W_ih[0, 0], I,
-             0, &gates[0, 0], ldg)
+        input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], ldg, T * B, G, I)
         for t in range(T):
             gates_t = &gates[0, 0] + t * ts * ldg
             h_prev = &hbuf[t, 0, 0]
             h_t = &hbuf[t + 1, 0, 0]
-            if B <= GEMV_ROWS:
-                # per row b: R[b] = W_hh h_{t-1}[b]: (3H) = (3H x H)(H)
-                for b in range(B):
-                    gemv(NoTrans, G, H, 1, &W_hh[0, 0], H, h_prev + b * H, 0, R_ + b * G)
-            elif transposed_step:
-                # The same product as its transpose, which OpenBLAS runs faster when B is
-                # small against 3H (see fastbptt.cells.gru._transposed_step):
-                # RT = W_hh h_{t-1}^T: (3H x B) = (3H x H)(B x H)^T; R = RT^T
-                gemm(NoTrans, Trans, G, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0, RT, B)
-                transpose(RT, G, B, B, R_, G, False)
-            else:
-                # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T
-                gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, &W_hh[0, 0], H, 0, R_, G)
+            # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
+            # (beta 0): the reset gate multiplies R_n before it meets P_n
+            recurrent_product(&W_hh[0, 0], h_prev, 0, R_, G, B, G, H, transposed_step,
+                              &scratch[0])
             # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
             for b in range(B):
                 gru_forward_row(gates_t + b * rs * ldg, R_ + b * G, &bias[0],
@@ -116,7 +115,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
                  const floating[:, ::1] gates, const floating[:, ::1] dh,
                  floating[:, ::1] dA, floating[:, ::1] carry, floating[:, ::1] dX,
@@ -135,78 +134,40 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int G = 3 * H, lda = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
+    cdef Py_ssize_t t, b
     cdef floating *dA_t
     cdef const floating *gates_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
-    cdef floating *c = &carry[0, 0]
-    cdef floating *cT = &scratch[0]
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
+    cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    if dh is not None:
-        dh_all = &dh[0, 0]
+    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     with nogil:
-        for j in range(lda):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x G), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], G, H, H, &W_hhT[0, 0], G, False)
+        # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
+        begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda
             # dA_t rows and carry := g z (the part of dL/dh_{t-1} that skips W_hh), from
             # g = carry + dh_t; db += dA_t rows
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dA = 0, its carry passes through unchanged
-                    memset(dA_t + b * rs * lda, 0, lda * sizeof(floating))
-                    continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
-                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, c + b * H,
+                if ended_row(lens, t, b, dA_t + b * rs * lda, lda):
+                    continue   # dA = 0; its carry passes through unchanged
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
+                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, carry_p + b * H,
                                  dA_t + b * rs * lda, &db[0], H)
-            # carry += dR_t W_hh with dR_t = dA_t[:, :3H]
-            if B <= GEMV_ROWS:
-                # per row b: carry[b] += W_hh^T dR_t[b]: (H) += (3H x H)^T (3H)
-                for b in range(B):
-                    gemv(Trans, G, H, 1, &W_hh[0, 0], H, dA_t + b * rs * lda, 1, c + b * H)
-            elif transposed_step:
-                # As in forward: cT = W_hh^T dR_t^T: (H x B) = (H x 3H)(B x 3H)^T;
-                # carry += cT^T
-                gemm(NoTrans, Trans, H, B, G, 1, &W_hhT[0, 0], G, dA_t, <int> (rs * lda),
-                     0, cT, B)
-                transpose(cT, H, B, B, c, H, True)
-            else:
-                # (B x H) += (B x 3H)(3H x H), dR_t rows rs*4H apart
-                gemm(NoTrans, NoTrans, B, H, G, 1, dA_t, <int> (rs * lda), &W_hh[0, 0], H,
-                     1, c, H)
+            # carry += dR_t W_hh: (B x H) += (B x 3H)(3H x H), dR_t = dA_t[:, :3H] with
+            # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
+            # zero rows of ended sequences add nothing, so no lengths here)
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
+                                   transposed_step, &scratch[0], NULL, t, NULL)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
-        # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): two GEMMs each for W_ih's blocks.
-        # dW_ih[:2H] = dP_rz^T X: (2H x I) = (T*B x 2H)^T (T*B x I)
-        gemm(Trans, NoTrans, 2 * H, I, T * B, 1, &dA[0, 0], lda, &X[0, 0], I,
-             0, &dW_ih[0, 0], I)
-        # dW_ih[2H:] = dP_n^T X: (H x I) = (T*B x H)^T (T*B x I)
-        gemm(Trans, NoTrans, H, I, T * B, 1, &dA[0, 3 * H], lda, &X[0, 0], I,
-             0, &dW_ih[2 * H, 0], I)
-        # dX = dP_rz W_ih[:2H] + dP_n W_ih[2H:]: (T*B x I) = (T*B x 2H)(2H x I) + (T*B x H)(H x I)
-        gemm(NoTrans, NoTrans, T * B, I, 2 * H, 1, &dA[0, 0], lda, &W_ih[0, 0], I,
-             0, &dX[0, 0], I)
-        gemm(NoTrans, NoTrans, T * B, I, H, 1, &dA[0, 3 * H], lda, &W_ih[2 * H, 0], I,
-             1, &dX[0, 0], I)
-        # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H). hbuf[0:T] is time-major, so it pairs
-        # with dA in one GEMM only when dA is time-major too.
-        if not batch_first or B == 1:
-            # (3H x H) = (T*B x 3H)^T (T*B x H)
-            gemm(Trans, NoTrans, G, H, T * B, 1, &dA[0, 0], lda, &hbuf[0, 0, 0], H,
-                 0, &dW_hh[0, 0], H)
-        elif T <= B:
-            # batch-first, one GEMM per step: (3H x H) += (B x 3H)^T (B x H)
-            for t in range(T):
-                gemm(Trans, NoTrans, G, H, B, 1, &dA[0, 0] + t * lda, T * lda,
-                     &hbuf[t, 0, 0], H, 0 if t == 0 else 1, &dW_hh[0, 0], H)
-        else:
-            # batch-first, one GEMM per sequence: (3H x H) += (T x 3H)^T (T x H)
-            for b in range(B):
-                gemm(Trans, NoTrans, G, H, T, 1, &dA[0, 0] + b * T * lda, lda,
-                     &hbuf[0, b, 0], B * H, 0 if b == 0 else 1, &dW_hh[0, 0], H)
+        # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
+        # GEMMs each (one per block of dP).
+        input_grads(&X[0, 0], &W_ih[0, 0], &dA[0, 0], lda, &dX[0, 0], &dW_ih[0, 0], T * B,
+                    I, 2 * H, 3 * H)
+        # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
+        recurrent_weight_grad(&hbuf[0, 0, 0], &dA[0, 0], lda, &dW_hh[0, 0], T, B, G, H,
+                              batch_first)

@@ -6,7 +6,7 @@
 #
 # Row order, as in rnn.pyx: the sequence is one C-contiguous matrix X of T*B rows of I,
 # time-major (row t*B + b) or batch-first (row b*T + t), and every T*B-row matrix here
-# (the gates, their gradients dz, dh, dX) uses X's order, so the input GEMMs run once
+# (the gates, their gradients dA, dh, dX) uses X's order, so the input GEMMs run once
 # over all steps whatever the layout; a step is B rows from row t * ts, `rs` rows apart
 # (rs = 1, ts = B time-major; rs = T, ts = 1 batch-first). The states live time-major in
 # hbuf and cbuf (T+1, B, H), [0] the initial state, [t+1] the state after step t.
@@ -16,7 +16,7 @@
 #
 # Variable lengths: with `lengths` (B,) given, sequence b stops after lengths[b] steps.
 # Its later steps are the identity on the state (h and c copied from the step before,
-# the cell pass skipped) and, in reverse, have dz = 0 and pass both carried gradients
+# the cell pass skipped) and, in reverse, have dA = 0 and pass both carried gradients
 # through unchanged. The GEMMs still run over all B rows: masking around them is cheaper
 # than packing the batch per step at the sizes this serves.
 #
@@ -24,11 +24,10 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from fastbptt._kernels.blas cimport gemm, NoTrans, Trans
-from fastbptt._kernels.transpose cimport transpose
-from fastbptt._kernels.recurrent_gemm cimport (add_recurrent_product,
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
 cdef extern from "lstm_cell.h" nogil:
@@ -38,14 +37,14 @@ cdef extern from "lstm_cell.h" nogil:
                              float *c, float *h, Py_ssize_t H)
     void fb_lstm_forward_f64(double *gates, const double *bias, const double *c_prev,
                              double *c, double *h, Py_ssize_t H)
-    # dz (4H) from the gates, the states and dh (+ dh_out, may be NULL); dc (H) holds
-    # dL/dc_t on entry and dL/dc_{t-1} on exit; db (4H) += dz.
+    # dA (4H) from the gates, the states and dh (+ dh_out, may be NULL); dc (H) holds
+    # dL/dc_t on entry and dL/dc_{t-1} on exit; db (4H) += dA.
     void fb_lstm_backward_f32(const float *gates, const float *c_prev, const float *c,
-                              const float *dh, const float *dh_out, float *dc, float *dz,
+                              const float *dh, const float *dh_out, float *dc, float *dA,
                               float *db, Py_ssize_t H)
     void fb_lstm_backward_f64(const double *gates, const double *c_prev, const double *c,
                               const double *dh, const double *dh_out, double *dc,
-                              double *dz, double *db, Py_ssize_t H)
+                              double *dA, double *db, Py_ssize_t H)
 
 
 cdef inline void cell_forward(floating *gates, const floating *bias, const floating *c_prev,
@@ -58,15 +57,25 @@ cdef inline void cell_forward(floating *gates, const floating *bias, const float
 
 cdef inline void cell_backward(const floating *gates, const floating *c_prev,
                                const floating *c, const floating *dh,
-                               const floating *dh_out, floating *dc, floating *dz,
+                               const floating *dh_out, floating *dc, floating *dA,
                                floating *db, Py_ssize_t H) noexcept nogil:
     if floating is float:
-        fb_lstm_backward_f32(gates, c_prev, c, dh, dh_out, dc, dz, db, H)
+        fb_lstm_backward_f32(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
     else:
-        fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dz, db, H)
+        fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
 
 
-def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dA
+    (T*B x 4H) is the gradient of both products (dP = dA's columns [0, front) +
+    [back, 4H) = dA), and the step's product is added into the gates' rows (own_product
+    False).
+    """
+    return {"front": 4 * H, "back": 4 * H, "own_product": False}
+
+
+def lstm_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[::1] bias,
                  floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, :, ::1] cbuf,
                  floating[::1] scratch, const Py_ssize_t[::1] lengths,
@@ -87,13 +96,12 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     with nogil:
         # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
-        gemm(NoTrans, Trans, T * B, GH, I, 1, &X[0, 0], I, &W_ih[0, 0], I,
-             0, &gates[0, 0], GH)
+        input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
         for t in range(T):
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
-            add_recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], z_t, B, GH, H, rs,
-                                  transposed_step, &scratch[0])
+            recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, H,
+                              transposed_step, &scratch[0])
             for b in range(B):
                 if lens != NULL and t >= lens[b]:
                     # an ended sequence keeps its state
@@ -105,10 +113,10 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                                  &cbuf[t + 1, b, 0], &hbuf[t + 1, b, 0], H)
 
 
-def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   const floating[:, ::1] W_hh, const floating[:, ::1] gates,
                   const floating[:, :, ::1] hbuf, const floating[:, :, ::1] cbuf,
-                  const floating[:, ::1] dh, floating[:, ::1] dz,
+                  const floating[:, ::1] dh, floating[:, ::1] dA,
                   floating[:, ::1] carry_h, floating[:, ::1] carry_c, floating[:, ::1] dX,
                   floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
                   floating[:, ::1] W_hhT, floating[::1] scratch,
@@ -116,7 +124,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   bint batch_first, bint transposed_step):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
-    row order) is the gradient arriving at every step, or None. dz (T*B, 4H) is
+    row order) is the gradient arriving at every step, or None. dA (T*B, 4H) is
     workspace; dX, dW_ih, dW_hh, db are overwritten; db is the gradient of b_ih and of
     b_hh alike. With transposed_step, W_hhT (H, 4H) and scratch (H*B) are workspace
     (W_hhT is filled with W_hh^T here). lengths (B,) or None: see the top of this file;
@@ -127,42 +135,35 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int I = X.shape[1], GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
-    cdef floating *dz_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
+    cdef Py_ssize_t t, b
+    cdef floating *dA_t
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    if dh is not None:
-        dh_all = &dh[0, 0]
     with nogil:
-        for j in range(GH):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x GH), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], GH, H, H, W_hhT_p, GH, False)
+        # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
+        begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, H, transposed_step)
         for t in range(T - 1, -1, -1):
-            dz_t = &dz[0, 0] + t * ts * GH
+            dA_t = &dA[0, 0] + t * ts * GH
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dz = 0 and both carries pass unchanged (carry_c
-                    # is not touched, carry_h is kept across the GEMM below)
-                    memset(dz_t + b * rs * GH, 0, GH * sizeof(floating))
+                if ended_row(lens, t, b, dA_t + b * rs * GH, GH):
+                    # both carries pass unchanged: carry_c is not touched, carry_h is
+                    # kept across the GEMM below
                     continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
-                # dz_t from dL/dh_t = carry_h + dh_t and dL/dc_t = carry_c through the
-                # cell; carry_c becomes dL/dc_{t-1}; db += dz_t while it is in L1
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
+                # dA_t from dL/dh_t = carry_h + dh_t and dL/dc_t = carry_c through the
+                # cell; carry_c becomes dL/dc_{t-1}; db += dA_t while it is in L1
                 cell_backward(&gates[0, 0] + (t * ts + b * rs) * GH, &cbuf[t, b, 0],
                               &cbuf[t + 1, b, 0], &carry_h[b, 0], dh_t, &carry_c[b, 0],
-                              dz_t + b * rs * GH, &db[0], H)
-            # carry_h = dL/dh_{t-1} = dz_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
+                              dA_t + b * rs * GH, &db[0], H)
+            # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
             # ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dz_t, &carry_h[0, 0], B, GH,
-                                   H, rs, transposed_step, &scratch[0], lens, t, hold_p)
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
+                                   B, GH, H, transposed_step, &scratch[0], lens, t, hold_p)
 
-        # dW_ih = dz^T X, dX = dz W_ih, dW_hh = sum_t dz_t^T h_{t-1}, as large GEMMs
-        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dz[0, 0], &dX[0, 0],
+        # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
+        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
                             &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, GH, H, batch_first)

@@ -22,19 +22,28 @@
 # here allocates, touches a Python object inside a loop, or holds the GIL.
 
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
-from fastbptt._kernels.transpose cimport transpose
-from fastbptt._kernels.recurrent_gemm cimport GEMV_ROWS
+from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurrent_product,
+                                               recurrent_product_grad, shared_weight_grads)
 
 # For the wrappers, which skip W_hh^T where the per-row GEMVs make the step (all cells
 # share recurrent_gemm.pxd's GEMV_ROWS).
 GEMV_ROWS_PER_STEP = GEMV_ROWS
 
 
-def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def gemm_layout(int H):
+    """How this kernel's matrix products sit in its buffers, as gemm_roofline's
+    recurrent_gemms takes them (tests/test_gemm_calls.py holds the two together): dA
+    (T*B x H) is the gradient of both products (dP = dA's columns [0, front) + [back, H)
+    = dA), and the step's product is added into P_t (own_product False).
+    """
+    return {"front": H, "back": H, "own_product": False}
+
+
+def rnn_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, const floating[::1] bias,
                 floating[:, ::1] P, floating[:, :, ::1] hbuf, floating[::1] scratch,
                 const Py_ssize_t[::1] lengths,
@@ -55,29 +64,17 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *P_t
     cdef floating *h_prev
     cdef floating *h_t
-    cdef floating *RT = &scratch[0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     with nogil:
         # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
-        gemm(NoTrans, Trans, T * B, H, I, 1, &X[0, 0], I, &W_ih[0, 0], I, 0, &P[0, 0], H)
+        input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], H, T * B, H, I)
         for t in range(T):
             P_t = &P[0, 0] + t * ts * H
             h_prev = &hbuf[t, 0, 0]
             h_t = &hbuf[t + 1, 0, 0]
-            if B <= GEMV_ROWS:
-                # per row b: P_t[b] += W_hh h_{t-1}[b]: (H) = (H x H)(H)
-                for b in range(B):
-                    gemv(NoTrans, H, H, 1, &W_hh[0, 0], H, h_prev + b * H, 1, P_t + b * rs * H)
-            elif transposed_step:
-                # The same product as its transpose, which OpenBLAS runs faster when B is
-                # small against H (measured at B=32, H=256: 43 us against 61 us a call):
-                # RT = W_hh h_{t-1}^T: (H x B) = (H x H)(B x H)^T; P_t += RT^T
-                gemm(NoTrans, Trans, H, B, H, 1, &W_hh[0, 0], H, h_prev, H, 0, RT, B)
-                transpose(RT, H, B, B, P_t, rs * H, True)
-            else:
-                # P_t += h_{t-1} W_hh^T: (B x H) = (B x H)(H x H)^T, rows rs*H apart
-                gemm(NoTrans, Trans, B, H, H, 1, h_prev, H, &W_hh[0, 0], H,
-                     1, P_t, <int> (rs * H))
+            # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
+            recurrent_product(&W_hh[0, 0], h_prev, 1, P_t, rs * H, B, H, H,
+                              transposed_step, &scratch[0])
             # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
             for b in range(B):
                 activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
@@ -85,7 +82,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
                  const floating[:, ::1] dh, floating[:, ::1] dA,
                  floating[:, ::1] carry, floating[:, ::1] dX,
@@ -105,76 +102,35 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef int I = X.shape[1]
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
-    cdef Py_ssize_t t, b, j
+    cdef Py_ssize_t t, b
     cdef floating *dA_t
-    cdef const floating *dh_t = NULL
-    cdef const floating *dh_all = NULL
-    cdef floating *c = &carry[0, 0]
-    cdef floating *cT = &scratch[0]
+    cdef const floating *dh_t
+    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
+    cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    cdef bint any_ended
-    if dh is not None:
-        dh_all = &dh[0, 0]
+    cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
+    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     with nogil:
-        for j in range(H):
-            db[j] = 0
-        if transposed_step:
-            # W_hhT = W_hh^T: (H x H), for the transposed per-step GEMM
-            transpose(&W_hh[0, 0], H, H, H, &W_hhT[0, 0], H, False)
+        # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
+        begin_backward(&db[0], H, &W_hh[0, 0], W_hhT_p, H, H, transposed_step)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * H
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
             # from the loss at step t, through the nonlinearity; db += the rows of dA_t
             # (db = column sums of dA), while they are in L1
-            any_ended = False
             for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence: dA = 0, its carry waits in `hold`
-                    memset(dA_t + b * rs * H, 0, H * sizeof(floating))
-                    memcpy(&hold[b, 0], c + b * H, H * sizeof(floating))
-                    any_ended = True
-                    continue
-                if dh_all != NULL:
-                    dh_t = dh_all + (t * ts + b * rs) * H
-                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], c + b * H, dh_t,
+                if ended_row(lens, t, b, dA_t + b * rs * H, H):
+                    continue   # dA = 0; its carry is kept across the GEMM below
+                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
+                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], carry_p + b * H, dh_t,
                               dA_t + b * rs * H, H)
                 accumulate(&db[0], dA_t + b * rs * H, H)
-            if B <= GEMV_ROWS:
-                # per row b: carry[b] = W_hh^T dA_t[b]: (H) = (H x H)^T (H)
-                for b in range(B):
-                    gemv(Trans, H, H, 1, &W_hh[0, 0], H, dA_t + b * rs * H, 0, c + b * H)
-            elif transposed_step:
-                # As in forward: cT = W_hh^T dA_t^T: (H x B) = (H x H)(B x H)^T; carry = cT^T
-                gemm(NoTrans, Trans, H, B, H, 1, &W_hhT[0, 0], H, dA_t, <int> (rs * H),
-                     0, cT, B)
-                transpose(cT, H, B, B, c, H, False)
-            else:
-                # carry = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t rows rs*H apart
-                gemm(NoTrans, NoTrans, B, H, H, 1, dA_t, <int> (rs * H), &W_hh[0, 0], H,
-                     0, c, H)
-            if any_ended:
-                for b in range(B):
-                    if t >= lens[b]:
-                        memcpy(c + b * H, &hold[b, 0], H * sizeof(floating))
+            # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
+            # apart; the rows of ended sequences keep theirs
+            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
+                                   transposed_step, &scratch[0], lens, t, hold_p)
 
-        # The shared parameters' gradients, summed over all steps, as large GEMMs.
-        # dW_ih = dA^T X: (H x I) = (T*B x H)^T (T*B x I)
-        gemm(Trans, NoTrans, H, I, T * B, 1, &dA[0, 0], H, &X[0, 0], I, 0, &dW_ih[0, 0], I)
-        # dX = dA W_ih: (T*B x I) = (T*B x H)(H x I)
-        gemm(NoTrans, NoTrans, T * B, I, H, 1, &dA[0, 0], H, &W_ih[0, 0], I, 0, &dX[0, 0], I)
-        # dW_hh = sum_t dA_t^T h_{t-1}: (H x H). hbuf[0:T] is time-major, so it pairs
-        # with dA in one GEMM only when dA is time-major too.
-        if not batch_first or B == 1:
-            # (H x H) = (T*B x H)^T (T*B x H)
-            gemm(Trans, NoTrans, H, H, T * B, 1, &dA[0, 0], H, &hbuf[0, 0, 0], H,
-                 0, &dW_hh[0, 0], H)
-        elif T <= B:
-            # batch-first, one GEMM per step: (H x H) += (B x H)^T (B x H)
-            for t in range(T):
-                gemm(Trans, NoTrans, H, H, B, 1, &dA[0, 0] + t * H, T * H,
-                     &hbuf[t, 0, 0], H, 0 if t == 0 else 1, &dW_hh[0, 0], H)
-        else:
-            # batch-first, one GEMM per sequence: (H x H) += (T x H)^T (T x H)
-            for b in range(B):
-                gemm(Trans, NoTrans, H, H, T, 1, &dA[0, 0] + b * T * H, H,
-                     &hbuf[0, b, 0], B * H, 0 if b == 0 else 1, &dW_hh[0, 0], H)
+        # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
+        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
+                            &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, H, H, batch_first)

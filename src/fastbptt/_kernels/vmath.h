@@ -37,6 +37,15 @@
 #define FB_CLONES
 #endif
 
+/* For a loop body written once and called with a constant that selects its variant (the
+ * cell headers): inlined, the constant removes the test from the loop before gcc
+ * vectorises it. */
+#if defined(__GNUC__)
+#define FB_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define FB_ALWAYS_INLINE static inline
+#endif
+
 /* Taylor coefficients of tanh: x + sum_k T[k] x^(2k+1), k >= 1 (2^2n (2^2n - 1) B_2n / (2n)!). */
 #define FB_T3 (-1.0 / 3.0)
 #define FB_T5 (2.0 / 15.0)

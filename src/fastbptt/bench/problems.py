@@ -14,6 +14,7 @@ here or in the harness changes.
 
 What the benchmark knows per cell it reads from the cell's CellSpec (block "cells" below).
 """
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,28 +192,37 @@ def _torch_runner(cell, problem):
 
 
 def _roofline_runner(cell, problem):
-    """The GEMM calls of the compiled forward+backward alone (gemm_roofline), in the form
-    (GEMV, transposed or plain per-step GEMM) that the cell's wrapper picks: roofline ms /
-    compiled ms is the share of the compiled time that is matrix products."""
+    """The matrix products of the compiled forward+backward alone (gemm_roofline, built
+    from the kernels' own helpers), in the form (GEMV, transposed or plain per-step GEMM)
+    that the cell's wrapper picks and in the kernel's buffer layout (its gemm_layout):
+    roofline ms / compiled ms is the share of the compiled time that is matrix products.
+    tests/test_gemm_calls.py checks that this run makes exactly the compiled run's calls."""
+    spec = get_spec(cell)
     T, B, I = problem.x.shape
     H = problem.W_hh.shape[1]
     GH = problem.W_hh.shape[0]
     dtype = problem.x.dtype
+    layout = importlib.import_module(spec.kernel).gemm_layout(H)
     transposed = transposed_step(cell, B, H, dtype)
     rng = np.random.default_rng(1)
-    X = problem.x.reshape(T * B, I)
-    P = np.empty((T * B, GH), dtype)
-    hbuf = (0.1 * rng.standard_normal((T + 1, B, H))).astype(dtype)
-    scratch = np.empty(GH * B, dtype)
-    carry = np.empty((B, H), dtype)
-    dX = np.empty((T * B, I), dtype)
-    dW_ih = np.empty((GH, I), dtype)
-    dW_hh = np.empty((GH, H), dtype)
-    W_hhT = np.ascontiguousarray(problem.W_hh.T)
+    buffers = {
+        "X": problem.x.reshape(T * B, I),
+        "W_ih": problem.W_ih,
+        "W_hh": problem.W_hh,
+        "W_hhT": np.ascontiguousarray(problem.W_hh.T),
+        "P": np.empty((T * B, spec.work_gates * H), dtype),
+        "R": np.empty((B, GH), dtype) if layout["own_product"] else None,
+        "hbuf": (0.1 * rng.standard_normal((T + 1, B, H))).astype(dtype),
+        "scratch": np.empty(GH * B, dtype),
+        "carry": np.empty((B, H), dtype),
+        "dX": np.empty((T * B, I), dtype),
+        "dW_ih": np.empty((GH, I), dtype),
+        "dW_hh": np.empty((GH, H), dtype),
+    }
 
     def run():
-        gemm_roofline.recurrent_gemms(X, problem.W_ih, problem.W_hh, W_hhT, P, hbuf,
-                                      scratch, carry, dX, dW_ih, dW_hh, transposed)
+        gemm_roofline.recurrent_gemms(**buffers, transposed=transposed,
+                                      front=layout["front"], back=layout["back"])
 
     return run
 

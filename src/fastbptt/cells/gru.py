@@ -48,15 +48,18 @@ def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
     (hbuf,) = states
     gates = workspace.empty((T * B, 4 * H), args.dtype)   # [r z n R_n] per step
-    _kernel.gru_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
-                        SPEC.bias_rows(args.b_ih, args.b_hh, H), gates, hbuf,
-                        np.empty((B, 3 * H), args.dtype), np.empty(3 * H * B, args.dtype),
-                        args.lengths, args.batch_first, form == "transposed")
+    _kernel.gru_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                        bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
+                        hbuf=hbuf, R=np.empty((B, 3 * H), args.dtype),
+                        scratch=np.empty(3 * H * B, args.dtype), lengths=args.lengths,
+                        batch_first=args.batch_first, transposed_step=form == "transposed")
     return gates
 
 
 def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
     (hbuf,), (carry,) = states, carries
-    _kernel.gru_backward(X, args.W_ih, args.W_hh, hbuf, gates, dh, work.dA, carry, work.dX,
-                         work.dW_ih, work.dW_hh, work.db, work.W_hhT, work.scratch,
-                         args.lengths, args.batch_first, form == "transposed")
+    _kernel.gru_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, hbuf=hbuf, gates=gates, dh=dh,
+                         dA=work.dA, carry=carry, dX=work.dX, dW_ih=work.dW_ih,
+                         dW_hh=work.dW_hh, db=work.db, W_hhT=work.W_hhT,
+                         scratch=work.scratch, lengths=args.lengths,
+                         batch_first=args.batch_first, transposed_step=form == "transposed")

@@ -46,16 +46,19 @@ def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
     hbuf, cbuf = states
     gates = workspace.empty((T * B, 4 * H), args.dtype)   # activated [i f g o] per step
-    _kernel.lstm_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
-                         SPEC.bias_rows(args.b_ih, args.b_hh, H), gates, hbuf, cbuf,
-                         np.empty(4 * H * args.B, args.dtype), args.lengths,
-                         args.batch_first, form == "transposed")
+    _kernel.lstm_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                         bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
+                         hbuf=hbuf, cbuf=cbuf, scratch=np.empty(4 * H * args.B, args.dtype),
+                         lengths=args.lengths, batch_first=args.batch_first,
+                         transposed_step=form == "transposed")
     return gates
 
 
 def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
     (hbuf, cbuf), (carry_h, carry_c) = states, carries
-    _kernel.lstm_backward(X, args.W_ih, args.W_hh, gates, hbuf, cbuf, dh, work.dA, carry_h,
-                          carry_c, work.dX, work.dW_ih, work.dW_hh, work.db, work.W_hhT,
-                          work.scratch, args.lengths, work.hold, args.batch_first,
-                          form == "transposed")
+    _kernel.lstm_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, gates=gates, hbuf=hbuf,
+                          cbuf=cbuf, dh=dh, dA=work.dA, carry_h=carry_h, carry_c=carry_c,
+                          dX=work.dX, dW_ih=work.dW_ih, dW_hh=work.dW_hh, db=work.db,
+                          W_hhT=work.W_hhT, scratch=work.scratch, lengths=args.lengths,
+                          hold=work.hold, batch_first=args.batch_first,
+                          transposed_step=form == "transposed")

@@ -49,16 +49,18 @@ def run_forward_kernel(args, states, form):
     # no T*B*H workspace is touched beside hbuf.
     P = (hbuf[1:].reshape(T * B, H) if not args.batch_first
          else workspace.empty((T * B, H), args.dtype))
-    _kernel.rnn_forward(args.x.reshape(T * B, I), args.W_ih, args.W_hh,
-                        SPEC.bias_rows(args.b_ih, args.b_hh, H), P, hbuf,
-                        np.empty(H * B, args.dtype), args.lengths, args.code,
-                        args.batch_first, form == "transposed")
+    _kernel.rnn_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+                        bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), P=P, hbuf=hbuf,
+                        scratch=np.empty(H * B, args.dtype), lengths=args.lengths,
+                        nonlinearity=args.code, batch_first=args.batch_first,
+                        transposed_step=form == "transposed")
     return None
 
 
 def run_backward_kernel(args, X, states, kept, dh, carries, work, form):
     (hbuf,), (carry,) = states, carries
-    _kernel.rnn_backward(X, args.W_ih, args.W_hh, hbuf, dh, work.dA, carry, work.dX,
-                         work.dW_ih, work.dW_hh, work.db, work.W_hhT, work.scratch,
-                         args.lengths, work.hold, args.code, args.batch_first,
-                         form == "transposed")
+    _kernel.rnn_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, hbuf=hbuf, dh=dh, dA=work.dA,
+                         carry=carry, dX=work.dX, dW_ih=work.dW_ih, dW_hh=work.dW_hh,
+                         db=work.db, W_hhT=work.W_hhT, scratch=work.scratch,
+                         lengths=args.lengths, hold=work.hold, nonlinearity=args.code,
+                         batch_first=args.batch_first, transposed_step=form == "transposed")

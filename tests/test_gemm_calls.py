@@ -1,0 +1,101 @@
+"""The GEMM roofline makes exactly the compiled kernels' matrix products.
+
+fastbptt bench's roofline column (gemm_roofline.recurrent_gemms, as the benchmark's
+roofline runner calls it) claims to time the BLAS calls of one compiled forward+backward
+and nothing else. blas.pyx's call log records every gemm/gemv call's arguments
+(function, transposes, m, n, k, alpha, leading dimensions, beta); here the benchmark's
+compiled run and its roofline run of the same problem must record the same sequence, in
+every step form (the shapes are derived from step_form, the policy that picks the form).
+"""
+import numpy as np
+import pytest
+
+from fastbptt._kernels import blas
+from fastbptt.bench.problems import make_problem, runner
+from fastbptt.cells.spec import SPECS, STEP_FORMS, step_form
+
+# (T, B, I, H) candidates; the cases below keep, per cell and dtype, the first shape of
+# each step form that step_form picks for it.
+_CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4)]
+_DTYPES = ("float32", "float64")
+
+
+def _cases():
+    cases = []
+    for name, spec in SPECS.items():
+        for dtype in _DTYPES:
+            seen = {}
+            for T, B, I, H in _CANDIDATES:
+                seen.setdefault(step_form(spec, B, H, dtype), (T, B, I, H))
+            for form, shape in seen.items():
+                label = "x".join(map(str, shape))
+                cases.append(pytest.param(name, dtype, shape, id=f"{name}-{dtype}-{form}-{label}"))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_the_cases_cover_every_step_form():
+    for name, spec in SPECS.items():
+        for dtype in _DTYPES:
+            forms = {step_form(spec, shape[1], shape[3], dtype)
+                     for n, d, shape in (c.values for c in CASES) if (n, d) == (name, dtype)}
+            expected = set(STEP_FORMS) if np.dtype(dtype) in spec.transposed_dtypes \
+                else set(STEP_FORMS) - {"transposed"}
+            assert forms == expected, (name, dtype)
+
+
+def _calls(run):
+    blas.start_call_log()
+    try:
+        run()
+    finally:
+        calls = blas.stop_call_log()
+    return calls
+
+
+@pytest.mark.parametrize("cell, dtype, shape", CASES)
+def test_roofline_makes_the_kernels_calls(cell, dtype, shape):
+    T, B, I, H = shape
+    problem = make_problem(cell, T, B, I, H, dtype)
+    compiled = _calls(runner(cell, "compiled", problem))
+    roofline = _calls(runner(cell, "roofline", problem))
+    # at least the input product and one product per step each way: a log that records
+    # nothing would compare equal
+    per_step = B if step_form(cell, B, H, dtype) == "gemv" else 1
+    assert len(compiled) >= 2 + 2 * T * per_step
+    assert roofline == compiled
+
+
+def test_the_log_is_off_unless_started():
+    problem = make_problem("rnn", 3, 2, 4, 5, "float64")
+    run = runner("rnn", "compiled", problem)
+    assert _calls(run)            # on: something is recorded
+    blas.start_call_log()
+    blas.stop_call_log()
+    run()                         # off: nothing more
+    assert blas.stop_call_log() == []
+
+
+def test_the_log_records_the_row_major_arguments():
+    A = np.ones((2, 3))
+    B = np.ones((4, 3))
+    C = np.zeros((2, 4))
+    blas.start_call_log()
+    blas.gemm_py(False, True, 1.0, A, B, 0.5, C)
+    blas.gemv_py(True, 2.0, A, np.ones(2), 0.0, np.zeros(3))
+    assert blas.stop_call_log() == [("gemm", "n", "t", 2, 4, 3, 1.0, 3, 3, 0.5, 4),
+                                    ("gemv", "t", 2, 3, 2.0, 3, 0.0)]
+
+
+@pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))
+def test_the_kernels_take_their_buffers_by_keyword_only(spec):
+    # 11-20 buffers of one type in a row are a silent swap waiting to happen
+    import importlib
+
+    kernel = importlib.import_module(spec.kernel)
+    A = np.zeros((2, 2))
+    for direction in ("forward", "backward"):
+        with pytest.raises(TypeError, match="positional"):
+            getattr(kernel, f"{spec.name}_{direction}")(A, A, A)
