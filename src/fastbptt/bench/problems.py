@@ -23,7 +23,7 @@ import fastbptt
 from fastbptt._kernels import gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_interleaved
 from fastbptt.bench.peers import PEERS, PeerUnavailable, check_peer, expected_result, peer
-from fastbptt.cells.spec import SPECS, step_form
+from fastbptt.cells.spec import SPECS, get_spec, step_form
 
 # ---------------------------------------------------------------- cells
 # What the benchmark knows per cell comes from fastbptt.cells.spec (CellSpec); the only
