@@ -73,18 +73,23 @@ def gemm_layout(int H):
     return {"front": 2 * H, "back": 3 * H, "own_product": True}
 
 
-def gru_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                const floating[:, ::1] W_hh, const floating[::1] bias,
+def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                 floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
-                floating[::1] scratch, const Py_ssize_t[::1] lengths,
-                bint batch_first, bint transposed_step):
+                floating[::1] scratch, object args, bint transposed_step):
     """Fill hbuf[1:] with h_1..h_T (hbuf[0] holds h0 on entry) and gates (T*B, 4H) with
     every step's [r z n R_n] for backward. R (B, 3H) is workspace, scratch (3H*B) too
     (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn].
     lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
     sends empty problems to the reference implementation).
     """
+    # the weights and options from args (a cells.args.CellArgs): one struct instead of
+    # more keywords to parse on every call
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef bint batch_first = args.batch_first
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int I = X.shape[1]
     cdef int G = 3 * H, ldg = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
@@ -106,7 +111,7 @@ def gru_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
             # (beta 0): the reset gate multiplies R_n before it meets P_n
             recurrent_product(&W_hh[0, 0], h_prev, 0, R_, G, B, G, H, transposed_step,
-                              &scratch[0])
+                              scratch_p)
             # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
             for b in range(B):
                 gru_forward_row(gates_t + b * rs * ldg, R_ + b * G, &bias[0],
@@ -115,13 +120,9 @@ def gru_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
+def gru_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
                  const floating[:, ::1] gates, const floating[:, ::1] dh,
-                 floating[:, ::1] dA, floating[:, ::1] carry, floating[:, ::1] dX,
-                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                 floating[:, ::1] W_hhT, floating[::1] scratch,
-                 const Py_ssize_t[::1] lengths, bint batch_first, bint transposed_step):
+                 floating[:, ::1] carry, object args, object work, bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
@@ -129,6 +130,16 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     db_hh = db[:3H], db_ih = db[:2H] + db[3H:]. With transposed_step, W_hhT (H, 3H) and
     scratch (H*B) are workspace (W_hhT is filled with W_hh^T here). lengths (B,) or None.
     """
+    # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
+    # cells.driver.BackwardBuffers): one struct each instead of 17 keywords to parse
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef bint batch_first = args.batch_first
+    cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
+    cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT
+    cdef floating[::1] db = work.db, scratch = work.scratch
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1]
     cdef int G = 3 * H, lda = 4 * H
@@ -141,7 +152,7 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     with nogil:
         # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
@@ -161,7 +172,7 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
             # zero rows of ended sequences add nothing, so no lengths here)
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
-                                   transposed_step, &scratch[0], NULL, t, NULL)
+                                   transposed_step, scratch_p, NULL, t, NULL)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
         # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two

@@ -75,11 +75,9 @@ def gemm_layout(int H):
     return {"front": 4 * H, "back": 4 * H, "own_product": False}
 
 
-def lstm_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, const floating[::1] bias,
+def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                  floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, :, ::1] cbuf,
-                 floating[::1] scratch, const Py_ssize_t[::1] lengths,
-                 bint batch_first, bint transposed_step):
+                 floating[::1] scratch, object args, bint transposed_step):
     """Fill hbuf[1:] and cbuf[1:] with the states after every step; hbuf[0] and cbuf[0]
     hold h0 and c0 on entry. gates (T*B, 4H) receives the activated gates (the
     pre-activations of steps past a sequence's length stay as they are, unused).
@@ -87,7 +85,14 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
     sends empty problems to the reference implementation).
     """
+    # the weights and options from args (a cells.args.CellArgs): one struct instead of
+    # more keywords to parse on every call
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef bint batch_first = args.batch_first
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int I = X.shape[1], GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
     cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
@@ -101,7 +106,7 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
             recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, H,
-                              transposed_step, &scratch[0])
+                              transposed_step, scratch_p)
             for b in range(B):
                 if lens != NULL and t >= lens[b]:
                     # an ended sequence keeps its state
@@ -113,15 +118,10 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                                  &cbuf[t + 1, b, 0], &hbuf[t + 1, b, 0], H)
 
 
-def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                  const floating[:, ::1] W_hh, const floating[:, ::1] gates,
+def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] gates,
                   const floating[:, :, ::1] hbuf, const floating[:, :, ::1] cbuf,
-                  const floating[:, ::1] dh, floating[:, ::1] dA,
-                  floating[:, ::1] carry_h, floating[:, ::1] carry_c, floating[:, ::1] dX,
-                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                  floating[:, ::1] W_hhT, floating[::1] scratch,
-                  const Py_ssize_t[::1] lengths, floating[:, ::1] hold,
-                  bint batch_first, bint transposed_step):
+                  const floating[:, ::1] dh, floating[:, ::1] carry_h,
+                  floating[:, ::1] carry_c, object args, object work, bint transposed_step):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
     row order) is the gradient arriving at every step, or None. dA (T*B, 4H) is
@@ -131,6 +131,16 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     hold (B, H) is workspace when lengths is given (the carried dh rows of ended
     sequences, kept across the step's GEMM).
     """
+    # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
+    # cells.driver.BackwardBuffers): one struct each instead of 20 keywords to parse
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef bint batch_first = args.batch_first
+    cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
+    cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT, hold = work.hold
+    cdef floating[::1] db = work.db, scratch = work.scratch
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1], GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
@@ -141,7 +151,7 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
-    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     with nogil:
         # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
@@ -162,7 +172,7 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
             # ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
-                                   B, GH, H, transposed_step, &scratch[0], lens, t, hold_p)
+                                   B, GH, H, transposed_step, scratch_p, lens, t, hold_p)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],

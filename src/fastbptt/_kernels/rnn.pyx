@@ -43,20 +43,26 @@ def gemm_layout(int H):
     return {"front": H, "back": H, "own_product": False}
 
 
-def rnn_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                const floating[:, ::1] W_hh, const floating[::1] bias,
-                floating[:, ::1] P, floating[:, :, ::1] hbuf, floating[::1] scratch,
-                const Py_ssize_t[::1] lengths,
-                int nonlinearity, bint batch_first, bint transposed_step):
+def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[:, ::1] P,
+                floating[:, :, ::1] hbuf, floating[::1] scratch, object args,
+                bint transposed_step):
     """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace,
-    scratch (H*B) too (used when transposed_step). P may be hbuf[1:] itself when
-    time-major: step t reads only its own rows of P before writing h_t over them.
+    scratch (H*B) too (only for transposed_step; None otherwise). P may be hbuf[1:]
+    itself when time-major: step t reads only its own rows of P before writing h_t over them.
     lengths (B,) or None: see the top of this file.
 
     bias = b_ih + b_hh (H,). All sizes are at least 1 (the wrapper sends empty problems
     to the reference implementation).
     """
+    # the weights and options from args (a cells.args.CellArgs): a call with 18 keywords
+    # pays for parsing them on every call; attributes of one struct cost next to nothing
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef int nonlinearity = args.code
+    cdef bint batch_first = args.batch_first
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int I = X.shape[1]
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
     cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
@@ -74,7 +80,7 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             h_t = &hbuf[t + 1, 0, 0]
             # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
             recurrent_product(&W_hh[0, 0], h_prev, 1, P_t, rs * H, B, H, H,
-                              transposed_step, &scratch[0])
+                              transposed_step, scratch_p)
             # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
             for b in range(B):
                 activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
@@ -82,14 +88,9 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, const floating[:, :, ::1] hbuf,
-                 const floating[:, ::1] dh, floating[:, ::1] dA,
-                 floating[:, ::1] carry, floating[:, ::1] dX,
-                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-                 floating[:, ::1] W_hhT, floating[::1] scratch,
-                 const Py_ssize_t[::1] lengths, floating[:, ::1] hold,
-                 int nonlinearity, bint batch_first, bint transposed_step):
+def rnn_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
+                 const floating[:, ::1] dh, floating[:, ::1] carry, object args,
+                 object work, bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
@@ -98,6 +99,17 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     see the top of this file; hold (B, H) is workspace when lengths is given (the carried
     rows of sequences that have ended, kept across the step's GEMM).
     """
+    # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
+    # cells.driver.BackwardBuffers): one struct each instead of 18 keywords to parse
+    cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
+    cdef const Py_ssize_t[::1] lengths = args.lengths
+    cdef int nonlinearity = args.code
+    cdef bint batch_first = args.batch_first
+    cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
+    cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT, hold = work.hold
+    cdef floating[::1] db = work.db, scratch = work.scratch
+    # scratch is allocated (and read) only for the transposed step
+    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1]
     cdef Py_ssize_t ts = B if not batch_first else 1
@@ -109,7 +121,7 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *carry_p = &carry[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
-    # W_hhT is empty unless transposed_step (the wrapper allocates it only then)
+    # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     with nogil:
         # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
@@ -129,7 +141,7 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
             # apart; the rows of ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
-                                   transposed_step, &scratch[0], lens, t, hold_p)
+                                   transposed_step, scratch_p, lens, t, hold_p)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],

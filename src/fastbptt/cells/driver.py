@@ -97,8 +97,8 @@ class BackwardBuffers(NamedTuple):
     dW_ih: np.ndarray    # (G*H, I)
     dW_hh: np.ndarray    # (G*H, H)
     db: np.ndarray       # (Gw*H,) the column sums of dA
-    W_hhT: np.ndarray    # (H, G*H) when the step runs transposed, else (0, G*H)
-    scratch: np.ndarray  # (H*B,)
+    W_hhT: object        # (H, G*H) when the step runs transposed, else None
+    scratch: object      # (H*B,) when the step runs transposed, else None
     hold: object         # (B, H) with lengths (the ended rows' carries), else None
 
 
@@ -175,6 +175,7 @@ def run_backward(dh, cache, finals):
     T, B, I, H = args.T, args.B, args.I, args.H
     dtype = args.dtype
     GH, GwH = spec.gates * H, spec.work_gates * H
+    transposed = cache.form == "transposed"
     carries = _carries(finals, B, H, dtype)
     # positional: a NamedTuple built by keyword costs twice as much, on every call
     work = BackwardBuffers(
@@ -183,8 +184,8 @@ def run_backward(dh, cache, finals):
         workspace.empty((GH, I), dtype),                                      # dW_ih
         workspace.empty((GH, H), dtype),                                      # dW_hh
         np.empty(GwH, dtype),                                                 # db
-        workspace.empty((H if cache.form == "transposed" else 0, GH), dtype),  # W_hhT
-        np.empty(H * B, dtype),                                               # scratch
+        workspace.empty((H, GH), dtype) if transposed else None,              # W_hhT
+        np.empty(H * B, dtype) if transposed else None,                       # scratch
         None if args.lengths is None else np.empty((B, H), dtype),            # hold
     )
     X = (args.x if args.lengths is None else x_for_weight_grads(args)).reshape(T * B, I)
@@ -199,6 +200,12 @@ def run_backward(dh, cache, finals):
         dx, dW_ih = work.dX.reshape(args.x.shape), work.dW_ih
     db_ih, db_hh = spec.split_db(work.db, H) if args.has_bias else (None, None)
     return spec.grads(dx, *carries, dW_ih, work.dW_hh, db_ih, db_hh)
+
+
+def scratch(size, dtype, form):
+    """The kernels' scratch (size,) for the transposed per-step product, which only that
+    form reads; None otherwise (an allocation less per call)."""
+    return np.empty(size, dtype) if form == "transposed" else None
 
 
 def _carries(finals, B, H, dtype):

@@ -11,6 +11,7 @@ import numpy as np
 
 from fastbptt._kernels import gru as _kernel
 from fastbptt.cells import docs, driver, workspace
+from fastbptt.cells.driver import scratch as _scratch
 from fastbptt.cells.spec import GRU as SPEC
 from fastbptt.runtime.backend import dispatch
 
@@ -48,18 +49,15 @@ def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
     (hbuf,) = states
     gates = workspace.empty((T * B, 4 * H), args.dtype)   # [r z n R_n] per step
-    _kernel.gru_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+    _kernel.gru_forward(X=args.x.reshape(T * B, I),
                         bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
                         hbuf=hbuf, R=np.empty((B, 3 * H), args.dtype),
-                        scratch=np.empty(3 * H * B, args.dtype), lengths=args.lengths,
-                        batch_first=args.batch_first, transposed_step=form == "transposed")
+                        scratch=_scratch(3 * H * B, args.dtype, form), args=args,
+                        transposed_step=form == "transposed")
     return gates
 
 
 def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
     (hbuf,), (carry,) = states, carries
-    _kernel.gru_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, hbuf=hbuf, gates=gates, dh=dh,
-                         dA=work.dA, carry=carry, dX=work.dX, dW_ih=work.dW_ih,
-                         dW_hh=work.dW_hh, db=work.db, W_hhT=work.W_hhT,
-                         scratch=work.scratch, lengths=args.lengths,
-                         batch_first=args.batch_first, transposed_step=form == "transposed")
+    _kernel.gru_backward(X=X, hbuf=hbuf, gates=gates, dh=dh, carry=carry, args=args,
+                         work=work, transposed_step=form == "transposed")

@@ -6,10 +6,10 @@ PyTorch's gates i, f, g, o:
     c_t = f * c_{t-1} + i * g                                   (B, H)
     h_t = o * tanh(c_t)
 """
-import numpy as np
 
 from fastbptt._kernels import lstm as _kernel
 from fastbptt.cells import docs, driver, workspace
+from fastbptt.cells.driver import scratch as _scratch
 from fastbptt.cells.spec import LSTM as SPEC
 from fastbptt.runtime.backend import dispatch
 
@@ -46,19 +46,15 @@ def run_forward_kernel(args, states, form):
     T, B, I, H = args.T, args.B, args.I, args.H
     hbuf, cbuf = states
     gates = workspace.empty((T * B, 4 * H), args.dtype)   # activated [i f g o] per step
-    _kernel.lstm_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+    _kernel.lstm_forward(X=args.x.reshape(T * B, I),
                          bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
-                         hbuf=hbuf, cbuf=cbuf, scratch=np.empty(4 * H * args.B, args.dtype),
-                         lengths=args.lengths, batch_first=args.batch_first,
-                         transposed_step=form == "transposed")
+                         hbuf=hbuf, cbuf=cbuf, scratch=_scratch(4 * H * B, args.dtype, form),
+                         args=args, transposed_step=form == "transposed")
     return gates
 
 
 def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
     (hbuf, cbuf), (carry_h, carry_c) = states, carries
-    _kernel.lstm_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, gates=gates, hbuf=hbuf,
-                          cbuf=cbuf, dh=dh, dA=work.dA, carry_h=carry_h, carry_c=carry_c,
-                          dX=work.dX, dW_ih=work.dW_ih, dW_hh=work.dW_hh, db=work.db,
-                          W_hhT=work.W_hhT, scratch=work.scratch, lengths=args.lengths,
-                          hold=work.hold, batch_first=args.batch_first,
+    _kernel.lstm_backward(X=X, gates=gates, hbuf=hbuf, cbuf=cbuf, dh=dh, carry_h=carry_h,
+                          carry_c=carry_c, args=args, work=work,
                           transposed_step=form == "transposed")

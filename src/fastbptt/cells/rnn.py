@@ -5,10 +5,10 @@ kernels is cells/driver.py.
     a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
     h_t = f(a_t)
 """
-import numpy as np
 
 from fastbptt._kernels import rnn as _kernel
 from fastbptt.cells import docs, driver, workspace
+from fastbptt.cells.driver import scratch as _scratch
 from fastbptt.cells.spec import RNN as SPEC
 from fastbptt.runtime.backend import dispatch
 
@@ -49,18 +49,14 @@ def run_forward_kernel(args, states, form):
     # no T*B*H workspace is touched beside hbuf.
     P = (hbuf[1:].reshape(T * B, H) if not args.batch_first
          else workspace.empty((T * B, H), args.dtype))
-    _kernel.rnn_forward(X=args.x.reshape(T * B, I), W_ih=args.W_ih, W_hh=args.W_hh,
+    _kernel.rnn_forward(X=args.x.reshape(T * B, I),
                         bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), P=P, hbuf=hbuf,
-                        scratch=np.empty(H * B, args.dtype), lengths=args.lengths,
-                        nonlinearity=args.code, batch_first=args.batch_first,
+                        scratch=_scratch(H * B, args.dtype, form), args=args,
                         transposed_step=form == "transposed")
     return None
 
 
 def run_backward_kernel(args, X, states, kept, dh, carries, work, form):
     (hbuf,), (carry,) = states, carries
-    _kernel.rnn_backward(X=X, W_ih=args.W_ih, W_hh=args.W_hh, hbuf=hbuf, dh=dh, dA=work.dA,
-                         carry=carry, dX=work.dX, dW_ih=work.dW_ih, dW_hh=work.dW_hh,
-                         db=work.db, W_hhT=work.W_hhT, scratch=work.scratch,
-                         lengths=args.lengths, hold=work.hold, nonlinearity=args.code,
-                         batch_first=args.batch_first, transposed_step=form == "transposed")
+    _kernel.rnn_backward(X=X, hbuf=hbuf, dh=dh, carry=carry, args=args, work=work,
+                         transposed_step=form == "transposed")
