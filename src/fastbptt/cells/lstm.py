@@ -19,18 +19,83 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False, checkpoint=None):
     """Run an LSTM over a sequence.
 
-    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 and c0 (B, H)
-    or None for zeros, W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None; gate
-    blocks i, f, g, o as in PyTorch. float32 or float64, chosen by x.
-    lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
-    state is carried unchanged past that, its outputs are zero).
-    checkpoint: None (store every step for backward), True or an int k: store the state
-    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for lstm_backward whose h_n and c_n are the final states (B, H).
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    PyTorch's equations and gate order (i, f, g, o), for each step t::
+
+        [i, f, g, o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh   (B, 4H), split in 4
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        The input sequence, float32 or float64: its dtype decides the dtype of the
+        computation and of every result. A contiguous batch-first array is read without
+        copying.
+    h0, c0 : ndarray, shape (B, H), or None
+        The initial hidden and cell states; None means zeros.
+    W_ih : ndarray, shape (4H, I)
+        Input-to-hidden weights, gate blocks i, f, g, o.
+    W_hh : ndarray, shape (4H, H)
+        Hidden-to-hidden weights, the same gate blocks.
+    b_ih, b_hh : ndarray, shape (4H,), or None
+        The two biases, PyTorch's layout; give both or neither (without biases their
+        gradients are None).
+    batch_first : bool, default False
+        ``x`` and the output are (B, T, ...) instead of (T, B, ...).
+    lengths : array_like of int, shape (B,), or None
+        Sequence b ends after ``lengths[b]`` steps, each in [0, T]: past its end its state
+        is carried unchanged, its outputs are zero and nothing there reaches a gradient
+        (PyTorch's PackedSequence semantics). None: every sequence has T steps.
+    check_finite : bool, default False
+        Raise ValueError if an argument holds NaN or Inf (``x`` only inside the lengths).
+        By default nothing is scanned and NaN and Inf propagate as IEEE arithmetic makes
+        them.
+    checkpoint : None, bool or int, default None
+        None or False: keep every step for the backward pass. An int k: keep the state
+        every k steps and recompute each segment during backward, for O(T/k + k) memory
+        instead of O(T) at the price of one more forward; True: k = ceil(sqrt(T)).
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, a new array of x's dtype.
+    cache : object
+        Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
+        states (B, H). It refers to ``x`` and the weights: do not change them in place
+        before the backward call.
+
+    Raises
+    ------
+    ValueError
+        A wrong ndim or shape (the message names the argument and the expected shape),
+        ``lengths`` out of [0, T], sizes beyond BLAS's 32-bit indices, or NaN/Inf with
+        ``check_finite=True``.
+    TypeError
+        Mixed float dtypes (naming the arrays), or an integer, boolean, complex, object,
+        float16 or byte-swapped array.
+
+    See Also
+    --------
+    lstm_backward : the gradients.
+    fastbptt.reference.lstm_forward : the pure-NumPy twin, same signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I))
+    >>> W_ih, W_hh = rng.uniform(-0.5, 0.5, (4 * H, I)), rng.uniform(-0.5, 0.5, (4 * H, H))
+    >>> b = np.zeros(4 * H)
+    >>> h, cache = fastbptt.lstm_forward(x, None, None, W_ih, W_hh, b, b, lengths=[5, 3])
+    >>> h.shape, cache.c_n.shape
+    ((5, 2, 4), (2, 4))
+    >>> bool(np.all(h[3:, 1] == 0))      # sequence 1 ended after 3 steps
+    True
+    >>> grads = fastbptt.lstm_backward(None, cache, dh_n=np.ones((B, H)))  # many-to-one
+    >>> grads.dx.shape, grads.dc0.shape
+    ((5, 2, 3), (2, 4))
     """
     return driver.forward(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
@@ -38,14 +103,44 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
 @dispatch("lstm_backward")
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time: the gradients of a loss through the an LSTM.
 
-    dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
-    dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
-    outside, or None. At least one of dh, dh_n, dc_n must be given.
-    Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
-    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
-    or Inf.
+    Parameters
+    ----------
+    dh : ndarray or None
+        dL/dh at every step, shaped like the output of :func:`lstm_forward`
+        (many-to-many), or None when the loss reaches only the final state(s).
+    cache : object
+        The cache that :func:`lstm_forward` returned (a cache of the reference backend is
+        handled by the reference backward).
+    dh_n, dc_n : ndarray, shape (B, H), or None
+        The gradients reaching the final hidden and cell states from outside (a loss on
+        the last state, or a gradient carried back from a later chunk). At least one of
+        ``dh``, ``dh_n``, ``dc_n`` must be given.
+    check_finite : bool, default False
+        Raise ValueError if ``dh`` (inside the lengths) or a final-state gradient holds
+        NaN or Inf.
+
+    Returns
+    -------
+    grads : LSTMGrads
+        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dc0, dW_ih, dW_hh,
+        db_ih, db_hh``. The gradients of the weights and biases are summed over all steps;
+        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
+        ``db_hh``.
+
+    Raises
+    ------
+    ValueError
+        No gradient given, or one of the wrong shape (the message names it), or NaN/Inf
+        with ``check_finite=True``.
+    TypeError
+        A gradient of another dtype than the forward's, or a cache from elsewhere.
+
+    See Also
+    --------
+    lstm_forward : the forward pass that makes ``cache``.
+    fastbptt.reference.lstm_backward : the pure-NumPy twin.
     """
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
 

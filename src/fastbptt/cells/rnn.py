@@ -16,20 +16,84 @@ from fastbptt.runtime.backend import dispatch
 @dispatch("rnn_forward")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None, check_finite=False, checkpoint=None):
-    """Run a vanilla RNN over a sequence.
+    """Run a vanilla (Elman) RNN over a sequence.
 
-    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
-    for zeros, W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
-    nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
-    lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
-    state is carried unchanged past that, its outputs are zero).
-    checkpoint: None (store every step for backward), True or an int k: store the state
-    every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T).
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for rnn_backward whose h_n is the final state (B, H).
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
+    For each step t, with f the nonlinearity::
+
+        a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
+        h_t = f(a_t)
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        The input sequence, float32 or float64: its dtype decides the dtype of the
+        computation and of every result. A contiguous batch-first array is read without
+        copying.
+    h0 : ndarray, shape (B, H), or None
+        The initial state; None means zeros.
+    W_ih : ndarray, shape (H, I)
+        Input-to-hidden weights.
+    W_hh : ndarray, shape (H, H)
+        Hidden-to-hidden weights, the same gate blocks.
+    b_ih, b_hh : ndarray, shape (H,), or None
+        The two biases, PyTorch's layout; give both or neither (without biases their
+        gradients are None).
+    nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
+        f above ("tanh" and "relu" are PyTorch's).
+    batch_first : bool, default False
+        ``x`` and the output are (B, T, ...) instead of (T, B, ...).
+    lengths : array_like of int, shape (B,), or None
+        Sequence b ends after ``lengths[b]`` steps, each in [0, T]: past its end its state
+        is carried unchanged, its outputs are zero and nothing there reaches a gradient
+        (PyTorch's PackedSequence semantics). None: every sequence has T steps.
+    check_finite : bool, default False
+        Raise ValueError if an argument holds NaN or Inf (``x`` only inside the lengths).
+        By default nothing is scanned and NaN and Inf propagate as IEEE arithmetic makes
+        them.
+    checkpoint : None, bool or int, default None
+        None or False: keep every step for the backward pass. An int k: keep the state
+        every k steps and recompute each segment during backward, for O(T/k + k) memory
+        instead of O(T) at the price of one more forward; True: k = ceil(sqrt(T)).
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, a new array of x's dtype.
+    cache : object
+        Opaque, for :func:`rnn_backward`. ``cache.h_n`` is the final state (B, H), each
+        sequence's at its own last step. It refers to ``x`` and the weights: do not change
+        them in place before the backward call.
+
+    Raises
+    ------
+    ValueError
+        A wrong ndim or shape (the message names the argument and the expected shape),
+        ``lengths`` out of [0, T], sizes beyond BLAS's 32-bit indices, or NaN/Inf with
+        ``check_finite=True``.
+    TypeError
+        Mixed float dtypes (naming the arrays), or an integer, boolean, complex, object,
+        float16 or byte-swapped array.
+
+    See Also
+    --------
+    rnn_backward : the gradients.
+    fastbptt.reference.rnn_forward : the pure-NumPy twin, same signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I)).astype(np.float32)
+    >>> W_ih = rng.uniform(-0.5, 0.5, (H, I)).astype(np.float32)
+    >>> W_hh = rng.uniform(-0.5, 0.5, (H, H)).astype(np.float32)
+    >>> h, cache = fastbptt.rnn_forward(x, None, W_ih, W_hh)
+    >>> h.shape, h.dtype, cache.h_n.shape
+    ((5, 2, 4), dtype('float32'), (2, 4))
+    >>> grads = fastbptt.rnn_backward(np.ones_like(h), cache)
+    >>> grads.dW_hh.shape, grads.db_ih is None
+    ((4, 4), True)
     """
     return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint, nonlinearity)
@@ -37,12 +101,43 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
 @dispatch("rnn_backward")
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time: the gradients of a loss through the a vanilla RNN.
 
-    dh: dL/dh at every step, shaped like rnn_forward's output, or None (many-to-one);
-    dh_n: dL/dh_n (B, H), the gradient reaching the final state from outside, or None.
-    Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
-    check_finite: raise ValueError if dh (inside the lengths) or dh_n holds NaN or Inf.
+    Parameters
+    ----------
+    dh : ndarray or None
+        dL/dh at every step, shaped like the output of :func:`rnn_forward`
+        (many-to-many), or None when the loss reaches only the final state(s).
+    cache : object
+        The cache that :func:`rnn_forward` returned (a cache of the reference backend is
+        handled by the reference backward).
+    dh_n : ndarray, shape (B, H), or None
+        The gradient reaching the final state from outside (a loss on the last state, or
+        a gradient carried back from a later chunk). Give ``dh``, ``dh_n`` or both.
+    check_finite : bool, default False
+        Raise ValueError if ``dh`` (inside the lengths) or a final-state gradient holds
+        NaN or Inf.
+
+    Returns
+    -------
+    grads : RNNGrads
+        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dW_ih, dW_hh, db_ih,
+        db_hh``. The gradients of the weights and biases are summed over all steps;
+        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
+        ``db_hh``.
+
+    Raises
+    ------
+    ValueError
+        No gradient given, or one of the wrong shape (the message names it), or NaN/Inf
+        with ``check_finite=True``.
+    TypeError
+        A gradient of another dtype than the forward's, or a cache from elsewhere.
+
+    See Also
+    --------
+    rnn_forward : the forward pass that makes ``cache``.
+    fastbptt.reference.rnn_backward : the pure-NumPy twin.
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

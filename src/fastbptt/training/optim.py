@@ -316,13 +316,39 @@ class Adam(_Optimizer):
 def clip_grad_norm(grads, max_norm):
     """Scale every gradient in place so their global L2 norm is at most max_norm.
 
-    norm = sqrt(sum over arrays of sum(g^2)), the norm of the concatenation of all
-    gradients; when norm > max_norm every g is multiplied by max_norm / (norm + 1e-6),
-    torch.nn.utils.clip_grad_norm_'s factor (it leaves the norm just below max_norm).
-    Returns the norm BEFORE clipping as a Python float.
+    ``norm = sqrt(sum over arrays of sum(g**2))``, the norm of the concatenation of all
+    gradients; when ``norm > max_norm`` every g is multiplied by
+    ``max_norm / (norm + 1e-6)``, ``torch.nn.utils.clip_grad_norm_``'s factor (it leaves
+    the norm just below max_norm).
 
-    A NaN or infinite norm is returned and the gradients are left untouched (torch
-    would multiply them all by NaN): test `math.isfinite(norm)` and skip the update.
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Writable float arrays, changed in place.
+    max_norm : float
+        The largest global norm let through, > 0.
+
+    Returns
+    -------
+    norm : float
+        The global norm BEFORE clipping. A NaN or infinite norm is returned and the
+        gradients are left untouched (torch would multiply them all by NaN): test
+        ``math.isfinite(norm)`` and skip the update.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``grads`` not a dict of writable float arrays, or ``max_norm`` not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> grads = {"a": np.full(4, 3.0), "b": np.full(4, 4.0)}     # norm 10
+    >>> fastbptt.clip_grad_norm(grads, max_norm=1.0)
+    10.0
+    >>> round(float(np.sqrt(sum((g ** 2).sum() for g in grads.values()))), 6)
+    1.0
     """
     _check_float_arrays("grads", grads, writable=True)
     max_norm = _check_positive("max_norm", max_norm)
@@ -337,8 +363,21 @@ def clip_grad_norm(grads, max_norm):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp every gradient in place to [-clip_value, clip_value]
-    (torch.nn.utils.clip_grad_value_). NaN entries stay NaN. Returns None."""
+    """Clamp every gradient in place to [-clip_value, clip_value].
+
+    As ``torch.nn.utils.clip_grad_value_``; NaN entries stay NaN.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Writable float arrays, changed in place.
+    clip_value : float
+        The bound, > 0.
+
+    Returns
+    -------
+    None
+    """
     _check_float_arrays("grads", grads, writable=True)
     clip_value = _check_positive("clip_value", clip_value)
     for g in grads.values():

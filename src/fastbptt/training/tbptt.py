@@ -89,9 +89,11 @@ class TruncatedBPTT:
     """Truncated BPTT over a unidirectional fastbptt.RNN, LSTM or GRU (see the module
     docstring for the windows, the carried state and resets).
 
-    tb = TruncatedBPTT(layer, k1, k2=None)
-    for w in tb.run(x, loss_fn, resets=None):
-        clip_grad_norm(w.grads, 1.0); opt.step(w.grads)   # between windows
+    ::
+
+        tb = TruncatedBPTT(layer, k1, k2=None)
+        for w in tb.run(x, loss_fn, resets=None):
+            clip_grad_norm(w.grads, 1.0); opt.step(w.grads)   # between windows
 
     loss_fn(output, loss_start, stop) gets the layer output of the counted steps
     [loss_start, stop), (stop - loss_start, B, H) (or (B, stop - loss_start, H) with
