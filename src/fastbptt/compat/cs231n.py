@@ -18,8 +18,8 @@ input's shape; word_embedding_forward takes a Python int or an index array of an
 (out: x.shape + (D,)); upstream gradients broadcast to their output's shape. The caches
 of rnn_forward / lstm_forward are, as the originals' are, lists of the step caches
 (cache[t] goes to rnn_step_backward), and rnn_backward / lstm_backward also take such a
-list. What still differs from the originals, and why: README.md, "Drop-in for NumPy
-models".
+list. What still differs from the originals, and why: docs/guide/dropin.md, "Drop-in for
+NumPy models".
 
 How: the sequence functions are thin adapters onto fastbptt.rnn_forward / lstm_forward
 (PyTorch layout: W_ih (G*H, D) = Wx^T, gate blocks [i f g o], batch_first=True reads
