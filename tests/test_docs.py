@@ -65,7 +65,9 @@ DOCTESTS = [pytest.param(test, id=name)
 
 # The functions a new user meets first: their reference pages must show an example.
 WITH_EXAMPLES = ["rnn_forward", "lstm_forward", "gru_forward", "softmax_cross_entropy",
-                 "sigmoid_binary_cross_entropy", "mean_squared_error"]
+                 "sigmoid_binary_cross_entropy", "mean_squared_error", "RNN", "LSTM", "GRU",
+                 "Embedding", "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm",
+                 "TruncatedBPTT"]
 
 
 def test_the_api_reference_has_examples():

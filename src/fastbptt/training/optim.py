@@ -163,9 +163,39 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    """Plain gradient descent, w -= lr * g (torch.optim.SGD without momentum).
+    """Plain gradient descent, ``w -= lr * g`` (torch.optim.SGD without momentum).
 
-    SGD(params, lr=0.1); params {name: float ndarray} updated in place by step(grads).
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+        or float64, writable; :meth:`step` updates them in place.
+    lr : float, default 0.1
+        The learning rate, > 0.
+
+    Notes
+    -----
+    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+    again.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+        message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.SGD({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
 
     def __init__(self, params, lr=0.1):
@@ -177,12 +207,48 @@ class SGD(_Optimizer):
 
 
 class Momentum(_Optimizer):
-    """Heavy-ball or Nesterov momentum with torch.optim.SGD(momentum=...)'s rule:
+    """Heavy-ball or Nesterov momentum, with torch.optim.SGD(momentum=...)'s rule.
+
+    The update, per array::
 
         b = momentum * b + g        (b starts at zero, so b = g at the first step)
         w -= lr * b                 or, nesterov, w -= lr * (g + momentum * b)
 
-    Momentum(params, lr=0.1, momentum=0.9, nesterov=False).
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+        or float64, writable; :meth:`step` updates them in place.
+    lr : float, default 0.1
+        The learning rate, > 0.
+    momentum : float, default 0.9
+        In [0, 1).
+    nesterov : bool, default False
+        Nesterov's variant.
+
+    Notes
+    -----
+    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+    again.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+        message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Momentum({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("momentum_buffer",)
 
@@ -217,11 +283,45 @@ class Momentum(_Optimizer):
 
 
 class Adagrad(_Optimizer):
-    """Adagrad with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay):
+    """Adagrad, with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay).
+
+    The update, per array::
 
         s += g^2;  w -= lr * g / (sqrt(s) + eps)
 
-    Adagrad(params, lr=0.01, eps=1e-10).
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+        or float64, writable; :meth:`step` updates them in place.
+    lr : float, default 0.01
+        The learning rate, > 0.
+    eps : float, default 1e-10
+        Added to the denominator, >= 0.
+
+    Notes
+    -----
+    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+    again.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+        message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Adagrad({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("sum",)
 
@@ -248,13 +348,49 @@ class Adagrad(_Optimizer):
 
 
 class Adam(_Optimizer):
-    """Adam with torch.optim.Adam's bias-corrected rule, step count t from 1:
+    """Adam, with torch.optim.Adam's bias-corrected rule, step count t from 1.
+
+    The update, per array::
 
         m = lerp(m, g, 1 - beta1)           m + (1 - beta1) (g - m), as torch computes it
         v = beta2 v + (1 - beta2) g^2
         w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8).
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+        or float64, writable; :meth:`step` updates them in place.
+    lr : float, default 1e-3
+        The learning rate, > 0.
+    betas : (float, float), default (0.9, 0.999)
+        beta1 and beta2, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+
+    Notes
+    -----
+    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+    again.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+        message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Adam({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("exp_avg", "exp_avg_sq")
 
