@@ -67,7 +67,7 @@ DOCTESTS = [pytest.param(test, id=name)
 WITH_EXAMPLES = ["rnn_forward", "lstm_forward", "gru_forward", "softmax_cross_entropy",
                  "sigmoid_binary_cross_entropy", "mean_squared_error", "RNN", "LSTM", "GRU",
                  "Embedding", "SGD", "Momentum", "Adagrad", "Adam", "clip_grad_norm",
-                 "TruncatedBPTT"]
+                 "TruncatedBPTT", "gradient_flow", "use_backend", "threads", "last_step"]
 
 
 def test_the_api_reference_has_examples():
