@@ -81,3 +81,26 @@ def test_docstring_examples(test):
     with np.printoptions(legacy=False):
         runner.run(test, out=lambda text: pytest.fail(text, pytrace=False))
     assert runner.failures == 0
+
+
+def test_every_public_docstring_has_numpydoc_sections():
+    """The API reference is generated from these: a function that takes arguments
+    documents them in a Parameters section, a class its Parameters or Attributes."""
+    import inspect
+
+    pytest.importorskip("numpydoc")      # the docs extra; CI runs this after installing it
+    from numpydoc.docscrape import ClassDoc, FunctionDoc
+    missing = []
+    for name, obj in _public_objects():
+        if inspect.isclass(obj):
+            doc = ClassDoc(obj, config={"show_class_members": False})
+            if not (doc["Parameters"] or doc["Attributes"]):
+                missing.append(name)
+        else:
+            doc = FunctionDoc(obj)
+            takes = [p for p in inspect.signature(obj).parameters]
+            if takes and not doc["Parameters"]:
+                missing.append(name)
+        if not doc["Summary"]:
+            missing.append(f"{name} (no summary)")
+    assert not missing, missing

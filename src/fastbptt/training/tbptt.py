@@ -43,14 +43,22 @@ from fastbptt.runtime.validation import as_float_array
 
 @dataclass(frozen=True)
 class TruncatedBPTTWindow:
-    """One window of TruncatedBPTT.run.
+    """One window of :meth:`TruncatedBPTT.run`.
 
-    start, stop: the steps forwarded and backpropagated, [start, stop);
-    loss_start: the first step whose loss counts (start <= loss_start < stop);
-    loss: what loss_fn returned (a float); grads: the layer's parameter gradients merged
-    with the extra gradients loss_fn returned, {name: ndarray}, ready for opt.step;
-    dx: dL/dx of the window's input, shaped like x[start:stop] (time axis 1 when
-    batch_first).
+    Attributes
+    ----------
+    start, stop : int
+        The steps forwarded and backpropagated, [start, stop).
+    loss_start : int
+        The first step whose loss counts (start <= loss_start < stop).
+    loss : float
+        What ``loss_fn`` returned.
+    grads : dict of str to ndarray
+        The layer's parameter gradients merged with the extra gradients ``loss_fn``
+        returned, ready for ``opt.step``.
+    dx : ndarray
+        dL/dx of the window's input, shaped like ``x[start:stop]`` (time axis 1 when
+        batch_first).
     """
     start: int
     stop: int
