@@ -25,7 +25,7 @@ myst_heading_anchors = 3
 
 autosummary_generate = True
 templates_path = ["_templates"]
-autodoc_default_options = {"members": False}
+autodoc_default_options = {}
 # The signatures stay as written (x, h0, W_ih, ...): no type hints to move around.
 autodoc_typehints = "none"
 numpydoc_show_class_members = False

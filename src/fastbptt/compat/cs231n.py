@@ -1,9 +1,10 @@
 """The recurrent layer functions of the Stanford CS231n assignments (rnn_layers.py), with
-their names, signatures, shapes and return values, running on fastbptt's compiled cells:
+their names, signatures, shapes and return values, running on fastbptt's compiled cells::
 
     from fastbptt.compat import cs231n as layers     # instead of: from rnn_layers import *
 
-Their conventions, kept here:
+Their conventions, kept here::
+
     x (N, T, D) batch-major, h0 (N, H), h (N, T, H);  Wx (D, G*H), Wh (H, G*H), b (G*H,)
     RNN:  h_t = tanh(x_t Wx + h_{t-1} Wh + b)
     LSTM: a = x_t Wx + h_{t-1} Wh + b (N, 4H), blocks [i f o g];
