@@ -19,13 +19,13 @@ time and its share of (compute + allreduce) for the better of ring and tree.
 """
 import math
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from fastbptt.cells.spec import get_spec
 
 
 def lstm_model(V, H, L, cell="lstm"):
     """Parameters (floats) and per-sample-step FLOPs of V one-hot inputs -> L layers of H
     -> softmax over V, the demo's model."""
-    G = GATES[cell]
+    G = get_spec(cell).gates
     params, flops = 0, 0
     for k in range(L):
         I = V if k == 0 else H

@@ -8,10 +8,11 @@ import pytest
 
 import fastbptt
 from fastbptt import reference
+from fastbptt.cells.spec import SPECS
 from fastbptt.runtime import backend as _backend
 
 T_, B_, I_, H_ = 5, 3, 4, 6
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = {name: spec.gates for name, spec in SPECS.items()}
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,7 @@ def _problem(cell, seed=0, dtype=np.float64):
     x = rng.standard_normal((T_, B_, I_)).astype(dtype)
     W = [rng.standard_normal(s).astype(dtype) * 0.4
          for s in ((G * H_, I_), (G * H_, H_), (G * H_,), (G * H_,))]
-    states = (None, None) if cell == "lstm" else (None,)
+    states = (None,) * len(SPECS[cell].states)
     dh = rng.standard_normal((T_, B_, H_)).astype(dtype)
     return (x, *states, *W), dh
 

@@ -18,9 +18,18 @@ import fastbptt
 import fastbptt.runtime.validation as validation
 from _registry import LAYOUTS, REGISTRY, Case, flatten
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS, SPECS
 
-CELL_FORWARDS = [e for e in REGISTRY if e.name in ("rnn_forward", "lstm_forward", "gru_forward")]
+CELL_FORWARDS = [e for e in REGISTRY if e.name in {s.forward_name for s in SPECS.values()}]
 IMPL_MODULES = {"compiled": fastbptt, "reference": reference}
+
+
+def _forward_call(cell, impl, x, W_ih, W_hh):
+    """The cell's forward function in impl and its positional arguments, every initial
+    state None (zeros)."""
+    spec = SPECS[cell]
+    forward = getattr(IMPL_MODULES[impl], spec.forward_name)
+    return forward, (x, *(None,) * len(spec.states), W_ih, W_hh)
 
 
 def _array_params(call):
@@ -76,25 +85,25 @@ def test_lengths_out_of_range_or_of_the_wrong_dtype(entry, impl, lengths, exc, n
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_sizes_beyond_32_bit_blas_are_refused_before_allocating(cell, impl, batch_first):
     """T*B = 2**32 from a zero-stride view of 4 bytes: a copy would need 16 GiB, so a
     ValueError (not a MemoryError, not a long stall) shows the check ran first."""
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    G = SPECS[cell].gates
     T, B, I, H = 2**16, 2**16, 1, 2
     x = np.broadcast_to(np.float32(0), (B, T, I) if batch_first else (T, B, I))
     W_ih, W_hh = np.zeros((G * H, I), np.float32), np.zeros((G * H, H), np.float32)
-    forward = getattr(IMPL_MODULES[impl], f"{cell}_forward")
-    args = (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
+    forward, args = _forward_call(cell, impl, x, W_ih, W_hh)
     with pytest.raises(ValueError, match=r"T\*B\*I = 4294967296 exceeds the 32-bit BLAS"):
         forward(*args, batch_first=batch_first)
 
 
-PRODUCTS = {"T*B*I": lambda T, B, I, H, G: T * B * I,
-            "T*B*G'*H": lambda T, B, I, H, G: T * B * (4 if G == 3 else G) * H,
-            "G*H*H": lambda T, B, I, H, G: G * H * H,
-            "G*H*I": lambda T, B, I, H, G: G * H * I}
+# G' = spec.work_gates, the columns / H of the kernels' gate workspace
+PRODUCTS = {"T*B*I": lambda T, B, I, H, G, Gw: T * B * I,
+            "T*B*G'*H": lambda T, B, I, H, G, Gw: T * B * Gw * H,
+            "G*H*H": lambda T, B, I, H, G, Gw: G * H * H,
+            "G*H*I": lambda T, B, I, H, G, Gw: G * H * I}
 
 
 @pytest.mark.parametrize("cell,product,shape", [
@@ -110,16 +119,15 @@ def test_each_product_is_checked_and_named(monkeypatch, cell, product, shape, im
     shape where it is the largest, that product is the one named: every buffer the
     kernels index is covered (G' = 4 for the GRU's gate workspace)."""
     T, B, I, H = shape
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    value = PRODUCTS[product](T, B, I, H, G)
-    assert value == max(f(T, B, I, H, G) for f in PRODUCTS.values())
+    G, Gw = SPECS[cell].gates, SPECS[cell].work_gates
+    value = PRODUCTS[product](T, B, I, H, G, Gw)
+    assert value == max(f(T, B, I, H, G, Gw) for f in PRODUCTS.values())
     monkeypatch.setattr(validation, "_BLAS_INT_MAX", value - 1)
-    label = (product.replace("G'", str(4 if G == 3 else G)).replace("G", str(G)))
+    label = (product.replace("G'", str(Gw)).replace("G", str(G)))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I))
     W_ih, W_hh = rng.standard_normal((G * H, I)), rng.standard_normal((G * H, H))
-    forward = getattr(IMPL_MODULES[impl], f"{cell}_forward")
-    args = (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
+    forward, args = _forward_call(cell, impl, x, W_ih, W_hh)
     with pytest.raises(ValueError, match=re.escape(f"{label} = {value} exceeds the 32-bit")):
         forward(*args)
 
@@ -133,7 +141,7 @@ def test_layer_refuses_huge_sequences_before_allocating(cls):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_huge_upstream_gradients_are_refused_by_shape_without_a_copy(cell, impl):
     entry = next(e for e in REGISTRY if e.name == f"{cell}_backward")
     call = entry.build(Case(T=3, B=2, I=3, H=2), impl)
@@ -187,36 +195,32 @@ def test_caller_arrays_are_never_written(entry, impl, batch_first):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_empty_batch_with_a_huge_T_is_immediate_and_a_T_beyond_int32_refused(cell, impl):
     """B = 0 makes every result empty whatever T is: no loop over 2**30 empty steps
     (found by tools/fuzz.py, where it ran for minutes). T itself must fit a C int."""
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    G = SPECS[cell].gates
     W_ih, W_hh = np.ones((G * 3, 2)), np.ones((G * 3, 3))
-    mod = IMPL_MODULES[impl]
-    forward, backward = getattr(mod, f"{cell}_forward"), getattr(mod, f"{cell}_backward")
-
-    def args(x):
-        return (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
-
+    backward = getattr(IMPL_MODULES[impl], SPECS[cell].backward_name)
     x = np.broadcast_to(np.float64(0), (2**30, 0, 2))
-    h, cache = forward(*args(x))
+    forward, args = _forward_call(cell, impl, x, W_ih, W_hh)
+    h, cache = forward(*args)
     assert h.shape == (2**30, 0, 3)
     grads = backward(None, cache, dh_n=np.zeros((0, 3)))
     assert grads.dx.shape == x.shape and not grads.dW_ih.any()
     with pytest.raises(ValueError, match=r"T = 2147483653 exceeds the 32-bit BLAS"):
-        forward(*args(np.broadcast_to(np.float64(0), (2**31 + 5, 0, 2))))
+        forward(*_forward_call(cell, impl, np.broadcast_to(np.float64(0), (2**31 + 5, 0, 2)),
+                               W_ih, W_hh)[1])
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_a_huge_batch_without_features_is_refused_before_the_zero_states(cell, impl):
     """I = 0 makes x empty whatever B is, but h0 = None would be zeros (B, H): B = 2**40
     must be refused before those are allocated, not with a MemoryError."""
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    G = SPECS[cell].gates
     x = np.broadcast_to(np.float64(0), (1, 2**40, 0))
     W_ih, W_hh = np.ones((G * 3, 0)), np.ones((G * 3, 3))
-    forward = getattr(IMPL_MODULES[impl], f"{cell}_forward")
-    args = (x, None, None, W_ih, W_hh) if cell == "lstm" else (x, None, W_ih, W_hh)
+    forward, args = _forward_call(cell, impl, x, W_ih, W_hh)
     with pytest.raises(ValueError, match=r"B = 1099511627776 exceeds the 32-bit BLAS"):
         forward(*args)

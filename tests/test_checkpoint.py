@@ -15,9 +15,15 @@ import pytest
 
 import fastbptt
 from fastbptt.cells.checkpoint import segment_length
+from fastbptt.cells.spec import SPECS
 
 T, B, I, H = 11, 3, 4, 5
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {name: spec.gates for name, spec in SPECS.items()}
+
+
+def _finals(cell, cache):
+    """The final states (h_n, and c_n where the cell has it), in spec.states order."""
+    return tuple(getattr(cache, f"{name}_n") for name in SPECS[cell].states)
 WEIGHT_TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
@@ -25,7 +31,7 @@ def problem(cell, dtype, batch_first=False, bias=True, seed=0):
     rng = np.random.default_rng(seed)
     G = GATES[cell]
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
-    states = [rng.standard_normal((B, H)).astype(dtype) for _ in range(1 + (cell == "lstm"))]
+    states = [rng.standard_normal((B, H)).astype(dtype) for _ in SPECS[cell].states]
     weights = [(0.4 * rng.standard_normal(shape)).astype(dtype)
                for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
     if not bias:
@@ -39,7 +45,7 @@ def run(cell, x, states, weights, dh, dn, checkpoint, **kw):
     forward = getattr(fastbptt, f"{cell}_forward")
     backward = getattr(fastbptt, f"{cell}_backward")
     h, cache = forward(x, *states, *weights, checkpoint=checkpoint, **kw)
-    finals = (cache.h_n,) + ((cache.c_n,) if cell == "lstm" else ())
+    finals = _finals(cell, cache)
     return h, finals, backward(dh, cache, *dn)
 
 
@@ -135,8 +141,7 @@ def test_reference_twin_takes_checkpoint_too(cell, how):
     forward = getattr(fastbptt.reference, f"{cell}_forward")
     backward = getattr(fastbptt.reference, f"{cell}_backward")
     h0, cache0 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]))
-    plain = (h0, (cache0.h_n,) + ((cache0.c_n,) if cell == "lstm" else ()),
-             backward(dh, cache0, *dn))
+    plain = (h0, _finals(cell, cache0), backward(dh, cache0, *dn))
     if how == "reference module":
         h1, cache1 = forward(x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
         grads1 = backward(dh, cache1, *dn)
@@ -145,7 +150,7 @@ def test_reference_twin_takes_checkpoint_too(cell, how):
             h1, cache1 = getattr(fastbptt, f"{cell}_forward")(
                 x, *states, *weights, lengths=np.array([T, 4, 0]), checkpoint=3)
         grads1 = getattr(fastbptt, f"{cell}_backward")(dh, cache1, *dn)
-    finals1 = (cache1.h_n,) + ((cache1.c_n,) if cell == "lstm" else ())
+    finals1 = _finals(cell, cache1)
     assert_same(cell, plain, (h1, finals1, grads1), np.float64)
 
 
@@ -166,7 +171,7 @@ def test_long_sequences_agree_to_rounding(cell, dtype, shape):
     G = GATES[cell]
     rng = np.random.default_rng(5)
     x = rng.standard_normal((T_, B_, I_)).astype(dtype)
-    states = [None] * (1 + (cell == "lstm"))
+    states = [None] * len(SPECS[cell].states)
     # contracting dynamics (weights 0.5 / sqrt(H)): a last-bit difference then stays a
     # last-bit difference over the steps instead of being amplified (near the edge of
     # chaos a float32 RNN amplifies it past 1e-5 in a few hundred steps)

@@ -16,6 +16,7 @@ from _helpers import fake_clock
 from fastbptt import bench
 from fastbptt.app.cli import main
 from fastbptt.bench import report
+from fastbptt.cells.spec import CELLS
 
 HEADINGS = ["T,B,I,H", "dtype", "cell", "threads", "compiled ms", "reference ms", "speedup",
             "compiled GFLOP/s", "roofline ms", "efficiency"]
@@ -44,7 +45,7 @@ def test_bench_prints_header_and_table(capsys):
     rows = table(out)[2:]
     assert [row[:4] for row in rows] == [["3,2,4,4", dtype, cell, "1"]
                                          for dtype in ("float32", "float64")
-                                         for cell in ("rnn", "lstm", "gru")]
+                                         for cell in CELLS]
     for row in rows:
         assert float(row[4]) > 0 and row[6].endswith("x") and row[9].endswith("%")
 

@@ -10,6 +10,7 @@ import fastbptt
 from _cs231n_course import check_fd as _check_fd
 from _cs231n_course import numeric_gradient
 from _helpers import DTYPES, raises_naming, relative_error
+from fastbptt.cells.spec import get_spec
 from fastbptt.compat import cs231n
 
 TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
@@ -40,7 +41,7 @@ SHAPES = [(3, 5, 4, 6), (1, 7, 3, 5), (4, 1, 2, 3), (2, 3, 5, 2)]   # N, T, D, H
 
 
 def _seq_problem(cell, dtype, N, T, D, H, seed=0):
-    G = 4 if cell == "lstm" else 1
+    G = get_spec(cell).gates
     x, h0, Wx, Wh, b, dh = _arrays(dtype, seed, (N, T, D), (N, H), (D, G * H), (H, G * H),
                                    (G * H,), (N, T, H))
     return x, h0, Wx, Wh, b, dh
@@ -231,11 +232,12 @@ BAD_SEQUENCE = [
 @pytest.mark.parametrize("case,change,exc,needles", BAD_SEQUENCE, ids=[c[0] for c in BAD_SEQUENCE])
 def test_bad_sequence_arguments_are_named(cell, case, change, exc, needles):
     args = _rnn_args(**change)
-    if cell == "lstm":
+    G = get_spec(cell).gates
+    if G > 1:   # G*H columns in Wx, Wh and b
         for k in ("Wx", "Wh", "b"):
             if k not in change:
-                args[k] = np.tile(args[k], 4)
-        needles = [n.replace(r"H\)", r"4\*H\)").replace(r"H,\)", r"4\*H,\)")
+                args[k] = np.tile(args[k], G)
+        needles = [n.replace(r"H\)", rf"{G}\*H\)").replace(r"H,\)", rf"{G}\*H,\)")
                    if case in ("Wx_rows", "Wh_shape", "b_shape", "b_per_row") else n
                    for n in needles]
         if case == "Wh_shape":

@@ -10,13 +10,12 @@ import types
 import numpy as np
 import pytest
 
+import _cs231n_course as _course
 from _cs231n_course import (
     check_fd,
     numeric_gradient,
-    o_lstm_backward,
     o_lstm_step_backward,
     o_lstm_step_forward,
-    o_rnn_backward,
     o_rnn_step_backward,
     o_rnn_step_forward,
     o_temporal_affine_forward,
@@ -26,9 +25,15 @@ from _cs231n_course import (
 )
 from _helpers import raises_naming, relative_error
 from _minchar_script import script_namespace
+from fastbptt.cells.spec import get_spec
 from fastbptt.compat import cs231n, minchar
 
-GATES = {"rnn": 1, "lstm": 4}
+GATES = {cell: get_spec(cell).gates for cell in ("rnn", "lstm")}   # the course's two cells
+
+
+def _has_c(cell):
+    """Whether the cell carries a cell state c (its step functions take prev_c)."""
+    return "c" in get_spec(cell).states
 DX_SEQ = 4   # D of _seq_problem
 
 
@@ -52,13 +57,12 @@ def _step(cell, impl):
     """(forward, backward) step functions of cs231n ("compat") or the course."""
     if impl == "compat":
         return getattr(cs231n, f"{cell}_step_forward"), getattr(cs231n, f"{cell}_step_backward")
-    return {"rnn": (o_rnn_step_forward, o_rnn_step_backward),
-            "lstm": (o_lstm_step_forward, o_lstm_step_backward)}[cell]
+    return getattr(_course, f"o_{cell}_step_forward"), getattr(_course, f"o_{cell}_step_backward")
 
 
 def _step_call(cell, impl, x, h, c, Wx, Wh, b):
     forward = _step(cell, impl)[0]
-    return forward(x, h, Wx, Wh, b) if cell == "rnn" else forward(x, h, c, Wx, Wh, b)
+    return forward(x, h, Wx, Wh, b) if not _has_c(cell) else forward(x, h, c, Wx, Wh, b)
 
 
 def _course_steps(cell, x, h0, Wx, Wh, b):
@@ -66,7 +70,7 @@ def _course_steps(cell, x, h0, Wx, Wh, b):
     h (N, T, H) and the list of step caches."""
     h, c, hs, caches = h0, np.zeros_like(h0), [], []
     for t in range(x.shape[1]):
-        if cell == "rnn":
+        if not _has_c(cell):
             h, cache = o_rnn_step_forward(x[:, t], h, Wx, Wh, b)
         else:
             h, c, cache = o_lstm_step_forward(x[:, t], h, c, Wx, Wh, b)
@@ -76,7 +80,7 @@ def _course_steps(cell, x, h0, Wx, Wh, b):
 
 
 def _course_backward(cell, dh, caches):
-    return (o_rnn_backward if cell == "rnn" else o_lstm_backward)(dh, caches)
+    return getattr(_course, f"o_{cell}_backward")(dh, caches)
 
 
 def _seq(cell):
@@ -197,9 +201,9 @@ def _materialise(cell, x, h, c, b):
     course's step (2-D only for its LSTM) computes row by row; and the batch shape."""
     G = GATES[cell]
     batch = np.broadcast_shapes(x.shape[:-1], h.shape[:-1], b.shape[:-1],
-                                c.shape[:-1] if cell == "lstm" else ())
+                                c.shape[:-1] if _has_c(cell) else ())
     rows = [np.broadcast_to(a, batch + (n,)).reshape(-1, n)
-            for a, n in ((x, DX), (h, H), (c if cell == "lstm" else h, H))]
+            for a, n in ((x, DX), (h, H), (c if _has_c(cell) else h, H))]
     return rows, np.broadcast_to(b, batch + (G * H,)).reshape(-1, G * H), batch
 
 
@@ -224,20 +228,20 @@ def test_step_backward_of_broadcast_inputs(cell, case):
     out = _step_call(cell, "compat", x, h, c, Wx, Wh, b)
     dn, dc = _arrays(2, out[0].shape, out[0].shape)
     backward = _step(cell, "compat")[1]
-    grads = backward(dn, out[-1]) if cell == "rnn" else backward(dn, dc, out[-1])
+    grads = backward(dn, out[-1]) if not _has_c(cell) else backward(dn, dc, out[-1])
 
     (xr, hr, cr), br, _ = _materialise(cell, x, h, c, b)
     course = _step_call(cell, "course", xr, hr, cr, Wx, Wh, br)
     o_backward = _step(cell, "course")[1]
     rows = (dn.reshape(-1, H), dc.reshape(-1, H))
-    want = (o_backward(rows[0], course[-1]) if cell == "rnn"
+    want = (o_backward(rows[0], course[-1]) if not _has_c(cell)
             else o_backward(*rows, course[-1]))
     _close(grads[-3:], want[-3:], 1e-12, f"{case} dWx, dWh, db")
     assert grads[-1].shape == (GATES[cell] * H,)   # db as the course's da.sum(axis=0)
 
-    names = ("x", "prev_h") + (("prev_c",) if cell == "lstm" else ()) + ("Wx", "Wh")
-    arrays = (x, h) + ((c,) if cell == "lstm" else ()) + (Wx, Wh)
-    if cell == "rnn":
+    names = ("x", "prev_h") + (("prev_c",) if _has_c(cell) else ()) + ("Wx", "Wh")
+    arrays = (x, h) + ((c,) if _has_c(cell) else ()) + (Wx, Wh)
+    if not _has_c(cell):
         run, d_out = (lambda: _step_call(cell, "compat", x, h, c, Wx, Wh, b)[0]), dn
     else:   # L = sum(next_h dn + next_c dc)
         run = lambda: np.stack(_step_call(cell, "compat", x, h, c, Wx, Wh, b)[:2])  # noqa
@@ -308,7 +312,7 @@ def test_integer_arguments_promote_as_numpy(cell):
     ints = [rng.integers(-1, 2, a.shape) for a in (x, Wx, Wh, b)]
     h, _ = forward(ints[0], h0_int, *ints[1:])
     assert h.dtype == np.float64
-    if cell == "rnn":
+    if not _has_c(cell):
         _close([h], [_course_steps(cell, ints[0], h0_int, *ints[1:])[0]], 1e-12, "all ints")
     # int16 alone: np.tanh gives float32
     step = _step_call(cell, "compat", *(a.astype(np.int16) for a in (
@@ -394,7 +398,7 @@ def test_the_sequence_cache_is_the_list_of_step_caches(cell):
     dc, = _arrays(22, h0.shape)
     h[...] = 0             # the caller owns h: writing it leaves the cache's steps alone
     for t in (0, 2, T - 1, -1):      # the idiom: rnn_step_backward(d, rnn_forward(...)[1][t])
-        args = (dh[:, t],) if cell == "rnn" else (dh[:, t], dc)
+        args = (dh[:, t],) if not _has_c(cell) else (dh[:, t], dc)
         _close(step_backward(*args, cache[t]), o_step_backward(*args, caches_o[t]), 1e-10,
                f"step {t}")
     # a backward loop of one's own over the cache, with the step functions
@@ -410,7 +414,7 @@ def _own_backward(cell, dh, steps):
     dprev_h = dprev_c = np.zeros((dh.shape[0], dh.shape[2]))
     sums = None
     for t, step in steps:
-        if cell == "rnn":
+        if not _has_c(cell):
             dx[:, t], dprev_h, *d = step_backward(dh[:, t] + dprev_h, step)
         else:
             dx[:, t], dprev_h, dprev_c, *d = step_backward(dh[:, t] + dprev_h, dprev_c, step)
@@ -429,7 +433,7 @@ def test_sequence_backward_takes_a_list_of_step_caches(cell):
         h, c, hs, caches = h0, np.zeros_like(h0), [], []
         for t in range(x.shape[1]):
             out = _step_call(cell, "compat", x[:, t], h, c, Wx, Wh, b)
-            h, c = out[0], out[1] if cell == "lstm" else c
+            h, c = out[0], out[1] if _has_c(cell) else c
             hs.append(h)
             caches.append(out[-1])
         return np.stack(hs, axis=1), caches
@@ -491,7 +495,7 @@ def _sample(layers, cell, params, features, start, max_length, start_as):
     token = start if start_as == "scalar" else start * np.ones(N, dtype=np.int32)
     word, _ = layers.word_embedding_forward(token, params["W_embed"])
     for t in range(max_length):
-        if cell == "rnn":
+        if not _has_c(cell):
             h, _ = layers.rnn_step_forward(word, h, params["Wx"], params["Wh"], params["b"])
         else:
             h, c, _ = layers.lstm_step_forward(word, h, c, params["Wx"], params["Wh"],

@@ -6,11 +6,18 @@ import sys
 import numpy as np
 import pytest
 
-from fastbptt import GRU, LSTM, RNN, GradientFlow, gradient_flow, plot_gradient_flow
-from fastbptt.reference import gru_forward, lstm_forward, rnn_forward
+import fastbptt.reference
+from fastbptt import RNN, GradientFlow, gradient_flow, plot_gradient_flow
+from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.nn import LAYERS as CLASSES
 
-CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-cell_param = pytest.mark.parametrize("cell", list(CLASSES))
+cell_param = pytest.mark.parametrize("cell", CELLS)
+
+
+def _has_c(cell):
+    """Whether the cell carries a cell state c beside h (a layer then takes and returns
+    the tuple (h, c) of states)."""
+    return "c" in SPECS[cell].states
 
 T, B, I, H = 6, 3, 2, 4
 
@@ -25,10 +32,8 @@ def _problem(cell, layer, seed=1):
     x = rng.standard_normal((T, B, I))
     d_out = rng.standard_normal((T, B, H))
     shape = (layer.num_layers, B, H)
-    hx = rng.standard_normal(shape) * 0.5
-    if cell == "lstm":
-        hx = (hx, rng.standard_normal(shape) * 0.5)
-    return x, d_out, hx
+    hx = tuple(rng.standard_normal(shape) * 0.5 for _ in SPECS[cell].states)
+    return x, d_out, hx if len(hx) > 1 else hx[0]
 
 
 def _single_layer(layer, cell, k):
@@ -41,8 +46,8 @@ def _single_layer(layer, cell, k):
 
 
 def _init(cell, hx, k):
-    if cell == "lstm":
-        return (hx[0][k:k + 1], hx[1][k:k + 1])
+    if len(SPECS[cell].states) > 1:
+        return tuple(h[k:k + 1] for h in hx)
     return hx[k:k + 1]
 
 
@@ -87,11 +92,9 @@ def _reference_run(cell, params, k, inp, h0, c0):
     """Layer k over inp (T', B, I_k) from (h0, c0) by the reference twin: the states."""
     w = (params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], params[f"bias_ih_l{k}"],
          params[f"bias_hh_l{k}"])
-    if cell == "lstm":
-        return lstm_forward(inp, h0, c0, *w)
-    if cell == "rnn":
-        return rnn_forward(inp, h0, *w)
-    return gru_forward(inp, h0, *w)
+    spec = SPECS[cell]
+    forward = getattr(fastbptt.reference, spec.forward_name)
+    return forward(inp, *(h0, c0)[:len(spec.states)], *w)
 
 
 @cell_param
@@ -99,11 +102,11 @@ def test_jacobian_norm_matches_finite_differences(cell):
     layer = _layer(cell)
     x, d_out, hx = _problem(cell, layer)
     flow = gradient_flow(layer, x, d_out, hx)
-    h0s, c0s = (hx if cell == "lstm" else (hx, np.zeros_like(hx)))
+    h0s, c0s = (hx if _has_c(cell) else (hx, np.zeros_like(hx)))
     inp, eps = x, 1e-6
     for k in range(layer.num_layers):
         h_all, cache = _reference_run(cell, layer.params, k, inp, h0s[k], c0s[k])
-        c_all = cache.c if cell == "lstm" else None
+        c_all = cache.c if _has_c(cell) else None
         for t in range(T - 1):
             J = np.empty((B, H, H))          # J[b, :, j] = d h_{T-1}[b] / d h_t[b, j]
             for j in range(H):
@@ -111,7 +114,7 @@ def test_jacobian_norm_matches_finite_differences(cell):
                 for sign in (1, -1):
                     h_t = h_all[t].copy()
                     h_t[:, j] += sign * eps
-                    c_t = c_all[t] if cell == "lstm" else None   # c_t held fixed
+                    c_t = c_all[t] if _has_c(cell) else None   # c_t held fixed
                     out, _ = _reference_run(cell, layer.params, k, inp[t + 1:], h_t, c_t)
                     runs.append(out[-1])
                 J[:, :, j] = (runs[0] - runs[1]) / (2 * eps)
@@ -147,7 +150,7 @@ def test_batch_first_and_float32_agree_with_time_major_float64(cell):
     np.testing.assert_allclose(flow_bf.jacobian_norm, flow.jacobian_norm, rtol=1e-12)
 
     f32 = CLASSES[cell](I, H, num_layers=2, dtype=np.float32, seed=0)
-    hx32 = tuple(h.astype(np.float32) for h in hx) if cell == "lstm" \
+    hx32 = tuple(h.astype(np.float32) for h in hx) if _has_c(cell) \
         else hx.astype(np.float32)
     flow32 = gradient_flow(f32, x.astype(np.float32), d_out.astype(np.float32), hx32,
                            jacobian=False)
@@ -231,9 +234,9 @@ def test_bad_input():
 def test_reference_backward_steps_broadcast_over_leading_dimensions(cell):
     """The per-step functions the diagnostics push an identity through: K vectors at once
     (K, B, H) give the same as K separate (B, H) calls, with and without lengths."""
-    from fastbptt.reference.gru import gru_backward_step
-    from fastbptt.reference.lstm import lstm_backward_step
-    from fastbptt.reference.rnn import rnn_backward_step
+    spec = SPECS[cell]
+    module = getattr(fastbptt.reference, spec.name)   # fastbptt.reference.rnn, ...
+    step = getattr(module, f"{spec.name}_backward_step")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((T, B, I))
     params = _layer(cell, num_layers=1).params
@@ -241,20 +244,14 @@ def test_reference_backward_steps_broadcast_over_leading_dimensions(cell):
     _, cache = _reference_run(cell, params, 0, x, h0, c0)
     G = rng.standard_normal((5, B, H))
     C = rng.standard_normal((5, B, H))
+    d_states = (G, C)[:len(spec.states)]   # dL/dh_t (and dL/dc_t), 5 vectors each
     for keep in (None, np.array([[True], [False], [True]])):
         for t in (0, T - 1):
-            if cell == "rnn":
-                together = rnn_backward_step(G, cache, t, keep)
-                apart = [rnn_backward_step(G[j], cache, t, keep) for j in range(5)]
-            elif cell == "gru":
-                together = gru_backward_step(G, cache, t, keep)
-                apart = [gru_backward_step(G[j], cache, t, keep) for j in range(5)]
-            else:
-                together = lstm_backward_step(G, C, cache, t, keep)
-                apart = [lstm_backward_step(G[j], C[j], cache, t, keep) for j in range(5)]
+            together = step(*d_states, cache, t, keep)
+            apart = [step(*(d[j] for d in d_states), cache, t, keep) for j in range(5)]
             for i, part in enumerate(together):
                 np.testing.assert_allclose(part, np.stack([a[i] for a in apart]),
                                            rtol=1e-14, atol=1e-14)
             if keep is not None:   # the row past its length passes g through untouched
-                np.testing.assert_array_equal(together[-1][:, 1], (C if cell == "lstm"
-                                                                   else G)[:, 1])
+                # (the last state's gradient is the step's last result)
+                np.testing.assert_array_equal(together[-1][:, 1], d_states[-1][:, 1])

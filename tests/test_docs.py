@@ -6,8 +6,11 @@
   script ``# train.py: mpiexec`` (test_distributed_mpi.py runs it under mpiexec).
 - The Examples sections of the public docstrings (every name in fastbptt.__all__) pass
   as doctests, so the API reference shows output that the code really gives.
+- The cells' public docstrings (fastbptt.cells.docs fills their shared sections): every
+  placeholder filled, and each documents every argument the function takes.
 """
 import doctest
+import inspect
 import pathlib
 import re
 
@@ -15,6 +18,9 @@ import numpy as np
 import pytest
 
 import fastbptt
+from fastbptt import reference
+from fastbptt.cells import docs
+from fastbptt.cells.spec import SPECS
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(DOCS.rglob("*.md")) if DOCS.is_dir() else []
@@ -86,8 +92,6 @@ def test_docstring_examples(test):
 def test_every_public_docstring_has_numpydoc_sections():
     """The API reference is generated from these: a function that takes arguments
     documents them in a Parameters section, a class its Parameters or Attributes."""
-    import inspect
-
     pytest.importorskip("numpydoc")      # the docs extra; CI runs this after installing it
     from numpydoc.docscrape import ClassDoc, FunctionDoc
     missing = []
@@ -104,3 +108,30 @@ def test_every_public_docstring_has_numpydoc_sections():
         if not doc["Summary"]:
             missing.append(f"{name} (no summary)")
     assert not missing, missing
+
+
+@pytest.mark.parametrize("module", [fastbptt, reference], ids=["compiled", "reference"])
+@pytest.mark.parametrize("spec", SPECS.values(), ids=lambda s: s.name)
+@pytest.mark.parametrize("which", ["forward_name", "backward_name"])
+def test_cell_docstrings_are_filled_and_name_every_argument(module, spec, which):
+    func = getattr(module, getattr(spec, which))
+    doc = inspect.getdoc(func)
+    assert not re.search(r"^\s*\{\w+\}\s*$", doc, re.MULTILINE), doc
+    for name in inspect.signature(func).parameters:
+        if name != "cache":
+            assert re.search(rf"\b{name}\b", doc), f"{func.__name__} does not document {name}"
+
+
+def test_fill_indents_each_line_of_a_paragraph_as_its_placeholder():
+    @docs.fill(SPECS["lstm"])
+    def f():
+        """Title.
+
+          {backward_arguments}
+        End."""
+    lines = f.__doc__.splitlines()
+    body = lines[2:-1]
+    assert len(body) > 2 and all(line.startswith("          ") for line in body)
+    assert "dh_n, dc_n" in f.__doc__ and lines[-1].strip() == "End."
+    with pytest.raises(KeyError):
+        docs.fill(SPECS["rnn"])(type("g", (), {"__doc__": "{no_such_paragraph}"}))

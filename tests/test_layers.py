@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 
 from fastbptt import GRU, LSTM, RNN
+from fastbptt.cells.spec import CELLS, SPECS
+from fastbptt.nn import LAYERS as CLASSES
 
-CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-cell_param = pytest.mark.parametrize("cell", list(CLASSES))
+cell_param = pytest.mark.parametrize("cell", CELLS)
+
+
+def _n_states(cell):
+    """How many states the cell carries: a layer takes and returns a tuple of them when
+    there are several (h, c), a single array otherwise."""
+    return len(SPECS[cell].states)
 
 
 def _make(cell, I=3, H=4, **kw):
@@ -18,20 +25,17 @@ def _make(cell, I=3, H=4, **kw):
 
 def _states(cell, layer, B, rng):
     shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    h0 = rng.standard_normal(shape).astype(layer.dtype)
-    if cell == "lstm":
-        return (h0, rng.standard_normal(shape).astype(layer.dtype))
-    return h0
+    states = tuple(rng.standard_normal(shape).astype(layer.dtype)
+                   for _ in range(_n_states(cell)))
+    return states if len(states) > 1 else states[0]
 
 
 def _run(layer, cell, x, states, d_out, d_fin, lengths=None):
     """(output, finals, dx, grads, d_initial) of one forward+backward."""
     out, fin = layer.forward(x, states, lengths=lengths)
-    if cell == "lstm":
-        dx, grads = layer.backward(d_out, d_fin[0], d_fin[1])
-        return out, fin, dx, grads, (layer.d_h0, layer.d_c0)
-    dx, grads = layer.backward(d_out, d_fin[0])
-    return out, (fin,), dx, grads, (layer.d_h0,)
+    dx, grads = layer.backward(d_out, *d_fin)
+    d_initial = tuple(getattr(layer, f"d_{name}0") for name in SPECS[cell].states)
+    return out, fin if _n_states(cell) > 1 else (fin,), dx, grads, d_initial
 
 
 def _problem(cell, layer, T, B, seed=1):
@@ -43,8 +47,8 @@ def _problem(cell, layer, T, B, seed=1):
     x = rng.standard_normal(x_shape).astype(layer.dtype)
     states = _states(cell, layer, B, rng)
     d_out = rng.standard_normal(out_shape).astype(layer.dtype)
-    n_fin = 2 if cell == "lstm" else 1
-    d_fin = [rng.standard_normal(fin_shape).astype(layer.dtype) for _ in range(n_fin)]
+    d_fin = [rng.standard_normal(fin_shape).astype(layer.dtype)
+             for _ in range(_n_states(cell))]
     return x, states, d_out, d_fin
 
 
@@ -54,7 +58,7 @@ def _problem(cell, layer, T, B, seed=1):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_parameter_keys_shapes_and_init(cell, bidirectional, bias):
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    G = SPECS[cell].gates
     layer = _make(cell, 3, 5, num_layers=2, bidirectional=bidirectional, bias=bias,
                   dtype=np.float32)
     D = 2 if bidirectional else 1
@@ -132,7 +136,7 @@ def test_forward_rejects_bad_input(cell):
         layer.forward(x.astype(np.float32))
     bad_h0 = np.zeros((1, 2, 4))
     with pytest.raises(ValueError, match="h0"):
-        layer.forward(x, (bad_h0, None) if cell == "lstm" else bad_h0)
+        layer.forward(x, (bad_h0, None) if _n_states(cell) > 1 else bad_h0)
     with pytest.raises(ValueError, match="lengths"):
         layer.forward(x, lengths=[5, 6])
     with pytest.raises(RuntimeError, match="forward"):
@@ -191,7 +195,7 @@ def test_layer_gradients_match_finite_differences(cell, bidirectional):
 
     def loss():
         out, fin = layer.forward(x, states, lengths=lengths)
-        fin = fin if cell == "lstm" else (fin,)
+        fin = fin if _n_states(cell) > 1 else (fin,)
         return float(np.sum(out * d_out) + sum(np.sum(f * d) for f, d in zip(fin, d_fin)))
 
     _, _, dx, grads, _ = _run(layer, cell, x, states, d_out, d_fin, lengths)
@@ -224,8 +228,8 @@ def test_layer_gradients_match_finite_differences(cell, bidirectional):
 # ------------------------------------------------------------------ torch as the oracle
 
 def _torch_module(torch, cell, layer):
-    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    kw = dict(nonlinearity=layer.nonlinearity) if cell == "rnn" else {}
+    cls = getattr(torch.nn, SPECS[cell].torch_name)
+    kw = {name: getattr(layer, name) for name in SPECS[cell].options}   # nonlinearity
     module = cls(layer.input_size, layer.hidden_size, num_layers=layer.num_layers,
                  bias=layer.bias, batch_first=layer.batch_first,
                  bidirectional=layer.bidirectional,
@@ -250,19 +254,17 @@ def test_matches_torch(cell, num_layers, bidirectional, batch_first, with_length
     lengths = np.array([6, 2, 5, 1]) if with_lengths else None
 
     tx = torch.from_numpy(x.copy()).requires_grad_()
-    if cell == "lstm":
-        t_states = tuple(torch.from_numpy(s.copy()).requires_grad_() for s in states)
-    else:
-        t_states = (torch.from_numpy(states.copy()).requires_grad_(),)
+    t_states = tuple(torch.from_numpy(s.copy()).requires_grad_()
+                     for s in (states if _n_states(cell) > 1 else (states,)))
     inp = tx
     if with_lengths:
         inp = torch.nn.utils.rnn.pack_padded_sequence(
             tx, torch.from_numpy(lengths), batch_first=batch_first, enforce_sorted=False)
-    t_out, t_fin = module(inp, t_states if cell == "lstm" else t_states[0])
+    t_out, t_fin = module(inp, t_states if _n_states(cell) > 1 else t_states[0])
     if with_lengths:
         t_out, _ = torch.nn.utils.rnn.pad_packed_sequence(t_out, batch_first=batch_first,
                                                           total_length=T)
-    t_fin = t_fin if cell == "lstm" else (t_fin,)
+    t_fin = t_fin if _n_states(cell) > 1 else (t_fin,)
     loss = (t_out * torch.from_numpy(d_out)).sum()
     for f, d in zip(t_fin, d_fin):
         loss = loss + (f * torch.from_numpy(d)).sum()

@@ -9,6 +9,7 @@ import pytest
 import fastbptt
 from _helpers import DTYPES, assert_close, raises_naming, relative_error, tol_for
 from fastbptt import reference
+from fastbptt.cells.spec import SPECS
 from fastbptt.losses.heads import block_rows
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
@@ -344,8 +345,8 @@ def test_matches_torch(loss, reduction):
 
 # ------------------------------------------------------------------ many-to-one
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = tuple(SPECS)
+GATES = {name: spec.gates for name, spec in SPECS.items()}
 
 
 def _cell_problem(cell, T, B, I, H, dtype=np.float64, seed=0):
@@ -363,7 +364,7 @@ def _cell_problem(cell, T, B, I, H, dtype=np.float64, seed=0):
 def _forward(lib, cell, p, lengths=None, batch_first=False):
     x = p["x"].transpose(1, 0, 2).copy() if batch_first else p["x"]
     weights = (p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
-    states = (None, None) if cell == "lstm" else (None,)
+    states = (None,) * len(SPECS[cell].states)
     forward = getattr(lib, f"{cell}_forward")
     return forward(x, *states, *weights, batch_first=batch_first, lengths=lengths)
 

@@ -12,23 +12,20 @@ import numpy as np
 import pytest
 
 import fastbptt
-from _registry import Case, _cell_arrays
+from _cells import cell_problem
+from _registry import Case
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS
 
 # NaN on purpose: NumPy's "invalid value" warnings from the reference are expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 IMPLS = {"compiled": fastbptt, "reference": reference}
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _problem(cell, batch_first, dtype=np.float64, T=5, B=3, I=4, H=3, seed=0):
-    a, _, up = _cell_arrays(Case(T=T, B=B, I=I, H=H, dtype=dtype,
-                                 batch_first=batch_first, seed=seed), CELLS[cell])
-    if cell != "lstm":
-        del a["c0"]
-        del up["dc_n"]
-    return a, up
+    return cell_problem(cell, Case(T=T, B=B, I=I, H=H, dtype=dtype, batch_first=batch_first,
+                                   seed=seed))
 
 
 def _run(cell, impl, a, up, batch_first, lengths=None, check_finite=False, dh=True):
@@ -53,7 +50,7 @@ def _pad(a, lengths, batch_first, value):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -77,7 +74,7 @@ def test_padding_never_affects_results(impl, cell, batch_first, fill, dtype):
             np.testing.assert_array_equal(getattr(g1, name), v, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("where", ["x", "h0", "dh"])
 def test_nan_propagates_by_default_alike_in_both_implementations(cell, where):
     """One NaN in sequence 0: no error; h of sequence 0 turns NaN from that step on, the
@@ -106,7 +103,7 @@ def test_nan_propagates_by_default_alike_in_both_implementations(cell, where):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_check_finite_names_the_forward_argument(impl, cell, value):
     a, up = _problem(cell, batch_first=False)
@@ -121,7 +118,7 @@ def test_check_finite_names_the_forward_argument(impl, cell, value):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_check_finite_names_the_backward_argument(impl, cell):
     a, up = _problem(cell, batch_first=True)
     mod = IMPLS[impl]
@@ -137,7 +134,7 @@ def test_check_finite_names_the_backward_argument(impl, cell):
 
 
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("value", [1, "yes", None, np.array([True])])
 def test_check_finite_must_be_a_bool(impl, cell, value):
     a, up = _problem(cell, batch_first=False)

@@ -7,27 +7,24 @@ import numpy as np
 import pytest
 
 import fastbptt
+from _cells import cell_functions, cell_problem, nonlinearity_kwargs
 from _helpers import assert_close, tol_for
-from _registry import Case, _cell_arrays
+from _registry import Case
 from fastbptt import reference
+from fastbptt.cells.spec import CELLS
 
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
 F32_VS_F64 = 2e-5   # documented in docs/guarantees.md; measured up to 1.4e-6 at T = 1000, H = 32
 
 
 def _problem(cell, dtype, T, B, I, H, seed):
-    a, _, up = _cell_arrays(Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed), CELLS[cell])
-    if cell != "lstm":
-        del a["c0"]
-        del up["dc_n"]
-    return a, up
+    return cell_problem(cell, Case(T=T, B=B, I=I, H=H, dtype=dtype, seed=seed))
 
 
 def _run(cell, a, up, mod=fastbptt, **kw):
     """Every result of forward + backward as a list of arrays: h, h_n, gradients."""
-    h, cache = getattr(mod, f"{cell}_forward")(**a, **kw)
-    grads = getattr(mod, f"{cell}_backward")(up["dh"], cache,
-                                             **{k: v for k, v in up.items() if k != "dh"})
+    forward, backward = cell_functions(cell, mod)
+    h, cache = forward(**a, **kw)
+    grads = backward(up["dh"], cache, **{k: v for k, v in up.items() if k != "dh"})
     return [h, cache.h_n] + [g for g in grads if g is not None]
 
 
@@ -49,7 +46,7 @@ def test_saturated_gates(cell, dtype, nonlinearity):
     a, up = _problem(cell, dtype, T=50, B=3, I=8, H=8, seed=2)
     a["x"] = a["x"] * 300
     a["W_hh"] = a["W_hh"] * 100
-    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    kw = nonlinearity_kwargs(cell, nonlinearity)
     pre = np.abs(a["x"].reshape(-1, 8) @ a["W_ih"].T).max()
     assert pre > 200
     with np.errstate(over="ignore"):
@@ -59,11 +56,11 @@ def test_saturated_gates(cell, dtype, nonlinearity):
     rtol, atol = tol_for(dtype)
     for g, e in zip(got, expected):
         assert_close(g, e, rtol, atol)
-    if cell == "rnn" and nonlinearity == "tanh":
+    if nonlinearity == "tanh":
         assert np.mean(np.abs(got[0]) > 0.999) > 0.9   # saturated indeed
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_very_long_sequence(cell):
     """T = 20,000, B = 1: finite, and float32 within the documented tolerance of
     float64 (the recurrence contracts, so rounding errors do not compound)."""
@@ -78,7 +75,7 @@ def test_very_long_sequence(cell):
         assert err < F32_VS_F64, f"result {i}: {err:.2e}"
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 def test_long_sequence_matches_reference(cell):
     a, up = _problem(cell, np.float32, T=2000, B=2, I=4, H=8, seed=4)
     rtol, atol = tol_for(np.float32)
@@ -86,7 +83,7 @@ def test_long_sequence_matches_reference(cell):
         assert_close(g, e, rtol, atol)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T", [100, 1000])
 def test_float32_agrees_with_float64(cell, T):
     a, up = _problem(cell, np.float64, T=T, B=4, I=16, H=32, seed=1)
@@ -106,7 +103,7 @@ def test_large_inputs(cell, nonlinearity):
     states are large too): finite, compiled = reference."""
     a, up = _problem(cell, np.float32, T=30, B=3, I=6, H=5, seed=5)
     a["x"] = a["x"] * 1e4
-    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    kw = nonlinearity_kwargs(cell, nonlinearity)
     got = _run(cell, a, up, **kw)
     _assert_all_finite(got, f"{cell} large inputs")
     rtol, atol = tol_for(np.float32)

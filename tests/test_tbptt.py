@@ -5,11 +5,12 @@ runs; RNN, LSTM, GRU, two layers, batch_first; bad input."""
 import numpy as np
 import pytest
 
-from fastbptt import GRU, LSTM, RNN, Adam, TruncatedBPTT
+from fastbptt import RNN, Adam, TruncatedBPTT
+from fastbptt.cells.spec import CELLS, get_spec
+from fastbptt.nn import LAYERS as CLASSES
 from fastbptt.training.tbptt import window_schedule
 
-CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-cell_param = pytest.mark.parametrize("cell", list(CLASSES))
+cell_param = pytest.mark.parametrize("cell", CELLS)
 
 T, B, I, H = 11, 2, 3, 4
 
@@ -119,9 +120,10 @@ def test_carried_state_is_the_full_forward_state_at_every_boundary(cell, backend
         windows += 1
     assert windows == len(expected)
     _assert_state_equal(tb.state, _state_after(layer, x, T), exact=backend == "reference")
-    if cell == "lstm":
-        assert isinstance(tb.state, tuple) and len(tb.state) == 2
-        assert tb.state[0].shape == tb.state[1].shape == (2, B, H)
+    n_states = len(get_spec(cell).states)
+    if n_states > 1:   # (h, c): one (L, B, H) array per state
+        assert isinstance(tb.state, tuple) and len(tb.state) == n_states
+        assert all(state.shape == (2, B, H) for state in tb.state)
 
 
 @cell_param

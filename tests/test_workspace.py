@@ -8,12 +8,11 @@ import pytest
 
 import fastbptt
 from fastbptt.cells import workspace as _workspace
+from fastbptt.cells.spec import SPECS
 
-CELLS = {
-    "rnn": (fastbptt.rnn_forward, fastbptt.rnn_backward, 1),
-    "lstm": (fastbptt.lstm_forward, fastbptt.lstm_backward, 4),
-    "gru": (fastbptt.gru_forward, fastbptt.gru_backward, 3),
-}
+CELLS = {name: (getattr(fastbptt, spec.forward_name), getattr(fastbptt, spec.backward_name),
+                spec.gates)
+         for name, spec in SPECS.items()}
 
 
 def problem(cell, T, B, H, seed=0, dtype=np.float64):
@@ -43,7 +42,8 @@ def run(cell, T, B, H, seed=0, dtype=np.float64, **options):
     x, W_ih, W_hh, dh = problem(cell, T, B, H, seed, dtype)
     if options.get("batch_first"):
         x, dh = x.transpose(1, 0, 2).copy(), dh.transpose(1, 0, 2).copy()
-    h, cache = forward(x, None, *(() if cell != "lstm" else (None,)), W_ih, W_hh, **options)
+    states = (None,) * len(SPECS[cell].states)
+    h, cache = forward(x, *states, W_ih, W_hh, **options)
     return h, cache, backward(dh, cache)
 
 

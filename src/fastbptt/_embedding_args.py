@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt.runtime.validation import FLOAT_DTYPES
+from fastbptt.runtime.validation import FLOAT_DTYPES, as_array
 
 # Positions and output elements a call may have: the sizes of everything the lookup and
 # its gradient allocate are checked against this before any array is scanned or copied
@@ -47,15 +47,6 @@ class EmbeddingCacheBase:
                 f"dtype={a.dtype.name}, padding_idx={a.padding_idx})")
 
 
-def _as_array(name, value):
-    if isinstance(value, np.ndarray):
-        return value
-    try:
-        return np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
-
-
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -85,7 +76,7 @@ def check_padding_idx(padding_idx, V):
 
 def check_weight(weight):
     """weight as a (V, D) float32/float64 ndarray (not copied)."""
-    weight = _as_array("weight", weight)
+    weight = as_array("weight", weight)
     if weight.dtype not in FLOAT_DTYPES:
         raise TypeError(f"weight must have dtype float32 or float64, got {weight.dtype}")
     if weight.ndim != 2:
@@ -98,7 +89,7 @@ def check_indices(indices, V, D):
     """indices (any shape) as a private (N,) intp copy with every value in [0, V), and
     their shape. TypeError for a non-integer dtype (float, bool, ...); ValueError naming
     the first index out of range."""
-    indices = _as_array("indices", indices)
+    indices = as_array("indices", indices)
     if indices.dtype == np.bool_ or indices.dtype.kind not in "iu":
         raise TypeError(f"indices must have an integer dtype (indices into the {V} rows "
                         f"of the weight), got {indices.dtype}")
@@ -134,7 +125,7 @@ def check_backward_args(d_out, cache, add_to, cache_type, function):
                         f"returned, got {type(cache).__name__} (in {function})")
     a = cache.args
     expected = tuple(a.shape) + (a.embedding_dim,)
-    d_out = _as_array("d_out", d_out)
+    d_out = as_array("d_out", d_out)
     if d_out.dtype not in FLOAT_DTYPES:
         raise TypeError(f"d_out must have dtype float32 or float64, got {d_out.dtype}")
     if d_out.dtype != a.dtype:

@@ -20,9 +20,6 @@ import zlib
 import numpy as np
 
 from fastbptt import (
-    GRU,
-    LSTM,
-    RNN,
     SGD,
     Adagrad,
     Adam,
@@ -40,9 +37,9 @@ from fastbptt.distributed import (
     replica_checksum,
     stream_slice,
 )
+from fastbptt.nn import LAYERS as CELLS  # cell name -> layer class, from each CellSpec
 
 ctx = init(threads=1)
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 OPTIMIZERS = {
     "sgd": lambda p: SGD(p, lr=0.5),
     "momentum": lambda p: Momentum(p, lr=0.2, momentum=0.9, nesterov=True),

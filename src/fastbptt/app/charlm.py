@@ -138,11 +138,7 @@ class CharLM:
         vocabulary), or, when prime is empty, a random first character and its continuation.
         One layer step per character, the state carried; temperature < 1 sharpens the
         softmax, > 1 flattens it."""
-        if not (isinstance(length, (int, np.integer)) and length >= 0):
-            raise ValueError(f"length must be an int >= 0, got {length!r}")
-        if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
-                and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        check_sampling(length, temperature)
         rng = np.random.default_rng(rng)
         W, b = self.params["head.weight"], self.params["head.bias"]
         generated = []
@@ -182,13 +178,30 @@ class CharLM:
                 raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
             model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
                         num_layers=meta["num_layers"], dtype=meta["dtype"], backend=backend)
-            missing = set(model.params) - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-            for key, value in model.params.items():
-                stored = data[key]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                                     f"expected {value.shape} {value.dtype}")
-                value[...] = stored   # in place: the layer shares these arrays
+            load_params(path, data, model.params)
         return model, meta
+
+
+def check_sampling(length, temperature):
+    """ValueError unless length is an int >= 0 and temperature a finite number > 0: the
+    arguments of the character and the word models' sample()."""
+    if not (isinstance(length, (int, np.integer)) and length >= 0):
+        raise ValueError(f"length must be an int >= 0, got {length!r}")
+    if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+
+
+def load_params(path, data, params):
+    """Fill a model's params (name -> array) from an open .npz `data` read from `path`, in
+    place (the layers share these arrays); ValueError naming the file when a parameter is
+    missing or has another shape or dtype. The character and the word models' load()."""
+    missing = set(params) - set(data.files)
+    if missing:
+        raise ValueError(f"{path} lacks parameters {sorted(missing)}")
+    for key, value in params.items():
+        stored = data[key]
+        if stored.shape != value.shape or stored.dtype != value.dtype:
+            raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
+                             f"expected {value.shape} {value.dtype}")
+        value[...] = stored

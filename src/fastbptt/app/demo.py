@@ -59,13 +59,13 @@ def read_text(path):
         return f.read()
 
 
-def split_streams(indices, batch, seq_len):
+def split_streams(indices, batch, seq_len, unit="characters"):
     """Cut indices into `batch` streams side by side: inputs (T, B) and next-character
-    targets (T, B), T the stream length. ValueError when a stream would be shorter than
-    one training step."""
+    (next-`unit`) targets (T, B), T the stream length. ValueError when a stream would be
+    shorter than one training step."""
     T = (len(indices) - 1) // batch
     if T < seq_len:
-        raise ValueError(f"the text has {len(indices)} characters: too short for "
+        raise ValueError(f"the text has {len(indices)} {unit}: too short for "
                          f"batch={batch} streams of at least seq_len={seq_len} steps")
     inputs = indices[:T * batch].reshape(batch, T).T
     targets = indices[1:T * batch + 1].reshape(batch, T).T

@@ -33,9 +33,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fastbptt import (
-    GRU,
-    LSTM,
-    RNN,
     Adam,
     Embedding,
     TruncatedBPTT,
@@ -43,9 +40,11 @@ from fastbptt import (
     reference,
     softmax_cross_entropy,
 )
+from fastbptt.app import demo as _demo
+from fastbptt.app.charlm import check_sampling, load_params
 from fastbptt.app.corpus import load_corpus
+from fastbptt.nn.layers import LAYERS  # cell name -> layer class, from each CellSpec
 
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 UNK = "<unk>"
 VALID_FRACTION = 0.1
 _FORMAT = "fastbptt-wordlm-1"
@@ -182,11 +181,7 @@ class WordLM:
         unknown words read as <unk>), or of a random word when prime is empty. <unk> is
         never generated. With a prime, the text starts with a space (prime + text reads
         on)."""
-        if not (isinstance(length, (int, np.integer)) and length >= 0):
-            raise ValueError(f"length must be an int >= 0, got {length!r}")
-        if not (isinstance(temperature, (int, float, np.floating)) and np.isfinite(temperature)
-                and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        check_sampling(length, temperature)
         rng = np.random.default_rng(rng)
         V = len(self.vocab)
         generated = []
@@ -226,15 +221,7 @@ class WordLM:
             model = cls(meta["vocab"], cell=meta["cell"], hidden_size=meta["hidden_size"],
                         num_layers=meta["num_layers"], embedding_dim=meta["embedding_dim"],
                         tied=meta["tied"], dtype=meta["dtype"], backend=backend)
-            missing = set(model.params) - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks parameters {sorted(missing)}")
-            for key, value in model.params.items():
-                stored = data[key]
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise ValueError(f"{path}: {key} has shape {stored.shape} {stored.dtype}, "
-                                     f"expected {value.shape} {value.dtype}")
-                value[...] = stored   # in place: the parts share these arrays
+            load_params(path, data, model.params)   # in place: the parts share them
         return model, meta
 
 
@@ -258,40 +245,23 @@ def load_checkpoint(path, backend="compiled"):
 # ------------------------------------------------------------------ the demo
 
 @dataclasses.dataclass
-class WordDemoOptions:
-    """The word demo's settings; the defaults take well under a minute on two cores."""
-    cell: str = "lstm"
-    hidden: int = 128
-    layers: int = 1
-    embedding_dim: int = None   # None: the hidden size
-    tied: bool = False
-    min_count: int = 2
+class WordDemoOptions(_demo.DemoOptions):
+    """The word demo's settings: the character demo's (fastbptt.app.demo.DemoOptions) with
+    word-sized defaults, and the word model's own; the defaults take well under a minute
+    on two cores."""
     seq_len: int = 32
     batch: int = 16
     steps: int = 300
-    lr: float = 3e-3
-    clip: float = 5.0
-    backend: str = "compiled"
-    dtype: str = "float32"
-    threads: int = None
-    text: str = None
-    seed: int = 0
-    sample_every: int = None
     sample_length: int = 30      # words
-    temperature: float = 0.8
-    checkpoint: str = "fastbptt-demo.npz"
-    plot: str = None
+    embedding_dim: int = None   # None: the hidden size
+    tied: bool = False
+    min_count: int = 2
 
 
 def split_streams(indices, batch, seq_len):
-    """inputs and next-word targets (T, B): indices cut into `batch` streams."""
-    T = (len(indices) - 1) // batch
-    if T < seq_len:
-        raise ValueError(f"the text has {len(indices)} words: too short for batch={batch} "
-                         f"streams of at least seq_len={seq_len} steps")
-    inputs = indices[:T * batch].reshape(batch, T).T
-    targets = indices[1:T * batch + 1].reshape(batch, T).T
-    return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
+    """inputs and next-word targets (T, B): indices cut into `batch` streams, as the
+    character demo cuts its text (fastbptt.app.demo.split_streams)."""
+    return _demo.split_streams(indices, batch, seq_len, unit="words")
 
 
 def run(options, out=print):

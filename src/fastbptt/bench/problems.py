@@ -44,10 +44,10 @@ class Cell:
 CELLS = {name: Cell(spec.forward_name, spec.backward_name, gates=spec.gates,
                     states=len(spec.states))
          for name, spec in SPECS.items()}
-# The Python and NumPy dispatch of one step of the reference's loops (forward + backward),
-# a conservative bound for this kind of machine over what was measured at H = 32; a cell
-# without a measurement gets the largest.
-_REFERENCE_STEP_SECONDS = {"rnn": 20e-6, "lstm": 90e-6, "gru": 90e-6}
+# The Python and NumPy dispatch of one step of the reference's loops (forward + backward)
+# per gate (its element-wise NumPy calls grow with the gates), a conservative bound for
+# this kind of machine over what was measured at H = 32 for each cell.
+_REFERENCE_STEP_SECONDS_PER_GATE = 30e-6
 
 
 def transposed_step(cell, B, H, dtype):
@@ -71,7 +71,7 @@ DEFAULT_DTYPES = ["float32", "float64"]
 # The reference is skipped where one call is estimated to take longer than this (s).
 REFERENCE_BUDGET = 0.5
 # The rate of the reference's matrix products in the estimate (with the per-step dispatch
-# of _REFERENCE_STEP_SECONDS).
+# of _REFERENCE_STEP_SECONDS_PER_GATE).
 _REFERENCE_GFLOPS = 50.0
 
 
@@ -89,7 +89,7 @@ def flops(cell, T, B, I, H):
 def estimated_reference_seconds(cell, T, B, I, H):
     """A conservative guess of one reference forward+backward: per-step dispatch plus the
     FLOPs at _REFERENCE_GFLOPS. Used only to skip the reference where it would be slow."""
-    step = _REFERENCE_STEP_SECONDS.get(cell, max(_REFERENCE_STEP_SECONDS.values()))
+    step = _REFERENCE_STEP_SECONDS_PER_GATE * CELLS[cell].gates
     return T * step + flops(cell, T, B, I, H) / (_REFERENCE_GFLOPS * 1e9)
 
 

@@ -86,13 +86,12 @@ def _check_state(name, value, B, H, dtype, layout, x_shape):
     return value
 
 
-def check_sizes(T, B, I, H, G):
+def check_sizes(T, B, I, H, G, Gw):
     """Refuse a problem whose buffers BLAS's (and the kernels') 32-bit ints cannot index,
     computed in Python ints before anything is copied or allocated: x (T*B, I), the gate
-    workspaces (T*B, G'*H) with G' = 4 for the GRU (its [r z n R_n] rows), W_ih (G*H, I)
-    and W_hh (G*H, H). Every int the kernels form (T*B, T*G'*H, B*G'*H, leading
-    dimensions) is at most one of these."""
-    Gw = 4 if G == 3 else G
+    workspaces (T*B, G'*H) with G' = Gw = spec.work_gates (4 for the GRU: its [r z n R_n]
+    rows), W_ih (G*H, I) and W_hh (G*H, H). Every int the kernels form (T*B, T*G'*H,
+    B*G'*H, leading dimensions) is at most one of these."""
     # the common case in one comparison (the named checks below build their messages)
     if max(T, B, I, H, T * B * max(I, Gw * H), G * H * max(I, H)) <= _validation._BLAS_INT_MAX:
         return
@@ -138,7 +137,7 @@ def check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, len
             f"= {x.shape}), got {W_ih.shape}"
         )
     # before anything of these sizes is allocated (the zero states below included)
-    check_sizes(T, B, I, H, G)
+    check_sizes(T, B, I, H, G, spec.work_gates)
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")
     has_bias = b_ih is not None

@@ -9,12 +9,13 @@ PyTorch's gates i, f, g, o:
 import numpy as np
 
 from fastbptt._kernels import lstm as _kernel
-from fastbptt.cells import driver, workspace
+from fastbptt.cells import docs, driver, workspace
 from fastbptt.cells.spec import LSTM as SPEC
 from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("lstm_forward")
+@docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False, checkpoint=None):
     """Run an LSTM over a sequence.
@@ -40,20 +41,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     b_ih, b_hh : ndarray, shape (4H,), or None
         The two biases, PyTorch's layout; give both or neither (without biases their
         gradients are None).
-    batch_first : bool, default False
-        ``x`` and the output are (B, T, ...) instead of (T, B, ...).
-    lengths : array_like of int, shape (B,), or None
-        Sequence b ends after ``lengths[b]`` steps, each in [0, T]: past its end its state
-        is carried unchanged, its outputs are zero and nothing there reaches a gradient
-        (PyTorch's PackedSequence semantics). None: every sequence has T steps.
-    check_finite : bool, default False
-        Raise ValueError if an argument holds NaN or Inf (``x`` only inside the lengths).
-        By default nothing is scanned and NaN and Inf propagate as IEEE arithmetic makes
-        them.
-    checkpoint : None, bool or int, default None
-        None or False: keep every step for the backward pass. An int k: keep the state
-        every k steps and recompute each segment during backward, for O(T/k + k) memory
-        instead of O(T) at the price of one more forward; True: k = ceil(sqrt(T)).
+    {forward_options}
 
     Returns
     -------
@@ -64,15 +52,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
         states (B, H). It refers to ``x`` and the weights: do not change them in place
         before the backward call.
 
-    Raises
-    ------
-    ValueError
-        A wrong ndim or shape (the message names the argument and the expected shape),
-        ``lengths`` out of [0, T], sizes beyond BLAS's 32-bit indices, or NaN/Inf with
-        ``check_finite=True``.
-    TypeError
-        Mixed float dtypes (naming the arrays), or an integer, boolean, complex, object,
-        float16 or byte-swapped array.
+    {forward_raises}
 
     See Also
     --------
@@ -102,24 +82,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
 
 @dispatch("lstm_backward")
+@docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
-    """Backpropagate through time: the gradients of a loss through the an LSTM.
+    """Backpropagate through time: the gradients of a loss through an LSTM.
 
     Parameters
     ----------
-    dh : ndarray or None
-        dL/dh at every step, shaped like the output of :func:`lstm_forward`
-        (many-to-many), or None when the loss reaches only the final state(s).
-    cache : object
-        The cache that :func:`lstm_forward` returned (a cache of the reference backend is
-        handled by the reference backward).
-    dh_n, dc_n : ndarray, shape (B, H), or None
-        The gradients reaching the final hidden and cell states from outside (a loss on
-        the last state, or a gradient carried back from a later chunk). At least one of
-        ``dh``, ``dh_n``, ``dc_n`` must be given.
-    check_finite : bool, default False
-        Raise ValueError if ``dh`` (inside the lengths) or a final-state gradient holds
-        NaN or Inf.
+    {backward_arguments}
 
     Returns
     -------
@@ -129,13 +98,7 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
         ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
         ``db_hh``.
 
-    Raises
-    ------
-    ValueError
-        No gradient given, or one of the wrong shape (the message names it), or NaN/Inf
-        with ``check_finite=True``.
-    TypeError
-        A gradient of another dtype than the forward's, or a cache from elsewhere.
+    {backward_raises}
 
     See Also
     --------

@@ -155,10 +155,12 @@ class SequenceCache(collections.abc.Sequence):
     gates in one product a = x Wx + h_prev Wh + b (N, T, 4H) from those states and its
     cell states by c_t = f_t c_{t-1} + i_t g_t (equal to the compiled ones to rounding).
     """
-    __slots__ = ("kind", "inner", "inputs", "h0_shape", "h", "_steps")
+    __slots__ = ("kind", "forward", "make_steps", "inner", "inputs", "h0_shape", "h", "_steps")
 
-    def __init__(self, kind, inner, inputs, h0_shape, h):
-        self.kind = kind            # "rnn" or "lstm"
+    def __init__(self, forward, make_steps, inner, inputs, h0_shape, h):
+        self.kind = inner.spec.name     # "rnn" or "lstm": the compiled cell's CellSpec
+        self.forward = forward          # the module's function that made it (rnn_forward)
+        self.make_steps = make_steps    # SequenceCache -> the list of step caches
         self.inner = inner          # the compiled cell's cache
         self.inputs = inputs        # x, h0 (N, H), Wx, Wh, b as the forward ran them
         self.h0_shape = h0_shape    # h0's shape as given (dh0 comes back in it)
@@ -174,7 +176,7 @@ class SequenceCache(collections.abc.Sequence):
 
     def __getitem__(self, index):
         if self._steps is None:
-            self._steps = (_rnn_steps if self.kind == "rnn" else _lstm_steps)(self)
+            self._steps = self.make_steps(self)
         return self._steps[index]
 
     def __repr__(self):
@@ -332,7 +334,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     W_ih, W_hh, b_ih = _to_torch(1, Wx, Wh, b, H)
     h, cache = fastbptt.rnn_forward(x, h0, W_ih, W_hh, b_ih, np.zeros_like(b_ih),
                                     nonlinearity="tanh", batch_first=True)
-    return h, SequenceCache("rnn", cache, (x, h0, Wx, Wh, b), h0_shape, h.copy())
+    return h, SequenceCache(rnn_forward, _rnn_steps, cache, (x, h0, Wx, Wh, b), h0_shape, h.copy())
 
 
 def rnn_backward(dh, cache):
@@ -357,8 +359,7 @@ def _backward_args(caller, dh, seq):
     dh = _upstream(caller, "dh", dh, seq.h.shape, "h's shape (N, T, H)", seq.dtype)
     inner = seq.inner
     if dh.dtype != seq.dtype:
-        forward = rnn_forward if seq.kind == "rnn" else lstm_forward
-        inner = forward(*(a.astype(dh.dtype) for a in seq.inputs))[1].inner
+        inner = seq.forward(*(a.astype(dh.dtype) for a in seq.inputs))[1].inner
     return inner, as_float_array("dh", dh, 3)
 
 
@@ -451,7 +452,8 @@ def lstm_forward(x, h0, Wx, Wh, b):
     W_ih, W_hh, b_ih = _to_torch(_LSTM_GATES, Wx, Wh, b, H)
     h, cache = fastbptt.lstm_forward(x, h0, None, W_ih, W_hh, b_ih, np.zeros_like(b_ih),
                                      batch_first=True)
-    return h, SequenceCache("lstm", cache, (x, h0, Wx, Wh, b), h0_shape, h.copy())
+    return h, SequenceCache(lstm_forward, _lstm_steps, cache, (x, h0, Wx, Wh, b), h0_shape,
+                            h.copy())
 
 
 def lstm_backward(dh, cache):

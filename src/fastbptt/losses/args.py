@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from fastbptt.runtime.validation import FLOAT_DTYPES, check_blas_size
+from fastbptt.runtime.validation import FLOAT_DTYPES, as_array, check_blas_size
 
 REDUCTIONS = ("mean", "sum")
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
@@ -58,18 +58,9 @@ class HeadArgs(NamedTuple):
         return self.h.dtype
 
 
-def _as_array(name, value):
-    if isinstance(value, np.ndarray):
-        return value
-    try:
-        return np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
-
-
 def _float_array(name, value, dtype):
     """value as an ndarray of float32/float64 equal to `dtype` (h's), or a TypeError."""
-    value = _as_array(name, value)
+    value = as_array(name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
     if dtype is not None and value.dtype != dtype:
@@ -88,7 +79,7 @@ def _mask_weights(mask, lead):
     """The mask as (N,) float64 weights >= 0, or None."""
     if mask is None:
         return None
-    mask = _as_array("mask", mask)
+    mask = as_array("mask", mask)
     if mask.dtype != np.bool_ and mask.dtype.kind not in "iuf":
         raise TypeError(f"mask must be bool or real (a weight per position), got {mask.dtype}")
     _check_shape("mask", mask, lead, "h.shape[:-1]")
@@ -104,7 +95,7 @@ def _position(flat_index, lead):
 
 def _classes(targets, lead, V, weights, ignore_index):
     """Softmax targets as (N,) intp classes (0 where not counted) and the row weights."""
-    targets = _as_array("targets", targets)
+    targets = as_array("targets", targets)
     if targets.dtype == np.bool_ or targets.dtype.kind not in "iu":
         raise TypeError(f"targets must have an integer dtype (class indices in [0, V)), "
                         f"got {targets.dtype}")
@@ -206,7 +197,7 @@ def check_head_args(loss, h, W, b, targets, mask=None, ignore_index=None,
 
 def check_last_step_args(h, lengths, batch_first):
     """h as a 3-D array (T, B, H) or (B, T, H) and lengths as (B,) intp in [1, T] or None."""
-    h = _as_array("h", h)
+    h = as_array("h", h)
     if h.ndim != 3:
         raise ValueError(f"h must be 3-D, (T, B, H) or (B, T, H) with batch_first, "
                          f"got {h.ndim}-D with shape {h.shape}")
@@ -215,7 +206,7 @@ def check_last_step_args(h, lengths, batch_first):
         if T == 0:
             raise ValueError("h has no steps (T = 0): there is no last step")
         return h, None
-    lengths = _as_array("lengths", lengths)
+    lengths = as_array("lengths", lengths)
     if lengths.dtype == np.bool_ or lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must have an integer dtype, got {lengths.dtype}")
     _check_shape("lengths", lengths, (B,), "(B,)")

@@ -182,7 +182,7 @@ class _RecurrentLayer:
         seq = x.transpose(1, 0, 2) if self.batch_first else x   # (T, B, I)
         T, B = seq.shape[:2]
         check_sizes(T, B, max(self.input_size, self.num_directions * self.hidden_size),
-                    self.hidden_size, self.spec.gates)
+                    self.hidden_size, self.spec.gates, self.spec.work_gates)
         lengths = check_lengths(lengths, B, T)
         states = self.initial_states(state, B)
         if not isinstance(check_finite, (bool, np.bool_)):

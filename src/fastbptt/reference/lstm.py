@@ -22,26 +22,15 @@ through those steps untouched and nothing past the length reaches a gradient.
 import numpy as np
 from scipy.special import expit
 
-from fastbptt.cells.args import (
-    check_backward_args,
-    check_forward_args,
-    is_empty,
-    step_mask,
-    x_for_weight_grads,
-)
-from fastbptt.cells.cache import CellCache
-from fastbptt.cells.checkpoint import (
-    CheckpointCache,
-    checkpoint_backward,
-    checkpoint_forward,
-    segment_length,
-)
+from fastbptt.cells import docs
 from fastbptt.cells.spec import LSTM as SPEC
+from fastbptt.reference import _recurrence
 
 
-class ReferenceLSTMCache(CellCache):
+class ReferenceLSTMCache(_recurrence.ReferenceCache):
     """What lstm_backward needs from lstm_forward. Opaque to callers but for h_n and c_n."""
     __slots__ = ("args", "gates", "h", "c")
+    spec = SPEC
 
     def __init__(self, args, gates, h, c):
         self.args = args     # validated CellArgs
@@ -49,133 +38,80 @@ class ReferenceLSTMCache(CellCache):
         self.h = h           # (T, B, H) time-major states, h[t] = h_{t+1} in the
         self.c = c           # equations' count; past a sequence's length, its last state
 
-    backend = "reference"
-
-    @property
-    def spec(self):
-        return SPEC
-
-    def step_back(self, t, d_states):
-        """Through step t's recurrence only, for every sequence in full (no lengths):
-        d_states, the gradients reaching step t's states ((..., B, H) each, leading
-        dimensions broadcast), to (the gradient of the step's input pre-activations,
-        which W_ih carries to x_t, and the gradients reaching step t-1's states)."""
-        dA, dh_prev, dc_prev = lstm_backward_step(d_states[0], d_states[1], self, t)
-        return dA, (dh_prev, dc_prev)
-
-    def final_states(self):
-        if not self.args.T:
-            return self.args.h0, self.args.c0
-        return self.h[-1], self.c[-1]
+    def step(self, t, d_states, keep=None):
+        """lstm_backward_step in the time loop's terms (fastbptt.reference._recurrence):
+        dP_t = dR_t = dz_t, both biases sit before the gates."""
+        dz, dh_prev, dc_prev = lstm_backward_step(d_states[0], d_states[1], self, t, keep)
+        return dz, dz, (dh_prev, dc_prev)
 
 
+@docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False,
                 checkpoint=None):
-    """Run an LSTM over a sequence.
+    """Run an LSTM over a sequence, in plain NumPy, one step at a time.
 
-    x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
-    W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None, gate blocks i, f, g, o;
-    lengths (B,) ints in [0, T] or None (all T).
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
-    length, and a cache for lstm_backward whose h_n and c_n are the final states.
-    check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-    lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.
-    checkpoint: None, True or an int k, as for fastbptt.lstm_forward: keep the state every
-    k steps and recompute each segment in backward (fastbptt.cells.checkpoint); the same
-    results to rounding.
+    The specification of :func:`fastbptt.lstm_forward` (same signature and results to
+    rounding); the equations are in this module's docstring.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        float32 or float64: its dtype decides.
+    h0, c0 : ndarray, shape (B, H), or None
+        None means zeros.
+    W_ih : ndarray, shape (4H, I)
+    W_hh : ndarray, shape (4H, H)
+        The weights, gate blocks i, f, g, o.
+    b_ih, b_hh : ndarray, shape (4H,), or None
+        Give both or neither.
+    {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, zero past each sequence's length.
+    cache : object
+        For :func:`lstm_backward`; ``cache.h_n`` and ``cache.c_n`` are the final states.
     """
-    args = check_forward_args(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first,
-                              lengths, check_finite=check_finite)
-    k = segment_length(checkpoint, args.T)
-    if k is not None and not is_empty(args):   # bounded memory: fastbptt.cells.checkpoint
-        return checkpoint_forward(args, k, _forward, _backward, "reference")
-    return _forward(args)
+    return _recurrence.forward(SPEC, _forward, x, (h0, c0), W_ih, W_hh, b_ih, b_hh,
+                               batch_first, lengths, check_finite, checkpoint)
+
+
+def _step(args, x_t, h_prev, c_prev):
+    """z_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (B, 4H), the gates [i f g o] from
+    it, c_t = f c_{t-1} + i g, h_t = o tanh(c_t); the activated gates are kept."""
+    z = x_t @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
+    i, f, g, o = np.split(z, 4, axis=1)
+    i, f, g, o = expit(i), expit(f), np.tanh(g), expit(o)
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return (h, c), (np.concatenate([i, f, g, o], axis=1),)
 
 
 def _forward(args):
-    T, B, H = args.T, args.B, args.H
-    dtype = args.dtype
-    mask = step_mask(args)
-    xs = args.x.transpose(1, 0, 2) if args.batch_first else args.x   # (T, B, I)
-    gates = np.empty((T, B, 4 * H), dtype)
-    h = np.empty((T, B, H), dtype)
-    c = np.empty((T, B, H), dtype)
-    h_prev, c_prev = args.h0, args.c0
-    # an empty batch or state has nothing to compute at any step: skip the loop, so a
-    # zero-size problem costs nothing whatever T is
-    for t in range(T if B * H else 0):
-        z = xs[t] @ args.W_ih.T + args.b_ih + h_prev @ args.W_hh.T + args.b_hh
-        i, f, g, o = np.split(z, 4, axis=1)
-        i, f, g, o = expit(i), expit(f), np.tanh(g), expit(o)
-        gates[t] = np.concatenate([i, f, g, o], axis=1)
-        c[t] = f * c_prev + i * g
-        h[t] = o * np.tanh(c[t])
-        if mask is not None:
-            keep = mask[t][:, None]
-            c[t] = np.where(keep, c[t], c_prev)
-            h[t] = np.where(keep, h[t], h_prev)
-        h_prev, c_prev = h[t], c[t]
-    out = h if mask is None else np.where(mask[:, :, None], h, 0)
-    out = out.transpose(1, 0, 2) if args.batch_first else out
-    # A copy: the caller may edit what it gets back, and backward must not see that.
-    return out.copy(order="C"), ReferenceLSTMCache(args, gates, h, c)
+    out, (h, c), (gates,) = _recurrence.run_forward(args, _step, kept_gates=(4,))
+    return out, ReferenceLSTMCache(args, gates, h, c)
 
 
+@docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time through an LSTM, in plain NumPy.
 
-    dh: dL/dh at every step, shaped like lstm_forward's output, or None (many-to-one);
-    dh_n, dc_n: dL/dh_n and dL/dc_n (B, H), the gradients reaching the final states from
-    outside, or None. At least one of dh, dh_n, dc_n must be given.
-    Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh).
-    check_finite: raise ValueError if dh (inside the lengths), dh_n or dc_n holds NaN
-    or Inf.
+    The specification of :func:`fastbptt.lstm_backward`.
+
+    Parameters
+    ----------
+    {backward_arguments}
+
+    Returns
+    -------
+    grads : LSTMGrads
+        ``dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the
+        forward had no biases.
     """
-    if isinstance(cache, CheckpointCache) and cache.spec is SPEC:
-        return checkpoint_backward(dh, cache, (dh_n, dc_n), check_finite=check_finite)
-    if not isinstance(cache, ReferenceLSTMCache):
-        raise TypeError(
-            f"cache must come from fastbptt.reference.lstm_forward, got "
-            f"{type(cache).__name__}"
-        )
-    dh, finals = check_backward_args(dh, (dh_n, dc_n), cache.args,
-                                     check_finite=check_finite)
-    return _backward(dh, cache, finals)
-
-
-def _backward(dh, cache, finals):
-    dh_n, dc_n = finals
-    args = cache.args
-    T, B, H = args.T, args.B, args.H
-    dtype = args.dtype
-    mask = step_mask(args)
-    # x with its padding zeroed: 0 * NaN in dA^T x must not reach dW_ih
-    x = x_for_weight_grads(args)
-    xs = x.transpose(1, 0, 2) if args.batch_first else x
-    dhs = None if dh is None else (dh.transpose(1, 0, 2) if args.batch_first else dh)
-
-    dx = np.zeros_like(xs)
-    dW_ih = np.zeros_like(args.W_ih)
-    dW_hh = np.zeros_like(args.W_hh)
-    db = np.zeros(4 * H, dtype)
-    dh_carry = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    dc_carry = np.zeros((B, H), dtype) if dc_n is None else dc_n.copy()
-    for t in reversed(range(T if B * H else 0)):   # as in forward
-        if dhs is not None:
-            dh_carry = dh_carry + (dhs[t] if mask is None
-                                   else np.where(mask[t][:, None], dhs[t], 0))
-        h_prev = cache.h[t - 1] if t > 0 else args.h0
-        dA, dh_carry_prev, dc_carry = lstm_backward_step(
-            dh_carry, dc_carry, cache, t, None if mask is None else mask[t][:, None])
-        dx[t] = dA @ args.W_ih
-        dW_ih += dA.T @ xs[t]
-        dW_hh += dA.T @ h_prev
-        db += dA.sum(axis=0)
-        dh_carry = dh_carry_prev
-    dx = np.ascontiguousarray(dx.transpose(1, 0, 2)) if args.batch_first else dx
-    db_ih, db_hh = SPEC.split_db(db, H) if args.has_bias else (None, None)
-    return SPEC.grads(dx, dh_carry, dc_carry, dW_ih, dW_hh, db_ih, db_hh)
+    return _recurrence.backward(SPEC, ReferenceLSTMCache, dh, cache, (dh_n, dc_n),
+                                check_finite)
 
 
 def lstm_backward_step(dh, dc, cache, t, keep=None):

@@ -12,6 +12,17 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_INT_MAX = 2**31 - 1
 
 
+def as_array(name, value):
+    """`value` as an ndarray (itself when it is one), or a TypeError naming `name` for
+    what NumPy cannot make one of (ragged lists and the like)."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from exc
+
+
 def as_float_array(name, value, ndim, dtype=None, contiguous=True):
     """`value` as a C-contiguous float32/float64 ndarray of `ndim` dimensions.
 
@@ -21,7 +32,7 @@ def as_float_array(name, value, ndim, dtype=None, contiguous=True):
     contiguous=False the array is returned as it is (possibly a strided or broadcast
     view), so its sizes can be checked before a copy allocates them.
     """
-    if not isinstance(value, np.ndarray):
+    if not isinstance(value, np.ndarray):   # as_array, inlined: one call less per array
         try:
             value = np.asarray(value)
         except Exception as exc:  # ragged lists and the like

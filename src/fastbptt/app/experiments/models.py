@@ -10,13 +10,53 @@ The cells, initialised as the papers the tasks come from do:
 - "irnn": ReLU RNN with W_hh = I and zero biases (Le, Jaitly and Hinton 2015), W_ih
           drawn from N(0, 0.001^2) as there.
 """
+from typing import Callable, Mapping, NamedTuple, Optional
+
 import numpy as np
 
-import fastbptt
+from fastbptt.cells.spec import get_spec
+from fastbptt.nn import LAYERS
 
-CELLS = ("rnn", "lstm", "gru", "irnn")
-CELL_NAMES = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU", "irnn": "IRNN"}
 HEAD_WEIGHT, HEAD_BIAS = "head.weight", "head.bias"
+
+
+def _forget_gate_bias_one(p, spec, H, input_size, rng, dtype):
+    """b_ih's forget-gate rows 1, b_hh's 0 (their sum is the gate's bias)."""
+    f = spec.gate_names.index("f")
+    p["bias_ih_l0"][f * H:(f + 1) * H] = 1
+    p["bias_hh_l0"][f * H:(f + 1) * H] = 0
+
+
+def _identity_recurrence(p, spec, H, input_size, rng, dtype):
+    """W_hh = I, W_ih ~ N(0, 0.001^2), zero biases."""
+    p["weight_hh_l0"][...] = np.eye(H, dtype=dtype)
+    p["weight_ih_l0"][...] = rng.normal(0, 1e-3, (spec.gates * H, input_size))
+    p["bias_ih_l0"][...] = 0
+    p["bias_hh_l0"][...] = 0
+
+
+class Recipe(NamedTuple):
+    """One model the experiments compare: which cell (a CellSpec name) with which layer
+    options and initialisation, and how the report names and draws it."""
+    cell: str                   # fastbptt.cells.spec name
+    title: str                  # the report's name of the model
+    options: Mapping            # the layer's extra options (spec.options)
+    init: Optional[Callable]    # (params, spec, H, input_size, rng, dtype) -> None, in place
+    color: str                  # matplotlib tab10 colour in every panel
+    run_colors: Mapping = {}    # the exploding experiment's runs (unclipped/clipped)
+
+
+# The module docstring's models, in the report's order.
+RECIPES = {
+    "rnn": Recipe("rnn", "tanh RNN", {"nonlinearity": "tanh"}, None, "tab:red",
+                  {"unclipped": "tab:purple", "clipped": "tab:gray"}),
+    "lstm": Recipe("lstm", "LSTM", {}, _forget_gate_bias_one, "tab:blue"),
+    "gru": Recipe("gru", "GRU", {}, None, "tab:green"),
+    "irnn": Recipe("rnn", "IRNN", {"nonlinearity": "relu"}, _identity_recurrence, "tab:orange",
+                   {"unclipped": "tab:pink", "clipped": "tab:olive"}),
+}
+CELLS = tuple(RECIPES)
+CELL_NAMES = {name: recipe.title for name, recipe in RECIPES.items()}
 
 
 class Model:
@@ -28,27 +68,17 @@ class Model:
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, seed, dtype=np.float32):
-        if cell not in CELLS:
+        if cell not in RECIPES:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
         rng = np.random.default_rng(seed)
         H = hidden_size
         self.cell = cell
-        if cell in ("rnn", "irnn"):
-            self.layer = fastbptt.RNN(input_size, H, nonlinearity="relu" if cell == "irnn"
-                                      else "tanh", dtype=dtype, seed=rng)
-        elif cell == "lstm":
-            self.layer = fastbptt.LSTM(input_size, H, dtype=dtype, seed=rng)
-        else:
-            self.layer = fastbptt.GRU(input_size, H, dtype=dtype, seed=rng)
+        recipe = RECIPES[cell]
+        spec = get_spec(recipe.cell)
+        self.layer = LAYERS[spec.name](input_size, H, **recipe.options, dtype=dtype, seed=rng)
         p = self.layer.params
-        if cell == "lstm":           # gates i, f, g, o: rows H:2H are the forget gate's
-            p["bias_ih_l0"][H:2 * H] = 1
-            p["bias_hh_l0"][H:2 * H] = 0
-        elif cell == "irnn":
-            p["weight_hh_l0"][...] = np.eye(H, dtype=dtype)
-            p["weight_ih_l0"][...] = rng.normal(0, 1e-3, (H, input_size))
-            p["bias_ih_l0"][...] = 0
-            p["bias_hh_l0"][...] = 0
+        if recipe.init is not None:
+            recipe.init(p, spec, H, input_size, rng, dtype)
         bound = 1 / np.sqrt(H)
         self.params = {**p,
                        HEAD_WEIGHT: rng.uniform(-bound, bound, (output_size, H)).astype(dtype),
@@ -75,9 +105,8 @@ class Model:
     def with_dtype(self, dtype):
         """A copy of the recurrent layer in another dtype (for the float64 gradient-flow
         profile, whose norms fall below float32's range on long sequences)."""
-        layer = type(self.layer)(self.layer.input_size, self.layer.hidden_size,
-                                 **({"nonlinearity": self.layer.nonlinearity}
-                                    if self.cell in ("rnn", "irnn") else {}),
+        options = {k: getattr(self.layer, k) for k in self.layer.spec.options}
+        layer = type(self.layer)(self.layer.input_size, self.layer.hidden_size, **options,
                                  dtype=dtype)
         layer.load_state_dict(self.layer.state_dict())
         return layer

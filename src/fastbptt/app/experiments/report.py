@@ -5,20 +5,19 @@ import math
 
 import numpy as np
 
-from fastbptt.app.experiments.models import CELL_NAMES
+from fastbptt.app.experiments.models import CELL_NAMES, RECIPES
 
-# One colour per cell in every panel (matplotlib's tab10 entries).
-COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "irnn": "tab:orange"}
+# One colour per model in every panel (matplotlib's tab10 entries), from its recipe.
+COLORS = {name: recipe.color for name, recipe in RECIPES.items()}
 FLOOR = 1e-30      # gradient norms below this are drawn at the bottom edge of the panel
 
 
 def _color(key):
-    """The cell's colour; in the exploding experiment, one per run (with/without clipping)."""
-    cell, _, run = key.partition(" ")
+    """The model's colour; in the exploding experiment, one per run (with/without clipping)."""
+    model, _, run = key.partition(" ")
     if run:
-        return {("rnn", "unclipped"): "tab:purple", ("rnn", "clipped"): "tab:gray",
-                ("irnn", "unclipped"): "tab:pink", ("irnn", "clipped"): "tab:olive"}[cell, run]
-    return COLORS[cell]
+        return RECIPES[model].run_colors[run]
+    return COLORS[model]
 
 
 def _cell_label(key):

@@ -1,0 +1,102 @@
+"""The sections that every cell's public functions document alike, written once.
+
+The forward and backward functions of each cell, compiled (fastbptt.rnn_forward, ...)
+and reference (fastbptt.reference.rnn_forward, ...), take the same options; their
+numpydoc docstrings hold what is the cell's own (the arrays and their shapes, what is
+returned, an example) and name a shared block by a line of its own, `{forward_options}`,
+that `fill` replaces (help() and the API reference show the whole text). Pure Python: the
+reference uses it.
+"""
+import re
+import textwrap
+
+PARAGRAPHS = {
+    # numpydoc Parameters entries: the options of every cell's forward function
+    "forward_options": """\
+batch_first : bool, default False
+    ``x`` and the output are (B, T, ...) instead of (T, B, ...).
+lengths : array_like of int, shape (B,), or None
+    Sequence b ends after ``lengths[b]`` steps, each in [0, T]: past its end its state
+    is carried unchanged, its outputs are zero and nothing there reaches a gradient
+    (PyTorch's PackedSequence semantics). None: every sequence has T steps.
+check_finite : bool, default False
+    Raise ValueError if an argument holds NaN or Inf (``x`` only inside the lengths).
+    By default nothing is scanned and NaN and Inf propagate as IEEE arithmetic makes
+    them.
+checkpoint : None, bool or int, default None
+    None or False: keep every step for the backward pass. An int k: keep the state
+    every k steps and recompute each segment during backward
+    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T) at the price of
+    one more forward, with the same results to rounding; True: k = ceil(sqrt(T)).""",
+    # numpydoc Raises section of the compiled forward functions
+    "forward_raises": """\
+Raises
+------
+ValueError
+    A wrong ndim or shape (the message names the argument and the expected shape),
+    ``lengths`` out of [0, T], sizes beyond BLAS's 32-bit indices, or NaN/Inf with
+    ``check_finite=True``.
+TypeError
+    Mixed float dtypes (naming the arrays), or an integer, boolean, complex, object,
+    float16 or byte-swapped array.""",
+    # numpydoc Raises section of the compiled backward functions
+    "backward_raises": """\
+Raises
+------
+ValueError
+    No gradient given, or one of the wrong shape (the message names it), or NaN/Inf
+    with ``check_finite=True``.
+TypeError
+    A gradient of another dtype than the forward's, or a cache from elsewhere.""",
+}
+
+
+def _entry(head, *sentences):
+    """A numpydoc entry: its `name : type` line and the description, indented."""
+    body = textwrap.fill(" ".join(sentences), 84, initial_indent="    ",
+                         subsequent_indent="    ")
+    return f"{head}\n{body}"
+
+
+def _backward_arguments(spec):
+    """numpydoc Parameters entries of a cell's backward function: dh, cache, the final
+    states' gradients (spec.final_grads) and check_finite."""
+    names = ", ".join(spec.final_grads)
+    s = "s" if len(spec.final_grads) > 1 else ""
+    states = "hidden and cell states" if len(spec.final_grads) > 1 else "state"
+    return "\n".join([
+        _entry("dh : ndarray or None",
+               f"dL/dh at every step, shaped like the output of {spec.forward_name}",
+               "(many-to-many), or None when the loss reaches only the final state(s)."),
+        _entry("cache : object",
+               f"What {spec.forward_name} returned; a backward call runs on the backend",
+               "that made its cache."),
+        _entry(f"{names} : ndarray, shape (B, H), or None",
+               f"The gradient{s} reaching the final {states} from outside (a loss on the",
+               "last state, or a gradient carried back from a later chunk). At least one",
+               f"of dh, {names} must be given."),
+        _entry("check_finite : bool, default False",
+               f"Raise ValueError if dh (inside the lengths) or {names} holds NaN or",
+               "Inf."),
+    ])
+
+
+# the paragraphs written from the cell's spec
+SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments}
+
+_PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
+
+
+def fill(spec):
+    """Decorator of a public function of the cell `spec`: its docstring with each
+    `{name}` line replaced by PARAGRAPHS[name] (or SPEC_PARAGRAPHS[name](spec)), indented
+    as that line is. Put it below @dispatch, which copies the docstring."""
+    def paragraph(match):
+        indent, name = match.groups()
+        text = PARAGRAPHS[name] if name in PARAGRAPHS else SPEC_PARAGRAPHS[name](spec)
+        return "\n".join(indent + line if line else "" for line in text.splitlines())
+
+    def decorate(func):
+        func.__doc__ = _PLACEHOLDER.sub(paragraph, func.__doc__)
+        return func
+    return decorate
