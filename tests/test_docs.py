@@ -107,6 +107,8 @@ def test_every_public_docstring_has_numpydoc_sections():
                 missing.append(name)
         if not doc["Summary"]:
             missing.append(f"{name} (no summary)")
+        if re.search(r"^\s*\{\w+\}\s*$", obj.__doc__, re.MULTILINE):
+            missing.append(f"{name} (a shared block left unfilled)")
     assert not missing, missing
 
 

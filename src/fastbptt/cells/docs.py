@@ -87,16 +87,24 @@ SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments}
 _PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
 
 
+def fill_from(paragraphs):
+    """Decorator of a function or class: its docstring with each `{name}` line replaced
+    by paragraphs(name), indented as that line is (the layers, optimizers and loss heads
+    document their shared parameters this way too)."""
+    def paragraph(match):
+        indent, name = match.groups()
+        return "\n".join(indent + line if line else "" for line in
+                         paragraphs(name).splitlines())
+
+    def decorate(obj):
+        obj.__doc__ = _PLACEHOLDER.sub(paragraph, obj.__doc__)
+        return obj
+    return decorate
+
+
 def fill(spec):
     """Decorator of a public function of the cell `spec`: its docstring with each
     `{name}` line replaced by PARAGRAPHS[name] (or SPEC_PARAGRAPHS[name](spec)), indented
     as that line is. Put it below @dispatch, which copies the docstring."""
-    def paragraph(match):
-        indent, name = match.groups()
-        text = PARAGRAPHS[name] if name in PARAGRAPHS else SPEC_PARAGRAPHS[name](spec)
-        return "\n".join(indent + line if line else "" for line in text.splitlines())
-
-    def decorate(func):
-        func.__doc__ = _PLACEHOLDER.sub(paragraph, func.__doc__)
-        return func
-    return decorate
+    return fill_from(lambda name: PARAGRAPHS[name] if name in PARAGRAPHS
+                     else SPEC_PARAGRAPHS[name](spec))

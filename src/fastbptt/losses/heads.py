@@ -21,9 +21,44 @@ import numpy as np
 
 from fastbptt import reference
 from fastbptt._kernels import losses as _kernel
+from fastbptt.cells import docs
 from fastbptt.losses.args import check_head_args
 from fastbptt.losses.grads import HeadGrads
 from fastbptt.runtime.backend import dispatch
+
+# The parameters and sections every fused head documents alike, filled into the
+# docstrings below (fastbptt.cells.docs.fill_from).
+_HEAD_DOCS = {
+    "head_arrays": """\
+h : ndarray, shape (..., H)
+    The states the head reads, float32 or float64, any leading shape: (T, B, H) for a
+    loss at every step, (B, H) for one at the last step.
+W : ndarray, shape (V, H)
+    The head's weights (an embedding's matrix for tied weights).
+b : ndarray, shape (V,), or None
+    The head's bias.""",
+    "head_compute_grad": """\
+compute_grad : bool, default True
+    False: the loss only.""",
+    "head_returns": """\
+Returns
+-------
+loss : numpy scalar of h's dtype
+    No counted position gives 0.
+grads : HeadGrads or None
+    ``HeadGrads(dh, dW, db)``, new arrays (``dh`` shaped like ``h``; ``db`` None without
+    a bias), or None with ``compute_grad=False``.""",
+    "head_raises": """\
+Raises
+------
+ValueError
+    Shapes that disagree (the message names the argument and the expected shape), class
+    indices out of [0, V) (softmax_cross_entropy), or an unknown ``reduction``.
+TypeError
+    Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.""",
+}
+_head_doc = docs.fill_from(_HEAD_DOCS.__getitem__)
+
 
 _KINDS = {
     "softmax_cross_entropy": _kernel.LossKind.SOFTMAX_XENT,
@@ -72,6 +107,7 @@ def _run(loss, h, W, b, targets, mask, ignore_index, reduction, compute_grad):
 
 
 @dispatch("softmax_cross_entropy")
+@_head_doc
 def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
                           reduction="mean", compute_grad=True):
     """Softmax cross-entropy of the affine head y = h W^T + b against class indices.
@@ -84,13 +120,7 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
 
     Parameters
     ----------
-    h : ndarray, shape (..., H)
-        The states the head reads, float32 or float64, any leading shape: (T, B, H) for a
-        loss at every step, (B, H) for one at the last step.
-    W : ndarray, shape (V, H)
-        The head's weights (an embedding's matrix for tied weights).
-    b : ndarray, shape (V,), or None
-        The head's bias.
+    {head_arrays}
     targets : ndarray
         Class indices, integers of shape ``h.shape[:-1]`` in [0, V) (except where
         masked out or equal to ``ignore_index``).
@@ -101,24 +131,11 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
     reduction : {"mean", "sum"}, default "mean"
         "mean" divides by the counted positions (the sum of the mask's weights), as
         torch's ``cross_entropy`` does; "sum" adds them.
-    compute_grad : bool, default True
-        False: the loss only.
+    {head_compute_grad}
 
-    Returns
-    -------
-    loss : numpy scalar of h's dtype
-        No counted position gives 0.
-    grads : HeadGrads or None
-        ``HeadGrads(dh, dW, db)``, new arrays (``dh`` shaped like ``h``; ``db`` None without
-        a bias), or None with ``compute_grad=False``.
+    {head_returns}
 
-    Raises
-    ------
-    ValueError
-        Shapes that disagree (the message names the argument and the expected shape),
-        targets out of [0, V), an unknown ``reduction``.
-    TypeError
-        Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.
+    {head_raises}
 
     See Also
     --------
@@ -142,6 +159,7 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
 
 
 @dispatch("sigmoid_binary_cross_entropy")
+@_head_doc
 def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean",
                                  compute_grad=True):
     """Binary cross-entropy of sigmoid(y), y = h W^T + b, against targets in [0, 1].
@@ -152,13 +170,7 @@ def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean
 
     Parameters
     ----------
-    h : ndarray, shape (..., H)
-        The states the head reads, float32 or float64, any leading shape: (T, B, H) for a
-        loss at every step, (B, H) for one at the last step.
-    W : ndarray, shape (V, H)
-        The head's weights (an embedding's matrix for tied weights).
-    b : ndarray, shape (V,), or None
-        The head's bias.
+    {head_arrays}
     targets : ndarray
         Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
     mask : ndarray, shape h.shape[:-1], or None
@@ -166,24 +178,11 @@ def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean
     reduction : {"mean", "sum"}, default "mean"
         "mean" divides by the counted elements (the sum of the mask's weights times
         V), as torch's ``BCEWithLogitsLoss``; "sum" adds them.
-    compute_grad : bool, default True
-        False: the loss only.
+    {head_compute_grad}
 
-    Returns
-    -------
-    loss : numpy scalar of h's dtype
-        No counted position gives 0.
-    grads : HeadGrads or None
-        ``HeadGrads(dh, dW, db)``, new arrays (``dh`` shaped like ``h``; ``db`` None without
-        a bias), or None with ``compute_grad=False``.
+    {head_returns}
 
-    Raises
-    ------
-    ValueError
-        Shapes that disagree (the message names the argument and the expected shape),
-        an unknown ``reduction``.
-    TypeError
-        Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.
+    {head_raises}
 
     See Also
     --------
@@ -203,6 +202,7 @@ def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean
 
 
 @dispatch("mean_squared_error")
+@_head_doc
 def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute_grad=True):
     """Squared error of the affine head y = h W^T + b against targets.
 
@@ -212,13 +212,7 @@ def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute
 
     Parameters
     ----------
-    h : ndarray, shape (..., H)
-        The states the head reads, float32 or float64, any leading shape: (T, B, H) for a
-        loss at every step, (B, H) for one at the last step.
-    W : ndarray, shape (V, H)
-        The head's weights (an embedding's matrix for tied weights).
-    b : ndarray, shape (V,), or None
-        The head's bias.
+    {head_arrays}
     targets : ndarray
         Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
     mask : ndarray, shape h.shape[:-1], or None
@@ -226,24 +220,11 @@ def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute
     reduction : {"mean", "sum"}, default "mean"
         "mean" divides by the counted elements (the sum of the mask's weights times
         V), as torch's ``MSELoss``; "sum" adds them.
-    compute_grad : bool, default True
-        False: the loss only.
+    {head_compute_grad}
 
-    Returns
-    -------
-    loss : numpy scalar of h's dtype
-        No counted position gives 0.
-    grads : HeadGrads or None
-        ``HeadGrads(dh, dW, db)``, new arrays (``dh`` shaped like ``h``; ``db`` None without
-        a bias), or None with ``compute_grad=False``.
+    {head_returns}
 
-    Raises
-    ------
-    ValueError
-        Shapes that disagree (the message names the argument and the expected shape),
-        an unknown ``reduction``.
-    TypeError
-        Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.
+    {head_raises}
 
     See Also
     --------

@@ -26,6 +26,7 @@ lengths[b] - 1 - t.
 """
 import numpy as np
 
+from fastbptt.cells import docs
 from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
@@ -34,6 +35,74 @@ from fastbptt.nn.stack import Tape, cell_function, stack_backward, stack_forward
 from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 from fastbptt.runtime.validation import check_finite as _check_finite
+
+# The parameters and sections every layer class documents alike, filled into the
+# docstrings of RNN, LSTM and GRU from their spec (fastbptt.cells.docs.fill_from).
+_LAYER_PARAMETERS = """\
+input_size : int
+    I, the size of each input vector.
+hidden_size : int
+    H, the size of each hidden state.
+num_layers : int, default 1
+    Stacked layers; layer k > 0 reads layer k-1's output (D*H wide).
+bias : bool, default True
+    With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
+batch_first : bool, default False
+    Inputs and outputs are (B, T, ...) instead of (T, B, ...).
+bidirectional : bool, default False
+    Also run each layer backwards in time (D = 2 directions, outputs concatenated
+    [forward, reverse]).
+dtype : {numpy.float32, numpy.float64}, default numpy.float32
+    The parameters' dtype; inputs must have it.
+seed : int, numpy.random.Generator or None
+    Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
+backend : {None, "compiled", "reference"}, default None
+    None follows :func:`fastbptt.set_backend` / :func:`fastbptt.use_backend`; a name
+    pins this layer to one backend."""
+
+
+def _layer_sections(spec):
+    """The Attributes, Raises and Notes sections of a layer class of the cell `spec`."""
+    GH = f"{spec.gates}H" if spec.gates > 1 else "H"
+    nonlinearity = (", or a nonlinearity other than tanh and relu"
+                    if "nonlinearity" in spec.options else "")
+    if len(spec.states) > 1:
+        forward = "``forward(x, hx=None, lengths=None, check_finite=False)`` returns\n" \
+                  "``output, (h_n, c_n)`` (``hx`` is ``(h0, c0)`` or None)"
+        backward = "``backward(d_output, d_hn=None, d_cn=None)``"
+        initial = "``layer.d_h0`` and ``layer.d_c0``"
+    else:
+        forward = "``forward(x, h0=None, lengths=None, check_finite=False)`` returns\n" \
+                  "``output, h_n``"
+        backward = "``backward(d_output, d_hn=None)``"
+        initial = "``layer.d_h0``"
+    return f"""\
+Attributes
+----------
+params : dict of str to ndarray
+    The parameters under torch's state-dict keys (``weight_ih_l0``,
+    ``bias_hh_l1_reverse``, ...): ``weight_ih_l{{k}}`` ({GH}, I_k), ``weight_hh_l{{k}}``
+    ({GH}, H), biases ({GH},). Optimizers update these arrays in place.
+
+Raises
+------
+ValueError
+    Sizes that are not positive ints{nonlinearity}.
+TypeError
+    ``bias``, ``batch_first`` or ``bidirectional`` not a bool.
+
+Notes
+-----
+{forward}, shaped like torch's: ``output`` (T, B, D*H),
+``h_n`` (num_layers*D, B, H). {backward}
+returns ``dx`` and a dict of gradients under the parameters' keys, and sets {initial}.
+``forward_with_tape`` / ``backward_with_tape`` do the same without keeping anything on
+the layer. ``state_dict()`` and ``load_state_dict()`` round-trip with torch's."""
+
+
+def _layer_doc(spec):
+    sections = {"layer_parameters": _LAYER_PARAMETERS, "layer_sections": _layer_sections(spec)}
+    return docs.fill_from(sections.__getitem__)
 
 
 class _RecurrentLayer:
@@ -263,6 +332,7 @@ class _RecurrentLayer:
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
 
 
+@_layer_doc(_RNN_SPEC)
 class RNN(_RecurrentLayer):
     """Elman RNN layers, like ``torch.nn.RNN``.
 
@@ -271,51 +341,11 @@ class RNN(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size : int
-        I, the size of each input vector.
-    hidden_size : int
-        H, the size of each hidden state.
-    num_layers : int, default 1
-        Stacked layers; layer k > 0 reads layer k-1's output (D*H wide).
+    {layer_parameters}
     nonlinearity : {"tanh", "relu"}, default "tanh"
         f, as torch.nn.RNN's.
-    bias : bool, default True
-        With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-    batch_first : bool, default False
-        Inputs and outputs are (B, T, ...) instead of (T, B, ...).
-    bidirectional : bool, default False
-        Also run each layer backwards in time (D = 2 directions, outputs concatenated
-        [forward, reverse]).
-    dtype : {numpy.float32, numpy.float64}, default numpy.float32
-        The parameters' dtype; inputs must have it.
-    seed : int, numpy.random.Generator or None
-        Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
-    backend : {None, "compiled", "reference"}, default None
-        None follows :func:`fastbptt.set_backend` / :func:`fastbptt.use_backend`; a name
-        pins this layer to one backend.
 
-    Attributes
-    ----------
-    params : dict of str to ndarray
-        The parameters under torch's state-dict keys (``weight_ih_l0``,
-        ``bias_hh_l1_reverse``, ...): ``weight_ih_l{k}`` (H, I_k), ``weight_hh_l{k}``
-        (H, H), biases (H,). Optimizers update these arrays in place.
-
-    Raises
-    ------
-    ValueError
-        Sizes that are not positive ints, or a nonlinearity other than tanh and relu.
-    TypeError
-        ``bias``, ``batch_first`` or ``bidirectional`` not a bool.
-
-    Notes
-    -----
-    ``forward(x, h0=None, lengths=None, check_finite=False)`` returns
-    ``output, h_n``, shaped like torch's: ``output`` (T, B, D*H), ``h_n``
-    (num_layers*D, B, H). ``backward(d_output, d_hn=None)`` returns ``dx`` and a
-    dict of gradients under the parameters' keys, and sets ``layer.d_h0``.
-    ``forward_with_tape`` / ``backward_with_tape`` do the same without keeping anything on
-    the layer. ``state_dict()`` and ``load_state_dict()`` round-trip with torch's.
+    {layer_sections}
 
     Examples
     --------
@@ -348,6 +378,7 @@ class RNN(_RecurrentLayer):
     __call__ = forward
 
 
+@_layer_doc(_GRU_SPEC)
 class GRU(_RecurrentLayer):
     """GRU layers, like ``torch.nn.GRU`` (gates r, z, n).
 
@@ -355,49 +386,9 @@ class GRU(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size : int
-        I, the size of each input vector.
-    hidden_size : int
-        H, the size of each hidden state.
-    num_layers : int, default 1
-        Stacked layers; layer k > 0 reads layer k-1's output (D*H wide).
-    bias : bool, default True
-        With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-    batch_first : bool, default False
-        Inputs and outputs are (B, T, ...) instead of (T, B, ...).
-    bidirectional : bool, default False
-        Also run each layer backwards in time (D = 2 directions, outputs concatenated
-        [forward, reverse]).
-    dtype : {numpy.float32, numpy.float64}, default numpy.float32
-        The parameters' dtype; inputs must have it.
-    seed : int, numpy.random.Generator or None
-        Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
-    backend : {None, "compiled", "reference"}, default None
-        None follows :func:`fastbptt.set_backend` / :func:`fastbptt.use_backend`; a name
-        pins this layer to one backend.
+    {layer_parameters}
 
-    Attributes
-    ----------
-    params : dict of str to ndarray
-        The parameters under torch's state-dict keys (``weight_ih_l0``,
-        ``bias_hh_l1_reverse``, ...): ``weight_ih_l{k}`` (3H, I_k), ``weight_hh_l{k}``
-        (3H, H), biases (3H,). Optimizers update these arrays in place.
-
-    Raises
-    ------
-    ValueError
-        Sizes that are not positive ints.
-    TypeError
-        ``bias``, ``batch_first`` or ``bidirectional`` not a bool.
-
-    Notes
-    -----
-    ``forward(x, h0=None, lengths=None, check_finite=False)`` returns
-    ``output, h_n``, shaped like torch's: ``output`` (T, B, D*H), ``h_n``
-    (num_layers*D, B, H). ``backward(d_output, d_hn=None)`` returns ``dx`` and a
-    dict of gradients under the parameters' keys, and sets ``layer.d_h0``.
-    ``forward_with_tape`` / ``backward_with_tape`` do the same without keeping anything on
-    the layer. ``state_dict()`` and ``load_state_dict()`` round-trip with torch's.
+    {layer_sections}
 
     Examples
     --------
@@ -418,6 +409,7 @@ class GRU(_RecurrentLayer):
     __call__ = forward
 
 
+@_layer_doc(_LSTM_SPEC)
 class LSTM(_RecurrentLayer):
     """LSTM layers, like ``torch.nn.LSTM`` (gates i, f, g, o).
 
@@ -425,50 +417,9 @@ class LSTM(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size : int
-        I, the size of each input vector.
-    hidden_size : int
-        H, the size of each hidden state.
-    num_layers : int, default 1
-        Stacked layers; layer k > 0 reads layer k-1's output (D*H wide).
-    bias : bool, default True
-        With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-    batch_first : bool, default False
-        Inputs and outputs are (B, T, ...) instead of (T, B, ...).
-    bidirectional : bool, default False
-        Also run each layer backwards in time (D = 2 directions, outputs concatenated
-        [forward, reverse]).
-    dtype : {numpy.float32, numpy.float64}, default numpy.float32
-        The parameters' dtype; inputs must have it.
-    seed : int, numpy.random.Generator or None
-        Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
-    backend : {None, "compiled", "reference"}, default None
-        None follows :func:`fastbptt.set_backend` / :func:`fastbptt.use_backend`; a name
-        pins this layer to one backend.
+    {layer_parameters}
 
-    Attributes
-    ----------
-    params : dict of str to ndarray
-        The parameters under torch's state-dict keys (``weight_ih_l0``,
-        ``bias_hh_l1_reverse``, ...): ``weight_ih_l{k}`` (4H, I_k), ``weight_hh_l{k}``
-        (4H, H), biases (4H,). Optimizers update these arrays in place.
-
-    Raises
-    ------
-    ValueError
-        Sizes that are not positive ints.
-    TypeError
-        ``bias``, ``batch_first`` or ``bidirectional`` not a bool.
-
-    Notes
-    -----
-    ``forward(x, hx=None, lengths=None, check_finite=False)`` returns
-    ``output, (h_n, c_n)`` (``hx`` is ``(h0, c0)`` or None), shaped like torch's:
-    ``output`` (T, B, D*H), ``h_n`` (num_layers*D, B, H).
-    ``backward(d_output, d_hn=None, d_cn=None)`` returns ``dx`` and a dict of gradients
-    under the parameters' keys, and sets ``layer.d_h0`` and ``layer.d_c0``.
-    ``forward_with_tape`` / ``backward_with_tape`` do the same without keeping anything on
-    the layer. ``state_dict()`` and ``load_state_dict()`` round-trip with torch's.
+    {layer_sections}
 
     Examples
     --------

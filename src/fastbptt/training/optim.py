@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from fastbptt.cells import docs
 from fastbptt.runtime.validation import FLOAT_DTYPES
 
 
@@ -69,6 +70,31 @@ def _check_float_arrays(what, arrays, writable):
                             f"got {value.dtype}")
         if writable and not value.flags.writeable:
             raise ValueError(f"{what}[{key!r}] is read-only; it is updated in place")
+
+
+# The parameter and the sections every optimizer documents alike, filled into their
+# docstrings (fastbptt.cells.docs.fill_from).
+_OPTIMIZER_DOCS = {
+    "optimizer_params": """\
+params : dict of str to ndarray
+    The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+    or float64, writable; :meth:`step` updates them in place.""",
+    "optimizer_sections": """\
+Notes
+-----
+``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+again.
+
+Raises
+------
+TypeError, ValueError
+    ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+    message names it).""",
+}
+_optimizer_doc = docs.fill_from(_OPTIMIZER_DOCS.__getitem__)
 
 
 class _Optimizer:
@@ -162,30 +188,17 @@ class _Optimizer:
         self.lr = _check_positive("lr", hyper["lr"])
 
 
+@_optimizer_doc
 class SGD(_Optimizer):
     """Plain gradient descent, ``w -= lr * g`` (torch.optim.SGD without momentum).
 
     Parameters
     ----------
-    params : dict of str to ndarray
-        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
-        or float64, writable; :meth:`step` updates them in place.
+    {optimizer_params}
     lr : float, default 0.1
         The learning rate, > 0.
 
-    Notes
-    -----
-    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
-    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
-    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
-    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
-    again.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
-        message names it).
+    {optimizer_sections}
 
     Examples
     --------
@@ -206,6 +219,7 @@ class SGD(_Optimizer):
         np.subtract(p, scratch, out=p)
 
 
+@_optimizer_doc
 class Momentum(_Optimizer):
     """Heavy-ball or Nesterov momentum, with torch.optim.SGD(momentum=...)'s rule.
 
@@ -216,9 +230,7 @@ class Momentum(_Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray
-        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
-        or float64, writable; :meth:`step` updates them in place.
+    {optimizer_params}
     lr : float, default 0.1
         The learning rate, > 0.
     momentum : float, default 0.9
@@ -226,19 +238,7 @@ class Momentum(_Optimizer):
     nesterov : bool, default False
         Nesterov's variant.
 
-    Notes
-    -----
-    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
-    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
-    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
-    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
-    again.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
-        message names it).
+    {optimizer_sections}
 
     Examples
     --------
@@ -282,6 +282,7 @@ class Momentum(_Optimizer):
         self.nesterov = bool(hyper["nesterov"])
 
 
+@_optimizer_doc
 class Adagrad(_Optimizer):
     """Adagrad, with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay).
 
@@ -291,27 +292,13 @@ class Adagrad(_Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray
-        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
-        or float64, writable; :meth:`step` updates them in place.
+    {optimizer_params}
     lr : float, default 0.01
         The learning rate, > 0.
     eps : float, default 1e-10
         Added to the denominator, >= 0.
 
-    Notes
-    -----
-    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
-    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
-    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
-    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
-    again.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
-        message names it).
+    {optimizer_sections}
 
     Examples
     --------
@@ -347,6 +334,7 @@ class Adagrad(_Optimizer):
         self.eps = _check_nonnegative("eps", hyper["eps"])
 
 
+@_optimizer_doc
 class Adam(_Optimizer):
     """Adam, with torch.optim.Adam's bias-corrected rule, step count t from 1.
 
@@ -358,9 +346,7 @@ class Adam(_Optimizer):
 
     Parameters
     ----------
-    params : dict of str to ndarray
-        The arrays to train (a layer's ``params``, merged with a head's if need be), float32
-        or float64, writable; :meth:`step` updates them in place.
+    {optimizer_params}
     lr : float, default 1e-3
         The learning rate, > 0.
     betas : (float, float), default (0.9, 0.999)
@@ -368,19 +354,7 @@ class Adam(_Optimizer):
     eps : float, default 1e-8
         Added to the denominator, >= 0.
 
-    Notes
-    -----
-    ``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
-    and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
-    ``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
-    ``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
-    again.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
-        message names it).
+    {optimizer_sections}
 
     Examples
     --------
