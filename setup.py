@@ -1,9 +1,11 @@
 """Declares the Cython extensions; all metadata lives in pyproject.toml.
 
 FASTBPTT_DEBUG=1 at build time turns Cython's bounds, wraparound and initialisation checks
-back on (and builds with -O1 -g) so that a kernel indexing out of range raises instead of
-corrupting memory. The default build trusts the Python wrappers, which validate every
-argument before a kernel runs.
+back on (and builds with -O1 -g, symbols kept) so that a kernel indexing out of range
+raises instead of corrupting memory. The default build trusts the Python wrappers, which
+validate every argument before a kernel runs, and strips the extensions: Python's own
+CFLAGS usually carry -g, and the debug sections are most of an unstripped .so.
+FASTBPTT_STRIP=0 keeps the symbols of an optimised build (for a profiler).
 """
 import glob
 import os
@@ -14,6 +16,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("FASTBPTT_DEBUG", "0") not in ("", "0")
+STRIP = not DEBUG and os.environ.get("FASTBPTT_STRIP", "1") not in ("", "0")
 
 directives = {
     "language_level": "3",
@@ -25,11 +28,20 @@ directives = {
 }
 
 if sys.platform == "win32":
+    # MSVC writes debug information only when asked (/Zi and /DEBUG), so a release
+    # build has nothing to strip.
     cflags = ["/O2"] if not DEBUG else ["/Od", "/Zi"]
+    ldflags = [] if not DEBUG else ["/DEBUG"]
 else:
     cflags = ["-O1", "-g"] if DEBUG else ["-O3"]
     # No -march=native: the build must run on any CPU of its architecture. The hot
     # element-wise loops (vmath.h) carry their own AVX2/AVX-512 clones instead.
+    if not STRIP:
+        ldflags = []
+    elif sys.platform == "darwin":
+        ldflags = ["-Wl,-S,-x"]   # Apple's ld: drop debug and local symbols (-s is ignored)
+    else:
+        ldflags = ["-Wl,-s"]      # GNU ld / lld: strip all symbols not needed to load
 
 # The headers and .pxd files every kernel may include: a change to one rebuilds the
 # extensions (the cell headers include their templates, which Cython does not track).
@@ -45,6 +57,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags,
         depends=kernel_depends,
+        extra_link_args=ldflags,
     )
     for name in kernels
 ]

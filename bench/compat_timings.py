@@ -1,5 +1,5 @@
-"""What the drop-in compat modules cost and save, measured: the figures behind the README's
-"Drop-in for NumPy models" section and the design choices in fastbptt/compat.
+"""What the drop-in compat modules cost and save, measured: the figures behind the user guide's
+"Drop-in for NumPy models" page (docs/guide/dropin.md) and the design choices in fastbptt/compat.
 
     python bench/compat_timings.py [--repeat 15]
 

@@ -1,4 +1,4 @@
-"""The NaN/Inf policy (README, "Guarantees"):
+"""The NaN/Inf policy (docs/guarantees.md):
 
 1. By default nothing is scanned: NaN and Inf flow through IEEE arithmetic into the
    outputs and gradients they feed, the same in the compiled code and the reference.

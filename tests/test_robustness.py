@@ -1,6 +1,6 @@
 """Numerical robustness: saturated gates (pre-activations in the hundreds), very long
 sequences (T = 20,000) and large inputs give finite outputs and gradients, and the
-float32 path agrees with float64 within the documented tolerance (README, "Guarantees":
+float32 path agrees with float64 within the documented tolerance (docs/guarantees.md,
 max |f32 - f64| <= 2e-5 * max(1, max |f64|) per result, for contracting recurrences).
 """
 import numpy as np
@@ -13,7 +13,7 @@ from _registry import Case
 from fastbptt import reference
 from fastbptt.cells.spec import CELLS
 
-F32_VS_F64 = 2e-5   # documented in README.md; measured up to 1.4e-6 at T = 1000, H = 32
+F32_VS_F64 = 2e-5   # documented in docs/guarantees.md; measured up to 1.4e-6 at T = 1000, H = 32
 
 
 def _problem(cell, dtype, T, B, I, H, seed):

@@ -61,7 +61,7 @@ def test_step_gradients_match_finite_differences(tied):
 @pytest.mark.parametrize("tied", [False, True])
 def test_a_short_run_beats_the_unigram_baseline(tied):
     """A seconds-long form of the demo: the held-out perplexity ends below the unigram
-    baseline's (the defaults end far below it: README)."""
+    baseline's (the defaults end far below it: docs/guide/embeddings.md)."""
     o = wordlm.WordDemoOptions(hidden=32, seq_len=16, batch=16, steps=150, lr=1e-2,
                                tied=tied, checkpoint=None, sample_length=0, threads=1)
     summary = wordlm.run(o, out=lambda *a: None)

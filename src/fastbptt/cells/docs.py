@@ -1,47 +1,84 @@
-"""The paragraphs that every cell's public functions document alike, written once.
+"""The sections that every cell's public functions document alike, written once.
 
 The forward and backward functions of each cell, compiled (fastbptt.rnn_forward, ...)
 and reference (fastbptt.reference.rnn_forward, ...), take the same options; their
-docstrings hold what is the cell's own (the arrays and their shapes, what is returned)
-and name a shared paragraph by a line of its own, `{forward_options}`, that `fill` replaces
-(help() and the API reference show the whole text). Pure Python: the reference uses it.
+numpydoc docstrings hold what is the cell's own (the arrays and their shapes, what is
+returned, an example) and name a shared block by a line of its own, `{forward_options}`,
+that `fill` replaces (help() and the API reference show the whole text). Pure Python: the
+reference uses it.
 """
 import re
 import textwrap
 
 PARAGRAPHS = {
-    # the options of every cell's forward function
+    # numpydoc Parameters entries: the options of every cell's forward function
     "forward_options": """\
-lengths (B,) ints in [0, T], or None: sequence b ends after lengths[b] steps (its
-state is carried unchanged past that, its outputs are zero).
-checkpoint: None (store every step for backward), True or an int k: store the state
-every k steps (k = ceil(sqrt(T)) for True) and recompute each segment in backward
-(fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T); the same results
-to rounding.
-check_finite: raise ValueError if an argument holds NaN or Inf (x only inside the
-lengths); by default NaN and Inf propagate as IEEE arithmetic makes them.""",
+batch_first : bool, default False
+    ``x`` and the output are (B, T, ...) instead of (T, B, ...).
+lengths : array_like of int, shape (B,), or None
+    Sequence b ends after ``lengths[b]`` steps, each in [0, T]: past its end its state
+    is carried unchanged, its outputs are zero and nothing there reaches a gradient
+    (PyTorch's PackedSequence semantics). None: every sequence has T steps.
+check_finite : bool, default False
+    Raise ValueError if an argument holds NaN or Inf (``x`` only inside the lengths).
+    By default nothing is scanned and NaN and Inf propagate as IEEE arithmetic makes
+    them.
+checkpoint : None, bool or int, default None
+    None or False: keep every step for the backward pass. An int k: keep the state
+    every k steps and recompute each segment during backward
+    (fastbptt.cells.checkpoint), for O(T/k + k) memory instead of O(T) at the price of
+    one more forward, with the same results to rounding; True: k = ceil(sqrt(T)).""",
+    # numpydoc Raises section of the compiled forward functions
+    "forward_raises": """\
+Raises
+------
+ValueError
+    A wrong ndim or shape (the message names the argument and the expected shape),
+    ``lengths`` out of [0, T], sizes beyond BLAS's 32-bit indices, or NaN/Inf with
+    ``check_finite=True``.
+TypeError
+    Mixed float dtypes (naming the arrays), or an integer, boolean, complex, object,
+    float16 or byte-swapped array.""",
+    # numpydoc Raises section of the compiled backward functions
+    "backward_raises": """\
+Raises
+------
+ValueError
+    No gradient given, or one of the wrong shape (the message names it), or NaN/Inf
+    with ``check_finite=True``.
+TypeError
+    A gradient of another dtype than the forward's, or a cache from elsewhere.""",
 }
 
 
-
-def _wrapped(*sentences):
-    return "\n".join(textwrap.fill(x, 84) for x in sentences)
+def _entry(head, *sentences):
+    """A numpydoc entry: its `name : type` line and the description, indented."""
+    body = textwrap.fill(" ".join(sentences), 84, initial_indent="    ",
+                         subsequent_indent="    ")
+    return f"{head}\n{body}"
 
 
 def _backward_arguments(spec):
-    """dh, the final states' gradients (spec.final_grads) and check_finite of a cell's
-    backward function."""
+    """numpydoc Parameters entries of a cell's backward function: dh, cache, the final
+    states' gradients (spec.final_grads) and check_finite."""
     names = ", ".join(spec.final_grads)
-    grads = " and ".join(f"dL/{name}" for name in spec.final_grads)
     s = "s" if len(spec.final_grads) > 1 else ""
-    *others, last = ("dh (inside the lengths)", *spec.final_grads)
-    checked = f"{', '.join(others)} or {last}"
-    return _wrapped(
-        f"dh: dL/dh at every step, shaped like {spec.forward_name}'s output, or None "
-        f"(many-to-one);",
-        f"{names}: {grads} (B, H), the gradient{s} reaching the final state{s} from "
-        f"outside, or None. At least one of dh, {names} must be given.",
-        f"check_finite: raise ValueError if {checked} holds NaN or Inf.")
+    states = "hidden and cell states" if len(spec.final_grads) > 1 else "state"
+    return "\n".join([
+        _entry("dh : ndarray or None",
+               f"dL/dh at every step, shaped like the output of {spec.forward_name}",
+               "(many-to-many), or None when the loss reaches only the final state(s)."),
+        _entry("cache : object",
+               f"What {spec.forward_name} returned; a backward call runs on the backend",
+               "that made its cache."),
+        _entry(f"{names} : ndarray, shape (B, H), or None",
+               f"The gradient{s} reaching the final {states} from outside (a loss on the",
+               "last state, or a gradient carried back from a later chunk). At least one",
+               f"of dh, {names} must be given."),
+        _entry("check_finite : bool, default False",
+               f"Raise ValueError if dh (inside the lengths) or {names} holds NaN or",
+               "Inf."),
+    ])
 
 
 # the paragraphs written from the cell's spec
@@ -50,16 +87,24 @@ SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments}
 _PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
 
 
+def fill_from(paragraphs):
+    """Decorator of a function or class: its docstring with each `{name}` line replaced
+    by paragraphs(name), indented as that line is (the layers, optimizers and loss heads
+    document their shared parameters this way too)."""
+    def paragraph(match):
+        indent, name = match.groups()
+        return "\n".join(indent + line if line else "" for line in
+                         paragraphs(name).splitlines())
+
+    def decorate(obj):
+        obj.__doc__ = _PLACEHOLDER.sub(paragraph, obj.__doc__)
+        return obj
+    return decorate
+
+
 def fill(spec):
     """Decorator of a public function of the cell `spec`: its docstring with each
     `{name}` line replaced by PARAGRAPHS[name] (or SPEC_PARAGRAPHS[name](spec)), indented
     as that line is. Put it below @dispatch, which copies the docstring."""
-    def paragraph(match):
-        indent, name = match.groups()
-        text = PARAGRAPHS[name] if name in PARAGRAPHS else SPEC_PARAGRAPHS[name](spec)
-        return "\n".join(indent + line for line in text.splitlines())
-
-    def decorate(func):
-        func.__doc__ = _PLACEHOLDER.sub(paragraph, func.__doc__)
-        return func
-    return decorate
+    return fill_from(lambda name: PARAGRAPHS[name] if name in PARAGRAPHS
+                     else SPEC_PARAGRAPHS[name](spec))

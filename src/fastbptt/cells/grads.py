@@ -5,10 +5,19 @@ import numpy as np
 
 
 class RNNGrads(NamedTuple):
-    """Every gradient of a vanilla RNN's forward pass; unpacks like a tuple.
+    """Every gradient of a vanilla RNN's forward pass, a named tuple (unpacks like a tuple).
 
-    dx (T, B, I) or (B, T, I) like x; dh0 (B, H); dW_ih (H, I); dW_hh (H, H);
-    db_ih and db_hh (H,), None when the forward pass had no biases.
+    Attributes
+    ----------
+    dx : ndarray
+        dL/dx, shaped like x ((T, B, I), or (B, T, I) batch-first).
+    dh0 : ndarray, shape (B, H)
+        dL/dh0.
+    dW_ih : ndarray, shape (H, I)
+    dW_hh : ndarray, shape (H, H)
+        The weights' gradients, summed over all steps.
+    db_ih, db_hh : ndarray, shape (H,), or None
+        The biases' gradients; None when the forward pass had no biases.
     """
     dx: np.ndarray
     dh0: np.ndarray
@@ -19,11 +28,21 @@ class RNNGrads(NamedTuple):
 
 
 class LSTMGrads(NamedTuple):
-    """Every gradient of an LSTM's forward pass; unpacks like a tuple.
+    """Every gradient of an LSTM's forward pass, a named tuple (unpacks like a tuple).
 
-    dx like x; dh0 and dc0 (B, H); dW_ih (4*H, I); dW_hh (4*H, H); db_ih and db_hh
-    (4*H,), None when the forward pass had no biases. Gate blocks in PyTorch's order
-    i, f, g, o.
+    Attributes
+    ----------
+    dx : ndarray
+        dL/dx, shaped like x ((T, B, I), or (B, T, I) batch-first).
+    dh0 : ndarray, shape (B, H)
+        dL/dh0.
+    dc0 : ndarray, shape (B, H)
+        dL/dc0.
+    dW_ih : ndarray, shape (4H, I)
+    dW_hh : ndarray, shape (4H, H)
+        The weights' gradients, summed over all steps.
+    db_ih, db_hh : ndarray, shape (4H,), or None
+        The biases' gradients; None when the forward pass had no biases. Gate blocks i, f, g, o.
     """
     dx: np.ndarray
     dh0: np.ndarray
@@ -35,11 +54,21 @@ class LSTMGrads(NamedTuple):
 
 
 class GRUGrads(NamedTuple):
-    """Every gradient of a GRU's forward pass; unpacks like a tuple.
+    """Every gradient of a GRU's forward pass, a named tuple (unpacks like a tuple).
 
-    dx like x; dh0 (B, H); dW_ih (3*H, I); dW_hh (3*H, H); db_ih and db_hh (3*H,), None
-    when the forward pass had no biases; gate blocks in PyTorch's order r, z, n. Unlike
-    the other cells, db_ih and db_hh differ (b_hn sits inside the reset gate's product).
+    Attributes
+    ----------
+    dx : ndarray
+        dL/dx, shaped like x ((T, B, I), or (B, T, I) batch-first).
+    dh0 : ndarray, shape (B, H)
+        dL/dh0.
+    dW_ih : ndarray, shape (3H, I)
+    dW_hh : ndarray, shape (3H, H)
+        The weights' gradients, summed over all steps.
+    db_ih, db_hh : ndarray, shape (3H,), or None
+        The biases' gradients; None when the forward pass had no biases. Gate blocks r, z,
+        n; unlike the other cells, ``db_ih`` and ``db_hh`` differ (``b_hn`` sits inside the
+        reset gate's product).
     """
     dx: np.ndarray
     dh0: np.ndarray

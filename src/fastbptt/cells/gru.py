@@ -22,12 +22,60 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
                 check_finite=False, checkpoint=None):
     """Run a GRU over a sequence.
 
-    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
-    for zeros, W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,) or both None (gate blocks
-    r, z, n). float32 or float64, chosen by x.
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for gru_backward whose h_n is the final state (B, H).
+    PyTorch's equations and gate order (r, z, n), for each step t::
+
+        r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        The input sequence, float32 or float64: its dtype decides the dtype of the
+        computation and of every result. A contiguous batch-first array is read without
+        copying.
+    h0 : ndarray, shape (B, H), or None
+        The initial state; None means zeros.
+    W_ih : ndarray, shape (3H, I)
+        Input-to-hidden weights, gate blocks r, z, n.
+    W_hh : ndarray, shape (3H, H)
+        Hidden-to-hidden weights, the same gate blocks.
+    b_ih, b_hh : ndarray, shape (3H,), or None
+        The two biases, PyTorch's layout; give both or neither (without biases their
+        gradients are None).
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, a new array of x's dtype.
+    cache : object
+        Opaque, for :func:`gru_backward`. ``cache.h_n`` is the final state (B, H). It refers
+        to ``x`` and the weights: do not change them in place before the backward call.
+
+    {forward_raises}
+
+    See Also
+    --------
+    gru_backward : the gradients.
+    fastbptt.reference.gru_forward : the pure-NumPy twin, same signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rng = np.random.default_rng(0)
+    >>> B, T, I, H = 2, 5, 3, 4
+    >>> x = rng.standard_normal((B, T, I)).astype(np.float32)      # batch-first
+    >>> W_ih = rng.uniform(-0.5, 0.5, (3 * H, I)).astype(np.float32)
+    >>> W_hh = rng.uniform(-0.5, 0.5, (3 * H, H)).astype(np.float32)
+    >>> h, cache = fastbptt.gru_forward(x, None, W_ih, W_hh, batch_first=True)
+    >>> h.shape
+    (2, 5, 4)
+    >>> ref, _ = fastbptt.reference.gru_forward(x, None, W_ih, W_hh, batch_first=True)
+    >>> bool(np.allclose(h, ref, rtol=1e-4, atol=1e-5))
+    True
     """
     return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
@@ -36,11 +84,26 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
 @dispatch("gru_backward")
 @docs.fill(SPEC)
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time: the gradients of a loss through a GRU.
 
+    Parameters
+    ----------
     {backward_arguments}
-    Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays; db_ih and
-    db_hh are None when forward had no biases.
+
+    Returns
+    -------
+    grads : GRUGrads
+        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dW_ih, dW_hh, db_ih,
+        db_hh``. The gradients of the weights and biases are summed over all steps;
+        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` and
+        ``db_hh`` differ (``b_hn`` sits inside the reset gate's product).
+
+    {backward_raises}
+
+    See Also
+    --------
+    gru_forward : the forward pass that makes ``cache``.
+    fastbptt.reference.gru_backward : the pure-NumPy twin.
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

@@ -20,12 +20,62 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False, checkpoint=None):
     """Run an LSTM over a sequence.
 
-    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 and c0 (B, H)
-    or None for zeros, W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None; gate
-    blocks i, f, g, o as in PyTorch. float32 or float64, chosen by x.
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for lstm_backward whose h_n and c_n are the final states (B, H).
+    PyTorch's equations and gate order (i, f, g, o), for each step t::
+
+        [i, f, g, o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh   (B, 4H), split in 4
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        The input sequence, float32 or float64: its dtype decides the dtype of the
+        computation and of every result. A contiguous batch-first array is read without
+        copying.
+    h0, c0 : ndarray, shape (B, H), or None
+        The initial hidden and cell states; None means zeros.
+    W_ih : ndarray, shape (4H, I)
+        Input-to-hidden weights, gate blocks i, f, g, o.
+    W_hh : ndarray, shape (4H, H)
+        Hidden-to-hidden weights, the same gate blocks.
+    b_ih, b_hh : ndarray, shape (4H,), or None
+        The two biases, PyTorch's layout; give both or neither (without biases their
+        gradients are None).
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, a new array of x's dtype.
+    cache : object
+        Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
+        states (B, H). It refers to ``x`` and the weights: do not change them in place
+        before the backward call.
+
+    {forward_raises}
+
+    See Also
+    --------
+    lstm_backward : the gradients.
+    fastbptt.reference.lstm_forward : the pure-NumPy twin, same signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I))
+    >>> W_ih, W_hh = rng.uniform(-0.5, 0.5, (4 * H, I)), rng.uniform(-0.5, 0.5, (4 * H, H))
+    >>> b = np.zeros(4 * H)
+    >>> h, cache = fastbptt.lstm_forward(x, None, None, W_ih, W_hh, b, b, lengths=[5, 3])
+    >>> h.shape, cache.c_n.shape
+    ((5, 2, 4), (2, 4))
+    >>> bool(np.all(h[3:, 1] == 0))      # sequence 1 ended after 3 steps
+    True
+    >>> grads = fastbptt.lstm_backward(None, cache, dh_n=np.ones((B, H)))  # many-to-one
+    >>> grads.dx.shape, grads.dc0.shape
+    ((5, 2, 3), (2, 4))
     """
     return driver.forward(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
@@ -34,10 +84,26 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 @dispatch("lstm_backward")
 @docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time: the gradients of a loss through an LSTM.
 
+    Parameters
+    ----------
     {backward_arguments}
-    Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
+
+    Returns
+    -------
+    grads : LSTMGrads
+        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dc0, dW_ih, dW_hh,
+        db_ih, db_hh``. The gradients of the weights and biases are summed over all steps;
+        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
+        ``db_hh``.
+
+    {backward_raises}
+
+    See Also
+    --------
+    lstm_forward : the forward pass that makes ``cache``.
+    fastbptt.reference.lstm_backward : the pure-NumPy twin.
     """
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
 

@@ -17,14 +17,63 @@ from fastbptt.runtime.backend import dispatch
 @docs.fill(SPEC)
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None, check_finite=False, checkpoint=None):
-    """Run a vanilla RNN over a sequence.
+    """Run a vanilla (Elman) RNN over a sequence.
 
-    x (T, B, I) (or (B, T, I) with batch_first, read without copying), h0 (B, H) or None
-    for zeros, W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
-    nonlinearity "tanh", "relu", "sigmoid" or "identity". float32 or float64, chosen by x.
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), a new array, and an opaque
-    cache for rnn_backward whose h_n is the final state (B, H).
+    For each step t, with f the nonlinearity::
+
+        a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
+        h_t = f(a_t)
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        The input sequence, float32 or float64: its dtype decides the dtype of the
+        computation and of every result. A contiguous batch-first array is read without
+        copying.
+    h0 : ndarray, shape (B, H), or None
+        The initial state; None means zeros.
+    W_ih : ndarray, shape (H, I)
+        Input-to-hidden weights.
+    W_hh : ndarray, shape (H, H)
+        Hidden-to-hidden weights, the same gate blocks.
+    b_ih, b_hh : ndarray, shape (H,), or None
+        The two biases, PyTorch's layout; give both or neither (without biases their
+        gradients are None).
+    nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
+        f above ("tanh" and "relu" are PyTorch's).
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, a new array of x's dtype.
+    cache : object
+        Opaque, for :func:`rnn_backward`. ``cache.h_n`` is the final state (B, H), each
+        sequence's at its own last step. It refers to ``x`` and the weights: do not change
+        them in place before the backward call.
+
+    {forward_raises}
+
+    See Also
+    --------
+    rnn_backward : the gradients.
+    fastbptt.reference.rnn_forward : the pure-NumPy twin, same signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I)).astype(np.float32)
+    >>> W_ih = rng.uniform(-0.5, 0.5, (H, I)).astype(np.float32)
+    >>> W_hh = rng.uniform(-0.5, 0.5, (H, H)).astype(np.float32)
+    >>> h, cache = fastbptt.rnn_forward(x, None, W_ih, W_hh)
+    >>> h.shape, h.dtype, cache.h_n.shape
+    ((5, 2, 4), dtype('float32'), (2, 4))
+    >>> grads = fastbptt.rnn_backward(np.ones_like(h), cache)
+    >>> grads.dW_hh.shape, grads.db_ih is None
+    ((4, 4), True)
     """
     return driver.forward(SPEC, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint, nonlinearity)
@@ -33,10 +82,26 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 @dispatch("rnn_backward")
 @docs.fill(SPEC)
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time: the gradients of a loss through a vanilla RNN.
 
+    Parameters
+    ----------
     {backward_arguments}
-    Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh), all new arrays.
+
+    Returns
+    -------
+    grads : RNNGrads
+        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dW_ih, dW_hh, db_ih,
+        db_hh``. The gradients of the weights and biases are summed over all steps;
+        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
+        ``db_hh``.
+
+    {backward_raises}
+
+    See Also
+    --------
+    rnn_forward : the forward pass that makes ``cache``.
+    fastbptt.reference.rnn_backward : the pure-NumPy twin.
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

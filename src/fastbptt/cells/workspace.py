@@ -100,15 +100,34 @@ def _drop_free(buffers):
 
 
 def release_workspace():
-    """Forget the calling thread's kept buffers: the free ones are freed now, those still
-    in use when the arrays using them are."""
+    """Forget the calling thread's kept buffers.
+
+    The free ones are freed now, those still in use when the arrays using them are.
+    """
     _buffers().clear()
 
 
 def set_workspace_limit(nbytes):
-    """Keep at most `nbytes` of buffers per thread (0: keep none, every array is new);
-    returns the previous limit. The calling thread's free buffers are dropped when it
-    keeps more than the new limit; another thread's, at its next call over the limit."""
+    """Keep at most ``nbytes`` of recycled buffers per thread.
+
+    The calling thread's free buffers are dropped when it keeps more than the new limit;
+    another thread's, at its next call over the limit.
+
+    Parameters
+    ----------
+    nbytes : int
+        The bound, >= 0 (default 1 GiB); 0 keeps none, so every array is new.
+
+    Returns
+    -------
+    int
+        The previous limit.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-int ``nbytes``.
+    """
     global _limit
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
@@ -122,5 +141,10 @@ def set_workspace_limit(nbytes):
 
 
 def workspace_bytes():
-    """The bytes of buffers the calling thread keeps now, in use or free."""
+    """The bytes of buffers the calling thread keeps now, in use or free.
+
+    Returns
+    -------
+    int
+    """
     return sum(buf.nbytes for buf in _buffers())

@@ -8,7 +8,7 @@ the time loops run compiled, with the same functions, signatures and results.
   (``lossFun = minchar.bind(globals())``).
 
 Both take what the originals' NumPy takes (promotion, broadcasting, index shapes, list
-caches); README.md, "Drop-in for NumPy models", lists what still differs and why.
+caches); docs/guide/dropin.md, "Drop-in for NumPy models", lists what still differs and why.
 
 Their sequence functions (cs231n's rnn/lstm_forward/backward, minchar's lossFun) call the
 public cell functions, so they follow the backend switch: under

@@ -1,9 +1,10 @@
 """The recurrent layer functions of the Stanford CS231n assignments (rnn_layers.py), with
-their names, signatures, shapes and return values, running on fastbptt's compiled cells:
+their names, signatures, shapes and return values, running on fastbptt's compiled cells::
 
     from fastbptt.compat import cs231n as layers     # instead of: from rnn_layers import *
 
-Their conventions, kept here:
+Their conventions, kept here::
+
     x (N, T, D) batch-major, h0 (N, H), h (N, T, H);  Wx (D, G*H), Wh (H, G*H), b (G*H,)
     RNN:  h_t = tanh(x_t Wx + h_{t-1} Wh + b)
     LSTM: a = x_t Wx + h_{t-1} Wh + b (N, 4H), blocks [i f o g];
@@ -18,8 +19,8 @@ input's shape; word_embedding_forward takes a Python int or an index array of an
 (out: x.shape + (D,)); upstream gradients broadcast to their output's shape. The caches
 of rnn_forward / lstm_forward are, as the originals' are, lists of the step caches
 (cache[t] goes to rnn_step_backward), and rnn_backward / lstm_backward also take such a
-list. What still differs from the originals, and why: README.md, "Drop-in for NumPy
-models".
+list. What still differs from the originals, and why: docs/guide/dropin.md, "Drop-in for
+NumPy models".
 
 How: the sequence functions are thin adapters onto fastbptt.rnn_forward / lstm_forward
 (PyTorch layout: W_ih (G*H, D) = Wx^T, gate blocks [i f g o], batch_first=True reads

@@ -2,12 +2,12 @@
 one file of NumPy), with its shapes and results, the recurrence running compiled.
 
 Two ways in. The script itself, unchanged but for one line after its own `def lossFun`
-(the parameters stay the script's globals):
+(the parameters stay the script's globals)::
 
     from fastbptt.compat import minchar
     lossFun = minchar.bind(globals())     # lossFun(inputs, targets, hprev), as it calls it
 
-or the parameters as arguments:
+or the parameters as arguments::
 
     from fastbptt.compat.minchar import lossFun, sample
     loss, dWxh, dWhh, dWhy, dbh, dby, hprev = lossFun(inputs, targets, hprev,

@@ -21,9 +21,44 @@ import numpy as np
 
 from fastbptt import reference
 from fastbptt._kernels import losses as _kernel
+from fastbptt.cells import docs
 from fastbptt.losses.args import check_head_args
 from fastbptt.losses.grads import HeadGrads
 from fastbptt.runtime.backend import dispatch
+
+# The parameters and sections every fused head documents alike, filled into the
+# docstrings below (fastbptt.cells.docs.fill_from).
+_HEAD_DOCS = {
+    "head_arrays": """\
+h : ndarray, shape (..., H)
+    The states the head reads, float32 or float64, any leading shape: (T, B, H) for a
+    loss at every step, (B, H) for one at the last step.
+W : ndarray, shape (V, H)
+    The head's weights (an embedding's matrix for tied weights).
+b : ndarray, shape (V,), or None
+    The head's bias.""",
+    "head_compute_grad": """\
+compute_grad : bool, default True
+    False: the loss only.""",
+    "head_returns": """\
+Returns
+-------
+loss : numpy scalar of h's dtype
+    No counted position gives 0.
+grads : HeadGrads or None
+    ``HeadGrads(dh, dW, db)``, new arrays (``dh`` shaped like ``h``; ``db`` None without
+    a bias), or None with ``compute_grad=False``.""",
+    "head_raises": """\
+Raises
+------
+ValueError
+    Shapes that disagree (the message names the argument and the expected shape), class
+    indices out of [0, V) (softmax_cross_entropy), or an unknown ``reduction``.
+TypeError
+    Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.""",
+}
+_head_doc = docs.fill_from(_HEAD_DOCS.__getitem__)
+
 
 _KINDS = {
     "softmax_cross_entropy": _kernel.LossKind.SOFTMAX_XENT,
@@ -72,43 +107,137 @@ def _run(loss, h, W, b, targets, mask, ignore_index, reduction, compute_grad):
 
 
 @dispatch("softmax_cross_entropy")
+@_head_doc
 def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
                           reduction="mean", compute_grad=True):
-    """Softmax cross-entropy of the head y = h W^T + b against class indices.
+    """Softmax cross-entropy of the affine head y = h W^T + b against class indices.
 
-    h (..., H) float32/float64; W (V, H); b (V,) or None; targets ints of shape
-    h.shape[:-1] in [0, V) (except where ignore_index or masked out); mask bool or float
-    weights of shape h.shape[:-1], or None; reduction "mean" (over the counted positions,
-    torch's semantics with ignore_index) or "sum".
-    Returns (loss, HeadGrads(dh, dW, db)), or (loss, None) with compute_grad=False; the
-    loss is a NumPy scalar of h's dtype.
+    The head and the loss are fused: the rows are processed in blocks (one GEMM for a
+    block's logits, one pass for softmax, loss and gradient, two GEMMs into dW and dh), so
+    the (N, V) logits never exist whole. Log-sum-exp stable::
+
+        loss_n = logsumexp(y_n) - y_n[targets_n]       y_n = h_n W^T + b    (V,)
+
+    Parameters
+    ----------
+    {head_arrays}
+    targets : ndarray
+        Class indices, integers of shape ``h.shape[:-1]`` in [0, V) (except where
+        masked out or equal to ``ignore_index``).
+    mask : ndarray, shape h.shape[:-1], or None
+        Bool, or float weights per position; 0 leaves a position out.
+    ignore_index : int or None
+        Positions whose target equals it are left out, as in torch's ``cross_entropy``.
+    reduction : {"mean", "sum"}, default "mean"
+        "mean" divides by the counted positions (the sum of the mask's weights), as
+        torch's ``cross_entropy`` does; "sum" adds them.
+    {head_compute_grad}
+
+    {head_returns}
+
+    {head_raises}
+
+    See Also
+    --------
+    fastbptt.reference.softmax_cross_entropy : the pure-NumPy twin, with the math.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> h = np.zeros((3, 2, 4))                    # (T, B, H): uniform logits
+    >>> W, b = np.ones((5, 4)), np.zeros(5)        # V = 5 classes
+    >>> targets = np.array([[0, 1], [2, 3], [4, 0]])
+    >>> loss, g = fastbptt.softmax_cross_entropy(h, W, b, targets)
+    >>> bool(np.isclose(loss, np.log(5)))
+    True
+    >>> g.dh.shape, g.dW.shape, g.db.shape
+    ((3, 2, 4), (5, 4), (5,))
     """
     return _run("softmax_cross_entropy", h, W, b, targets, mask, ignore_index, reduction,
                 compute_grad)
 
 
 @dispatch("sigmoid_binary_cross_entropy")
+@_head_doc
 def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean",
                                  compute_grad=True):
     """Binary cross-entropy of sigmoid(y), y = h W^T + b, against targets in [0, 1].
 
-    h (..., H); W (V, H); b (V,) or None; targets of h's dtype, shape h.shape[:-1] + (V,);
-    mask weights of shape h.shape[:-1] or None; reduction "mean" (over every counted
-    element, as torch's BCEWithLogitsLoss) or "sum".
-    Returns (loss, HeadGrads(dh, dW, db)), or (loss, None) with compute_grad=False.
+    Fused with the head like :func:`softmax_cross_entropy`; stable for large logits::
+
+        loss = max(y, 0) - y t + log1p(exp(-|y|))       per element
+
+    Parameters
+    ----------
+    {head_arrays}
+    targets : ndarray
+        Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
+    mask : ndarray, shape h.shape[:-1], or None
+        Bool, or float weights per position; 0 leaves a position out.
+    reduction : {"mean", "sum"}, default "mean"
+        "mean" divides by the counted elements (the sum of the mask's weights times
+        V), as torch's ``BCEWithLogitsLoss``; "sum" adds them.
+    {head_compute_grad}
+
+    {head_returns}
+
+    {head_raises}
+
+    See Also
+    --------
+    fastbptt.reference.sigmoid_binary_cross_entropy : the pure-NumPy twin, with the math.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> h, W = np.zeros((4, 3)), np.ones((2, 3))   # logits 0: sigmoid 0.5
+    >>> loss, g = fastbptt.sigmoid_binary_cross_entropy(h, W, None, np.ones((4, 2)))
+    >>> bool(np.isclose(loss, np.log(2))), g.db is None
+    (True, True)
     """
     return _run("sigmoid_binary_cross_entropy", h, W, b, targets, mask, None, reduction,
                 compute_grad)
 
 
 @dispatch("mean_squared_error")
+@_head_doc
 def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute_grad=True):
-    """Squared error of y = h W^T + b against targets.
+    """Squared error of the affine head y = h W^T + b against targets.
 
-    h (..., H); W (V, H); b (V,) or None; targets of h's dtype, shape h.shape[:-1] + (V,);
-    mask weights of shape h.shape[:-1] or None; reduction "mean" (over every counted
-    element, as torch's MSELoss) or "sum".
-    Returns (loss, HeadGrads(dh, dW, db)), or (loss, None) with compute_grad=False.
+    Fused with the head like :func:`softmax_cross_entropy`::
+
+        loss = (y - t)^2       per element
+
+    Parameters
+    ----------
+    {head_arrays}
+    targets : ndarray
+        Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
+    mask : ndarray, shape h.shape[:-1], or None
+        Bool, or float weights per position; 0 leaves a position out.
+    reduction : {"mean", "sum"}, default "mean"
+        "mean" divides by the counted elements (the sum of the mask's weights times
+        V), as torch's ``MSELoss``; "sum" adds them.
+    {head_compute_grad}
+
+    {head_returns}
+
+    {head_raises}
+
+    See Also
+    --------
+    fastbptt.reference.mean_squared_error : the pure-NumPy twin, with the math.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> h, W = np.ones((2, 3)), np.ones((1, 3))    # y = 3 everywhere
+    >>> loss, g = fastbptt.mean_squared_error(h, W, None, np.ones((2, 1)))
+    >>> float(loss), g.dh.shape
+    (4.0, (2, 3))
     """
     return _run("mean_squared_error", h, W, b, targets, mask, None, reduction, compute_grad)
 

@@ -45,12 +45,30 @@ class EmbeddingCache(EmbeddingCacheBase):
 
 @dispatch("embedding_forward")
 def embedding_forward(indices, weight, padding_idx=None):
-    """out = weight[indices], and the cache for embedding_backward.
+    """Look up rows of an embedding matrix: ``out = weight[indices]``.
 
-    indices: integers of any shape (...) in [0, V) (a list or a Python int too);
-    weight (V, D) float32/float64; padding_idx None or an int in [-V, V) whose row gets
-    no gradient. Returns out (..., D), a new array of weight's dtype, and the cache
-    (which keeps a copy of the indices, not the weight).
+    Parameters
+    ----------
+    indices : array_like of int
+        Any shape (...), values in [0, V); a list or a Python int too.
+    weight : ndarray, shape (V, D)
+        float32 or float64.
+    padding_idx : int or None
+        A row in [-V, V) that gets no gradient.
+
+    Returns
+    -------
+    out : ndarray, shape (..., D)
+        A new array of weight's dtype.
+    cache : object
+        For :func:`embedding_backward`; it keeps a copy of the indices, not the weight.
+
+    Raises
+    ------
+    ValueError
+        Indices out of range or negative, or a padding_idx out of range.
+    TypeError
+        Float or bool indices, or a weight of another dtype.
     """
     weight, args = check_forward_args(indices, weight, padding_idx)
     out = np.take(weight, args.indices, axis=0)
@@ -59,13 +77,30 @@ def embedding_forward(indices, weight, padding_idx=None):
 
 @dispatch("embedding_backward")
 def embedding_backward(d_out, cache, add_to=None):
-    """The weight gradient dW (V, D): d_out's rows summed into the rows their indices
-    name, none into padding_idx.
+    """The weight gradient of an embedding lookup: d_out's rows summed into the rows their
+    indices name, none into padding_idx.
 
-    d_out (..., D) shaped like the forward's out, of its dtype. add_to None: returns a
-    new dW. add_to a C-contiguous, writeable (V, D) array of the dtype (a gradient that
-    other uses of the weight already produced, say the tied head's dW): the gradient is
-    added into it in place and add_to is returned.
+    A compiled scatter-add over repeated indices, O(N D) whatever V.
+
+    Parameters
+    ----------
+    d_out : ndarray, shape (..., D)
+        dL/dout, shaped like the forward's ``out`` and of its dtype.
+    cache : object
+        What :func:`embedding_forward` returned.
+    add_to : ndarray, shape (V, D), or None
+        None: a new dW is returned. A C-contiguous, writable array of the dtype (a gradient
+        that other uses of the weight already produced, say the tied head's dW): the
+        gradient is added into it in place and ``add_to`` is returned.
+
+    Returns
+    -------
+    dW : ndarray, shape (V, D)
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``d_out`` or ``add_to`` of the wrong shape or dtype, or a cache from elsewhere.
     """
     a, d_out, add_to = check_backward_args(d_out, cache, add_to, EmbeddingCache,
                                            "fastbptt.embedding_backward")
@@ -84,14 +119,45 @@ def embedding_backward(d_out, cache, add_to=None):
 
 
 class Embedding:
-    """A lookup table of num_embeddings vectors of size embedding_dim, like
-    torch.nn.Embedding.
+    """A lookup table of num_embeddings vectors of size embedding_dim, like torch.nn.Embedding.
 
-    params {"weight": (V, D)}, torch's key, initialised N(0, 1) as torch does, the row
-    padding_idx zeroed. forward(indices) -> weight[indices] (indices.shape + (D,));
-    backward(d_out, add_to=None) -> {"weight": dW}, the row padding_idx getting none.
-    dtype float32 or float64; seed an int, None or a NumPy Generator; backend None (follow
-    fastbptt.set_backend), "compiled" or "reference".
+    Parameters
+    ----------
+    num_embeddings : int
+        V, the vocabulary size.
+    embedding_dim : int
+        D, the size of each vector.
+    padding_idx : int or None
+        A row in [-V, V) that starts at zero and never gets a gradient.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+    seed : int, numpy.random.Generator or None
+        The weight starts N(0, 1), as torch's does.
+    backend : {None, "compiled", "reference"}, default None
+        None follows :func:`fastbptt.set_backend`; a name pins this layer.
+
+    Attributes
+    ----------
+    params : dict
+        ``{"weight": (V, D) ndarray}``, torch's key; ``layer.weight`` is the same array.
+
+    Notes
+    -----
+    ``forward(indices)`` returns ``weight[indices]``, shape ``indices.shape + (D,)``;
+    ``backward(d_out, add_to=None)`` returns ``{"weight": dW}``, the row ``padding_idx``
+    getting none (``add_to`` sums into a given (V, D) array, say a tied head's dW).
+    ``state_dict()`` / ``load_state_dict()`` round-trip with torch's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> emb = fastbptt.Embedding(10, 4, padding_idx=0, seed=0)
+    >>> out = emb.forward(np.array([[1, 0], [3, 3]]))
+    >>> out.shape
+    (2, 2, 4)
+    >>> dW = emb.backward(np.ones_like(out))["weight"]
+    >>> dW[3], dW[0]                        # row 3 used twice; the padding row gets nothing
+    (array([2., 2., 2., 2.], dtype=float32), array([0., 0., 0., 0.], dtype=float32))
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32,

@@ -44,6 +44,7 @@ import warnings
 
 import numpy as np
 
+from fastbptt.cells import docs
 from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
@@ -59,6 +60,81 @@ from fastbptt.nn.stack import (
 from fastbptt.runtime.backend import BACKENDS
 from fastbptt.runtime.validation import as_float_array
 from fastbptt.runtime.validation import check_finite as _check_finite
+
+# The parameters and sections every layer class documents alike, filled into the
+# docstrings of RNN, LSTM and GRU from their spec (fastbptt.cells.docs.fill_from).
+_LAYER_PARAMETERS = """\
+input_size : int
+    I, the size of each input vector.
+hidden_size : int
+    H, the size of each hidden state.
+num_layers : int, default 1
+    Stacked layers; layer k > 0 reads layer k-1's output (D*H wide).
+bias : bool, default True
+    With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
+batch_first : bool, default False
+    Inputs and outputs are (B, T, ...) instead of (T, B, ...).
+bidirectional : bool, default False
+    Also run each layer backwards in time (D = 2 directions, outputs concatenated
+    [forward, reverse]).
+dtype : {numpy.float32, numpy.float64}, default numpy.float32
+    The parameters' dtype; inputs must have it.
+seed : int, numpy.random.Generator or None
+    Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
+backend : {None, "compiled", "reference"}, default None
+    None follows :func:`fastbptt.set_backend` / :func:`fastbptt.use_backend`; a name
+    pins this layer to one backend.
+dropout : float in [0, 1), default 0.0, keyword-only
+    torch's dropout between layers: in training mode (``train()``, the default) the
+    output of every layer but the last is multiplied by a mask of
+    Bernoulli(1 - p) / (1 - p) drawn from the layer's Generator and kept for backward;
+    none after ``eval()``."""
+
+
+def _layer_sections(spec):
+    """The Attributes, Raises and Notes sections of a layer class of the cell `spec`."""
+    GH = f"{spec.gates}H" if spec.gates > 1 else "H"
+    nonlinearity = (", or a nonlinearity other than tanh and relu"
+                    if "nonlinearity" in spec.options else "")
+    if len(spec.states) > 1:
+        forward = "``forward(x, hx=None, lengths=None, check_finite=False)`` returns\n" \
+                  "``output, (h_n, c_n)`` (``hx`` is ``(h0, c0)`` or None)"
+        backward = "``backward(d_output, d_hn=None, d_cn=None)``"
+        initial = "``layer.d_h0`` and ``layer.d_c0``"
+    else:
+        forward = "``forward(x, h0=None, lengths=None, check_finite=False)`` returns\n" \
+                  "``output, h_n``"
+        backward = "``backward(d_output, d_hn=None)``"
+        initial = "``layer.d_h0``"
+    return f"""\
+Attributes
+----------
+params : dict of str to ndarray
+    The parameters under torch's state-dict keys (``weight_ih_l0``,
+    ``bias_hh_l1_reverse``, ...): ``weight_ih_l{{k}}`` ({GH}, I_k), ``weight_hh_l{{k}}``
+    ({GH}, H), biases ({GH},). Optimizers update these arrays in place.
+
+Raises
+------
+ValueError
+    Sizes that are not positive ints{nonlinearity}.
+TypeError
+    ``bias``, ``batch_first`` or ``bidirectional`` not a bool.
+
+Notes
+-----
+{forward}, shaped like torch's: ``output`` (T, B, D*H),
+``h_n`` (num_layers*D, B, H). {backward}
+returns ``dx`` and a dict of gradients under the parameters' keys, and sets {initial}.
+``forward_with_tape`` / ``backward_with_tape`` do the same without keeping anything on
+the layer. ``step(x_t, state=None)`` advances a unidirectional stack by one time step
+for streaming inference, building no tape. ``state_dict()`` and ``load_state_dict()``
+round-trip with torch's."""
+
+
+def _layer_doc(spec):
+    sections = {"layer_parameters": _LAYER_PARAMETERS, "layer_sections": _layer_sections(spec)}
+    return docs.fill_from(sections.__getitem__)
 
 
 class _RecurrentLayer:
@@ -385,13 +461,33 @@ def _check_dropout(p, num_layers):
     return float(p)
 
 
+@_layer_doc(_RNN_SPEC)
 class RNN(_RecurrentLayer):
-    """Elman RNN layers, h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like torch.nn.RNN.
+    """Elman RNN layers, like ``torch.nn.RNN``.
 
-    RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-        batch_first=False, bidirectional=False, dtype=np.float32, seed=None,
-        backend=None, *, dropout=0.0); seed is an int, None or a numpy Generator.
-    forward(x, h0=None, lengths=None) -> output, h_n.
+    Each layer and direction runs ``h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``
+    on the compiled cell (:func:`fastbptt.rnn_forward`).
+
+    Parameters
+    ----------
+    {layer_parameters}
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        f, as torch.nn.RNN's.
+
+    {layer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> rnn = fastbptt.RNN(3, 8, num_layers=2, seed=0)
+    >>> x = np.ones((5, 2, 3), np.float32)                   # (T, B, I)
+    >>> output, h_n = rnn.forward(x)
+    >>> output.shape, h_n.shape
+    ((5, 2, 8), (2, 2, 8))
+    >>> dx, grads = rnn.backward(np.ones_like(output))
+    >>> dx.shape, grads["weight_hh_l1"].shape
+    ((5, 2, 3), (8, 8))
     """
     spec = _RNN_SPEC
 
@@ -411,12 +507,28 @@ class RNN(_RecurrentLayer):
     __call__ = forward
 
 
+@_layer_doc(_GRU_SPEC)
 class GRU(_RecurrentLayer):
-    """GRU layers with torch.nn.GRU's gates r, z, n and parameters.
+    """GRU layers, like ``torch.nn.GRU`` (gates r, z, n).
 
-    GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-        bidirectional=False, dtype=np.float32, seed=None, backend=None, *, dropout=0.0).
-    forward(x, h0=None, lengths=None) -> output, h_n.
+    Each layer and direction runs the compiled cell :func:`fastbptt.gru_forward`.
+
+    Parameters
+    ----------
+    {layer_parameters}
+
+    {layer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> gru = fastbptt.GRU(3, 8, bidirectional=True, batch_first=True, seed=0)
+    >>> output, h_n = gru.forward(np.ones((2, 5, 3), np.float32))   # (B, T, I)
+    >>> output.shape, h_n.shape
+    ((2, 5, 16), (2, 2, 8))
+    >>> sorted(gru.state_dict())[:2]
+    ['bias_hh_l0', 'bias_hh_l0_reverse']
     """
     spec = _GRU_SPEC
 
@@ -426,13 +538,30 @@ class GRU(_RecurrentLayer):
     __call__ = forward
 
 
+@_layer_doc(_LSTM_SPEC)
 class LSTM(_RecurrentLayer):
-    """LSTM layers with torch.nn.LSTM's gates i, f, g, o and parameters.
+    """LSTM layers, like ``torch.nn.LSTM`` (gates i, f, g, o).
 
-    LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-         bidirectional=False, dtype=np.float32, seed=None, backend=None, *, dropout=0.0).
-    forward(x, hx=None, lengths=None) -> output, (h_n, c_n); hx is (h0, c0) or None.
-    backward(d_output, d_hn=None, d_cn=None) -> dx, grads; self.d_h0, self.d_c0.
+    Each layer and direction runs the compiled cell :func:`fastbptt.lstm_forward`.
+
+    Parameters
+    ----------
+    {layer_parameters}
+
+    {layer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> lstm = fastbptt.LSTM(3, 8, seed=0, dtype=np.float64)
+    >>> x = np.ones((5, 2, 3))
+    >>> output, (h_n, c_n) = lstm.forward(x, lengths=[5, 2])
+    >>> output.shape, c_n.shape
+    ((5, 2, 8), (1, 2, 8))
+    >>> dx, grads = lstm.backward(np.ones_like(output))
+    >>> lstm.d_h0.shape, grads["weight_ih_l0"].shape
+    ((1, 2, 8), (32, 3))
     """
     spec = _LSTM_SPEC
 

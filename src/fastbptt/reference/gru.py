@@ -58,13 +58,30 @@ def _blocks(a, H):
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
                 check_finite=False,
                 checkpoint=None):
-    """Run a GRU over a sequence.
+    """Run a GRU over a sequence, in plain NumPy, one step at a time.
 
-    x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
-    W_ih (3H, I), W_hh (3H, H), b_ih and b_hh (3H,) or both None (gates r, z, n).
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
-    length, and a cache for gru_backward whose h_n is the final state.
+    The specification of :func:`fastbptt.gru_forward` (same signature and results to
+    rounding); the equations are in this module's docstring.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        float32 or float64: its dtype decides.
+    h0 : ndarray, shape (B, H), or None
+        None means zeros.
+    W_ih : ndarray, shape (3H, I)
+    W_hh : ndarray, shape (3H, H)
+        The weights, gate blocks r, z, n.
+    b_ih, b_hh : ndarray, shape (3H,), or None
+        Give both or neither.
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, zero past each sequence's length.
+    cache : object
+        For :func:`gru_backward`; ``cache.h_n`` is the final state.
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint)
@@ -90,11 +107,19 @@ def _forward(args):
 
 @docs.fill(SPEC)
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time through a GRU, in plain NumPy.
 
+    The specification of :func:`fastbptt.gru_backward`.
+
+    Parameters
+    ----------
     {backward_arguments}
-    Returns GRUGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh); db_ih and db_hh are None when
-    forward had no biases (and differ otherwise: the reset gate acts after b_hn).
+
+    Returns
+    -------
+    grads : GRUGrads
+        ``dx, dh0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the forward
+        had no biases (and differ otherwise: the reset gate acts after b_hn).
     """
     return _recurrence.backward(SPEC, ReferenceGRUCache, dh, cache, (dh_n,), check_finite)
 

@@ -128,9 +128,28 @@ def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute
 def last_step(h, lengths=None, batch_first=False):
     """Each sequence's last hidden state, (B, H), a new array.
 
-    h (T, B, H), or (B, T, H) with batch_first, as a forward function returns it;
-    lengths (B,) ints in [1, T] or None (every sequence T steps): row b is h at step
-    lengths[b] - 1. With the cells' lengths this equals cache.h_n.
+    Parameters
+    ----------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        As a forward function returns it.
+    lengths : array_like of int, shape (B,), or None
+        In [1, T]; None means every sequence has T steps.
+    batch_first : bool, default False
+
+    Returns
+    -------
+    ndarray, shape (B, H)
+        Row b is h at step ``lengths[b] - 1``. With the cells' lengths this equals
+        ``cache.h_n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> h = np.arange(12.0).reshape(3, 2, 2)           # (T, B, H)
+    >>> fastbptt.last_step(h, lengths=[3, 1])
+    array([[8., 9.],
+           [2., 3.]])
     """
     h, lengths = check_last_step_args(h, lengths, batch_first)
     steps = h if not batch_first else h.transpose(1, 0, 2)     # (T, B, H)

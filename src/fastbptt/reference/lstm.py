@@ -49,13 +49,30 @@ class ReferenceLSTMCache(_recurrence.ReferenceCache):
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
                  lengths=None, check_finite=False,
                 checkpoint=None):
-    """Run an LSTM over a sequence.
+    """Run an LSTM over a sequence, in plain NumPy, one step at a time.
 
-    x (T, B, I) (or (B, T, I) with batch_first), h0 and c0 (B, H) or None for zeros,
-    W_ih (4H, I), W_hh (4H, H), b_ih and b_hh (4H,) or both None, gate blocks i, f, g, o.
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
-    length, and a cache for lstm_backward whose h_n and c_n are the final states.
+    The specification of :func:`fastbptt.lstm_forward` (same signature and results to
+    rounding); the equations are in this module's docstring.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        float32 or float64: its dtype decides.
+    h0, c0 : ndarray, shape (B, H), or None
+        None means zeros.
+    W_ih : ndarray, shape (4H, I)
+    W_hh : ndarray, shape (4H, H)
+        The weights, gate blocks i, f, g, o.
+    b_ih, b_hh : ndarray, shape (4H,), or None
+        Give both or neither.
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, zero past each sequence's length.
+    cache : object
+        For :func:`lstm_backward`; ``cache.h_n`` and ``cache.c_n`` are the final states.
     """
     return _recurrence.forward(SPEC, _forward, x, (h0, c0), W_ih, W_hh, b_ih, b_hh,
                                batch_first, lengths, check_finite, checkpoint)
@@ -79,10 +96,19 @@ def _forward(args):
 
 @docs.fill(SPEC)
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time through an LSTM, in plain NumPy.
 
+    The specification of :func:`fastbptt.lstm_backward`.
+
+    Parameters
+    ----------
     {backward_arguments}
-    Returns LSTMGrads(dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh).
+
+    Returns
+    -------
+    grads : LSTMGrads
+        ``dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the
+        forward had no biases.
     """
     return _recurrence.backward(SPEC, ReferenceLSTMCache, dh, cache, (dh_n, dc_n),
                                 check_finite)

@@ -64,14 +64,32 @@ class ReferenceRNNCache(_recurrence.ReferenceCache):
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
                 batch_first=False, lengths=None, check_finite=False,
                 checkpoint=None):
-    """Run a vanilla RNN over a sequence.
+    """Run a vanilla RNN over a sequence, in plain NumPy, one step at a time.
 
-    x (T, B, I) (or (B, T, I) with batch_first), h0 (B, H) or None for zeros,
-    W_ih (H, I), W_hh (H, H), b_ih and b_hh (H,) or both None;
-    nonlinearity "tanh", "relu", "sigmoid" or "identity" (f in the equations).
-    Returns h, every hidden state, (T, B, H) (or (B, T, H)), zero past each sequence's
-    length, and a cache for rnn_backward whose h_n is the final state.
+    The specification of :func:`fastbptt.rnn_forward` (same signature and results to
+    rounding); the equations are in this module's docstring.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        float32 or float64: its dtype decides.
+    h0 : ndarray, shape (B, H), or None
+        None means zeros.
+    W_ih : ndarray, shape (H, I)
+    W_hh : ndarray, shape (H, H)
+        The weights.
+    b_ih, b_hh : ndarray, shape (H,), or None
+        Give both or neither.
+    nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
+        f in the equations.
     {forward_options}
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+        Every hidden state, zero past each sequence's length.
+    cache : object
+        For :func:`rnn_backward`; ``cache.h_n`` is the final state.
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint, nonlinearity=nonlinearity)
@@ -90,10 +108,19 @@ def _forward(args):
 
 @docs.fill(SPEC)
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
-    """Backpropagate through time.
+    """Backpropagate through time through a vanilla RNN, in plain NumPy.
 
+    The specification of :func:`fastbptt.rnn_backward`.
+
+    Parameters
+    ----------
     {backward_arguments}
-    Returns RNNGrads(dx, dh0, dW_ih, dW_hh, db_ih, db_hh).
+
+    Returns
+    -------
+    grads : RNNGrads
+        ``dx, dh0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the forward
+        had no biases.
     """
     return _recurrence.backward(SPEC, ReferenceRNNCache, dh, cache, (dh_n,), check_finite)
 

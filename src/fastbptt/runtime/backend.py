@@ -38,22 +38,62 @@ def _check(name):
 
 
 def set_backend(name):
-    """Set the process-wide default backend, "compiled" or "reference". An active
-    use_backend() override still wins inside its block."""
+    """Set the process-wide default backend.
+
+    An active :func:`use_backend` override still wins inside its block.
+
+    Parameters
+    ----------
+    name : {"compiled", "reference"}
+        "compiled" (the default at import) runs the kernels; "reference" the pure-NumPy
+        twins of ``fastbptt.reference``.
+
+    Raises
+    ------
+    ValueError
+        Another name.
+    """
     global _default
     _default = _check(name)
 
 
 def get_backend():
-    """The backend in effect here: the innermost use_backend() override, else the default."""
+    """The backend in effect here: the innermost :func:`use_backend` override, else the default.
+
+    Returns
+    -------
+    str
+        "compiled" or "reference".
+    """
     override = _override.get()
     return _default if override is None else override
 
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Run the block on backend `name` ("compiled" or "reference"), in this thread or
-    task only; the previous setting comes back on exit, also on an exception."""
+    """Run a block on another backend, in this thread or asyncio task only.
+
+    The override is a ``contextvars.ContextVar``: a new thread starts from the
+    process-wide default. The previous setting comes back on exit, also on an exception.
+
+    Parameters
+    ----------
+    name : {"compiled", "reference"}
+
+    Raises
+    ------
+    ValueError
+        Another name.
+
+    Examples
+    --------
+    >>> import fastbptt
+    >>> with fastbptt.use_backend("reference"):
+    ...     print(fastbptt.get_backend())
+    reference
+    >>> fastbptt.get_backend()
+    'compiled'
+    """
     token = _override.set(_check(name))
     try:
         yield name

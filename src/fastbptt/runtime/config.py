@@ -105,10 +105,16 @@ def blas_summary(lib):
 
 
 def show_config():
-    """Print what fastbptt's speed depends on and return it as a dict: the versions, the
-    BLAS that the compiled kernels (scipy's) and the reference (numpy's) call, with their
-    kernel type (architecture) and thread counts, OPENBLAS_CORETYPE, the dtype paths and
-    the CPU's SIMD flags, and the recycled buffers kept between calls."""
+    """Print what fastbptt's speed depends on, and return it.
+
+    Returns
+    -------
+    dict
+        The versions; the BLAS that the compiled kernels (scipy's) and the reference
+        (numpy's) call, with their kernel type (architecture) and thread counts;
+        OPENBLAS_CORETYPE; the dtype paths; the CPU's SIMD flags; the recycled buffers kept
+        between calls. ``fastbptt bench`` prints the same header.
+    """
     info = config()
     flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
     lines = [

@@ -29,10 +29,27 @@ def _check_threads(n):
 
 @contextmanager
 def threads(n):
-    """Run the block with n BLAS threads (a positive int, or 'all' / None for every
-    logical CPU), e.g. ``with fastbptt.threads(1): grads = fastbptt.rnn_backward(...)``.
+    """Run a block with n BLAS threads (threadpoolctl).
 
-    Validated before any limit is set: TypeError for a non-int, ValueError for n < 1.
+    The kernels have no threads of their own; their matrix products run in scipy's BLAS
+    with this thread count.
+
+    Parameters
+    ----------
+    n : int, "all" or None
+        A positive int, or "all" / None for every logical CPU.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A non-int, or n < 1; checked before any limit is set.
+
+    Examples
+    --------
+    >>> import fastbptt
+    >>> with fastbptt.threads(1) as count:
+    ...     print(count)
+    1
     """
     count = _check_threads(n)
     with threadpool_limits(limits=count, user_api="blas"):

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from fastbptt.cells import docs
 from fastbptt.nn.versions import mark_modified
 from fastbptt.runtime.validation import FLOAT_DTYPES
 
@@ -70,6 +71,31 @@ def _check_float_arrays(what, arrays, writable):
                             f"got {value.dtype}")
         if writable and not value.flags.writeable:
             raise ValueError(f"{what}[{key!r}] is read-only; it is updated in place")
+
+
+# The parameter and the sections every optimizer documents alike, filled into their
+# docstrings (fastbptt.cells.docs.fill_from).
+_OPTIMIZER_DOCS = {
+    "optimizer_params": """\
+params : dict of str to ndarray
+    The arrays to train (a layer's ``params``, merged with a head's if need be), float32
+    or float64, writable; :meth:`step` updates them in place.""",
+    "optimizer_sections": """\
+Notes
+-----
+``opt.step(grads)`` takes a dict with exactly the keys, shapes and dtypes of ``params``
+and never writes into it. ``opt.state_dict()`` is a flat dict of arrays for
+``np.savez``; ``opt.load_state_dict(np.load(path))`` resumes. After
+``layer.load_state_dict(...)``, which replaces the layer's arrays, build the optimizer
+again.
+
+Raises
+------
+TypeError, ValueError
+    ``params`` not a dict of float arrays, or a hyperparameter out of its range (the
+    message names it).""",
+}
+_optimizer_doc = docs.fill_from(_OPTIMIZER_DOCS.__getitem__)
 
 
 class _Optimizer:
@@ -164,10 +190,27 @@ class _Optimizer:
         self.lr = _check_positive("lr", hyper["lr"])
 
 
+@_optimizer_doc
 class SGD(_Optimizer):
-    """Plain gradient descent, w -= lr * g (torch.optim.SGD without momentum).
+    """Plain gradient descent, ``w -= lr * g`` (torch.optim.SGD without momentum).
 
-    SGD(params, lr=0.1); params {name: float ndarray} updated in place by step(grads).
+    Parameters
+    ----------
+    {optimizer_params}
+    lr : float, default 0.1
+        The learning rate, > 0.
+
+    {optimizer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.SGD({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
 
     def __init__(self, params, lr=0.1):
@@ -178,13 +221,36 @@ class SGD(_Optimizer):
         np.subtract(p, scratch, out=p)
 
 
+@_optimizer_doc
 class Momentum(_Optimizer):
-    """Heavy-ball or Nesterov momentum with torch.optim.SGD(momentum=...)'s rule:
+    """Heavy-ball or Nesterov momentum, with torch.optim.SGD(momentum=...)'s rule.
+
+    The update, per array::
 
         b = momentum * b + g        (b starts at zero, so b = g at the first step)
         w -= lr * b                 or, nesterov, w -= lr * (g + momentum * b)
 
-    Momentum(params, lr=0.1, momentum=0.9, nesterov=False).
+    Parameters
+    ----------
+    {optimizer_params}
+    lr : float, default 0.1
+        The learning rate, > 0.
+    momentum : float, default 0.9
+        In [0, 1).
+    nesterov : bool, default False
+        Nesterov's variant.
+
+    {optimizer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Momentum({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("momentum_buffer",)
 
@@ -218,12 +284,33 @@ class Momentum(_Optimizer):
         self.nesterov = bool(hyper["nesterov"])
 
 
+@_optimizer_doc
 class Adagrad(_Optimizer):
-    """Adagrad with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay):
+    """Adagrad, with torch.optim.Adagrad's rule (initial accumulator 0, no lr decay).
+
+    The update, per array::
 
         s += g^2;  w -= lr * g / (sqrt(s) + eps)
 
-    Adagrad(params, lr=0.01, eps=1e-10).
+    Parameters
+    ----------
+    {optimizer_params}
+    lr : float, default 0.01
+        The learning rate, > 0.
+    eps : float, default 1e-10
+        Added to the denominator, >= 0.
+
+    {optimizer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Adagrad({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("sum",)
 
@@ -249,14 +336,37 @@ class Adagrad(_Optimizer):
         self.eps = _check_nonnegative("eps", hyper["eps"])
 
 
+@_optimizer_doc
 class Adam(_Optimizer):
-    """Adam with torch.optim.Adam's bias-corrected rule, step count t from 1:
+    """Adam, with torch.optim.Adam's bias-corrected rule, step count t from 1.
+
+    The update, per array::
 
         m = lerp(m, g, 1 - beta1)           m + (1 - beta1) (g - m), as torch computes it
         v = beta2 v + (1 - beta2) g^2
         w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8).
+    Parameters
+    ----------
+    {optimizer_params}
+    lr : float, default 1e-3
+        The learning rate, > 0.
+    betas : (float, float), default (0.9, 0.999)
+        beta1 and beta2, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+
+    {optimizer_sections}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> w = np.array([1.0, -2.0])
+    >>> opt = fastbptt.Adam({"w": w}, lr=0.5)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> w                                   # updated in place
+    array([ 0.5, -1.5])
     """
     _slots = ("exp_avg", "exp_avg_sq")
 
@@ -318,13 +428,39 @@ class Adam(_Optimizer):
 def clip_grad_norm(grads, max_norm):
     """Scale every gradient in place so their global L2 norm is at most max_norm.
 
-    norm = sqrt(sum over arrays of sum(g^2)), the norm of the concatenation of all
-    gradients; when norm > max_norm every g is multiplied by max_norm / (norm + 1e-6),
-    torch.nn.utils.clip_grad_norm_'s factor (it leaves the norm just below max_norm).
-    Returns the norm BEFORE clipping as a Python float.
+    ``norm = sqrt(sum over arrays of sum(g**2))``, the norm of the concatenation of all
+    gradients; when ``norm > max_norm`` every g is multiplied by
+    ``max_norm / (norm + 1e-6)``, ``torch.nn.utils.clip_grad_norm_``'s factor (it leaves
+    the norm just below max_norm).
 
-    A NaN or infinite norm is returned and the gradients are left untouched (torch
-    would multiply them all by NaN): test `math.isfinite(norm)` and skip the update.
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Writable float arrays, changed in place.
+    max_norm : float
+        The largest global norm let through, > 0.
+
+    Returns
+    -------
+    norm : float
+        The global norm BEFORE clipping. A NaN or infinite norm is returned and the
+        gradients are left untouched (torch would multiply them all by NaN): test
+        ``math.isfinite(norm)`` and skip the update.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``grads`` not a dict of writable float arrays, or ``max_norm`` not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> grads = {"a": np.full(4, 3.0), "b": np.full(4, 4.0)}     # norm 10
+    >>> fastbptt.clip_grad_norm(grads, max_norm=1.0)
+    10.0
+    >>> round(float(np.sqrt(sum((g ** 2).sum() for g in grads.values()))), 6)
+    1.0
     """
     _check_float_arrays("grads", grads, writable=True)
     max_norm = _check_positive("max_norm", max_norm)
@@ -339,8 +475,21 @@ def clip_grad_norm(grads, max_norm):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp every gradient in place to [-clip_value, clip_value]
-    (torch.nn.utils.clip_grad_value_). NaN entries stay NaN. Returns None."""
+    """Clamp every gradient in place to [-clip_value, clip_value].
+
+    As ``torch.nn.utils.clip_grad_value_``; NaN entries stay NaN.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Writable float arrays, changed in place.
+    clip_value : float
+        The bound, > 0.
+
+    Returns
+    -------
+    None
+    """
     _check_float_arrays("grads", grads, writable=True)
     clip_value = _check_positive("clip_value", clip_value)
     for g in grads.values():

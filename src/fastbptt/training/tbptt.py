@@ -43,14 +43,22 @@ from fastbptt.runtime.validation import as_float_array
 
 @dataclass(frozen=True)
 class TruncatedBPTTWindow:
-    """One window of TruncatedBPTT.run.
+    """One window of :meth:`TruncatedBPTT.run`.
 
-    start, stop: the steps forwarded and backpropagated, [start, stop);
-    loss_start: the first step whose loss counts (start <= loss_start < stop);
-    loss: what loss_fn returned (a float); grads: the layer's parameter gradients merged
-    with the extra gradients loss_fn returned, {name: ndarray}, ready for opt.step;
-    dx: dL/dx of the window's input, shaped like x[start:stop] (time axis 1 when
-    batch_first).
+    Attributes
+    ----------
+    start, stop : int
+        The steps forwarded and backpropagated, [start, stop).
+    loss_start : int
+        The first step whose loss counts (start <= loss_start < stop).
+    loss : float
+        What ``loss_fn`` returned.
+    grads : dict of str to ndarray
+        The layer's parameter gradients merged with the extra gradients ``loss_fn``
+        returned, ready for ``opt.step``.
+    dx : ndarray
+        dL/dx of the window's input, shaped like ``x[start:stop]`` (time axis 1 when
+        batch_first).
     """
     start: int
     stop: int
@@ -86,21 +94,59 @@ def window_schedule(T, k1, k2, resets=None):
 
 
 class TruncatedBPTT:
-    """Truncated BPTT over a unidirectional fastbptt.RNN, LSTM or GRU (see the module
-    docstring for the windows, the carried state and resets).
+    """Truncated BPTT over a unidirectional fastbptt.RNN, LSTM or GRU.
 
-    tb = TruncatedBPTT(layer, k1, k2=None)
-    for w in tb.run(x, loss_fn, resets=None):
-        clip_grad_norm(w.grads, 1.0); opt.step(w.grads)   # between windows
+    Walks a long sequence in windows and carries the recurrent state across them, detached
+    (no gradient flows into an earlier window). With k1 = k2 = k: consecutive chunks of k
+    steps. With k1 < k2 (Williams and Peng's BPTT(k1, k2)): every k1 steps, backpropagate
+    k2 steps; the k2 - k1 earlier steps are burn-in with zero loss gradient. The module
+    docstring of ``fastbptt.training.tbptt`` has the details (the split forward that makes
+    the carried state exact at no extra cost, resets).
 
-    loss_fn(output, loss_start, stop) gets the layer output of the counted steps
-    [loss_start, stop), (stop - loss_start, B, H) (or (B, stop - loss_start, H) with
-    batch_first), and returns (loss, d_output) or (loss, d_output, extra_grads) with
-    d_output like output and extra_grads a dict of the loss's own parameter gradients
-    (an output layer's), whose keys must not collide with the layer's.
+    Parameters
+    ----------
+    layer : fastbptt.RNN, fastbptt.LSTM or fastbptt.GRU
+        Unidirectional; time-major or batch_first.
+    k1 : int
+        Steps between updates, >= 1.
+    k2 : int or None
+        Steps backpropagated per window, >= k1; None means k1.
 
-    tb.state: the carried state, h (L, B, H) or (h, c) for an LSTM, detached copies;
-    None before the first window and after reset().
+    Attributes
+    ----------
+    state : ndarray, tuple of ndarray, or None
+        The carried state, h (L, B, H) or (h, c) for an LSTM, detached copies; None before
+        the first window and after :meth:`reset`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a fastbptt recurrent layer, a bidirectional one, or k1, k2 out of range.
+
+    Notes
+    -----
+    ``run(x, loss_fn, resets=None)`` yields one :class:`TruncatedBPTTWindow` per window;
+    update the parameters between windows. ``loss_fn(output, loss_start, stop)`` gets the
+    layer output of the counted steps [loss_start, stop) and returns ``(loss, d_output)``
+    or ``(loss, d_output, extra_grads)``, with ``extra_grads`` a dict of the loss's own
+    parameter gradients (an output layer's) whose keys must not collide with the layer's.
+    ``resets`` (bool, (T,)) zeroes the state before the marked steps; windows never cross
+    them. ``reset(rows=None)`` zeroes the carried state (all of it, or chosen batch rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> lstm = fastbptt.LSTM(1, 4, dtype=np.float64, seed=0)
+    >>> opt = fastbptt.SGD(lstm.params, lr=0.1)
+    >>> x = np.ones((50, 2, 1))
+    >>> def loss_fn(output, start, stop):
+    ...     return float((output ** 2).sum()), 2 * output
+    >>> tbptt = fastbptt.TruncatedBPTT(lstm, k1=20)
+    >>> [(w.start, w.stop) for w in tbptt.run(x, loss_fn) if opt.step(w.grads) is None]
+    [(0, 20), (20, 40), (40, 50)]
+    >>> tbptt.state[0].shape                # the carried (h, c)
+    (1, 2, 4)
     """
 
     def __init__(self, layer, k1, k2=None):

@@ -1,5 +1,5 @@
 """The four experiments: what each trains, on which data, against which baseline, and what
-it measures (see the README section "What BPTT's theory predicts, measured").
+it measures (see docs/guide/experiments.md, "What BPTT's theory predicts, measured").
 
 Each run_* function takes an Options and returns a Result: one row per (cell, T) with the
 final test metric beside the task's baseline, the training histories, and the
