@@ -89,6 +89,13 @@ def test_docstring_examples(test):
     assert runner.failures == 0
 
 
+def test_the_api_reference_lists_every_public_name():
+    page = (DOCS / "api.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^   (\w+)$", page, re.MULTILINE))
+    missing = [name for name, _ in _public_objects() if name not in listed]
+    assert not missing, missing
+
+
 def test_every_public_docstring_has_numpydoc_sections():
     """The API reference is generated from these: a function that takes arguments
     documents them in a Parameters section, a class its Parameters or Attributes."""

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -181,6 +182,16 @@ def test_exploding_quick_clipping_tames_the_norm():
     # ... then without clipping it explodes (the check: at least 100x)
     assert unclipped["max finite grad norm"] >= 100 * clipped["max finite grad norm"]
     assert clipped["non-finite steps"] == 0
+
+
+def test_exploding_prints_no_numpy_warnings():
+    # the defaults (T=50, spectral radius 3) overflow the unclipped network's gradient-flow
+    # profile to inf and NaN on purpose: the experiment counts them, a user sees no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = ex.run("exploding", ex.Options())
+    unclipped = next(r for r in result.rows if r["clip"] is None)
+    assert unclipped["non-finite steps"] > 0     # the run did overflow
 
 
 def test_digits_quick():

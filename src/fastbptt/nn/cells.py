@@ -20,6 +20,7 @@ rest is the driver's.
 """
 import numpy as np
 
+from fastbptt.cells import docs
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
@@ -37,6 +38,40 @@ class StepCache:
     def __init__(self, cache, unbatched):
         self.cache = cache
         self.unbatched = unbatched
+
+
+# The parameters and sections the three Cell classes document alike (docs.fill_from).
+_CELL_DOCS = {
+    "cell_parameters": """\
+input_size : int
+    I, the size of the input x_t.
+hidden_size : int
+    H, the size of the state.
+bias : bool, default True
+    With ``bias_ih`` and ``bias_hh`` parameters.""",
+    "cell_tail_parameters": """\
+dtype : {numpy.float32, numpy.float64}, default numpy.float32
+    The parameters' dtype; inputs must have it.
+seed : int, numpy.random.Generator or None
+    Every parameter starts as U(-1/sqrt(H), 1/sqrt(H)), torch's default.
+backend : {None, "compiled", "reference"}, default None
+    None follows :func:`fastbptt.set_backend`; a name pins this cell to one backend.""",
+    "cell_sections": """\
+Attributes
+----------
+params : dict of str to ndarray
+    ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` and ``bias_hh`` (G*H,),
+    torch's names and shapes (G gates); ``state_dict()`` / ``load_state_dict()``
+    round-trip with torch's.
+
+Notes
+-----
+``forward(x_t, hx=None)`` runs one step of a batch, x_t (B, I), or of one unbatched
+input (I,), as one T = 1 call of the compiled cell, and returns the new state and an
+opaque cache; ``backward(d_h, cache, ...)`` returns ``dx``, the gradient of the state
+the step started from, and a dict of the parameters' gradients, which a loop of your
+own adds up over its steps (last step first).""",
+}
 
 
 class _Cell:
@@ -163,13 +198,20 @@ class _Cell:
                 f"bias={self.bias}{extra}, dtype={self.dtype.name}, backend={self.backend!r})")
 
 
+@docs.fill_from(_CELL_DOCS.__getitem__)
 class RNNCell(_Cell):
     """One step of an Elman RNN, h' = f(x W_ih^T + b_ih + h W_hh^T + b_hh), like
     torch.nn.RNNCell.
 
-    RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32,
-            seed=None, backend=None).
-    forward(x_t, hx=None) -> h', cache;  backward(d_h, cache) -> dx, dhx, grads.
+    Parameters
+    ----------
+    {cell_parameters}
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        f, as torch.nn.RNNCell's.
+    {cell_tail_parameters}
+
+    {cell_sections}
+    ``forward(x_t, hx=None) -> h', cache``; ``backward(d_h, cache) -> dx, dhx, grads``.
     """
     spec = _RNN_SPEC
 
@@ -190,12 +232,18 @@ class RNNCell(_Cell):
         return self._backward(d_h, cache)
 
 
+@docs.fill_from(_CELL_DOCS.__getitem__)
 class GRUCell(_Cell):
     """One step of torch.nn.GRUCell's GRU (gates r, z, n; n = tanh(x W_in^T + b_in +
     r * (h W_hn^T + b_hn)), h' = (1 - z) n + z h).
 
-    GRUCell(input_size, hidden_size, bias=True, dtype=np.float32, seed=None, backend=None).
-    forward(x_t, hx=None) -> h', cache;  backward(d_h, cache) -> dx, dhx, grads.
+    Parameters
+    ----------
+    {cell_parameters}
+    {cell_tail_parameters}
+
+    {cell_sections}
+    ``forward(x_t, hx=None) -> h', cache``; ``backward(d_h, cache) -> dx, dhx, grads``.
     """
     spec = _GRU_SPEC
 
@@ -208,13 +256,29 @@ class GRUCell(_Cell):
         return self._backward(d_h, cache)
 
 
+@docs.fill_from(_CELL_DOCS.__getitem__)
 class LSTMCell(_Cell):
     """One step of torch.nn.LSTMCell's LSTM (gates i, f, g, o; c' = f c + i g,
     h' = o tanh(c')).
 
-    LSTMCell(input_size, hidden_size, bias=True, dtype=np.float32, seed=None, backend=None).
-    forward(x_t, hx=None) -> (h', c'), cache; hx is (h, c) or None.
-    backward(d_h, cache, d_c=None) -> dx, (dh, dc), grads.
+    Parameters
+    ----------
+    {cell_parameters}
+    {cell_tail_parameters}
+
+    {cell_sections}
+    ``forward(x_t, hx=None) -> (h', c'), cache`` with hx ``(h, c)`` or None;
+    ``backward(d_h, cache, d_c=None) -> dx, (dh, dc), grads``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbptt
+    >>> cell = fastbptt.LSTMCell(3, 4, seed=0)
+    >>> (h, c), cache = cell.forward(np.ones((2, 3), np.float32))
+    >>> dx, (dh, dc), grads = cell.backward(np.ones_like(h), cache)
+    >>> h.shape, dx.shape, grads["weight_hh"].shape
+    ((2, 4), (2, 3), (16, 4))
     """
     spec = _LSTM_SPEC
 
