@@ -120,9 +120,9 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def gru_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
-                 const floating[:, ::1] gates, const floating[:, ::1] dh,
-                 floating[:, ::1] carry, object args, object work, bint transposed_step):
+def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
+                 object kept, object carries, object args, object work,
+                 bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
@@ -131,7 +131,11 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
     scratch (H*B) are workspace (W_hhT is filled with W_hh^T here). lengths (B,) or None.
     """
     # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
-    # cells.driver.BackwardBuffers): one struct each instead of 17 keywords to parse
+    # cells.driver.BackwardBuffers): one struct each instead of 17 keywords to parse;
+    # states [hbuf], kept the [r z n R_n] gates, carries [carry] as the driver holds them
+    cdef const floating[:, :, ::1] hbuf = states[0]
+    cdef const floating[:, ::1] gates = kept
+    cdef floating[:, ::1] carry = carries[0]
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef bint batch_first = args.batch_first

@@ -118,10 +118,9 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                                  &cbuf[t + 1, b, 0], &hbuf[t + 1, b, 0], H)
 
 
-def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] gates,
-                  const floating[:, :, ::1] hbuf, const floating[:, :, ::1] cbuf,
-                  const floating[:, ::1] dh, floating[:, ::1] carry_h,
-                  floating[:, ::1] carry_c, object args, object work, bint transposed_step):
+def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
+                  object kept, object carries, object args, object work,
+                  bint transposed_step):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
     row order) is the gradient arriving at every step, or None. dA (T*B, 4H) is
@@ -132,7 +131,12 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] gates,
     sequences, kept across the step's GEMM).
     """
     # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
-    # cells.driver.BackwardBuffers): one struct each instead of 20 keywords to parse
+    # cells.driver.BackwardBuffers): one struct each instead of 20 keywords to parse;
+    # states [hbuf, cbuf], kept the activated gates, carries [carry_h, carry_c] as the
+    # driver holds them
+    cdef const floating[:, :, ::1] hbuf = states[0], cbuf = states[1]
+    cdef const floating[:, ::1] gates = kept
+    cdef floating[:, ::1] carry_h = carries[0], carry_c = carries[1]
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef bint batch_first = args.batch_first

@@ -88,9 +88,9 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
-def rnn_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
-                 const floating[:, ::1] dh, floating[:, ::1] carry, object args,
-                 object work, bint transposed_step):
+def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
+                 object kept, object carries, object args, object work,
+                 bint transposed_step):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
@@ -100,7 +100,10 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, :, ::1] hbuf,
     rows of sequences that have ended, kept across the step's GEMM).
     """
     # the weights and options from args (a cells.args.CellArgs), the buffers from work (a
-    # cells.driver.BackwardBuffers): one struct each instead of 18 keywords to parse
+    # cells.driver.BackwardBuffers): one struct each instead of 18 keywords to parse;
+    # states [hbuf] and carries [carry] as the driver holds them (kept is None here)
+    cdef const floating[:, :, ::1] hbuf = states[0]
+    cdef floating[:, ::1] carry = carries[0]
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef int nonlinearity = args.code

@@ -3,17 +3,20 @@ allocate -> kernel -> cache.
 
 The public functions (fastbptt.rnn_forward, lstm_backward, ...) are thin signatures in the
 per-cell adapters (cells/rnn.py, lstm.py, gru.py) that call `forward` and `backward` here
-with their CellSpec. What differs between cells inside this loop is delegated to the
-adapter's two functions, the only code that calls a kernel:
+with their CellSpec. What differs between cells in the forward is delegated to the
+adapter's one function that calls a kernel:
 
     run_forward_kernel(args, states, form) -> kept
         states: the state buffers (T+1, B, H) each, in spec.states order, [0] filled with
         the initial states; the kernel fills [1:]. Returns what backward needs beside the
         states (for example the activated gates).
-    run_backward_kernel(args, X, states, kept, dh, carries, work, form)
-        X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None; carries
-        (B, H) each, the final states' gradients on entry and the initial states' on exit;
-        work: the BackwardBuffers below.
+
+The backward kernels take one signature, called here directly (an adapter frame less on
+every call): <cell>_backward(X=, dh=, states=, kept=, carries=, args=, work=,
+transposed_step=). X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None;
+states and kept as the forward left them; carries (B, H) each, the final states'
+gradients on entry and the initial states' on exit; args the CellArgs; work the
+BackwardBuffers below.
 
 Allocation: every array of 1 MiB or more comes from the thread's recycled buffers
 (cells/workspace.py), so a call faults in no fresh pages. Nothing numeric happens here.
@@ -41,6 +44,7 @@ from fastbptt.cells.checkpoint import (
 from fastbptt.cells.spec import step_form
 
 _adapters = {}   # CellSpec -> its adapter module, imported once
+_backward_kernels = {}   # CellSpec -> its compiled backward, looked up once
 
 
 def _adapter(spec):
@@ -49,6 +53,15 @@ def _adapter(spec):
     except KeyError:
         module = _adapters[spec] = importlib.import_module(spec.adapter)
         return module
+
+
+def _backward_kernel(spec):
+    try:
+        return _backward_kernels[spec]
+    except KeyError:
+        kernel = _backward_kernels[spec] = getattr(importlib.import_module(spec.kernel),
+                                                   spec.backward_name)
+        return kernel
 
 
 class CompiledCache(CellCache):
@@ -189,9 +202,9 @@ def run_backward(dh, cache, finals):
         None if args.lengths is None else np.empty((B, H), dtype),            # hold
     )
     X = (args.x if args.lengths is None else x_for_weight_grads(args)).reshape(T * B, I)
-    _adapter(spec).run_backward_kernel(args, X, cache.states, cache.kept,
-                                       None if dh is None else dh.reshape(T * B, H),
-                                       carries, work, cache.form)
+    _backward_kernel(spec)(X=X, dh=None if dh is None else dh.reshape(T * B, H),
+                           states=cache.states, kept=cache.kept, carries=carries, args=args,
+                           work=work, transposed_step=transposed)
     if cache.no_input:
         # the zero input column of _with_an_input_column is not the caller's
         dx = np.zeros(args.x.shape[:-1] + (0,), dtype)

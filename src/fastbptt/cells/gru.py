@@ -119,8 +119,3 @@ def run_forward_kernel(args, states, form):
                         transposed_step=form == "transposed")
     return gates
 
-
-def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
-    (hbuf,), (carry,) = states, carries
-    _kernel.gru_backward(X=X, hbuf=hbuf, gates=gates, dh=dh, carry=carry, args=args,
-                         work=work, transposed_step=form == "transposed")

@@ -118,9 +118,3 @@ def run_forward_kernel(args, states, form):
                          args=args, transposed_step=form == "transposed")
     return gates
 
-
-def run_backward_kernel(args, X, states, gates, dh, carries, work, form):
-    (hbuf, cbuf), (carry_h, carry_c) = states, carries
-    _kernel.lstm_backward(X=X, gates=gates, hbuf=hbuf, cbuf=cbuf, dh=dh, carry_h=carry_h,
-                          carry_c=carry_c, args=args, work=work,
-                          transposed_step=form == "transposed")

@@ -120,8 +120,3 @@ def run_forward_kernel(args, states, form):
                         transposed_step=form == "transposed")
     return None
 
-
-def run_backward_kernel(args, X, states, kept, dh, carries, work, form):
-    (hbuf,), (carry,) = states, carries
-    _kernel.rnn_backward(X=X, hbuf=hbuf, dh=dh, carry=carry, args=args, work=work,
-                         transposed_step=form == "transposed")
