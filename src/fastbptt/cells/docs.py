@@ -11,6 +11,22 @@ import re
 import textwrap
 
 PARAGRAPHS = {
+    # the input and the output every compiled cell's forward documents alike
+    "x_parameter": """\
+x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+    The input sequence, float32 or float64: its dtype decides the dtype of the
+    computation and of every result. A contiguous batch-first array is read without
+    copying.""",
+    "h_return": """\
+h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+    Every hidden state, a new array of x's dtype.""",
+    # the same for the reference twins, shorter: their pages point to the compiled ones
+    "reference_x_parameter": """\
+x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+    float32 or float64: its dtype decides.""",
+    "reference_h_return": """\
+h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
+    Every hidden state, zero past each sequence's length.""",
     # numpydoc Parameters entries: the options of every cell's forward function
     "forward_options": """\
 batch_first : bool, default False
@@ -81,8 +97,35 @@ def _backward_arguments(spec):
     ])
 
 
+def _gates_times_H(spec):
+    return f"{spec.gates}H" if spec.gates > 1 else "H"
+
+
+def _bias_parameters(spec):
+    return _entry(f"b_ih, b_hh : ndarray, shape ({_gates_times_H(spec)},), or None",
+                  "The two biases, PyTorch's layout; give both or neither (without",
+                  "biases their gradients are None).")
+
+
+def _forward_see_also(spec):
+    """The Raises and See Also sections of a cell's compiled forward."""
+    return (PARAGRAPHS["forward_raises"] + "\n\nSee Also\n--------\n"
+            f"{spec.backward_name} : the gradients.\n"
+            f"fastbptt.reference.{spec.forward_name} : the pure-NumPy twin, same signature.")
+
+
+def _backward_see_also(spec):
+    """The Raises and See Also sections of a cell's compiled backward."""
+    return (PARAGRAPHS["backward_raises"] + "\n\nSee Also\n--------\n"
+            f"{spec.forward_name} : the forward pass that makes ``cache``.\n"
+            f"fastbptt.reference.{spec.backward_name} : the pure-NumPy twin.")
+
+
 # the paragraphs written from the cell's spec
-SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments}
+SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments,
+                   "bias_parameters": _bias_parameters,
+                   "forward_raises_see_also": _forward_see_also,
+                   "backward_raises_see_also": _backward_see_also}
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
 

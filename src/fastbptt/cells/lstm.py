@@ -28,36 +28,25 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
     Parameters
     ----------
-    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
-        The input sequence, float32 or float64: its dtype decides the dtype of the
-        computation and of every result. A contiguous batch-first array is read without
-        copying.
+    {x_parameter}
     h0, c0 : ndarray, shape (B, H), or None
         The initial hidden and cell states; None means zeros.
     W_ih : ndarray, shape (4H, I)
         Input-to-hidden weights, gate blocks i, f, g, o.
     W_hh : ndarray, shape (4H, H)
         Hidden-to-hidden weights, the same gate blocks.
-    b_ih, b_hh : ndarray, shape (4H,), or None
-        The two biases, PyTorch's layout; give both or neither (without biases their
-        gradients are None).
+    {bias_parameters}
     {forward_options}
 
     Returns
     -------
-    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
-        Every hidden state, a new array of x's dtype.
+    {h_return}
     cache : object
         Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
         states (B, H). It refers to ``x`` and the weights: do not change them in place
         before the backward call.
 
-    {forward_raises}
-
-    See Also
-    --------
-    lstm_backward : the gradients.
-    fastbptt.reference.lstm_forward : the pure-NumPy twin, same signature.
+    {forward_raises_see_also}
 
     Examples
     --------
@@ -98,12 +87,7 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
         ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
         ``db_hh``.
 
-    {backward_raises}
-
-    See Also
-    --------
-    lstm_forward : the forward pass that makes ``cache``.
-    fastbptt.reference.lstm_backward : the pure-NumPy twin.
+    {backward_raises_see_also}
     """
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
 

@@ -26,38 +26,27 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
     Parameters
     ----------
-    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
-        The input sequence, float32 or float64: its dtype decides the dtype of the
-        computation and of every result. A contiguous batch-first array is read without
-        copying.
+    {x_parameter}
     h0 : ndarray, shape (B, H), or None
         The initial state; None means zeros.
     W_ih : ndarray, shape (H, I)
         Input-to-hidden weights.
     W_hh : ndarray, shape (H, H)
         Hidden-to-hidden weights, the same gate blocks.
-    b_ih, b_hh : ndarray, shape (H,), or None
-        The two biases, PyTorch's layout; give both or neither (without biases their
-        gradients are None).
+    {bias_parameters}
     nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
         f above ("tanh" and "relu" are PyTorch's).
     {forward_options}
 
     Returns
     -------
-    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
-        Every hidden state, a new array of x's dtype.
+    {h_return}
     cache : object
         Opaque, for :func:`rnn_backward`. ``cache.h_n`` is the final state (B, H), each
         sequence's at its own last step. It refers to ``x`` and the weights: do not change
         them in place before the backward call.
 
-    {forward_raises}
-
-    See Also
-    --------
-    rnn_backward : the gradients.
-    fastbptt.reference.rnn_forward : the pure-NumPy twin, same signature.
+    {forward_raises_see_also}
 
     Examples
     --------
@@ -96,12 +85,7 @@ def rnn_backward(dh, cache, dh_n=None, check_finite=False):
         ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
         ``db_hh``.
 
-    {backward_raises}
-
-    See Also
-    --------
-    rnn_forward : the forward pass that makes ``cache``.
-    fastbptt.reference.rnn_backward : the pure-NumPy twin.
+    {backward_raises_see_also}
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

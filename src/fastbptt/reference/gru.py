@@ -65,8 +65,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
 
     Parameters
     ----------
-    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
-        float32 or float64: its dtype decides.
+    {reference_x_parameter}
     h0 : ndarray, shape (B, H), or None
         None means zeros.
     W_ih : ndarray, shape (3H, I)
@@ -78,8 +77,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
 
     Returns
     -------
-    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
-        Every hidden state, zero past each sequence's length.
+    {reference_h_return}
     cache : object
         For :func:`gru_backward`; ``cache.h_n`` is the final state.
     """

@@ -56,8 +56,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
     Parameters
     ----------
-    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
-        float32 or float64: its dtype decides.
+    {reference_x_parameter}
     h0, c0 : ndarray, shape (B, H), or None
         None means zeros.
     W_ih : ndarray, shape (4H, I)
@@ -69,8 +68,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 
     Returns
     -------
-    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
-        Every hidden state, zero past each sequence's length.
+    {reference_h_return}
     cache : object
         For :func:`lstm_backward`; ``cache.h_n`` and ``cache.c_n`` are the final states.
     """

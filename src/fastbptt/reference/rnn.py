@@ -71,8 +71,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
     Parameters
     ----------
-    x : ndarray, shape (T, B, I), or (B, T, I) with ``batch_first=True``
-        float32 or float64: its dtype decides.
+    {reference_x_parameter}
     h0 : ndarray, shape (B, H), or None
         None means zeros.
     W_ih : ndarray, shape (H, I)
@@ -86,8 +85,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
     Returns
     -------
-    h : ndarray, shape (T, B, H), or (B, T, H) with ``batch_first=True``
-        Every hidden state, zero past each sequence's length.
+    {reference_h_return}
     cache : object
         For :func:`rnn_backward`; ``cache.h_n`` is the final state.
     """
