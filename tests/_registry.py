@@ -266,6 +266,65 @@ REGISTRY += [Entry(f"{spec.torch_name}Cell.{method}",
              for spec in SPECS.values() for method in ("forward", "backward")]
 
 
+def _projected_sizes(case):
+    """H >= 2 and 0 < P < H of a projected LSTM (torch's proj_size) for this case."""
+    H = max(case.H, 2)
+    return H, 1 + case.seed % (H - 1)
+
+
+def _projected_call(case, impl, backward=False):
+    """lstm_forward with W_hr (P, H): h0 (B, P), c0 (B, H), W_hh (4H, P); backward runs
+    its own forward for the cache, dh (T, B, P), dh_n (B, P), dc_n (B, H)."""
+    H, P = _projected_sizes(case)
+    rng = case.rng()
+    T, B, I, dt = case.T, case.B, case.I, case.dtype
+    arrays = [_rand(rng, (B, T, I) if case.batch_first else (T, B, I), dt),
+              _rand(rng, (B, P), dt, 0.5), _rand(rng, (B, H), dt, 0.5),
+              _rand(rng, (4 * H, I), dt, 1.0 / np.sqrt(max(I, 1))),
+              _rand(rng, (4 * H, P), dt, 0.6 / np.sqrt(P)),
+              _rand(rng, (4 * H,), dt, 0.3) if case.bias else None,
+              _rand(rng, (4 * H,), dt, 0.3) if case.bias else None]
+    W_hr = _rand(rng, (P, H), dt, 1.0 / np.sqrt(H))
+    lengths = rng.integers(0, T + 1, size=B) if case.lengths else None
+    m = _module(impl)
+    fwd = Call(m.lstm_forward, tuple(present(a, case.layout) for a in arrays),
+               {"batch_first": case.batch_first, "lengths": lengths,
+                "W_hr": present(W_hr, case.layout)})
+    if not backward:
+        return fwd
+    _, cache = fwd()
+    dh = _rand(rng, (B, T, P) if case.batch_first else (T, B, P), dt)
+    return Call(m.lstm_backward, (present(dh, case.layout), cache),
+                {"dh_n": present(_rand(rng, (B, P), dt), case.layout),
+                 "dc_n": present(_rand(rng, (B, H), dt), case.layout)})
+
+
+def _projected_layer_call(case, impl, backward=False):
+    """An LSTM with proj_size, 1 + seed % 2 layers, bidirectional when seed % 3 == 0."""
+    H, P = _projected_sizes(case)
+    I = max(case.I, 1)
+    layer = fastbptt.LSTM(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
+                          batch_first=case.batch_first, bidirectional=case.seed % 3 == 0,
+                          dtype=case.dtype, seed=case.seed, backend=impl, proj_size=P)
+    rng = case.rng()
+    x = _rand(rng, (case.B, case.T, I) if case.batch_first else (case.T, case.B, I),
+              case.dtype)
+    lengths = rng.integers(0, case.T + 1, size=case.B) if case.lengths else None
+    fwd = Call(layer.forward, (present(x, case.layout),), {"lengths": lengths})
+    if not backward:
+        return fwd
+    out, _ = fwd()
+    return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
+
+
+REGISTRY += [Entry("projected lstm_forward", _projected_call),
+             Entry("projected lstm_backward",
+                   lambda case, impl: _projected_call(case, impl, True)),
+             Entry("projected LSTM.forward", _projected_layer_call),
+             Entry("projected LSTM.backward",
+                   lambda case, impl: _projected_layer_call(case, impl, True))]
+
+
 def _embedding_call(case, impl, backward=False):
     """embedding_forward over (T, B) indices (or (B, T)) into a (max(I, 1), H) weight,
     padding_idx 0 on odd seeds; backward runs its own forward for the cache."""

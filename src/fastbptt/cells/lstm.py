@@ -49,8 +49,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     {h_return}
     cache : object
         Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
-        states (B, H) (``h_n`` (B, P) with ``W_hr``). It refers to ``x`` and the weights: do not change them in place
-        before the backward call.
+        states (B, H) (``h_n`` (B, P) with ``W_hr``). It refers to ``x`` and the
+        weights: do not change them in place before the backward call.
 
     {forward_raises_see_also}
 

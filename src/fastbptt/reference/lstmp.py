@@ -25,7 +25,7 @@ from fastbptt.cells import checkpoint as _checkpoint
 from fastbptt.cells import projection
 from fastbptt.cells.cache import CellCache
 from fastbptt.cells.spec import LSTMP as SPEC
-from fastbptt.reference.lstm import _step, lstm_backward_step   # the plain cell's (its h is m)
+from fastbptt.reference.lstm import _step, lstm_backward_step  # the plain cell's (its h is m)
 
 
 class ReferenceProjectedCache(CellCache):
