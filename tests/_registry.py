@@ -317,12 +317,27 @@ def _projected_layer_call(case, impl, backward=False):
     return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
 
 
+def _projected_step_call(case, impl):
+    """layer.step of a unidirectional projected stack: state h (L, B, P), c (L, B, H),
+    given on odd seeds."""
+    H, P = _projected_sizes(case)
+    I, L = max(case.I, 1), 1 + case.seed % 2
+    layer = fastbptt.LSTM(I, H, num_layers=L, bias=case.bias, dtype=case.dtype,
+                          seed=case.seed, backend=impl, proj_size=P)
+    rng = case.rng()
+    x_t = _rand(rng, (case.B, I), case.dtype)
+    state = None if case.seed % 2 == 0 else tuple(
+        present(_rand(rng, (L, case.B, n), case.dtype, 0.5), case.layout) for n in (P, H))
+    return Call(layer.step, (present(x_t, case.layout), state))
+
+
 REGISTRY += [Entry("projected lstm_forward", _projected_call),
              Entry("projected lstm_backward",
                    lambda case, impl: _projected_call(case, impl, True)),
              Entry("projected LSTM.forward", _projected_layer_call),
              Entry("projected LSTM.backward",
-                   lambda case, impl: _projected_layer_call(case, impl, True))]
+                   lambda case, impl: _projected_layer_call(case, impl, True)),
+             Entry("projected LSTM.step", _projected_step_call)]
 
 
 def _embedding_call(case, impl, backward=False):
