@@ -30,39 +30,10 @@ from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
-cdef extern from "lstm_cell.h" nogil:
-    # The fused element-wise passes over one batch row; the math is in lstm_cell.h.
-    # gates (4H): pre-activations in, activated gates out; c, h (H) the new state.
-    void fb_lstm_forward_f32(float *gates, const float *bias, const float *c_prev,
-                             float *c, float *h, Py_ssize_t H)
-    void fb_lstm_forward_f64(double *gates, const double *bias, const double *c_prev,
-                             double *c, double *h, Py_ssize_t H)
-    # dA (4H) from the gates, the states and dh (+ dh_out, may be NULL); dc (H) holds
-    # dL/dc_t on entry and dL/dc_{t-1} on exit; db (4H) += dA.
-    void fb_lstm_backward_f32(const float *gates, const float *c_prev, const float *c,
-                              const float *dh, const float *dh_out, float *dc, float *dA,
-                              float *db, Py_ssize_t H)
-    void fb_lstm_backward_f64(const double *gates, const double *c_prev, const double *c,
-                              const double *dh, const double *dh_out, double *dc,
-                              double *dA, double *db, Py_ssize_t H)
-
-
-cdef inline void cell_forward(floating *gates, const floating *bias, const floating *c_prev,
-                              floating *c, floating *h, Py_ssize_t H) noexcept nogil:
-    if floating is float:
-        fb_lstm_forward_f32(gates, bias, c_prev, c, h, H)
-    else:
-        fb_lstm_forward_f64(gates, bias, c_prev, c, h, H)
-
-
-cdef inline void cell_backward(const floating *gates, const floating *c_prev,
-                               const floating *c, const floating *dh,
-                               const floating *dh_out, floating *dc, floating *dA,
-                               floating *db, Py_ssize_t H) noexcept nogil:
-    if floating is float:
-        fb_lstm_backward_f32(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
-    else:
-        fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
+# The fused element-wise passes over one batch row (the math is in lstm_cell.h), declared
+# once in lstm_cell.pxd for this kernel and the projected one (lstmp.pyx).
+from fastbptt._kernels.lstm_cell cimport lstm_cell_backward as cell_backward
+from fastbptt._kernels.lstm_cell cimport lstm_cell_forward as cell_forward
 
 
 def gemm_layout(int H):
