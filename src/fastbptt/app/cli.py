@@ -240,14 +240,14 @@ def _bench_options(bench_parser):
     bench_parser.add_argument(
         "--plot", metavar="PATH",
         help="also save a PNG of the times (needs matplotlib)")
-    from fastbptt.bench import projection
+    from fastbptt.bench import lstmp
     bench_parser.add_argument(
         "--proj-size", type=_positive_int, metavar="P",
         help="instead of the table, time the LSTM with a projection to P features "
              "(torch's proj_size, 0 < P < H) against the plain LSTM of the same sizes and "
              "torch.nn.LSTM(proj_size=P) (--no-torch leaves it out); shapes from --shapes "
-             "(default: " + "; ".join(bench.shape_text(s) for s in projection.PROJECTION_SHAPES)
-             + f"; the issue's P is {projection.PROJ_SIZE})")
+             "(default: " + "; ".join(bench.shape_text(s) for s in lstmp.PROJECTION_SHAPES)
+             + f"; the issue's P is {lstmp.PROJ_SIZE})")
 
 
 def _run_bench(args):
@@ -303,10 +303,10 @@ def _run_bench(args):
 
 
 def _run_projection_bench(args, shapes):
-    """`fastbptt bench --proj-size P`: fastbptt.bench.projection's rows."""
+    """`fastbptt bench --proj-size P`: fastbptt.bench.lstmp's rows."""
     from fastbptt import bench
-    from fastbptt.bench import projection
-    shapes = shapes or projection.PROJECTION_SHAPES
+    from fastbptt.bench import lstmp
+    shapes = shapes or lstmp.PROJECTION_SHAPES
     for shape in shapes:
         if not args.proj_size < shape[-1]:
             print(f"fastbptt bench: error: --proj-size must be smaller than H, got "
@@ -315,7 +315,7 @@ def _run_projection_bench(args, shapes):
     with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
         header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
                                       peers=["torch"] if args.torch else [])
-    rows = projection.measure_projection_rows(
+    rows = lstmp.measure_projection_rows(
         shapes, args.dtypes, args.proj_size, threads=args.threads, repeat=args.repeat,
         torch=args.torch, reference=args.reference,
         reference_budget=args.reference_budget or None)
@@ -325,7 +325,7 @@ def _run_projection_bench(args, shapes):
         else:
             print("\n".join(bench.format_header(header, legend=False)), end="\n\n",
                   flush=True)
-            for line in projection.projection_table_lines(rows):
+            for line in lstmp.projection_table_lines(rows):
                 print(line, flush=True)
     except bench.PeerMismatch as exc:
         print(f"fastbptt bench: error: {exc}", file=sys.stderr)

@@ -139,6 +139,21 @@ def test_empty_problems_and_no_input(T, B, I):
         np.testing.assert_array_equal(grads.dc0, upstream[2])
 
 
+def test_the_projected_spec_is_the_lstm_with_its_own_records():
+    """LSTMP is no cell of its own (not in SPECS: one LSTM in every table), but its
+    kernel, adapter and Grads record are the projected ones."""
+    import importlib
+
+    from fastbptt.cells.spec import LSTM as LSTM_SPEC
+    from fastbptt.cells.spec import SPECS
+    assert LSTMP not in SPECS.values() and LSTMP.forward_name == "lstm_forward"
+    assert LSTMP.states == LSTM_SPEC.states and LSTMP.gates == LSTM_SPEC.gates
+    kernel = importlib.import_module(LSTMP.kernel)
+    assert hasattr(kernel, "lstmp_forward") and hasattr(kernel, "lstmp_backward")
+    assert importlib.import_module(LSTMP.adapter).SPEC is LSTMP
+    assert LSTMPGrads._fields == fastbptt.LSTMGrads._fields + ("dW_hr",)
+
+
 def test_without_W_hr_nothing_changes():
     """W_hr=None is the plain LSTM and its 7-field LSTMGrads."""
     args, _, (dh, dh_n, dc_n) = _problem(5, 2, 3, 4, 4, np.float64, seed=6)

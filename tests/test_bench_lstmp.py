@@ -1,4 +1,4 @@
-"""`fastbptt bench --proj-size P` (fastbptt.bench.projection): it runs, each row holds
+"""`fastbptt bench --proj-size P` (fastbptt.bench.lstmp): it runs, each row holds
 what the module promises, torch's projected LSTM does fastbptt's work before it is
 timed, and the FLOP count is the products' count. Tiny shapes, one timed call: no
 figure here means anything about speed."""
@@ -9,7 +9,7 @@ import pytest
 
 from fastbptt.app.cli import main
 from fastbptt.bench import PeerMismatch, check_peer, report
-from fastbptt.bench import projection as proj
+from fastbptt.bench import lstmp as proj
 
 FAST = ["--threads", "1", "--repeat", "1"]
 

@@ -1,4 +1,5 @@
-"""The LSTM with a projection (torch's proj_size, issue 18): `fastbptt bench --proj-size P`.
+"""The LSTM with a projection (LSTMP, torch's proj_size, issue 18): `fastbptt bench
+--proj-size P`.
 
 The timed unit is problems.py's, a forward and a backward over all T steps with dh at
 every step, of the projected LSTM (lstm_forward's W_hr): h_t = W_hr (o_t tanh(c_t)), h
