@@ -81,7 +81,9 @@ def projected_flops(T, B, I, H, P):
     return 6 * T * B * ((I + P) * 4 * H + H * P)
 
 
-def _api_run(module, problem):
+def api_run(module, problem):
+    """The timed unit on fastbptt or fastbptt.reference: the projected forward over all
+    steps, then its backward with dh at every step."""
     forward, backward = module.lstm_forward, module.lstm_backward
     args, W_hr, dh = problem.args, problem.W_hr, problem.dh
 
@@ -164,10 +166,10 @@ def measure_projection_rows(shapes=PROJECTION_SHAPES, dtypes=("float32",), proj_
                        "dtype": np.dtype(dtype).name, "cell": "lstm", "threads": n,
                        "flops": work}
                 with thread_limit(n):
-                    runs = {"compiled": _api_run(fastbptt, problem),
+                    runs = {"compiled": api_run(fastbptt, problem),
                             "lstm": runner("lstm", "compiled", plain)}
                     if reference and not skip:
-                        runs["reference"] = _api_run(fastbptt.reference, problem)
+                        runs["reference"] = api_run(fastbptt.reference, problem)
                     if torch:
                         try:
                             run, result = prepare_torch(problem)
