@@ -20,8 +20,10 @@
 # through unchanged. The GEMMs still run over all B rows: masking around them is cheaper
 # than packing the batch per step at the sizes this serves.
 #
-# The wrappers in fastbptt.cells.lstm validate every argument and allocate every buffer; nothing
-# here allocates, touches a Python object inside a loop, or holds the GIL.
+# The driver (fastbptt.cells.driver, with the adapter fastbptt.cells.lstm) validates every
+# argument, answers empty problems itself (every size here is at least 1) and allocates
+# every buffer; nothing here allocates, touches a Python object inside a loop, or holds the
+# GIL.
 
 from cython cimport floating
 from libc.string cimport memcpy
@@ -52,9 +54,8 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     """Fill hbuf[1:] and cbuf[1:] with the states after every step; hbuf[0] and cbuf[0]
     hold h0 and c0 on entry. gates (T*B, 4H) receives the activated gates (the
     pre-activations of steps past a sequence's length stay as they are, unused).
-    scratch (4H*B) is workspace for the transposed step. bias = b_ih + b_hh (4H,).
-    lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
-    sends empty problems to the reference implementation).
+    scratch (4H*B) is workspace for the transposed step. bias = b_ih + b_hh (4H,). args
+    brings the weights, the layout and the lengths (see the top of this file).
     """
     # the weights and options from args (a cells.args.CellArgs): one struct instead of
     # more keywords to parse on every call

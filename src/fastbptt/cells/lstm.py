@@ -27,16 +27,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
         c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
         h_t = sigmoid(o) * tanh(c_t)
 
-    Parameters
-    ----------
-    {x_parameter}
-    h0, c0 : ndarray, shape (B, H), or None
-        The initial hidden and cell states; None means zeros.
-    W_ih : ndarray, shape (4H, I)
-        Input-to-hidden weights, gate blocks i, f, g, o.
-    W_hh : ndarray, shape (4H, H)
-        Hidden-to-hidden weights, the same gate blocks.
-    {bias_parameters}
+    {forward_parameters}
     {forward_options}
     W_hr : ndarray, shape (P, H), or None, keyword-only
         A projection of the hidden state (LSTMP, torch's ``proj_size``; 0 < P < H):
@@ -44,18 +35,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
         ``W_hh`` is (4H, P), ``c0`` stays (B, H), and :func:`lstm_backward` returns
         :class:`LSTMPGrads` (with ``dW_hr``). None: no projection.
 
-    Returns
-    -------
-    {h_return}
-    cache : object
-        Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
-        states (B, H) (``h_n`` (B, P) with ``W_hr``). It refers to ``x`` and the
-        weights: do not change them in place before the backward call.
-
-    {forward_raises_see_also}
+    {forward_returns_raises_see_also}
 
     Examples
     --------
+    Two sequences of lengths 5 and 3, and a loss on the final hidden state alone
+    (many-to-one):
+
     >>> import numpy as np
     >>> import fastbptt
     >>> rng = np.random.default_rng(0)
@@ -84,20 +70,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time: the gradients of a loss through an LSTM.
 
-    Parameters
-    ----------
-    {backward_arguments}
+    ``db_ih`` equals ``db_hh``: both biases are added to the same gate pre-activations.
+    After a forward with ``W_hr`` the record is an :class:`LSTMPGrads`: the same fields,
+    with ``dh0`` (B, P) and ``dW_hh`` (4H, P), then ``dW_hr`` (P, H).
 
-    Returns
-    -------
-    grads : LSTMGrads
-        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dc0, dW_ih, dW_hh,
-        db_ih, db_hh``. The gradients of the weights and biases are summed over all steps;
-        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
-        ``db_hh``. After a forward with ``W_hr``: an :class:`LSTMPGrads`, the same
-        fields then ``dW_hr`` (P, H), with ``dh0`` (B, P) and ``dW_hh`` (4H, P).
-
-    {backward_raises_see_also}
+    {backward_sections}
     """
     if getattr(cache, "spec", None) is PROJECTED:
         return _projected().backward(dh, cache, (dh_n, dc_n), check_finite)
