@@ -31,9 +31,10 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     {forward_options}
     W_hr : ndarray, shape (P, H), or None, keyword-only
         A projection of the hidden state (LSTMP, torch's ``proj_size``; 0 < P < H):
-        ``h_t = (o * tanh(c_t)) W_hr^T`` (B, P). Then ``h0`` and the output are P wide,
-        ``W_hh`` is (4H, P), ``c0`` stays (B, H), and :func:`lstm_backward` returns
-        :class:`LSTMPGrads` (with ``dW_hr``). None: no projection.
+        ``h_t = (o * tanh(c_t)) W_hr^T`` (B, P). Then ``h0``, the output and
+        ``cache.h_n`` are P wide, ``W_hh`` is (4H, P), ``c0`` and ``cache.c_n`` stay
+        (B, H), and :func:`lstm_backward` returns :class:`LSTMPGrads` (with ``dW_hr``).
+        None: no projection.
 
     {forward_returns_raises_see_also}
 
