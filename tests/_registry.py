@@ -158,13 +158,16 @@ _LAYER_OPTION = {"nonlinearity": lambda case: "relu" if case.nonlinearity == "re
                  else "tanh"}
 
 
-def _layer_call(cell, case, impl, backward=False):
-    """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence."""
+def _layer_call(cell, case, impl, backward=False, projected=False):
+    """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence;
+    projected: an LSTM with proj_size (_projected_sizes)."""
     spec = SPECS[cell]
     cls = getattr(fastbptt, spec.torch_name)
     kw = {option: _LAYER_OPTION[option](case) for option in spec.options}
     # the layers need sizes >= 1; an empty case is carried by its sequence (T or B = 0)
     I, H = max(case.I, 1), max(case.H, 1)
+    if projected:
+        H, kw["proj_size"] = _projected_sizes(case)
     layer = cls(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
                 batch_first=case.batch_first, bidirectional=bool(case.seed % 3 == 0),
                 dtype=case.dtype, seed=case.seed, backend=impl, **kw)
@@ -299,24 +302,6 @@ def _projected_call(case, impl, backward=False):
                  "dc_n": present(_rand(rng, (B, H), dt), case.layout)})
 
 
-def _projected_layer_call(case, impl, backward=False):
-    """An LSTM with proj_size, 1 + seed % 2 layers, bidirectional when seed % 3 == 0."""
-    H, P = _projected_sizes(case)
-    I = max(case.I, 1)
-    layer = fastbptt.LSTM(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
-                          batch_first=case.batch_first, bidirectional=case.seed % 3 == 0,
-                          dtype=case.dtype, seed=case.seed, backend=impl, proj_size=P)
-    rng = case.rng()
-    x = _rand(rng, (case.B, case.T, I) if case.batch_first else (case.T, case.B, I),
-              case.dtype)
-    lengths = rng.integers(0, case.T + 1, size=case.B) if case.lengths else None
-    fwd = Call(layer.forward, (present(x, case.layout),), {"lengths": lengths})
-    if not backward:
-        return fwd
-    out, _ = fwd()
-    return Call(layer.backward, (present(_rand(rng, out.shape, case.dtype), case.layout),))
-
-
 def _projected_step_call(case, impl):
     """layer.step of a unidirectional projected stack: state h (L, B, P), c (L, B, H),
     given on odd seeds."""
@@ -334,9 +319,10 @@ def _projected_step_call(case, impl):
 REGISTRY += [Entry("projected lstm_forward", _projected_call),
              Entry("projected lstm_backward",
                    lambda case, impl: _projected_call(case, impl, True)),
-             Entry("projected LSTM.forward", _projected_layer_call),
+             Entry("projected LSTM.forward",
+                   lambda case, impl: _layer_call("lstm", case, impl, projected=True)),
              Entry("projected LSTM.backward",
-                   lambda case, impl: _projected_layer_call(case, impl, True)),
+                   lambda case, impl: _layer_call("lstm", case, impl, True, projected=True)),
              Entry("projected LSTM.step", _projected_step_call)]
 
 
