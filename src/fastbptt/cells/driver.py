@@ -26,8 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastbptt.cells import workspace
+from fastbptt.cells import _fastpath, workspace
 from fastbptt.cells.args import (
+    CellArgs,
     check_backward_args,
     check_forward_args,
     is_empty,
@@ -41,7 +42,8 @@ from fastbptt.cells.checkpoint import (
     checkpoint_forward,
     segment_length,
 )
-from fastbptt.cells.spec import step_form
+from fastbptt.cells.spec import NONLINEARITY_CODES, SPECS, step_form
+from fastbptt.runtime import validation
 
 _adapters = {}   # CellSpec -> its adapter module, imported once
 _backward_kernels = {}   # CellSpec -> its compiled backward, looked up once
@@ -118,6 +120,10 @@ class BackwardBuffers(NamedTuple):
 def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check_finite,
             checkpoint, nonlinearity=None):
     """The compiled forward of any cell; returns (h, cache)."""
+    done = _fastpath.forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                             check_finite, checkpoint, nonlinearity)
+    if done is not None:   # the common case, checked and run in C
+        return done
     args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               check_finite=check_finite, nonlinearity=nonlinearity)
     k = segment_length(checkpoint, args.T)
@@ -130,6 +136,9 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
 
 def backward(spec, dh, cache, finals, check_finite):
     """The compiled backward of any cell; returns the spec's Grads record."""
+    done = _fastpath.backward(spec, dh, cache, finals, check_finite)
+    if done is not None:   # the common case, checked and run in C
+        return done
     kind = type(cache)
     if kind is CompiledCache and cache.args.spec is spec:   # the common case first
         dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
@@ -148,6 +157,9 @@ def step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity=None):
     x (1, B, I), states the initial states (B, H) each or None, in spec.states order.
     Returns a list of the new states (B, H) each, new arrays: forward's final states at T = 1
     (its reference twin is the reference forward's cache.final_states())."""
+    done = _fastpath.step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity)
+    if done is not None:   # the common case, checked and run in C
+        return done
     args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, False,
                               nonlinearity=nonlinearity)
     if args.T != 1:
@@ -267,3 +279,18 @@ def _gradients_of_nothing(args, finals):
     db = (np.zeros(GH, dtype), np.zeros(GH, dtype)) if args.has_bias else (None, None)
     return args.spec.grads(np.zeros(args.x.shape, dtype), *carries,
                            np.zeros((GH, args.I), dtype), np.zeros((GH, H), dtype), *db)
+
+
+def _install_fastpath():
+    """Bind the fast path to what it builds and calls (it cannot import this module)."""
+    specs = tuple(SPECS.values())
+    _fastpath.install(
+        specs=specs, kinds={spec: spec.name for spec in specs},
+        kernels={spec: importlib.import_module(spec.kernel) for spec in specs},
+        compiled_cache=CompiledCache, backward_buffers=BackwardBuffers, cell_args=CellArgs,
+        workspace_globals=vars(workspace),
+        nonlinearity_codes=dict(NONLINEARITY_CODES), driver_globals=globals(),
+        policy=step_form, validation_globals=vars(validation))
+
+
+_install_fastpath()
