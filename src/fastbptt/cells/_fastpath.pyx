@@ -14,7 +14,12 @@
 # check_finite False, batch_first a bool, the RNN's nonlinearity one of its names.
 
 cimport numpy as cnp
+from cython cimport floating
 from libc.string cimport memcpy
+
+from fastbptt._kernels.gru cimport gru_backward_loop, gru_forward_loop
+from fastbptt._kernels.lstm cimport lstm_backward_loop, lstm_forward_loop
+from fastbptt._kernels.rnn cimport rnn_backward_loop, rnn_forward_loop
 
 import numpy as np
 
@@ -23,7 +28,6 @@ cnp.import_array()
 # Set once by install() (called at the end of cells/driver.py, which imports this module:
 # the names cannot be imported here without a cycle).
 cdef object CompiledCache = None
-cdef object BackwardBuffers = None
 cdef object CellArgs = None
 cdef dict WORKSPACE = {}      # cells.workspace's globals: empty and MIN_BYTES, read per use
 cdef dict CELLS = {}          # CellSpec -> its _Cell
@@ -46,23 +50,22 @@ cdef class _Cell:
     cdef int G, Gw, n_states
     cdef bint has_nonlinearity
     cdef bint transposed_f32, transposed_f64   # the dtypes of spec.transposed_dtypes
-    cdef object forward_f32, forward_f64, backward_f32, backward_f64   # the kernels
     cdef object grads
 
 
-def install(*, specs, kinds, kernels, compiled_cache, backward_buffers, cell_args,
+def install(*, specs, kinds, compiled_cache, cell_args,
             workspace_globals, nonlinearity_codes, driver_globals, policy,
             validation_globals):
     """Bind what the fast path builds and calls: specs (the CellSpecs), kinds (spec ->
-    "rnn", "lstm" or "gru": which forward buffers its kernels take), kernels (spec -> the
-    kernel module), the driver's CompiledCache and BackwardBuffers, CellArgs, the
+    "rnn", "lstm" or "gru": which time loops and forward buffers it takes), the driver's
+    CompiledCache, CellArgs, the
     globals of cells.workspace, the RNN's nonlinearity codes, the driver's globals,
     spec.step_form (policy) and runtime.validation's globals. The globals are read at
     each use, as the general path reads them (tests change MIN_BYTES, the 32-bit limit
     and the driver's step_form)."""
-    global CompiledCache, BackwardBuffers, CellArgs, WORKSPACE, DRIVER, POLICY, VALIDATION
+    global CompiledCache, CellArgs, WORKSPACE, DRIVER, POLICY, VALIDATION
     DRIVER, POLICY, VALIDATION = driver_globals, policy, validation_globals
-    CompiledCache, BackwardBuffers, CellArgs = compiled_cache, backward_buffers, cell_args
+    CompiledCache, CellArgs = compiled_cache, cell_args
     WORKSPACE = workspace_globals
     NONLINEARITY.clear()
     NONLINEARITY.update(nonlinearity_codes)
@@ -76,13 +79,6 @@ def install(*, specs, kinds, kernels, compiled_cache, backward_buffers, cell_arg
         cell.has_nonlinearity = "nonlinearity" in spec.options
         cell.transposed_f32 = np.dtype(np.float32) in spec.transposed_dtypes
         cell.transposed_f64 = np.dtype(np.float64) in spec.transposed_dtypes
-        module = kernels[spec]
-        forward_kernel = getattr(module, spec.forward_name)
-        backward_kernel = getattr(module, spec.backward_name)
-        # the specialisations, looked up once: no fused-type dispatch per call
-        cell.forward_f32, cell.forward_f64 = forward_kernel["float"], forward_kernel["double"]
-        cell.backward_f32 = backward_kernel["float"]
-        cell.backward_f64 = backward_kernel["double"]
         cell.grads = spec.grads
         CELLS[spec] = cell
 
@@ -135,15 +131,6 @@ cdef inline cnp.ndarray zeros2(Py_ssize_t n0, Py_ssize_t n1, int typenum):
     cdef cnp.npy_intp dims[2]
     dims[0], dims[1] = n0, n1
     return new_array(2, dims, typenum, True)
-
-
-cdef inline cnp.ndarray reshaped2(cnp.ndarray a, Py_ssize_t n0, Py_ssize_t n1):
-    """A C-contiguous a as an (n0, n1) view (a.reshape(n0, n1))."""
-    cdef cnp.npy_intp dims[2]
-    cdef cnp.PyArray_Dims shape
-    dims[0], dims[1] = n0, n1
-    shape.ptr, shape.len = dims, 2
-    return cnp.PyArray_Newshape(a, &shape, cnp.NPY_CORDER)
 
 
 cdef inline bint sizes_fit(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
@@ -278,7 +265,7 @@ cdef cnp.ndarray bias_rows(_Cell cell, cnp.ndarray b_ih, cnp.ndarray b_hh, Py_ss
 cdef tuple run_kernel(_Cell cell, object args):
     """driver._run_kernel on validated common-case arguments: (states, kept, form), the
     state buffers (T+1, B, H) each, [0] the initial states, and what backward needs."""
-    cdef Py_ssize_t T = args.T, B = args.B, I = args.I, H = args.H
+    cdef Py_ssize_t T = args.T, B = args.B, H = args.H
     cdef cnp.ndarray x = args.x
     cdef int typenum = cnp.PyArray_TYPE(x)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
@@ -291,32 +278,66 @@ cdef tuple run_kernel(_Cell cell, object args):
         memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(initial), B * H * itemsize)
         states.append(buf)
     form = step_form(cell, B, H, typenum)
-    transposed = form == "transposed"
-    kernel = cell.forward_f32 if typenum == cnp.NPY_FLOAT else cell.forward_f64
-    X = reshaped2(x, T * B, I)
+    cdef bint transposed = form == "transposed"
     bias = bias_rows(cell, args.b_ih, args.b_hh, H, typenum)
-    # the adapters' run_forward_kernel, cell by cell
+    # the buffers of the adapters' run_forward_kernel, cell by cell
+    work = None   # the RNN's P batch-first (time-major it is hbuf[1:]), the GRU's R
     if cell.kind == RNN_CELL:
         kept = None
-        # time-major, the pre-activations are computed in place in hbuf[1:] (cells/rnn.py)
-        P = (reshaped2(states[0][1:], T * B, H) if not args.batch_first
-             else empty2(T * B, H, typenum))
-        kernel(X=X, bias=bias, P=P, hbuf=states[0],
-               scratch=empty1(H * B, typenum) if transposed else None, args=args,
-               transposed_step=transposed)
+        if args.batch_first:
+            work = empty2(T * B, H, typenum)
+        scratch = empty1(H * B, typenum) if transposed else None
     elif cell.kind == LSTM_CELL:
         kept = empty2(T * B, 4 * H, typenum)
-        kernel(X=X, bias=bias, gates=kept, hbuf=states[0], cbuf=states[1],
-               scratch=empty1(4 * H * B, typenum) if transposed else None, args=args,
-               transposed_step=transposed)
+        scratch = empty1(4 * H * B, typenum) if transposed else None
     else:
         kept = empty2(T * B, 4 * H, typenum)
         dims[0], dims[1] = B, 3 * H
-        kernel(X=X, bias=bias, gates=kept, hbuf=states[0],
-               R=cnp.PyArray_EMPTY(2, dims, typenum, 0),   # np.empty, as cells/gru.py's
-               scratch=empty1(3 * H * B, typenum) if transposed else None, args=args,
-               transposed_step=transposed)
+        work = cnp.PyArray_EMPTY(2, dims, typenum, 0)   # np.empty, as cells/gru.py's
+        scratch = empty1(3 * H * B, typenum) if transposed else None
+    if typenum == cnp.NPY_FLOAT:
+        forward_loop(<float>0, cell, args, states, kept, bias, work, scratch, transposed)
+    else:
+        forward_loop(<double>0, cell, args, states, kept, bias, work, scratch, transposed)
     return states, kept, form
+
+
+cdef inline void *data(object a):
+    """The first element of the ndarray a, or NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef void forward_loop(floating tag, _Cell cell, object args, list states, object kept,
+                       object bias, object work, object scratch, bint transposed):
+    """The cell's forward time loops (<cell>_forward_loop) on the buffers, for the dtype
+    of tag: the adapters' kernel calls, without acquiring a memoryview per buffer."""
+    cdef const floating *X = <const floating *>data(args.x)
+    cdef const floating *W_ih = <const floating *>data(args.W_ih)
+    cdef const floating *W_hh = <const floating *>data(args.W_hh)
+    cdef const floating *bias_p = <const floating *>data(bias)
+    cdef floating *hbuf = <floating *>data(states[0])
+    cdef floating *cbuf = <floating *>data(states[1]) if cell.n_states == 2 else NULL
+    cdef floating *kept_p = <floating *>data(kept)
+    cdef floating *work_p = <floating *>data(work)
+    cdef floating *scratch_p = <floating *>data(scratch)
+    cdef int T = args.T, B = args.B, I = args.I, H = args.H, code = args.code
+    cdef bint batch_first = args.batch_first
+    with nogil:
+        if cell.kind == RNN_CELL:
+            # time-major, the pre-activations are computed in place in hbuf[1:] (cells/rnn.py)
+            rnn_forward_loop(X=X, bias=bias_p,
+                             P=work_p if batch_first else hbuf + <Py_ssize_t>B * H,
+                             hbuf=hbuf, scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL,
+                             nonlinearity=code, T=T, B=B, I=I, H=H, batch_first=batch_first,
+                             transposed_step=transposed)
+        elif cell.kind == LSTM_CELL:
+            lstm_forward_loop(X=X, bias=bias_p, gates=kept_p, hbuf=hbuf, cbuf=cbuf,
+                              scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL, T=T, B=B,
+                              I=I, H=H, batch_first=batch_first, transposed_step=transposed)
+        else:
+            gru_forward_loop(X=X, bias=bias_p, gates=kept_p, hbuf=hbuf, R=work_p,
+                             scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL, T=T, B=B,
+                             I=I, H=H, batch_first=batch_first, transposed_step=transposed)
 
 
 cdef cnp.ndarray outputs(cnp.ndarray hbuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
@@ -406,31 +427,76 @@ def backward(spec, dh, cache, object finals, check_finite):
             return None
     if not given:   # nothing to backpropagate: the general path raises
         return None
-    transposed = cache.form == "transposed"
-    work = BackwardBuffers(
-        empty2(T * B, GwH, typenum),                                       # dA
-        empty2(T * B, I, typenum),                                         # dX
-        empty2(GH, I, typenum),                                            # dW_ih
-        empty2(GH, H, typenum),                                            # dW_hh
-        empty1(GwH, typenum),                                              # db
-        empty2(H, GH, typenum) if transposed else None,                    # W_hhT
-        empty1(H * B, typenum) if transposed else None,                    # scratch
-        None,                                                              # hold
-    )
-    kernel = cell.backward_f32 if typenum == cnp.NPY_FLOAT else cell.backward_f64
-    kernel(X=reshaped2(x, T * B, I),
-           dh=reshaped2(dh, T * B, H) if dh is not None else None,
-           states=cache.states, kept=cache.kept, carries=carries, args=args, work=work,
-           transposed_step=transposed)
+    cdef bint transposed = cache.form == "transposed"
+    # the driver's BackwardBuffers, as arrays (no struct to build: the loop takes pointers)
+    dA = empty2(T * B, GwH, typenum)
+    dX = empty2(T * B, I, typenum)
+    dW_ih = empty2(GH, I, typenum)
+    dW_hh = empty2(GH, H, typenum)
+    db = empty1(GwH, typenum)
+    W_hhT = empty2(H, GH, typenum) if transposed else None
+    scratch = empty1(H * B, typenum) if transposed else None
+    if typenum == cnp.NPY_FLOAT:
+        backward_loop(<float>0, cell, args, cache.states, cache.kept, dh, carries, dA, dX,
+                      dW_ih, dW_hh, db, W_hhT, scratch, transposed)
+    else:
+        backward_loop(<double>0, cell, args, cache.states, cache.kept, dh, carries, dA, dX,
+                      dW_ih, dW_hh, db, W_hhT, scratch, transposed)
     cdef cnp.PyArray_Dims x_shape
     x_shape.ptr, x_shape.len = cnp.PyArray_DIMS(x), 3
-    dx = cnp.PyArray_Newshape(<cnp.ndarray>work.dX, &x_shape, cnp.NPY_CORDER)
+    dx = cnp.PyArray_Newshape(<cnp.ndarray>dX, &x_shape, cnp.NPY_CORDER)
     db_ih = db_hh = None
     if args.has_bias:
-        db_ih, db_hh = split_db(cell, work.db, H, typenum)
+        db_ih, db_hh = split_db(cell, db, H, typenum)
     if cell.n_states == 2:
-        return cell.grads(dx, carries[0], carries[1], work.dW_ih, work.dW_hh, db_ih, db_hh)
-    return cell.grads(dx, carries[0], work.dW_ih, work.dW_hh, db_ih, db_hh)
+        return cell.grads(dx, carries[0], carries[1], dW_ih, dW_hh, db_ih, db_hh)
+    return cell.grads(dx, carries[0], dW_ih, dW_hh, db_ih, db_hh)
+
+
+cdef void backward_loop(floating tag, _Cell cell, object args, object states, object kept,
+                        object dh, list carries, object dA, object dX, object dW_ih,
+                        object dW_hh, object db, object W_hhT, object scratch,
+                        bint transposed):
+    """The cell's reverse time loops (<cell>_backward_loop) on the buffers, for the dtype
+    of tag: driver.run_backward's kernel call, without acquiring a memoryview per buffer."""
+    cdef const floating *X = <const floating *>data(args.x)
+    cdef const floating *W_ih = <const floating *>data(args.W_ih)
+    cdef const floating *W_hh = <const floating *>data(args.W_hh)
+    cdef const floating *dh_p = <const floating *>data(dh)
+    cdef const floating *hbuf = <const floating *>data(states[0])
+    cdef const floating *cbuf = <const floating *>data(states[1]) if cell.n_states == 2 else NULL
+    cdef const floating *kept_p = <const floating *>data(kept)
+    cdef floating *carry_h = <floating *>data(carries[0])
+    cdef floating *carry_c = <floating *>data(carries[1]) if cell.n_states == 2 else NULL
+    cdef floating *dA_p = <floating *>data(dA)
+    cdef floating *dX_p = <floating *>data(dX)
+    cdef floating *dW_ih_p = <floating *>data(dW_ih)
+    cdef floating *dW_hh_p = <floating *>data(dW_hh)
+    cdef floating *db_p = <floating *>data(db)
+    cdef floating *W_hhT_p = <floating *>data(W_hhT)
+    cdef floating *scratch_p = <floating *>data(scratch)
+    cdef int T = args.T, B = args.B, I = args.I, H = args.H, code = args.code
+    cdef bint batch_first = args.batch_first
+    with nogil:
+        if cell.kind == RNN_CELL:
+            rnn_backward_loop(X=X, dh=dh_p, hbuf=hbuf, carry=carry_h, W_ih=W_ih, W_hh=W_hh,
+                              lens=NULL, nonlinearity=code, dA=dA_p, dX=dX_p, dW_ih=dW_ih_p,
+                              dW_hh=dW_hh_p, db=db_p, W_hhT=W_hhT_p, scratch=scratch_p,
+                              hold=NULL, T=T, B=B, I=I, H=H, batch_first=batch_first,
+                              transposed_step=transposed)
+        elif cell.kind == LSTM_CELL:
+            lstm_backward_loop(X=X, dh=dh_p, hbuf=hbuf, cbuf=cbuf, gates=kept_p,
+                               carry_h=carry_h, carry_c=carry_c, W_ih=W_ih, W_hh=W_hh,
+                               lens=NULL, dA=dA_p, dX=dX_p, dW_ih=dW_ih_p, dW_hh=dW_hh_p,
+                               db=db_p, W_hhT=W_hhT_p, scratch=scratch_p, hold=NULL, T=T,
+                               B=B, I=I, H=H, batch_first=batch_first,
+                               transposed_step=transposed)
+        else:
+            gru_backward_loop(X=X, dh=dh_p, hbuf=hbuf, gates=kept_p, carry=carry_h,
+                              W_ih=W_ih, W_hh=W_hh, lens=NULL, dA=dA_p, dX=dX_p,
+                              dW_ih=dW_ih_p, dW_hh=dW_hh_p, db=db_p, W_hhT=W_hhT_p,
+                              scratch=scratch_p, T=T, B=B, I=I, H=H,
+                              batch_first=batch_first, transposed_step=transposed)
 
 
 cdef tuple split_db(_Cell cell, cnp.ndarray db, Py_ssize_t H, int typenum):

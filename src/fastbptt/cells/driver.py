@@ -303,8 +303,7 @@ def _install_fastpath():
     specs = tuple(SPECS.values())
     _fastpath.install(
         specs=specs, kinds={spec: spec.name for spec in specs},
-        kernels={spec: importlib.import_module(spec.kernel) for spec in specs},
-        compiled_cache=CompiledCache, backward_buffers=BackwardBuffers, cell_args=CellArgs,
+        compiled_cache=CompiledCache, cell_args=CellArgs,
         workspace_globals=vars(workspace),
         nonlinearity_codes=dict(NONLINEARITY_CODES), driver_globals=globals(),
         policy=step_form, validation_globals=vars(validation))
