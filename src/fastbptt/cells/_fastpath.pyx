@@ -23,6 +23,9 @@ from fastbptt._kernels.rnn cimport rnn_backward_loop, rnn_forward_loop
 
 import numpy as np
 
+from fastbptt.cells.spec import GEMV_ROWS as _GEMV_ROWS
+from fastbptt.cells.spec import GRU, LSTM, RNN
+
 cnp.import_array()
 
 # Set once by install() (called at the end of cells/driver.py, which imports this module:
@@ -36,11 +39,15 @@ cdef dict DRIVER = {}         # the driver's globals: its step_form may be repla
 cdef object POLICY = None     # spec.step_form, which step_form() below computes in C
 cdef dict VALIDATION = {}     # runtime.validation's globals: the 32-bit limit, _BLAS_INT_MAX
 
-# which forward buffers and bias layout a cell's kernels take (the adapters' run_forward_kernel)
+# which time loops, forward buffers and bias layout a cell takes (its adapter's
+# run_forward_kernel, spec.bias_rows and spec.split_db, written here in C)
 cdef enum CellKind:
     RNN_CELL = 0
     LSTM_CELL = 1
     GRU_CELL = 2
+
+cdef dict KINDS = {RNN: RNN_CELL, LSTM: LSTM_CELL, GRU: GRU_CELL}
+cdef Py_ssize_t GEMV_ROWS = _GEMV_ROWS   # spec.step_form's
 
 
 cdef class _Cell:
@@ -53,16 +60,14 @@ cdef class _Cell:
     cdef object grads
 
 
-def install(*, specs, kinds, compiled_cache, cell_args,
+def install(*, specs, compiled_cache, cell_args,
             workspace_globals, nonlinearity_codes, driver_globals, policy,
             validation_globals):
-    """Bind what the fast path builds and calls: specs (the CellSpecs), kinds (spec ->
-    "rnn", "lstm" or "gru": which time loops and forward buffers it takes), the driver's
-    CompiledCache, CellArgs, the
-    globals of cells.workspace, the RNN's nonlinearity codes, the driver's globals,
-    spec.step_form (policy) and runtime.validation's globals. The globals are read at
-    each use, as the general path reads them (tests change MIN_BYTES, the 32-bit limit
-    and the driver's step_form)."""
+    """Bind what the fast path builds and calls: specs (the CellSpecs; it runs those of
+    KINDS), the driver's CompiledCache, CellArgs, the globals of cells.workspace, the
+    RNN's nonlinearity codes, the driver's globals, spec.step_form (policy) and
+    runtime.validation's globals. The globals are read at each use, as the general path
+    reads them (tests change MIN_BYTES, the 32-bit limit and the driver's step_form)."""
     global CompiledCache, CellArgs, WORKSPACE, DRIVER, POLICY, VALIDATION
     DRIVER, POLICY, VALIDATION = driver_globals, policy, validation_globals
     CompiledCache, CellArgs = compiled_cache, cell_args
@@ -72,9 +77,11 @@ def install(*, specs, kinds, compiled_cache, cell_args,
     CELLS.clear()
     cdef _Cell cell
     for spec in specs:
+        if spec not in KINDS:
+            continue   # a cell the fast path does not know runs on the general path
         cell = _Cell()
         cell.spec = spec
-        cell.kind = {"rnn": RNN_CELL, "lstm": LSTM_CELL, "gru": GRU_CELL}[kinds[spec]]
+        cell.kind = KINDS[spec]
         cell.G, cell.Gw, cell.n_states = spec.gates, spec.work_gates, len(spec.states)
         cell.has_nonlinearity = "nonlinearity" in spec.options
         cell.transposed_f32 = np.dtype(np.float32) in spec.transposed_dtypes
@@ -221,7 +228,7 @@ cdef inline object step_form(_Cell cell, Py_ssize_t B, Py_ssize_t H, int typenum
     policy = DRIVER["step_form"]
     if policy is not POLICY:
         return policy(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum))
-    if B <= 4:   # spec.GEMV_ROWS (tests/test_fastpath.py checks it is still 4)
+    if B <= GEMV_ROWS:
         return "gemv"
     if 1 < B < H and (cell.transposed_f32 if typenum == cnp.NPY_FLOAT else cell.transposed_f64):
         return "transposed"
@@ -232,34 +239,30 @@ cdef cnp.ndarray bias_rows(_Cell cell, cnp.ndarray b_ih, cnp.ndarray b_hh, Py_ss
                            int typenum):
     """spec.bias_rows: b_ih + b_hh (G*H,) for the RNN and the LSTM; the GRU's
     [b_ir + b_hr, b_iz + b_hz, b_in, b_hn] (4H,). One IEEE add per element, as numpy's."""
-    cdef Py_ssize_t i, GH = cell.G * H
-    cdef Py_ssize_t summed = 2 * H if cell.kind == GRU_CELL else GH
-    cdef cnp.ndarray out = empty1(GH + H if cell.kind == GRU_CELL else GH, typenum)
-    cdef float *of
-    cdef const float *af
-    cdef const float *bf
-    cdef double *od
-    cdef const double *ad
-    cdef const double *bd
+    cdef bint gru = cell.kind == GRU_CELL
+    cdef Py_ssize_t GH = cell.G * H
+    cdef cnp.ndarray out = empty1(GH + H if gru else GH, typenum)
+    cdef void *o = cnp.PyArray_DATA(out)
+    cdef const void *a = cnp.PyArray_DATA(b_ih)
+    cdef const void *b = cnp.PyArray_DATA(b_hh)
     if typenum == cnp.NPY_FLOAT:
-        of = <float *>cnp.PyArray_DATA(out)
-        af = <const float *>cnp.PyArray_DATA(b_ih)
-        bf = <const float *>cnp.PyArray_DATA(b_hh)
-        for i in range(summed):
-            of[i] = af[i] + bf[i]
-        if cell.kind == GRU_CELL:
-            memcpy(of + summed, af + summed, H * sizeof(float))
-            memcpy(of + summed + H, bf + summed, H * sizeof(float))
+        add_rows(<float *>o, <const float *>a, <const float *>b, 2 * H if gru else GH, H, gru)
     else:
-        od = <double *>cnp.PyArray_DATA(out)
-        ad = <const double *>cnp.PyArray_DATA(b_ih)
-        bd = <const double *>cnp.PyArray_DATA(b_hh)
-        for i in range(summed):
-            od[i] = ad[i] + bd[i]
-        if cell.kind == GRU_CELL:
-            memcpy(od + summed, ad + summed, H * sizeof(double))
-            memcpy(od + summed + H, bd + summed, H * sizeof(double))
+        add_rows(<double *>o, <const double *>a, <const double *>b, 2 * H if gru else GH, H,
+                 gru)
     return out
+
+
+cdef inline void add_rows(floating *out, const floating *b_ih, const floating *b_hh,
+                          Py_ssize_t summed, Py_ssize_t H, bint gru) noexcept nogil:
+    """out[:summed] = b_ih[:summed] + b_hh[:summed]; for the GRU (summed = 2H) then
+    out[2H:3H] = b_in, out[3H:4H] = b_hn."""
+    cdef Py_ssize_t i
+    for i in range(summed):
+        out[i] = b_ih[i] + b_hh[i]
+    if gru:
+        memcpy(out + summed, b_ih + summed, H * sizeof(floating))
+        memcpy(out + summed + H, b_hh + summed, H * sizeof(floating))
 
 
 cdef tuple run_kernel(_Cell cell, object args):

@@ -29,8 +29,9 @@ C-contiguous, aligned, native float32 or float64, of the right dimensions and sh
 T, B, I, H >= 1 within the 32-bit limits; no lengths, no checkpoint, check_finite off,
 batch_first a bool; in backward a CompiledCache of the same spec. For it, the fast path
 does in C what the general path below does in Python: the same CellArgs, the same buffers
-(from the workspace from MIN_BYTES up), the same step form, bias rows and kernel calls,
-the same cache and Grads, bit for bit. Anything else, a wrong argument included, makes it
+(from the workspace from MIN_BYTES up), the same step form and bias rows, the same time
+loops (called at their C entry points, <cell>_forward_loop / <cell>_backward_loop, with
+no memoryview to acquire per buffer), the same cache and Grads, bit for bit. Anything else, a wrong argument included, makes it
 return None, and the general path runs and raises with its messages: the fast path only
 ever decides "all is fine", so no message lives in two places. It reads the driver's
 step_form, workspace.MIN_BYTES and validation._BLAS_INT_MAX at each call (tests replace
@@ -302,8 +303,7 @@ def _install_fastpath():
     """Bind the fast path to what it builds and calls (it cannot import this module)."""
     specs = tuple(SPECS.values())
     _fastpath.install(
-        specs=specs, kinds={spec: spec.name for spec in specs},
-        compiled_cache=CompiledCache, cell_args=CellArgs,
+        specs=specs, compiled_cache=CompiledCache, cell_args=CellArgs,
         workspace_globals=vars(workspace),
         nonlinearity_codes=dict(NONLINEARITY_CODES), driver_globals=globals(),
         policy=step_form, validation_globals=vars(validation))
