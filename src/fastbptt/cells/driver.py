@@ -25,18 +25,19 @@ Two paths, one behaviour. At small sizes the fixed cost of a call is the whole c
 most of it was the Python of the checks and the argument passing (issue 14). So
 `forward`, `backward` and `step` first offer the call to the compiled fast path
 (cells/_fastpath.pyx). It handles the common case only: every array an exact ndarray,
-C-contiguous, aligned, native float32 or float64, of the right dimensions and shapes;
-T, B, I, H >= 1 within the 32-bit limits; no lengths, no checkpoint, check_finite off,
+C-contiguous, aligned, native float32 or float64, of the right dimensions and shapes; T,
+B, I, H >= 1 within the 32-bit limits; no lengths, no checkpoint, check_finite off,
 batch_first a bool; in backward a CompiledCache of the same spec. For it, the fast path
-does in C what the general path below does in Python: the same CellArgs, the same buffers
-(from the workspace from MIN_BYTES up), the same step form and bias rows, the same time
-loops (called at their C entry points, <cell>_forward_loop / <cell>_backward_loop, with
-no memoryview to acquire per buffer), the same cache and Grads, bit for bit. Anything else, a wrong argument included, makes it
-return None, and the general path runs and raises with its messages: the fast path only
-ever decides "all is fine", so no message lives in two places. It reads the driver's
-step_form, workspace.MIN_BYTES and validation._BLAS_INT_MAX at each call (tests replace
-them). tests/test_fastpath.py holds the two paths together. A new check goes into both:
-into the general path (cells/args.py), with its message, and into the fast path as a
+does in C what the general path below does in Python: the same CellArgs, the same
+buffers (from the workspace from MIN_BYTES up), the same step form and bias rows, the
+same time loops (called at their C entry points, <cell>_forward_loop /
+<cell>_backward_loop, with no memoryview to acquire per buffer), the same cache and
+Grads, bit for bit. Anything else, a wrong argument included, makes it return None, and
+the general path runs and raises with its messages: the fast path only ever decides "all
+is fine", so no message lives in two places. It reads the driver's step_form,
+workspace.MIN_BYTES and validation._BLAS_INT_MAX at each call (tests replace them).
+tests/test_fastpath.py holds the two paths together. A new check goes into both: into
+the general path (cells/args.py), with its message, and into the fast path as a
 condition under which it returns None (CONTRIBUTING.md, "Adding a check").
 """
 import importlib
