@@ -61,6 +61,14 @@ extensions = [
     )
     for name in kernels
 ]
+# the driver's compiled fast path (cells/driver.py): in cells, beside the driver, since it
+# builds the driver's CellArgs and caches; it calls the kernels' time loops (<cell>.pxd)
+extensions.append(Extension(
+    "fastbptt.cells._fastpath", ["src/fastbptt/cells/_fastpath.pyx"],
+    include_dirs=[np.get_include(), "src/fastbptt/_kernels"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=cflags, depends=kernel_depends, extra_link_args=ldflags,
+))
 
 setup(
     ext_modules=cythonize(

@@ -19,6 +19,7 @@ SDIST_NEEDS = ["tests/_helpers.py", "tests/_registry.py", "tests/mpi_jobs/fail_f
                "tests/test_docs.py", "tools/fuzz.py", "tools/leakcheck.py",
                "examples/cs231n_model.py", "docs/conf.py", "docs/index.md",
                "src/fastbptt/_kernels/recurrent_gemm.pxd", "src/fastbptt/_kernels/vmath.h",
+               "src/fastbptt/cells/_fastpath.pyx",
                "src/fastbptt/app/data/corpus.txt", "README.md", "LICENSE", "CHANGELOG.md"]
 SDIST_FORBIDDEN = (".c", ".so", ".pyd", ".o", ".pyc")
 

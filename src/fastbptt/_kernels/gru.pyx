@@ -88,37 +88,48 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef bint batch_first = args.batch_first
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int I = X.shape[1]
+    with nogil:
+        gru_forward_loop(X=&X[0, 0], bias=&bias[0], gates=&gates[0, 0], hbuf=&hbuf[0, 0, 0],
+                         R=&R[0, 0], scratch=&scratch[0] if transposed_step else NULL,
+                         W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
+                         lens=&lengths[0] if lengths is not None else NULL,
+                         T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1], H=hbuf.shape[2],
+                         batch_first=batch_first, transposed_step=transposed_step)
+
+
+cdef void gru_forward_loop(const floating *X, const floating *bias, floating *gates,
+                           floating *hbuf, floating *R, floating *scratch,
+                           const floating *W_ih, const floating *W_hh,
+                           const Py_ssize_t *lens, int T, int B, int I, int H,
+                           bint batch_first, bint transposed_step) noexcept nogil:
+    """gru_forward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; scratch and lens may be NULL): the entry point the driver's fast path
+    (cells/_fastpath.pyx) calls with no buffers to acquire."""
     cdef int G = 3 * H, ldg = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
     cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf
     cdef floating *gates_t
     cdef floating *h_prev
     cdef floating *h_t
-    cdef floating *R_ = &R[0, 0]
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    with nogil:
-        # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
-        # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
-        input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], ldg, T * B, G, I)
-        for t in range(T):
-            gates_t = &gates[0, 0] + t * ts * ldg
-            h_prev = &hbuf[t, 0, 0]
-            h_t = &hbuf[t + 1, 0, 0]
-            # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
-            # (beta 0): the reset gate multiplies R_n before it meets P_n
-            recurrent_product(&W_hh[0, 0], h_prev, 0, R_, G, B, G, H, transposed_step,
-                              scratch_p)
-            # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
-            for b in range(B):
-                gru_forward_row(gates_t + b * rs * ldg, R_ + b * G, &bias[0],
-                                h_prev + b * H, h_t + b * H, H)
-                if lens != NULL and t >= lens[b]:
-                    memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
+    # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
+    input_product(X, W_ih, gates, ldg, T * B, G, I)
+    for t in range(T):
+        gates_t = gates + t * ts * ldg
+        h_prev = hbuf + t * BH
+        h_t = hbuf + (t + 1) * BH
+        # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
+        # (beta 0): the reset gate multiplies R_n before it meets P_n
+        recurrent_product(W_hh, h_prev, 0, R, G, B, G, H, transposed_step, scratch)
+        # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
+        for b in range(B):
+            gru_forward_row(gates_t + b * rs * ldg, R + b * G, bias, h_prev + b * H,
+                            h_t + b * H, H)
+            if lens != NULL and t >= lens[b]:
+                memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
 def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -143,47 +154,59 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
     cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT
     cdef floating[::1] db = work.db, scratch = work.scratch
-    # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
-    cdef int I = X.shape[1]
+    # scratch and W_hhT are allocated (and read) only for the transposed step
+    with nogil:
+        gru_backward_loop(X=&X[0, 0], dh=&dh[0, 0] if dh is not None else NULL,
+                          hbuf=&hbuf[0, 0, 0], gates=&gates[0, 0], carry=&carry[0, 0],
+                          W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
+                          lens=&lengths[0] if lengths is not None else NULL, dA=&dA[0, 0],
+                          dX=&dX[0, 0], dW_ih=&dW_ih[0, 0], dW_hh=&dW_hh[0, 0], db=&db[0],
+                          W_hhT=&W_hhT[0, 0] if transposed_step else NULL,
+                          scratch=&scratch[0] if transposed_step else NULL,
+                          T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
+                          H=hbuf.shape[2], batch_first=batch_first,
+                          transposed_step=transposed_step)
+
+
+cdef void gru_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
+                            const floating *gates, floating *carry, const floating *W_ih,
+                            const floating *W_hh, const Py_ssize_t *lens, floating *dA,
+                            floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
+                            floating *W_hhT, floating *scratch, int T, int B, int I, int H,
+                            bint batch_first, bint transposed_step) noexcept nogil:
+    """gru_backward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; dh, lens, W_hhT and scratch may be NULL): the entry point the driver's fast
+    path (cells/_fastpath.pyx) calls with no buffers to acquire."""
     cdef int G = 3 * H, lda = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf
     cdef floating *dA_t
     cdef const floating *gates_t
     cdef const floating *dh_t
-    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
-    cdef floating *carry_p = &carry[0, 0]
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    # W_hhT is None unless transposed_step (the driver allocates it only then)
-    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    with nogil:
-        # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
-        begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
-        for t in range(T - 1, -1, -1):
-            dA_t = &dA[0, 0] + t * ts * lda
-            gates_t = &gates[0, 0] + t * ts * lda
-            # dA_t rows and carry := g z (the part of dL/dh_{t-1} that skips W_hh), from
-            # g = carry + dh_t; db += dA_t rows
-            for b in range(B):
-                if ended_row(lens, t, b, dA_t + b * rs * lda, lda):
-                    continue   # dA = 0; its carry passes through unchanged
-                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
-                gru_backward_row(gates_t + b * rs * lda, &hbuf[t, b, 0], dh_t, carry_p + b * H,
-                                 dA_t + b * rs * lda, &db[0], H)
-            # carry += dR_t W_hh: (B x H) += (B x 3H)(3H x H), dR_t = dA_t[:, :3H] with
-            # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
-            # zero rows of ended sequences add nothing, so no lengths here)
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
-                                   transposed_step, scratch_p, NULL, t, NULL)
+    # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
+    begin_backward(db, lda, W_hh, W_hhT, G, H, transposed_step)
+    for t in range(T - 1, -1, -1):
+        dA_t = dA + t * ts * lda
+        gates_t = gates + t * ts * lda
+        # dA_t rows and carry := g z (the part of dL/dh_{t-1} that skips W_hh), from
+        # g = carry + dh_t; db += dA_t rows
+        for b in range(B):
+            if ended_row(lens, t, b, dA_t + b * rs * lda, lda):
+                continue   # dA = 0; its carry passes through unchanged
+            dh_t = row_or_null(dh, t * ts + b * rs, H)
+            gru_backward_row(gates_t + b * rs * lda, hbuf + t * BH + b * H, dh_t,
+                             carry + b * H, dA_t + b * rs * lda, db, H)
+        # carry += dR_t W_hh: (B x H) += (B x 3H)(3H x H), dR_t = dA_t[:, :3H] with
+        # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
+        # zero rows of ended sequences add nothing, so no lengths here)
+        recurrent_product_grad(W_hh, W_hhT, dA_t, rs * lda, 1, carry, B, G, H,
+                               transposed_step, scratch, NULL, t, NULL)
 
-        # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
-        # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
-        # GEMMs each (one per block of dP).
-        input_grads(&X[0, 0], &W_ih[0, 0], &dA[0, 0], lda, &dX[0, 0], &dW_ih[0, 0], T * B,
-                    I, 2 * H, 3 * H)
-        # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
-        recurrent_weight_grad(&hbuf[0, 0, 0], &dA[0, 0], lda, &dW_hh[0, 0], T, B, G, H,
-                              batch_first)
+    # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
+    # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
+    # GEMMs each (one per block of dP).
+    input_grads(X, W_ih, dA, lda, dX, dW_ih, T * B, I, 2 * H, 3 * H)
+    # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
+    recurrent_weight_grad(hbuf, dA, lda, dW_hh, T, B, G, H, batch_first)

@@ -62,32 +62,49 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef bint batch_first = args.batch_first
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int I = X.shape[1], GH = 4 * H
+    with nogil:
+        lstm_forward_loop(X=&X[0, 0], bias=&bias[0], gates=&gates[0, 0],
+                          hbuf=&hbuf[0, 0, 0], cbuf=&cbuf[0, 0, 0],
+                          scratch=&scratch[0] if transposed_step else NULL,
+                          W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
+                          lens=&lengths[0] if lengths is not None else NULL,
+                          T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1], H=hbuf.shape[2],
+                          batch_first=batch_first, transposed_step=transposed_step)
+
+
+cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *gates,
+                            floating *hbuf, floating *cbuf, floating *scratch,
+                            const floating *W_ih, const floating *W_hh,
+                            const Py_ssize_t *lens, int T, int B, int I, int H,
+                            bint batch_first, bint transposed_step) noexcept nogil:
+    """lstm_forward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; scratch and lens may be NULL): the entry point the driver's fast path
+    (cells/_fastpath.pyx) calls with no buffers to acquire."""
+    cdef int GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
     cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf, cbuf
     cdef floating *z_t
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    with nogil:
-        # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
-        input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
-        for t in range(T):
-            z_t = &gates[0, 0] + t * ts * GH
-            # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
-            recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, H,
-                              transposed_step, scratch_p)
-            for b in range(B):
-                if lens != NULL and t >= lens[b]:
-                    # an ended sequence keeps its state
-                    memcpy(&hbuf[t + 1, b, 0], &hbuf[t, b, 0], H * sizeof(floating))
-                    memcpy(&cbuf[t + 1, b, 0], &cbuf[t, b, 0], H * sizeof(floating))
-                else:
-                    # gates = act(z_t + b); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
-                    cell_forward(z_t + b * rs * GH, &bias[0], &cbuf[t, b, 0],
-                                 &cbuf[t + 1, b, 0], &hbuf[t + 1, b, 0], H)
+    # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
+    input_product(X, W_ih, gates, GH, T * B, GH, I)
+    for t in range(T):
+        z_t = gates + t * ts * GH
+        # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
+        recurrent_product(W_hh, hbuf + t * BH, 1, z_t, rs * GH, B, GH, H, transposed_step,
+                          scratch)
+        for b in range(B):
+            if lens != NULL and t >= lens[b]:
+                # an ended sequence keeps its state
+                memcpy(hbuf + (t + 1) * BH + b * H, hbuf + t * BH + b * H,
+                       H * sizeof(floating))
+                memcpy(cbuf + (t + 1) * BH + b * H, cbuf + t * BH + b * H,
+                       H * sizeof(floating))
+            else:
+                # gates = act(z_t + b); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
+                cell_forward(z_t + b * rs * GH, bias, cbuf + t * BH + b * H,
+                             cbuf + (t + 1) * BH + b * H, hbuf + (t + 1) * BH + b * H, H)
 
 
 def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -111,45 +128,65 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
     cdef floating[:, ::1] carry_h = carries[0], carry_c = carries[1]
     cdef const floating[:, ::1] W_ih = args.W_ih, W_hh = args.W_hh
     cdef const Py_ssize_t[::1] lengths = args.lengths
-    cdef bint batch_first = args.batch_first
     cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
     cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT, hold = work.hold
     cdef floating[::1] db = work.db, scratch = work.scratch
-    # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
-    cdef int I = X.shape[1], GH = 4 * H
+    cdef bint batch_first = args.batch_first
+    # scratch and W_hhT are allocated (and read) only for the transposed step, hold only
+    # with lengths
+    with nogil:
+        lstm_backward_loop(X=&X[0, 0], dh=&dh[0, 0] if dh is not None else NULL,
+                           hbuf=&hbuf[0, 0, 0], cbuf=&cbuf[0, 0, 0], gates=&gates[0, 0],
+                           carry_h=&carry_h[0, 0], carry_c=&carry_c[0, 0],
+                           W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
+                           lens=&lengths[0] if lengths is not None else NULL,
+                           dA=&dA[0, 0], dX=&dX[0, 0], dW_ih=&dW_ih[0, 0],
+                           dW_hh=&dW_hh[0, 0], db=&db[0],
+                           W_hhT=&W_hhT[0, 0] if transposed_step else NULL,
+                           scratch=&scratch[0] if transposed_step else NULL,
+                           hold=&hold[0, 0] if hold is not None else NULL,
+                           T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
+                           H=hbuf.shape[2], batch_first=batch_first,
+                           transposed_step=transposed_step)
+
+
+cdef void lstm_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
+                             const floating *cbuf, const floating *gates, floating *carry_h,
+                             floating *carry_c, const floating *W_ih, const floating *W_hh,
+                             const Py_ssize_t *lens, floating *dA, floating *dX,
+                             floating *dW_ih, floating *dW_hh, floating *db,
+                             floating *W_hhT, floating *scratch, floating *hold, int T,
+                             int B, int I, int H, bint batch_first,
+                             bint transposed_step) noexcept nogil:
+    """lstm_backward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; dh, lens, W_hhT, scratch and hold may be NULL): the entry point the driver's
+    fast path (cells/_fastpath.pyx) calls with no buffers to acquire."""
+    cdef int GH = 4 * H
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf, cbuf
     cdef floating *dA_t
     cdef const floating *dh_t
-    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
-    # W_hhT is None unless transposed_step (the driver allocates it only then)
-    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    with nogil:
-        # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
-        begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, H, transposed_step)
-        for t in range(T - 1, -1, -1):
-            dA_t = &dA[0, 0] + t * ts * GH
-            for b in range(B):
-                if ended_row(lens, t, b, dA_t + b * rs * GH, GH):
-                    # both carries pass unchanged: carry_c is not touched, carry_h is
-                    # kept across the GEMM below
-                    continue
-                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
-                # dA_t from dL/dh_t = carry_h + dh_t and dL/dc_t = carry_c through the
-                # cell; carry_c becomes dL/dc_{t-1}; db += dA_t while it is in L1
-                cell_backward(&gates[0, 0] + (t * ts + b * rs) * GH, &cbuf[t, b, 0],
-                              &cbuf[t + 1, b, 0], &carry_h[b, 0], dh_t, &carry_c[b, 0],
-                              dA_t + b * rs * GH, &db[0], H)
-            # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
-            # ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
-                                   B, GH, H, transposed_step, scratch_p, lens, t, hold_p)
+    # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
+    begin_backward(db, GH, W_hh, W_hhT, GH, H, transposed_step)
+    for t in range(T - 1, -1, -1):
+        dA_t = dA + t * ts * GH
+        for b in range(B):
+            if ended_row(lens, t, b, dA_t + b * rs * GH, GH):
+                # both carries pass unchanged: carry_c is not touched, carry_h is
+                # kept across the GEMM below
+                continue
+            dh_t = row_or_null(dh, t * ts + b * rs, H)
+            # dA_t from dL/dh_t = carry_h + dh_t and dL/dc_t = carry_c through the
+            # cell; carry_c becomes dL/dc_{t-1}; db += dA_t while it is in L1
+            cell_backward(gates + (t * ts + b * rs) * GH, cbuf + t * BH + b * H,
+                          cbuf + (t + 1) * BH + b * H, carry_h + b * H, dh_t,
+                          carry_c + b * H, dA_t + b * rs * GH, db, H)
+        # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
+        # ended sequences keep theirs
+        recurrent_product_grad(W_hh, W_hhT, dA_t, rs * GH, 0, carry_h, B, GH, H,
+                               transposed_step, scratch, lens, t, hold)
 
-        # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
-        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
-                            &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, GH, H, batch_first)
+    # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
+    shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, GH, H, batch_first)

@@ -60,32 +60,45 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
     cdef const Py_ssize_t[::1] lengths = args.lengths
     cdef int nonlinearity = args.code
     cdef bint batch_first = args.batch_first
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int I = X.shape[1]
+    with nogil:
+        rnn_forward_loop(X=&X[0, 0], bias=&bias[0], P=&P[0, 0], hbuf=&hbuf[0, 0, 0],
+                         scratch=&scratch[0] if transposed_step else NULL,
+                         W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
+                         lens=&lengths[0] if lengths is not None else NULL,
+                         nonlinearity=nonlinearity, T=hbuf.shape[0] - 1, B=hbuf.shape[1],
+                         I=X.shape[1], H=hbuf.shape[2], batch_first=batch_first,
+                         transposed_step=transposed_step)
+
+
+cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
+                           floating *hbuf, floating *scratch, const floating *W_ih,
+                           const floating *W_hh, const Py_ssize_t *lens, int nonlinearity,
+                           int T, int B, int I, int H, bint batch_first,
+                           bint transposed_step) noexcept nogil:
+    """rnn_forward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; scratch and lens may be NULL): the entry point the driver's fast path
+    (cells/_fastpath.pyx) calls with no buffers to acquire."""
     cdef Py_ssize_t ts = B if not batch_first else 1   # rows between steps
     cdef Py_ssize_t rs = 1 if not batch_first else T   # rows between sequences
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf
     cdef floating *P_t
     cdef floating *h_prev
     cdef floating *h_t
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    with nogil:
-        # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
-        input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], H, T * B, H, I)
-        for t in range(T):
-            P_t = &P[0, 0] + t * ts * H
-            h_prev = &hbuf[t, 0, 0]
-            h_t = &hbuf[t + 1, 0, 0]
-            # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
-            recurrent_product(&W_hh[0, 0], h_prev, 1, P_t, rs * H, B, H, H,
-                              transposed_step, scratch_p)
-            # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
-            for b in range(B):
-                activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
-                if lens != NULL and t >= lens[b]:
-                    memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
+    input_product(X, W_ih, P, H, T * B, H, I)
+    for t in range(T):
+        P_t = P + t * ts * H
+        h_prev = hbuf + t * BH
+        h_t = hbuf + (t + 1) * BH
+        # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
+        recurrent_product(W_hh, h_prev, 1, P_t, rs * H, B, H, H, transposed_step, scratch)
+        # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
+        for b in range(B):
+            activate(nonlinearity, P_t + b * rs * H, bias, h_t + b * H, H)
+            if lens != NULL and t >= lens[b]:
+                memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
 
 
 def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -111,41 +124,56 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating[:, ::1] dA = work.dA, dX = work.dX, dW_ih = work.dW_ih
     cdef floating[:, ::1] dW_hh = work.dW_hh, W_hhT = work.W_hhT, hold = work.hold
     cdef floating[::1] db = work.db, scratch = work.scratch
-    # scratch is allocated (and read) only for the transposed step
-    cdef floating *scratch_p = &scratch[0] if transposed_step else NULL
-    cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
-    cdef int I = X.shape[1]
+    # scratch and W_hhT are allocated (and read) only for the transposed step, hold only
+    # with lengths
+    with nogil:
+        rnn_backward_loop(X=&X[0, 0], dh=&dh[0, 0] if dh is not None else NULL,
+                          hbuf=&hbuf[0, 0, 0], carry=&carry[0, 0], W_ih=&W_ih[0, 0],
+                          W_hh=&W_hh[0, 0], lens=&lengths[0] if lengths is not None else NULL,
+                          nonlinearity=nonlinearity, dA=&dA[0, 0], dX=&dX[0, 0],
+                          dW_ih=&dW_ih[0, 0], dW_hh=&dW_hh[0, 0], db=&db[0],
+                          W_hhT=&W_hhT[0, 0] if transposed_step else NULL,
+                          scratch=&scratch[0] if transposed_step else NULL,
+                          hold=&hold[0, 0] if hold is not None else NULL,
+                          T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
+                          H=hbuf.shape[2], batch_first=batch_first,
+                          transposed_step=transposed_step)
+
+
+cdef void rnn_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
+                            floating *carry, const floating *W_ih, const floating *W_hh,
+                            const Py_ssize_t *lens, int nonlinearity, floating *dA,
+                            floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
+                            floating *W_hhT, floating *scratch, floating *hold, int T, int B,
+                            int I, int H, bint batch_first,
+                            bint transposed_step) noexcept nogil:
+    """rnn_backward's time loops on its buffers' first elements (C-contiguous, shapes as
+    there; dh, lens, W_hhT, scratch and hold may be NULL): the entry point the driver's
+    fast path (cells/_fastpath.pyx) calls with no buffers to acquire."""
     cdef Py_ssize_t ts = B if not batch_first else 1
     cdef Py_ssize_t rs = 1 if not batch_first else T
     cdef Py_ssize_t t, b
+    cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf
     cdef floating *dA_t
     cdef const floating *dh_t
-    cdef const floating *dh_all = &dh[0, 0] if dh is not None else NULL
-    cdef floating *carry_p = &carry[0, 0]
-    cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
-    # W_hhT is None unless transposed_step (the driver allocates it only then)
-    cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    with nogil:
-        # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
-        begin_backward(&db[0], H, &W_hh[0, 0], W_hhT_p, H, H, transposed_step)
-        for t in range(T - 1, -1, -1):
-            dA_t = &dA[0, 0] + t * ts * H
-            # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
-            # from the loss at step t, through the nonlinearity; db += the rows of dA_t
-            # (db = column sums of dA), while they are in L1
-            for b in range(B):
-                if ended_row(lens, t, b, dA_t + b * rs * H, H):
-                    continue   # dA = 0; its carry is kept across the GEMM below
-                dh_t = row_or_null(dh_all, t * ts + b * rs, H)
-                activate_grad(nonlinearity, &hbuf[t + 1, b, 0], carry_p + b * H, dh_t,
-                              dA_t + b * rs * H, H)
-                accumulate(&db[0], dA_t + b * rs * H, H)
-            # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
-            # apart; the rows of ended sequences keep theirs
-            recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
-                                   transposed_step, scratch_p, lens, t, hold_p)
+    # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
+    begin_backward(db, H, W_hh, W_hhT, H, H, transposed_step)
+    for t in range(T - 1, -1, -1):
+        dA_t = dA + t * ts * H
+        # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
+        # from the loss at step t, through the nonlinearity; db += the rows of dA_t
+        # (db = column sums of dA), while they are in L1
+        for b in range(B):
+            if ended_row(lens, t, b, dA_t + b * rs * H, H):
+                continue   # dA = 0; its carry is kept across the GEMM below
+            dh_t = row_or_null(dh, t * ts + b * rs, H)
+            activate_grad(nonlinearity, hbuf + (t + 1) * BH + b * H, carry + b * H, dh_t,
+                          dA_t + b * rs * H, H)
+            accumulate(db, dA_t + b * rs * H, H)
+        # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
+        # apart; the rows of ended sequences keep theirs
+        recurrent_product_grad(W_hh, W_hhT, dA_t, rs * H, 0, carry, B, H, H,
+                               transposed_step, scratch, lens, t, hold)
 
-        # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
-        shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
-                            &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, H, H, batch_first)
+    # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
+    shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, H, H, batch_first)

@@ -20,14 +20,34 @@ BackwardBuffers below.
 
 Allocation: every array of 1 MiB or more comes from the thread's recycled buffers
 (cells/workspace.py), so a call faults in no fresh pages. Nothing numeric happens here.
+
+Two paths, one behaviour. At small sizes the fixed cost of a call is the whole cost, and
+most of it was the Python of the checks and the argument passing (issue 14). So
+`forward`, `backward` and `step` first offer the call to the compiled fast path
+(cells/_fastpath.pyx). It handles the common case only: every array an exact ndarray,
+C-contiguous, aligned, native float32 or float64, of the right dimensions and shapes; T,
+B, I, H >= 1 within the 32-bit limits; no lengths, no checkpoint, check_finite off,
+batch_first a bool; in backward a CompiledCache of the same spec. For it, the fast path
+does in C what the general path below does in Python: the same CellArgs, the same
+buffers (from the workspace from MIN_BYTES up), the same step form and bias rows, the
+same time loops (called at their C entry points, <cell>_forward_loop /
+<cell>_backward_loop, with no memoryview to acquire per buffer), the same cache and
+Grads, bit for bit. Anything else, a wrong argument included, makes it return None, and
+the general path runs and raises with its messages: the fast path only ever decides "all
+is fine", so no message lives in two places. It reads the driver's step_form,
+workspace.MIN_BYTES and validation._BLAS_INT_MAX at each call (tests replace them).
+tests/test_fastpath.py holds the two paths together. A new check goes into both: into
+the general path (cells/args.py), with its message, and into the fast path as a
+condition under which it returns None (CONTRIBUTING.md, "Adding a check").
 """
 import importlib
 from typing import NamedTuple
 
 import numpy as np
 
-from fastbptt.cells import workspace
+from fastbptt.cells import _fastpath, workspace
 from fastbptt.cells.args import (
+    CellArgs,
     check_backward_args,
     check_forward_args,
     is_empty,
@@ -41,7 +61,8 @@ from fastbptt.cells.checkpoint import (
     checkpoint_forward,
     segment_length,
 )
-from fastbptt.cells.spec import step_form
+from fastbptt.cells.spec import NONLINEARITY_CODES, SPECS, step_form
+from fastbptt.runtime import validation
 
 _adapters = {}   # CellSpec -> its adapter module, imported once
 _backward_kernels = {}   # CellSpec -> its compiled backward, looked up once
@@ -118,6 +139,10 @@ class BackwardBuffers(NamedTuple):
 def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check_finite,
             checkpoint, nonlinearity=None):
     """The compiled forward of any cell; returns (h, cache)."""
+    done = _fastpath.forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
+                             check_finite, checkpoint, nonlinearity)
+    if done is not None:   # the common case, checked and run in C
+        return done
     args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                               check_finite=check_finite, nonlinearity=nonlinearity)
     k = segment_length(checkpoint, args.T)
@@ -130,6 +155,9 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
 
 def backward(spec, dh, cache, finals, check_finite):
     """The compiled backward of any cell; returns the spec's Grads record."""
+    done = _fastpath.backward(spec, dh, cache, finals, check_finite)
+    if done is not None:   # the common case, checked and run in C
+        return done
     kind = type(cache)
     if kind is CompiledCache and cache.args.spec is spec:   # the common case first
         dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
@@ -148,6 +176,9 @@ def step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity=None):
     x (1, B, I), states the initial states (B, H) each or None, in spec.states order.
     Returns a list of the new states (B, H) each, new arrays: forward's final states at T = 1
     (its reference twin is the reference forward's cache.final_states())."""
+    done = _fastpath.step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity)
+    if done is not None:   # the common case, checked and run in C
+        return done
     args = check_forward_args(spec, x, states, W_ih, W_hh, b_ih, b_hh, False,
                               nonlinearity=nonlinearity)
     if args.T != 1:
@@ -267,3 +298,16 @@ def _gradients_of_nothing(args, finals):
     db = (np.zeros(GH, dtype), np.zeros(GH, dtype)) if args.has_bias else (None, None)
     return args.spec.grads(np.zeros(args.x.shape, dtype), *carries,
                            np.zeros((GH, args.I), dtype), np.zeros((GH, H), dtype), *db)
+
+
+def _install_fastpath():
+    """Bind the fast path to what it builds and calls (it cannot import this module)."""
+    specs = tuple(SPECS.values())
+    _fastpath.install(
+        specs=specs, compiled_cache=CompiledCache, cell_args=CellArgs,
+        workspace_globals=vars(workspace),
+        nonlinearity_codes=dict(NONLINEARITY_CODES), driver_globals=globals(),
+        policy=step_form, validation_globals=vars(validation))
+
+
+_install_fastpath()

@@ -1,0 +1,19 @@
+# The vanilla RNN's time loops as C entry points (rnn.pyx), for the driver's fast path
+# (cells/_fastpath.pyx): pointers to C-contiguous buffers, called by keyword.
+
+from cython cimport floating
+
+
+cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
+                           floating *hbuf, floating *scratch, const floating *W_ih,
+                           const floating *W_hh, const Py_ssize_t *lens, int nonlinearity,
+                           int T, int B, int I, int H, bint batch_first,
+                           bint transposed_step) noexcept nogil
+
+cdef void rnn_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
+                            floating *carry, const floating *W_ih, const floating *W_hh,
+                            const Py_ssize_t *lens, int nonlinearity, floating *dA,
+                            floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
+                            floating *W_hhT, floating *scratch, floating *hold, int T, int B,
+                            int I, int H, bint batch_first,
+                            bint transposed_step) noexcept nogil
