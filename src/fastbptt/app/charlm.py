@@ -14,6 +14,7 @@ import numpy as np
 
 from fastbptt import losses
 from fastbptt.nn.layers import LAYERS
+from fastbptt.nn.stepper import Stepper
 from fastbptt.runtime.backend import implementation
 from fastbptt.training.checkpoint import (
     CheckpointError,
@@ -195,24 +196,34 @@ class CharLM:
         W_t = np.ascontiguousarray(self.params["head.weight"].T, np.float64) / temperature
         b_t = self.params["head.bias"].astype(np.float64) / temperature
         u = rng.random(length - len(generated))   # one uniform draw per character
-        # the context in one call, then one character per step fed back in through
-        # layer.step (no tape), its one-hot row x_t (1, V) rewritten in place
+        # the context in one call, then one character per step fed back in through a
+        # Stepper (validated once, no tape), its one-hot input row x (1, V) rewritten in place
         output, state = self.layer.forward(self.one_hot(context[:, None]))
-        h = output[-1]   # (1, H)
-        x_t = np.zeros((1, len(self.vocab)), self.dtype)
-        last = len(self.vocab) - 1
+        stepper = Stepper(self.layer, 1, state)
+        x = stepper.x
+        V = len(self.vocab)
+        # the head's buffers, written in place each character
+        h64 = output[-1, 0].astype(np.float64)   # (H,) the top layer's h, in float64
+        logits, cdf = np.empty(V), np.empty(V)
+        matmul, add, subtract, exp, maximum = (np.matmul, np.add, np.subtract, np.exp,
+                                               np.maximum.reduce)
+        accumulate, copyto, searchsorted = np.add.accumulate, np.copyto, cdf.searchsorted
+        last = V - 1
         ix = 0
         for i in range(len(u)):
-            logits = h[0] @ W_t + b_t
+            matmul(h64, W_t, out=logits)
+            add(logits, b_t, out=logits)
             # inverse-CDF sampling of p = softmax(logits): the first index whose
             # cumulative weight exceeds u * sum (rng.choice's checks cost more than this)
-            cdf = np.exp(logits - logits.max()).cumsum()
-            x_t[0, ix] = 0
-            ix = min(int(cdf.searchsorted(u[i] * cdf[-1], side="right")), last)
+            subtract(logits, maximum(logits), out=logits)
+            exp(logits, out=logits)
+            accumulate(logits, out=cdf)
+            x[0, ix] = 0
+            ix = min(int(searchsorted(u[i] * cdf[-1], side="right")), last)
             generated.append(ix)
-            x_t[0, ix] = 1
+            x[0, ix] = 1
             if i + 1 < len(u):
-                h, state = self.layer.step(x_t, state)
+                copyto(h64, stepper.advance()[0])
         return self.decode(generated)
 
     # ------------------------------------------------------------ checkpoints
