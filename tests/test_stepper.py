@@ -119,9 +119,9 @@ def test_stepper_steps_through_layer_step_for_parameters_it_does_not_know():
     _assert_same_state(fin_a, fin_b)
 
 
-@pytest.mark.parametrize("B", [0, -1, True, 1.5, "2"])
+@pytest.mark.parametrize("B", [-1, True, 1.5, "2"])
 def test_stepper_rejects_a_bad_batch_size(B):
-    with pytest.raises(ValueError, match="B must be an int >= 1"):
+    with pytest.raises(ValueError, match="B must be an int >= 0"):
         Stepper(RNN(3, 4), B)
 
 
@@ -186,3 +186,26 @@ def test_sample_compiled_and_reference_agree():
     compiled = model.sample(300, 0.9, prime="a b", rng=5)
     model.backend = "reference"
     assert model.sample(300, 0.9, prime="a b", rng=5) == compiled
+
+
+def test_advance_checks_and_copies_x_t():
+    layer = GRU(3, 4, seed=0, backend="compiled")
+    stepper = Stepper(layer, 2)
+    x_t = np.random.default_rng(9).standard_normal((2, 3)).astype(np.float32)
+    out, _ = layer.step(x_t)
+    np.testing.assert_array_equal(stepper.advance(x_t[::-1][::-1]), out)
+    np.testing.assert_array_equal(stepper.x, x_t)
+    with pytest.raises(ValueError, match=r"x_t must have shape \(B, input_size\)"):
+        stepper.advance(np.zeros((1, 3), np.float32))
+    with pytest.raises(TypeError, match="x_t"):
+        stepper.advance(np.zeros((2, 3)))          # float64 into a float32 layer
+    with pytest.raises(ValueError, match="x_t must be 2-D"):
+        stepper.advance(np.zeros(3, np.float32))
+
+
+@cell_param
+def test_an_empty_batch_steps_to_empty_arrays(cell):
+    stepper = Stepper(CLASSES[cell](3, 4, num_layers=2), 0)
+    assert stepper.advance().shape == (0, 4)
+    for arr in _as_tuple(stepper.state()):
+        assert arr.shape == (2, 0, 4)

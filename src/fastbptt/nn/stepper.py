@@ -27,9 +27,10 @@ import importlib
 
 import numpy as np
 
-from fastbptt.cells.args import check_forward_args
+from fastbptt.cells.args import check_forward_args, check_sizes
 from fastbptt.cells.spec import step_form
 from fastbptt.runtime.backend import get_backend
+from fastbptt.runtime.validation import as_float_array
 
 RING = 64   # steps between the copies of the last state back to row 0
 
@@ -37,23 +38,29 @@ RING = 64   # steps between the copies of the last state back to row 0
 class Stepper:
     """Advance a unidirectional layer (RNN, LSTM or GRU, any num_layers) one step at a
     time for B streams, from `state` (forward's form, (L, B, H) arrays, or None for
-    zeros). Write the next input into `stepper.x` (B, I), call `advance()`; `state()`
-    gives the current state in forward's form (new arrays)."""
+    zeros). Write the next input into `stepper.x` (B, I) and call `advance()` (or pass
+    it, checked and copied: `advance(x_t)`); `state()` gives the current state in
+    forward's form (new arrays). ValueError or TypeError, naming the argument, for a
+    bidirectional layer, a B that is not an int >= 0, a state of the wrong shape or dtype
+    and an x_t of the wrong shape or dtype."""
 
     def __init__(self, layer, B=1, state=None):
         if getattr(layer, "bidirectional", False):
             raise ValueError("a Stepper needs a unidirectional layer: the reverse "
                              "direction reads the sequence from its end")
-        if not isinstance(B, (int, np.integer)) or isinstance(B, bool) or B < 1:
-            raise ValueError(f"B must be an int >= 1, got {B!r}")
+        if not isinstance(B, (int, np.integer)) or isinstance(B, bool) or B < 0:
+            raise ValueError(f"B must be an int >= 0, got {B!r}")
         self.layer = layer
         self.B = B = int(B)
         spec, H, L = layer.spec, layer.hidden_size, layer.num_layers
+        # before anything of these sizes is allocated, as layer.step checks
+        check_sizes(1, B, max(layer.input_size, H), H, spec.gates, spec.work_gates)
         # validated (and zero-filled) like layer.step's: (L, B, H) each, spec.states order
         initial = layer.initial_states(state, B)
         self.x = np.zeros((B, layer.input_size), layer.dtype)
         backend = layer.backend if layer.backend is not None else get_backend()
-        self.compiled = backend == "compiled" and _plain_parameters(layer)
+        # B = 0 has nothing to compute: layer.step returns its empty arrays
+        self.compiled = backend == "compiled" and B > 0 and _plain_parameters(layer)
         if not self.compiled:
             self._state = layer.state_from_arrays([s.copy() for s in initial])
             return
@@ -78,9 +85,16 @@ class Stepper:
             self._inputs.append(x_k)
         self._j = 0   # the row of the rings holding the current state
 
-    def advance(self):
-        """One step of every layer on the input in self.x; the top layer's new h (B, H)."""
+    def advance(self, x_t=None):
+        """One step of every layer on the input in self.x (x_t (B, I), when given, is
+        checked and copied there first); the top layer's new h (B, H)."""
         layer = self.layer
+        if x_t is not None:
+            x_t = as_float_array("x_t", x_t, 2, layer.dtype, contiguous=False)
+            if x_t.shape != self.x.shape:
+                raise ValueError(f"x_t must have shape (B, input_size) = {self.x.shape}, "
+                                 f"got {x_t.shape}")
+            self.x[...] = x_t
         if not self.compiled:
             out, self._state = layer.step(self.x, self._state)
             return out
