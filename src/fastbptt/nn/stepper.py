@@ -1,38 +1,34 @@
 """Stepper: many single steps of a unidirectional layer stack, validated once.
 
 layer.step(x_t, state) validates the layer's weights, the state and x_t, allocates the new
-states and goes through the compiled driver's checks on every call: right for one step,
-but most of the cost of a step at generation sizes (B = 1, H ~ 100), where the arithmetic
-is one small GEMV. A Stepper does that work once and then runs each layer's compiled
-forward kernel at T = 1 (the adapter's run_forward_kernel, the same call driver.step
-makes, so the numbers are the same to the bit) on buffers it owns:
+states and goes through the compiled driver's checks and a forward kernel's call (eight
+memoryviews, eight keywords) on every call: right for one step, but most of the cost of a
+step at generation sizes (B = 1, H ~ 100), where the arithmetic is one small GEMV. A
+Stepper does that work once and then runs every layer's step in one compiled call
+(fastbptt._kernels.step.StackStep: the forward kernels' loop body at T = 1, the same
+helper calls, so the same numbers to the bit) on buffers it owns:
 
-    x        (B, I)          the input of the next step; the caller writes it in place
-    ring_s   (R + 1, B, H)   per layer and state s (h, and c for the LSTM): step j reads
-                             the state at row j and writes row j + 1; after row R, row R
-                             is copied back to row 0 (one copy every R steps instead of
-                             one per step; the kernels read the state as a (2, B, H) view)
-    x_k      (1, B, H)       the input of layer k > 0: layer k-1's new h (times its
-                             dropout mask in training mode, as layer.step does)
+    x          (B, I)        the input of the next step; the caller writes it in place
+    hbuf[k]    (2, B, H)     layer k's hidden state at parity 0 and 1 (and cbuf[k], the
+                             LSTM's cell state): a step reads parity p and writes 1 - p
+    xbuf[k]    (B, H)        the input of layer k > 0: layer k-1's new h (times its
+                             dropout mask in training mode, drawn as layer.step draws it)
+    bias, gates, R, scratch  the kernels' bias rows and work buffers, made once
 
 advance() runs one step of every layer and returns the top layer's new h (B, H), a view
 that stays valid until the next advance(). A Stepper reads the weights it was made with
 (the layer's arrays themselves: in-place updates are seen, replaced arrays are not).
 
 Its twin is layer.step itself: with the reference backend (or a layer whose parameters
-are not the plain four per layer, which the kernels here do not know) a Stepper advances
-through layer.step, the same numbers more slowly.
+are not the plain four per layer, which these kernels do not know, or an empty batch) a
+Stepper advances through layer.step, the same numbers more slowly.
 """
-import importlib
-
 import numpy as np
 
 from fastbptt.cells.args import check_forward_args, check_sizes
 from fastbptt.cells.spec import step_form
 from fastbptt.runtime.backend import get_backend
 from fastbptt.runtime.validation import as_float_array
-
-RING = 64   # steps between the copies of the last state back to row 0
 
 
 class Stepper:
@@ -64,26 +60,35 @@ class Stepper:
         if not self.compiled:
             self._state = layer.state_from_arrays([s.copy() for s in initial])
             return
-        self._run = importlib.import_module(spec.adapter).run_forward_kernel
-        self._form = step_form(spec, B, H, layer.dtype)
-        self._args, self._views, self._rings, self._inputs = [], [], [], []
-        options = layer.options
+        # imported here: the reference backend needs no build
+        from fastbptt._kernels.step import StackStep
+        transposed = step_form(spec, B, H, layer.dtype) == "transposed"
+        dtype, options = layer.dtype, layer.options
+        xs, W_ih, W_hh, bias, hbuf, cbuf, gates, R, scratch = ([] for _ in range(9))
         for k in range(L):
-            x_k = self.x[None] if k == 0 else np.zeros((1, B, H), layer.dtype)
+            x_k = self.x if k == 0 else np.zeros((B, H), dtype)
             # the one validation of this layer's weights (and the shapes of x_k and the
             # states), as driver.step makes it on every call
-            args = check_forward_args(spec, x_k, [s[k] for s in initial],
+            args = check_forward_args(spec, x_k[None], [s[k] for s in initial],
                                       *layer._weights(k, ""), False, **options)
-            # the kernel reads x_k itself (the validated x is x_k or a copy of it)
-            self._args.append(args._replace(x=x_k))
-            rings = [np.empty((RING + 1, B, H), layer.dtype) for _ in spec.states]
-            for ring, s in zip(rings, initial):
-                ring[0] = s[k]
-            self._rings.append(rings)
-            # the (2, B, H) view of every state for each of the R steps, made once
-            self._views.append([[ring[j:j + 2] for ring in rings] for j in range(RING)])
-            self._inputs.append(x_k)
-        self._j = 0   # the row of the rings holding the current state
+            xs.append(x_k)
+            W_ih.append(args.W_ih)
+            W_hh.append(args.W_hh)
+            bias.append(spec.bias_rows(args.b_ih, args.b_hh, H))
+            states = [np.empty((2, B, H), dtype) for _ in spec.states]
+            for buf, s in zip(states, initial):
+                buf[0] = s[k]
+            hbuf.append(states[0])
+            cbuf.append(states[1] if len(states) == 2 else None)
+            work = _work_buffers(spec.name, B, H, dtype, transposed)
+            gates.append(work[0])
+            R.append(work[1])
+            scratch.append(work[2])
+        self._kernel = StackStep(spec.name, args.code, transposed, xs, W_ih, W_hh, bias,
+                                 hbuf, cbuf, gates, R, scratch)
+        self._hbuf, self._cbuf = hbuf, cbuf
+        self._top = (hbuf[-1][0], hbuf[-1][1])   # the top layer's h at each parity
+        self._parity = 0                         # the parity holding the current state
 
     def advance(self, x_t=None):
         """One step of every layer on the input in self.x (x_t (B, I), when given, is
@@ -98,35 +103,31 @@ class Stepper:
         if not self.compiled:
             out, self._state = layer.step(self.x, self._state)
             return out
-        j = self._j
-        if j == RING:
-            for rings in self._rings:
-                for ring in rings:
-                    ring[0] = ring[RING]
-            j = 0
         masks = layer.dropout_masks(1, self.B) if layer.num_layers > 1 else None
-        run, form, views, inputs = self._run, self._form, self._views, self._inputs
-        L = len(views)
-        for k, args in enumerate(self._args):
-            run(args, views[k][j], form)
-            if k + 1 < L:
-                h = views[k][j][0][1]   # layer k's new h (B, H)
-                if masks is None:
-                    np.copyto(inputs[k + 1][0], h)
-                else:
-                    np.multiply(h, masks[k][0], out=inputs[k + 1][0])
-        self._j = j + 1
-        return self._views[-1][j][0][1]
+        p = self._parity
+        self._kernel.advance(p, masks)
+        self._parity = p = 1 - p
+        return self._top[p]
 
     def state(self):
         """The current state in forward's form: (L, B, H) new arrays (LSTM: (h, c))."""
+        layer = self.layer
         if not self.compiled:
-            return self.layer.state_from_arrays([np.array(s) for s in
-                                                 self.layer.state_arrays(self._state)])
-        j = self._j
-        n = len(self.layer.spec.states)
-        return self.layer.state_from_arrays(
-            [np.stack([rings[i][j] for rings in self._rings]) for i in range(n)])
+            return layer.state_from_arrays([np.array(s) for s in
+                                            layer.state_arrays(self._state)])
+        p = self._parity
+        bufs = [self._hbuf] if self._cbuf[0] is None else [self._hbuf, self._cbuf]
+        return layer.state_from_arrays([np.stack([buf[p] for buf in b]) for b in bufs])
+
+
+def _work_buffers(cell, B, H, dtype, transposed):
+    """(gates, R, scratch) of the compiled step of `cell` (_kernels/step.pyx): the LSTM's
+    and the GRU's gates (B, 4H) ([i f g o]; [r z n R_n]), the GRU's R = h W_hh^T (B, 3H),
+    and the transposed product's scratch (G*H*B); None where the cell has none."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    gates = None if cell == "rnn" else np.empty((B, 4 * H), dtype)
+    R = np.empty((B, 3 * H), dtype) if cell == "gru" else None
+    return gates, R, np.empty(G * H * B, dtype) if transposed else None
 
 
 def _plain_parameters(layer):
