@@ -209,3 +209,23 @@ def test_an_empty_batch_steps_to_empty_arrays(cell):
     assert stepper.advance().shape == (0, 4)
     for arr in _as_tuple(stepper.state()):
         assert arr.shape == (2, 0, 4)
+
+
+def test_the_compiled_stack_step_refuses_what_its_wrapper_never_sends():
+    # _kernels.step.StackStep trusts the Stepper's validation for shapes and dtypes; what
+    # it checks itself are the things that would otherwise touch the wrong memory
+    from fastbptt._kernels.step import StackStep
+    layer = LSTM(3, 4, num_layers=2, seed=0, dropout=0.5, backend="compiled")
+    stepper = Stepper(layer, 2)
+    kernel = stepper._kernel
+    with pytest.raises(ValueError, match="parity must be 0 or 1"):
+        kernel.advance(2)
+    with pytest.raises(ValueError, match="masks must be 1 arrays"):
+        kernel.advance(0, [])
+    with pytest.raises(ValueError, match=r"masks\[0\] must have B\*H = 8 elements"):
+        kernel.advance(0, [np.ones(3, np.float32)])
+    f32 = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        StackStep("rnn", 0, False, [np.zeros((3, 2), np.float32).T], [f32], [f32],
+                  [np.zeros(4, np.float32)], [np.zeros((2, 2, 4), np.float32)], [None],
+                  [None], [None], [None])
