@@ -6,8 +6,12 @@ slices of a full forward and to the reference."""
 import numpy as np
 import pytest
 
+from _cells import form_cases
 from fastbptt import GRU, LSTM, RNN
 from fastbptt.app.charlm import CharLM
+from fastbptt.cells import driver
+from fastbptt.cells.spec import SPECS
+from fastbptt.nn import stepper as stepper_module
 from fastbptt.nn.stepper import Stepper
 
 CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -62,6 +66,28 @@ def test_compiled_stepper_gives_layer_steps_numbers_to_the_bit(cell, num_layers,
     _assert_same_state(fin_a, fin_b)
     for arr in _as_tuple(fin_a):
         assert arr.shape == (num_layers, B, 6) and arr.dtype == dtype
+
+
+@pytest.mark.parametrize("case", [c for spec in SPECS.values()
+                                  for dtype in (np.float32, np.float64)
+                                  for c in form_cases(spec, dtype, 1, 3, 9)],
+                         ids=lambda c: c.id)
+def test_every_step_form_gives_layer_steps_numbers(monkeypatch, case):
+    # B from the step-form policy itself (tests/_cells.py): one case per form, the
+    # forced ones with the policy swapped in both the driver and the stepper
+    if case.forced:
+        monkeypatch.setattr(driver, "step_form", case.policy())
+        monkeypatch.setattr(stepper_module, "step_form", case.policy())
+    _, B, I, H = case.shape
+    assert case.runs() == case.form
+    layer = CLASSES[case.spec.name](I, H, num_layers=2, dtype=case.dtype, seed=3,
+                                    backend="compiled")
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((6, B, I)).astype(case.dtype)
+    state = _state(case.spec.name, 2, B, H, case.dtype, rng)
+    (out_a, fin_a), (out_b, fin_b), _ = _run_both(layer, xs, state)
+    np.testing.assert_array_equal(out_a, out_b)
+    _assert_same_state(fin_a, fin_b)
 
 
 @cell_param

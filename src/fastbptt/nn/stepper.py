@@ -80,7 +80,7 @@ class Stepper:
                 buf[0] = s[k]
             hbuf.append(states[0])
             cbuf.append(states[1] if len(states) == 2 else None)
-            work = _work_buffers(spec.name, B, H, dtype, transposed)
+            work = _work_buffers(spec, B, H, dtype, transposed)
             gates.append(work[0])
             R.append(work[1])
             scratch.append(work[2])
@@ -120,14 +120,14 @@ class Stepper:
         return layer.state_from_arrays([np.stack([buf[p] for buf in b]) for b in bufs])
 
 
-def _work_buffers(cell, B, H, dtype, transposed):
-    """(gates, R, scratch) of the compiled step of `cell` (_kernels/step.pyx): the LSTM's
-    and the GRU's gates (B, 4H) ([i f g o]; [r z n R_n]), the GRU's R = h W_hh^T (B, 3H),
-    and the transposed product's scratch (G*H*B); None where the cell has none."""
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    gates = None if cell == "rnn" else np.empty((B, 4 * H), dtype)
-    R = np.empty((B, 3 * H), dtype) if cell == "gru" else None
-    return gates, R, np.empty(G * H * B, dtype) if transposed else None
+def _work_buffers(spec, B, H, dtype, transposed):
+    """(gates, R, scratch) of the compiled step of spec's cell (_kernels/step.pyx): the
+    gate buffer (B, work_gates*H) of the LSTM ([i f g o]) and the GRU ([r z n R_n]; the
+    RNN computes in its new h's rows), the GRU's R = h W_hh^T (B, 3H), and the transposed
+    product's scratch (G*H*B); None where the cell has none."""
+    gates = None if spec.work_gates == 1 else np.empty((B, spec.work_gates * H), dtype)
+    R = np.empty((B, 3 * H), dtype) if spec.name == "gru" else None
+    return gates, R, np.empty(spec.gates * H * B, dtype) if transposed else None
 
 
 def _plain_parameters(layer):
