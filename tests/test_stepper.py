@@ -255,3 +255,9 @@ def test_the_compiled_stack_step_refuses_what_its_wrapper_never_sends():
         StackStep("rnn", 0, False, [np.zeros((3, 2), np.float32).T], [f32], [f32],
                   [np.zeros(4, np.float32)], [np.zeros((2, 2, 4), np.float32)], [None],
                   [None], [None], [None])
+
+
+def test_the_input_buffer_is_written_in_place_not_rebound():
+    stepper = Stepper(RNN(3, 4))
+    with pytest.raises(AttributeError):
+        stepper.x = np.ones((1, 3), np.float32)

@@ -53,7 +53,7 @@ class Stepper:
         check_sizes(1, B, max(layer.input_size, H), H, spec.gates, spec.work_gates)
         # validated (and zero-filled) like layer.step's: (L, B, H) each, spec.states order
         initial = layer.initial_states(state, B)
-        self.x = np.zeros((B, layer.input_size), layer.dtype)
+        self._x = np.zeros((B, layer.input_size), layer.dtype)
         backend = layer.backend if layer.backend is not None else get_backend()
         # B = 0 has nothing to compute: layer.step returns its empty arrays
         self.compiled = backend == "compiled" and B > 0 and _plain_parameters(layer)
@@ -66,7 +66,7 @@ class Stepper:
         dtype, options = layer.dtype, layer.options
         xs, W_ih, W_hh, bias, hbuf, cbuf, gates, R, scratch = ([] for _ in range(9))
         for k in range(L):
-            x_k = self.x if k == 0 else np.zeros((B, H), dtype)
+            x_k = self._x if k == 0 else np.zeros((B, H), dtype)
             # the one validation of this layer's weights (and the shapes of x_k and the
             # states), as driver.step makes it on every call
             args = check_forward_args(spec, x_k[None], [s[k] for s in initial],
@@ -89,6 +89,12 @@ class Stepper:
         self._hbuf, self._cbuf = hbuf, cbuf
         self._top = (hbuf[-1][0], hbuf[-1][1])   # the top layer's h at each parity
         self._parity = 0                         # the parity holding the current state
+
+    @property
+    def x(self):
+        """The input of the next step (B, I), to be written in place (the compiled step
+        holds its address, so it cannot be rebound)."""
+        return self._x
 
     def advance(self, x_t=None):
         """One step of every layer on the input in self.x (x_t (B, I), when given, is
