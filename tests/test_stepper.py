@@ -251,13 +251,43 @@ def test_the_compiled_stack_step_refuses_what_its_wrapper_never_sends():
     with pytest.raises(ValueError, match=r"masks\[0\] must have B\*H = 8 elements"):
         kernel.advance(0, [np.ones(3, np.float32)])
     f32 = np.zeros((2, 4), np.float32)
+    parts = ([np.zeros((2, 2), np.float32)], [f32], [f32], [np.zeros(4, np.float32)],
+             [np.zeros((2, 2, 4), np.float32)], [None], [None], [None], [None])
+    StackStep("rnn", 0, False, *parts, np.zeros(2, np.intp))   # these are fine
     with pytest.raises(ValueError, match="C-contiguous"):
-        StackStep("rnn", 0, False, [np.zeros((3, 2), np.float32).T], [f32], [f32],
-                  [np.zeros(4, np.float32)], [np.zeros((2, 2, 4), np.float32)], [None],
-                  [None], [None], [None])
+        StackStep("rnn", 0, False, [np.zeros((2, 2), np.float32).T], *parts[1:],
+                  np.zeros(2, np.intp))
+    with pytest.raises(ValueError, match="index must have B = 2 elements"):
+        StackStep("rnn", 0, False, *parts, np.zeros(3, np.intp))
 
 
 def test_the_input_buffer_is_written_in_place_not_rebound():
     stepper = Stepper(RNN(3, 4))
     with pytest.raises(AttributeError):
         stepper.x = np.ones((1, 3), np.float32)
+
+
+@cell_param
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_one_hot_steps_equal_steps_on_one_hot_rows(cell, backend):
+    # advance_index's twin is advance on the one-hot rows themselves
+    make = lambda: CLASSES[cell](7, 5, num_layers=2, dtype=np.float32,  # noqa: E731
+                                 seed=1, backend=backend)
+    by_index, by_rows = Stepper(make(), 3), Stepper(make(), 3)
+    rng = np.random.default_rng(2)
+    for _ in range(12):
+        index = rng.integers(0, 7, size=3)
+        by_index.index[...] = index
+        rows = np.zeros((3, 7), np.float32)
+        rows[np.arange(3), index] = 1
+        np.testing.assert_array_equal(by_index.advance_index(), by_rows.advance(rows))
+    _assert_same_state(by_index.state(), by_rows.state())
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("bad", [-1, 7])
+def test_one_hot_indices_outside_the_inputs_are_refused(backend, bad):
+    stepper = Stepper(LSTM(7, 5, backend=backend), 2)
+    stepper.index[...] = [0, bad]
+    with pytest.raises(ValueError, match=r"index.* must lie in \[0, input_size\)"):
+        stepper.advance_index()

@@ -15,8 +15,16 @@
 #
 # X_0 is the caller's input buffer; X_k for k > 0 is layer k-1's h_new, copied into
 # xbuf[k] or multiplied there by the dropout mask of that layer (h * m, one rounding, as
-# NumPy's multiply). The wrapper validated every array (shapes, dtype, C order) and keeps
-# a reference to each; nothing here allocates.
+# NumPy's multiply).
+#
+# One-hot inputs (advance(..., one_hot=True)): row b of X_0 is e_{index[b]}, and layer 0's
+# input product X_0 W_ih^T is column index[b] of W_ih, read instead of multiplied: the
+# same numbers, since each product x_j w_j of a one-hot row is exactly 0 or w_j and the
+# GEMM's sum of them is exactly w_{index[b]} (for finite weights: 0 * inf would be NaN),
+# without reading the other I - 1 columns.
+#
+# The wrapper validated every array (shapes, dtype, C order) and keeps a reference to
+# each; nothing here allocates.
 
 from cython cimport floating
 from libc.string cimport memcpy
@@ -75,9 +83,27 @@ cdef char *_address_or_null(object array, bint single) except? NULL:
     return NULL if array is None else _address(array, single)
 
 
+cdef inline void _input(const floating *X, const floating *W_ih, floating *P, int ldp, int B,
+                        int GH, int I, const Py_ssize_t *index) noexcept nogil:
+    """P[:, :GH] = X W_ih^T: (B x GH) = (B x I)(GH x I)^T, P's rows ldp apart; with index
+    (not NULL) X's rows are one-hot, row b = e_{index[b]}: P[b, g] = W_ih[g, index[b]]."""
+    cdef Py_ssize_t b, g
+    cdef const floating *w
+    if index == NULL:
+        input_product(X, W_ih, P, ldp, B, GH, I)
+        return
+    for b in range(B):
+        w = W_ih + index[b]
+        for g in range(GH):
+            P[b * ldp + g] = w[g * I]
+
+
 cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, int B, int H,
-                   int p, bint transposed, floating **masks) noexcept nogil:
-    """One step of every layer from parity p to 1 - p (dummy only picks the type)."""
+                   int p, bint transposed, floating **masks,
+                   const Py_ssize_t *index) noexcept nogil:
+    """One step of every layer from parity p to 1 - p (dummy only picks the type); index:
+    layer 0's inputs are the one-hot rows e_{index[b]}, or NULL: they are X_0."""
+    cdef const Py_ssize_t *one_hot
     cdef int k, G = 1 if kind == RNN else (4 if kind == LSTM else 3)
     cdef int GH = G * H, q = 1 - p
     cdef Py_ssize_t b, j, n = <Py_ssize_t> B * H
@@ -93,9 +119,10 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
         X = <floating *> ly.X
         h_prev = <floating *> ly.h[p]
         h_new = <floating *> ly.h[q]
+        one_hot = index if k == 0 else NULL
         if kind == RNN:
             # P = X W_ih^T, then += h_prev W_hh^T, in h_new's rows (B x H); h_new = f(P + b)
-            input_product(X, <floating *> ly.W_ih, h_new, H, B, H, ly.I)
+            _input(X, <floating *> ly.W_ih, h_new, H, B, H, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 1, h_new, H, B, H, H,
                               transposed, <floating *> ly.scratch)
             for b in range(B):
@@ -103,7 +130,7 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
         elif kind == LSTM:
             # Z = X W_ih^T + h_prev W_hh^T: (B x 4H); then the cell pass per row
             gates = <floating *> ly.gates
-            input_product(X, <floating *> ly.W_ih, gates, GH, B, GH, ly.I)
+            _input(X, <floating *> ly.W_ih, gates, GH, B, GH, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 1, gates, GH, B, GH, H,
                               transposed, <floating *> ly.scratch)
             for b in range(B):
@@ -118,7 +145,7 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
         else:
             # P = X W_ih^T: (B x 3H), rows 4H apart; R = h_prev W_hh^T (B x 3H), beta 0
             gates = <floating *> ly.gates
-            input_product(X, <floating *> ly.W_ih, gates, 4 * H, B, GH, ly.I)
+            _input(X, <floating *> ly.W_ih, gates, 4 * H, B, GH, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 0, <floating *> ly.R, GH, B, GH,
                               H, transposed, <floating *> ly.scratch)
             for b in range(B):
@@ -143,15 +170,18 @@ cdef class StackStep:
     """The compiled step of a stack (fastbptt.nn.stepper builds it; see the top of this
     file). cell "rnn", "lstm" or "gru"; per layer k the arrays x[k] (B, I_k), W_ih[k],
     W_hh[k], bias[k], hbuf[k] (2, B, H), cbuf[k] (2, B, H) or None, gates[k], R[k] and
-    scratch[k] or None, all C-contiguous of one dtype, as validated by the wrapper."""
+    scratch[k] or None, all C-contiguous of one dtype, as validated by the wrapper; index
+    (B,) intp, the one-hot inputs' indices, read by advance(one_hot=True)."""
     cdef Layer *layers
+    cdef Py_ssize_t *index   # (B) the one-hot inputs' indices (the wrapper's index array)
     cdef char **masks    # (L - 1) the dropout masks' addresses during advance()
     cdef int L, kind, code, B, H
     cdef bint single, transposed
     cdef object keep     # the arrays, kept alive while their addresses are in use
 
     def __cinit__(self, str cell, int code, bint transposed, list x, list W_ih, list W_hh,
-                  list bias, list hbuf, list cbuf, list gates, list R, list scratch):
+                  list bias, list hbuf, list cbuf, list gates, list R, list scratch,
+                  Py_ssize_t[::1] index):
         cdef int k
         cdef bint single = hbuf[0].dtype.itemsize == 4
         self.L = len(hbuf)
@@ -161,7 +191,10 @@ cdef class StackStep:
         self.single = single
         self.B = hbuf[0].shape[1]
         self.H = hbuf[0].shape[2]
-        self.keep = (x, W_ih, W_hh, bias, hbuf, cbuf, gates, R, scratch)
+        self.keep = (x, W_ih, W_hh, bias, hbuf, cbuf, gates, R, scratch, index)
+        if index.shape[0] != self.B:
+            raise ValueError(f"index must have B = {self.B} elements, got {index.shape[0]}")
+        self.index = &index[0]
         self.layers = <Layer *> PyMem_Malloc(self.L * sizeof(Layer))
         self.masks = <char **> PyMem_Malloc(self.L * sizeof(char *))
         if self.layers == NULL or self.masks == NULL:
@@ -186,16 +219,24 @@ cdef class StackStep:
         PyMem_Free(self.layers)
         PyMem_Free(self.masks)
 
-    def advance(self, int parity, list masks=None):
+    def advance(self, int parity, list masks=None, bint one_hot=False):
         """Every layer one step from the states at `parity` to those at 1 - parity.
         masks: None, or L - 1 C-contiguous arrays of B*H elements (the dropout masks of
-        layers 0..L-2, validated by the wrapper)."""
+        layers 0..L-2, validated by the wrapper). one_hot: layer 0's input rows are
+        e_{index[b]} (the index array given at construction) instead of x[0]."""
         cdef int k
+        cdef Py_ssize_t b, I = self.layers[0].I
         cdef float dummy_f = 0
         cdef double dummy_d = 0
         cdef char **mask_p = NULL if masks is None else self.masks
+        cdef const Py_ssize_t *index = self.index if one_hot else NULL
         if parity != 0 and parity != 1:
             raise ValueError(f"parity must be 0 or 1, got {parity}")
+        if one_hot:
+            for b in range(self.B):   # the gather must stay inside W_ih
+                if index[b] < 0 or index[b] >= I:
+                    raise ValueError(f"index[{b}] must lie in [0, input_size) = [0, {I}), "
+                                     f"got {index[b]}")
         if masks is not None:
             if len(masks) != self.L - 1:
                 raise ValueError(f"masks must be {self.L - 1} arrays, got {len(masks)}")
@@ -207,7 +248,7 @@ cdef class StackStep:
         with nogil:
             if self.single:
                 _advance(&dummy_f, self.layers, self.L, self.kind, self.code, self.B,
-                         self.H, parity, self.transposed, <float **> mask_p)
+                         self.H, parity, self.transposed, <float **> mask_p, index)
             else:
                 _advance(&dummy_d, self.layers, self.L, self.kind, self.code, self.B,
-                         self.H, parity, self.transposed, <double **> mask_p)
+                         self.H, parity, self.transposed, <double **> mask_p, index)

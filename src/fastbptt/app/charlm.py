@@ -197,10 +197,10 @@ class CharLM:
         b_t = self.params["head.bias"].astype(np.float64) / temperature
         u = rng.random(length - len(generated))   # one uniform draw per character
         # the context in one call, then one character per step fed back in through a
-        # Stepper (validated once, no tape), its one-hot input row x (1, V) rewritten in place
+        # Stepper (validated once, no tape), as the index of its one-hot input row
         output, state = self.layer.forward(self.one_hot(context[:, None]))
         stepper = Stepper(self.layer, 1, state)
-        x = stepper.x
+        index = stepper.index   # (1,): the next input is the one-hot row e_index[0]
         V = len(self.vocab)
         # the head's buffers, written in place each character
         h64 = output[-1, 0].astype(np.float64)   # (H,) the top layer's h, in float64
@@ -209,7 +209,6 @@ class CharLM:
                                                np.maximum.reduce)
         accumulate, copyto, searchsorted = np.add.accumulate, np.copyto, cdf.searchsorted
         last = V - 1
-        ix = 0
         for i in range(len(u)):
             matmul(h64, W_t, out=logits)
             add(logits, b_t, out=logits)
@@ -218,12 +217,11 @@ class CharLM:
             subtract(logits, maximum(logits), out=logits)
             exp(logits, out=logits)
             accumulate(logits, out=cdf)
-            x[0, ix] = 0
             ix = min(int(searchsorted(u[i] * cdf[-1], side="right")), last)
             generated.append(ix)
-            x[0, ix] = 1
             if i + 1 < len(u):
-                copyto(h64, stepper.advance()[0])
+                index[0] = ix
+                copyto(h64, stepper.advance_index()[0])
         return self.decode(generated)
 
     # ------------------------------------------------------------ checkpoints

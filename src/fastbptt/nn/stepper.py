@@ -54,6 +54,7 @@ class Stepper:
         # validated (and zero-filled) like layer.step's: (L, B, H) each, spec.states order
         initial = layer.initial_states(state, B)
         self._x = np.zeros((B, layer.input_size), layer.dtype)
+        self._index = np.zeros(B, np.intp)
         backend = layer.backend if layer.backend is not None else get_backend()
         # B = 0 has nothing to compute: layer.step returns its empty arrays
         self.compiled = backend == "compiled" and B > 0 and _plain_parameters(layer)
@@ -85,7 +86,7 @@ class Stepper:
             R.append(work[1])
             scratch.append(work[2])
         self._kernel = StackStep(spec.name, args.code, transposed, xs, W_ih, W_hh, bias,
-                                 hbuf, cbuf, gates, R, scratch)
+                                 hbuf, cbuf, gates, R, scratch, self._index)
         self._hbuf, self._cbuf = hbuf, cbuf
         self._top = (hbuf[-1][0], hbuf[-1][1])   # the top layer's h at each parity
         self._parity = 0                         # the parity holding the current state
@@ -95,6 +96,12 @@ class Stepper:
         """The input of the next step (B, I), to be written in place (the compiled step
         holds its address, so it cannot be rebound)."""
         return self._x
+
+    @property
+    def index(self):
+        """The next step's one-hot inputs for advance_index(): row b is e_{index[b]}; (B,)
+        intp, to be written in place."""
+        return self._index
 
     def advance(self, x_t=None):
         """One step of every layer on the input in self.x (x_t (B, I), when given, is
@@ -112,6 +119,25 @@ class Stepper:
         masks = layer.dropout_masks(1, self.B) if layer.num_layers > 1 else None
         p = self._parity
         self._kernel.advance(p, masks)
+        self._parity = p = 1 - p
+        return self._top[p]
+
+    def advance_index(self):
+        """One step of every layer whose inputs are one-hot rows, row b = e_{index[b]}
+        (self.index, written in place): the numbers of advance() with that x, without
+        the input product's other I - 1 columns (layer 0's X W_ih^T is column index[b] of
+        W_ih). ValueError if an index lies outside [0, input_size)."""
+        if not self.compiled:
+            index = self._index
+            if self.B and (index.min() < 0 or index.max() >= self._x.shape[1]):
+                raise ValueError(f"index must lie in [0, input_size) = "
+                                 f"[0, {self._x.shape[1]}), got {index}")
+            self._x[...] = 0
+            self._x[np.arange(self.B), index] = 1
+            return self.advance()
+        masks = self.layer.dropout_masks(1, self.B) if self.layer.num_layers > 1 else None
+        p = self._parity
+        self._kernel.advance(p, masks, True)
         self._parity = p = 1 - p
         return self._top[p]
 
