@@ -61,7 +61,9 @@ def worker(checkpoint, threads):
     limit = harness.thread_limit(threads) if threads else None
     if limit is not None:
         limit.__enter__()
-    print("ready", flush=True)
+    print(json.dumps({"cell": model.cell, "hidden_size": model.hidden_size,
+                      "num_layers": model.num_layers, "dtype": str(model.dtype)}),
+          flush=True)   # ready, and which model it loaded
     for line in sys.stdin:
         length, seed = map(int, line.split())
         text = []
@@ -79,8 +81,10 @@ class Worker:
             argv += ["--threads", str(threads)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, cwd="/")
-        if self.proc.stdout.readline().strip() != "ready":
+        line = self.proc.stdout.readline()
+        if not line.startswith("{"):
             sys.exit(f"sample_speed: the worker of {python} did not start")
+        self.model = json.loads(line)
 
     def chars_per_second(self, length, seed):
         self.proc.stdin.write(f"{length} {seed}\n")
@@ -151,10 +155,14 @@ def main():
             if not opts.no_command:
                 for name, python in builds.items():
                     command[name].append(command_seconds(harness, python, checkpoint))
+        model = workers["new"].model
         for w in workers.values():
             w.close()
-    print(f"fastbptt sample speed: the demo's model (LSTM 1 x 128, float32), temperature "
-          f"{TEMPERATURE}; median over {opts.rounds} interleaved rounds")
+    m = model
+    source = "the demo's default model" if opts.checkpoint is None else opts.checkpoint
+    print(f"fastbptt sample speed: {m['cell'].upper()} {m['num_layers']} x "
+          f"{m['hidden_size']}, {m['dtype']} ({source}), temperature {TEMPERATURE}; "
+          f"median over {opts.rounds} interleaved rounds")
     names = list(builds)
     print("| figure | " + " | ".join(names) + (" | new/old |" if len(names) == 2 else " |"))
     print("|---" * (len(names) + 1 + (len(names) == 2)) + "|")
