@@ -291,3 +291,13 @@ def test_one_hot_indices_outside_the_inputs_are_refused(backend, bad):
     stepper.index[...] = [0, bad]
     with pytest.raises(ValueError, match=r"index.* must lie in \[0, input_size\)"):
         stepper.advance_index()
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_the_rnn_stepper_keeps_the_nonlinearity(nonlinearity):
+    layer = RNN(3, 4, num_layers=2, nonlinearity=nonlinearity, dtype=np.float64, seed=2,
+                backend="compiled")
+    xs = np.random.default_rng(5).standard_normal((8, 2, 3))
+    (out_a, fin_a), (out_b, fin_b), _ = _run_both(layer, xs, None)
+    np.testing.assert_array_equal(out_a, out_b)
+    _assert_same_state(fin_a, fin_b)
