@@ -252,3 +252,71 @@ cdef class StackStep:
             else:
                 _advance(&dummy_d, self.layers, self.L, self.kind, self.code, self.B,
                          self.H, parity, self.transposed, <double **> mask_p, index)
+
+
+cdef class InverseCDF:
+    """The categorical draw of a softmax by inverse CDF, on the caller's buffers logits
+    (V,) and bias (V,) float64, C-contiguous, V >= 1 (their addresses taken once; the
+    reference twin is fastbptt.reference.sampling.InverseCDF, the NumPy calls it replaces):
+
+        shift():  logits := logits + bias;  logits := logits - max(logits)
+                  (np.add, np.maximum.reduce, np.subtract: exact operations; a NaN
+                  anywhere makes the max NaN, as NumPy's does)
+        draw(u):  cdf = cumsum(weights)  (sequential, as np.add.accumulate);  the first j
+                  with cdf[j] > u * cdf[V-1] (np.searchsorted side="right", NaN last),
+                  at most V - 1; weights = logits, which the caller has exponentiated
+
+    so the same draws, bit for bit, as the NumPy calls.
+    """
+    cdef double *logits
+    cdef const double *bias
+    cdef double *cdf
+    cdef Py_ssize_t V
+    cdef object keep
+
+    def __cinit__(self, double[::1] logits, const double[::1] bias):
+        if logits.shape[0] < 1 or bias.shape[0] != logits.shape[0]:
+            raise ValueError(f"logits and bias must have one length V >= 1, got "
+                             f"{logits.shape[0]} and {bias.shape[0]}")
+        self.V = logits.shape[0]
+        self.logits = &logits[0]
+        self.bias = &bias[0]
+        self.cdf = <double *> PyMem_Malloc(self.V * sizeof(double))
+        if self.cdf == NULL:
+            raise MemoryError()
+        self.keep = (logits.base, bias.base)
+
+    def __dealloc__(self):
+        PyMem_Free(self.cdf)
+
+    def shift(self):
+        """logits := logits + bias - max(logits + bias), in place."""
+        cdef Py_ssize_t j, V = self.V
+        cdef double *x = self.logits
+        cdef double m
+        for j in range(V):
+            x[j] = x[j] + self.bias[j]
+        m = x[0]
+        for j in range(1, V):
+            if m != m:
+                break            # NaN: NumPy's maximum propagates it
+            if x[j] > m or x[j] != x[j]:
+                m = x[j]
+        for j in range(V):
+            x[j] = x[j] - m
+
+    def draw(self, double u):
+        """The index drawn by u in [0, 1) from the weights now in logits."""
+        cdef Py_ssize_t j, V = self.V
+        cdef double target
+        cdef double *cdf = self.cdf
+        cdf[0] = self.logits[0]
+        for j in range(1, V):
+            cdf[j] = cdf[j - 1] + self.logits[j]
+        target = u * cdf[V - 1]
+        if target != target:
+            return V - 1         # NaN sorts last: searchsorted gives V
+        for j in range(V):
+            if not cdf[j] <= target:   # cdf[j] > target, or NaN (sorted last)
+                return j if j < V - 1 else V - 1
+        return V - 1

@@ -204,20 +204,22 @@ class CharLM:
         V = len(self.vocab)
         # the head's buffers, written in place each character
         h64 = output[-1, 0].astype(np.float64)   # (H,) the top layer's h, in float64
-        logits, cdf = np.empty(V), np.empty(V)
-        matmul, add, subtract, exp, maximum = (np.matmul, np.add, np.subtract, np.exp,
-                                               np.maximum.reduce)
-        accumulate, copyto, searchsorted = np.add.accumulate, np.copyto, cdf.searchsorted
-        last = V - 1
+        logits = np.empty(V)
+        # inverse-CDF sampling of p = softmax(logits): the first index whose cumulative
+        # weight exceeds u * sum (rng.choice's checks cost more than this); compiled, or
+        # its NumPy twin: the same draws
+        if stepper.compiled:
+            from fastbptt._kernels.step import InverseCDF
+        else:
+            from fastbptt.reference.sampling import InverseCDF
+        softmax = InverseCDF(logits, b_t)
+        shift, draw = softmax.shift, softmax.draw
+        matmul, exp, copyto = np.matmul, np.exp, np.copyto
         for i in range(len(u)):
             matmul(h64, W_t, out=logits)
-            add(logits, b_t, out=logits)
-            # inverse-CDF sampling of p = softmax(logits): the first index whose
-            # cumulative weight exceeds u * sum (rng.choice's checks cost more than this)
-            subtract(logits, maximum(logits), out=logits)
+            shift()                  # logits := logits + b_t - max(logits + b_t)
             exp(logits, out=logits)
-            accumulate(logits, out=cdf)
-            ix = min(int(searchsorted(u[i] * cdf[-1], side="right")), last)
+            ix = draw(u[i])
             generated.append(ix)
             if i + 1 < len(u):
                 index[0] = ix
