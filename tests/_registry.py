@@ -159,13 +159,16 @@ _LAYER_OPTION = {"nonlinearity": lambda case: "relu" if case.nonlinearity == "re
                  else "tanh"}
 
 
-def _layer_call(cell, case, impl, backward=False):
-    """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence."""
+def _layer_call(cell, case, impl, backward=False, projected=False):
+    """A one-layer, bidirectional-when-seed-is-odd layer over the case's sequence;
+    projected: an LSTM with proj_size (_projected_sizes)."""
     spec = SPECS[cell]
     cls = getattr(fastbptt, spec.torch_name)
     kw = {option: _LAYER_OPTION[option](case) for option in spec.options}
     # the layers need sizes >= 1; an empty case is carried by its sequence (T or B = 0)
     I, H = max(case.I, 1), max(case.H, 1)
+    if projected:
+        H, kw["proj_size"] = _projected_sizes(case)
     layer = cls(I, H, num_layers=1 + case.seed % 2, bias=case.bias,
                 batch_first=case.batch_first, bidirectional=bool(case.seed % 3 == 0),
                 dtype=case.dtype, seed=case.seed, backend=impl, **kw)
@@ -281,6 +284,63 @@ REGISTRY += [Entry(f"{spec.torch_name}Cell.{method}",
                    lambda case, impl, c=spec.name, b=(method == "backward"):
                    _cell_class_call(c, case, impl, b))
              for spec in SPECS.values() for method in ("forward", "backward")]
+
+
+def _projected_sizes(case):
+    """H >= 2 and 0 < P < H of a projected LSTM (torch's proj_size) for this case."""
+    H = max(case.H, 2)
+    return H, 1 + case.seed % (H - 1)
+
+
+def _projected_call(case, impl, backward=False):
+    """lstm_forward with W_hr (P, H): h0 (B, P), c0 (B, H), W_hh (4H, P); backward runs
+    its own forward for the cache, dh (T, B, P), dh_n (B, P), dc_n (B, H)."""
+    H, P = _projected_sizes(case)
+    rng = case.rng()
+    T, B, I, dt = case.T, case.B, case.I, case.dtype
+    arrays = [_rand(rng, (B, T, I) if case.batch_first else (T, B, I), dt),
+              _rand(rng, (B, P), dt, 0.5), _rand(rng, (B, H), dt, 0.5),
+              _rand(rng, (4 * H, I), dt, 1.0 / np.sqrt(max(I, 1))),
+              _rand(rng, (4 * H, P), dt, 0.6 / np.sqrt(P)),
+              _rand(rng, (4 * H,), dt, 0.3) if case.bias else None,
+              _rand(rng, (4 * H,), dt, 0.3) if case.bias else None]
+    W_hr = _rand(rng, (P, H), dt, 1.0 / np.sqrt(H))
+    lengths = rng.integers(0, T + 1, size=B) if case.lengths else None
+    m = _module(impl)
+    fwd = Call(m.lstm_forward, tuple(present(a, case.layout) for a in arrays),
+               {"batch_first": case.batch_first, "lengths": lengths,
+                "W_hr": present(W_hr, case.layout)})
+    if not backward:
+        return fwd
+    _, cache = fwd()
+    dh = _rand(rng, (B, T, P) if case.batch_first else (T, B, P), dt)
+    return Call(m.lstm_backward, (present(dh, case.layout), cache),
+                {"dh_n": present(_rand(rng, (B, P), dt), case.layout),
+                 "dc_n": present(_rand(rng, (B, H), dt), case.layout)})
+
+
+def _projected_step_call(case, impl):
+    """layer.step of a unidirectional projected stack: state h (L, B, P), c (L, B, H),
+    given on odd seeds."""
+    H, P = _projected_sizes(case)
+    I, L = max(case.I, 1), 1 + case.seed % 2
+    layer = fastbptt.LSTM(I, H, num_layers=L, bias=case.bias, dtype=case.dtype,
+                          seed=case.seed, backend=impl, proj_size=P)
+    rng = case.rng()
+    x_t = _rand(rng, (case.B, I), case.dtype)
+    state = None if case.seed % 2 == 0 else tuple(
+        present(_rand(rng, (L, case.B, n), case.dtype, 0.5), case.layout) for n in (P, H))
+    return Call(layer.step, (present(x_t, case.layout), state))
+
+
+REGISTRY += [Entry("projected lstm_forward", _projected_call),
+             Entry("projected lstm_backward",
+                   lambda case, impl: _projected_call(case, impl, True)),
+             Entry("projected LSTM.forward",
+                   lambda case, impl: _layer_call("lstm", case, impl, projected=True)),
+             Entry("projected LSTM.backward",
+                   lambda case, impl: _layer_call("lstm", case, impl, True, projected=True)),
+             Entry("projected LSTM.step", _projected_step_call)]
 
 
 def _embedding_call(case, impl, backward=False):

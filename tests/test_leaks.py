@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
                                 reason="reads resident memory from /proc (Linux)")
 
 BACKWARD = [e for e in REGISTRY if e.name in ("rnn_backward", "lstm_backward",
-                                              "gru_backward", *LOSSES)]
+                                              "gru_backward", "projected lstm_backward",
+                                              *LOSSES)]
 
 
 @pytest.mark.parametrize("entry", BACKWARD, ids=lambda e: e.name)

@@ -301,3 +301,13 @@ def test_the_rnn_stepper_keeps_the_nonlinearity(nonlinearity):
     (out_a, fin_a), (out_b, fin_b), _ = _run_both(layer, xs, None)
     np.testing.assert_array_equal(out_a, out_b)
     _assert_same_state(fin_a, fin_b)
+
+
+def test_a_projected_lstm_steps_through_layer_step():
+    # proj_size adds weight_hr_l{k}, which the compiled stack step does not know
+    layer = LSTM(3, 6, num_layers=2, proj_size=4, seed=0, backend="compiled")
+    xs = np.random.default_rng(6).standard_normal((5, 2, 3)).astype(np.float32)
+    (out_a, fin_a), (out_b, fin_b), stepper = _run_both(layer, xs, None)
+    assert not stepper.compiled and out_a.shape == (5, 2, 4)
+    np.testing.assert_array_equal(out_a, out_b)
+    _assert_same_state(fin_a, fin_b)

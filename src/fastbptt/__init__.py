@@ -23,7 +23,7 @@ _EXPORTS = {
     **dict.fromkeys(["rnn_forward", "rnn_backward"], "fastbptt.cells.rnn"),
     **dict.fromkeys(["lstm_forward", "lstm_backward"], "fastbptt.cells.lstm"),
     **dict.fromkeys(["gru_forward", "gru_backward"], "fastbptt.cells.gru"),
-    **dict.fromkeys(["RNNGrads", "LSTMGrads", "GRUGrads"], "fastbptt.cells.grads"),
+    **dict.fromkeys(["RNNGrads", "LSTMGrads", "LSTMPGrads", "GRUGrads"], "fastbptt.cells.grads"),
     **dict.fromkeys(["RNN", "LSTM", "GRU"], "fastbptt.nn.layers"),
     **dict.fromkeys(["RNNCell", "LSTMCell", "GRUCell"], "fastbptt.nn.cells"),
     **dict.fromkeys(["Embedding", "embedding_forward", "embedding_backward"],

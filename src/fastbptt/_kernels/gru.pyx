@@ -22,8 +22,10 @@
 # computed) and, in reverse, have dA = 0 and leave the carried gradient as it is: the
 # step's GEMM adds 0 W_hh = 0 to those rows. The GEMMs still run over all B rows.
 #
-# The wrappers in fastbptt.cells.gru validate every argument and allocate every buffer; nothing
-# here allocates, touches a Python object inside a loop, or holds the GIL.
+# The driver (fastbptt.cells.driver, with the adapter fastbptt.cells.gru) validates every
+# argument, answers empty problems itself (every size here is at least 1) and allocates
+# every buffer; nothing here allocates, touches a Python object inside a loop, or holds the
+# GIL.
 
 from cython cimport floating
 from libc.string cimport memcpy
@@ -78,9 +80,8 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                 floating[::1] scratch, object args, bint transposed_step):
     """Fill hbuf[1:] with h_1..h_T (hbuf[0] holds h0 on entry) and gates (T*B, 4H) with
     every step's [r z n R_n] for backward. R (B, 3H) is workspace, scratch (3H*B) too
-    (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn].
-    lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
-    sends empty problems to the reference implementation).
+    (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn]; the
+    weights, the layout and the lengths (see the top of this file) come in args.
     """
     # the weights and options from args (a cells.args.CellArgs): one struct instead of
     # more keywords to parse on every call

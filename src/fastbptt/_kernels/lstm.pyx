@@ -20,8 +20,10 @@
 # through unchanged. The GEMMs still run over all B rows: masking around them is cheaper
 # than packing the batch per step at the sizes this serves.
 #
-# The wrappers in fastbptt.cells.lstm validate every argument and allocate every buffer; nothing
-# here allocates, touches a Python object inside a loop, or holds the GIL.
+# The driver (fastbptt.cells.driver, with the adapter fastbptt.cells.lstm) validates every
+# argument, answers empty problems itself (every size here is at least 1) and allocates
+# every buffer; nothing here allocates, touches a Python object inside a loop, or holds the
+# GIL.
 
 from cython cimport floating
 from libc.string cimport memcpy
@@ -30,39 +32,10 @@ from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
-cdef extern from "lstm_cell.h" nogil:
-    # The fused element-wise passes over one batch row; the math is in lstm_cell.h.
-    # gates (4H): pre-activations in, activated gates out; c, h (H) the new state.
-    void fb_lstm_forward_f32(float *gates, const float *bias, const float *c_prev,
-                             float *c, float *h, Py_ssize_t H)
-    void fb_lstm_forward_f64(double *gates, const double *bias, const double *c_prev,
-                             double *c, double *h, Py_ssize_t H)
-    # dA (4H) from the gates, the states and dh (+ dh_out, may be NULL); dc (H) holds
-    # dL/dc_t on entry and dL/dc_{t-1} on exit; db (4H) += dA.
-    void fb_lstm_backward_f32(const float *gates, const float *c_prev, const float *c,
-                              const float *dh, const float *dh_out, float *dc, float *dA,
-                              float *db, Py_ssize_t H)
-    void fb_lstm_backward_f64(const double *gates, const double *c_prev, const double *c,
-                              const double *dh, const double *dh_out, double *dc,
-                              double *dA, double *db, Py_ssize_t H)
-
-
-cdef inline void cell_forward(floating *gates, const floating *bias, const floating *c_prev,
-                              floating *c, floating *h, Py_ssize_t H) noexcept nogil:
-    if floating is float:
-        fb_lstm_forward_f32(gates, bias, c_prev, c, h, H)
-    else:
-        fb_lstm_forward_f64(gates, bias, c_prev, c, h, H)
-
-
-cdef inline void cell_backward(const floating *gates, const floating *c_prev,
-                               const floating *c, const floating *dh,
-                               const floating *dh_out, floating *dc, floating *dA,
-                               floating *db, Py_ssize_t H) noexcept nogil:
-    if floating is float:
-        fb_lstm_backward_f32(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
-    else:
-        fb_lstm_backward_f64(gates, c_prev, c, dh, dh_out, dc, dA, db, H)
+# The fused element-wise passes over one batch row (the math is in lstm_cell.h), declared
+# once in lstm_cell.pxd for this kernel and the projected one (lstmp.pyx).
+from fastbptt._kernels.lstm_cell cimport lstm_cell_backward as cell_backward
+from fastbptt._kernels.lstm_cell cimport lstm_cell_forward as cell_forward
 
 
 def gemm_layout(int H):
@@ -81,9 +54,8 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     """Fill hbuf[1:] and cbuf[1:] with the states after every step; hbuf[0] and cbuf[0]
     hold h0 and c0 on entry. gates (T*B, 4H) receives the activated gates (the
     pre-activations of steps past a sequence's length stay as they are, unused).
-    scratch (4H*B) is workspace for the transposed step. bias = b_ih + b_hh (4H,).
-    lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
-    sends empty problems to the reference implementation).
+    scratch (4H*B) is workspace for the transposed step. bias = b_ih + b_hh (4H,). args
+    brings the weights, the layout and the lengths (see the top of this file).
     """
     # the weights and options from args (a cells.args.CellArgs): one struct instead of
     # more keywords to parse on every call

@@ -18,8 +18,10 @@
 # nothing past a length reaches a gradient. The GEMMs still run over all B rows: masking
 # after them is cheaper than packing the batch per step at the sizes this serves.
 #
-# The wrappers in fastbptt.cells.rnn validate every argument and allocate every buffer; nothing
-# here allocates, touches a Python object inside a loop, or holds the GIL.
+# The driver (fastbptt.cells.driver, with the adapter fastbptt.cells.rnn) validates every
+# argument, answers empty problems itself (every size here is at least 1) and allocates
+# every buffer; nothing here allocates, touches a Python object inside a loop, or holds the
+# GIL.
 
 from cython cimport floating
 from libc.string cimport memcpy
@@ -49,10 +51,8 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
     """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace,
     scratch (H*B) too (only for transposed_step; None otherwise). P may be hbuf[1:]
     itself when time-major: step t reads only its own rows of P before writing h_t over them.
-    lengths (B,) or None: see the top of this file.
-
-    bias = b_ih + b_hh (H,). All sizes are at least 1 (the wrapper sends empty problems
-    to the reference implementation).
+    bias = b_ih + b_hh (H,). args brings the weights, the nonlinearity's code, the layout
+    and the lengths (see the top of this file).
     """
     # the weights and options from args (a cells.args.CellArgs): a call with 18 keywords
     # pays for parsing them on every call; attributes of one struct cost next to nothing

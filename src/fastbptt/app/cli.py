@@ -240,6 +240,14 @@ def _bench_options(bench_parser):
     bench_parser.add_argument(
         "--plot", metavar="PATH",
         help="also save a PNG of the times (needs matplotlib)")
+    from fastbptt.bench import lstmp
+    bench_parser.add_argument(
+        "--proj-size", type=_positive_int, metavar="P",
+        help="instead of the table, time the LSTM with a projection to P features "
+             "(torch's proj_size, 0 < P < H) against the plain LSTM of the same sizes and "
+             "torch.nn.LSTM(proj_size=P) (--no-torch leaves it out); shapes from --shapes "
+             "(default: " + "; ".join(bench.shape_text(s) for s in lstmp.PROJECTION_SHAPES)
+             + f"; the issue's P is {lstmp.PROJ_SIZE})")
 
 
 def _run_bench(args):
@@ -247,6 +255,8 @@ def _run_bench(args):
     shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
+    if args.proj_size:
+        return _run_projection_bench(args, shapes if args.shapes else None)
     requested = [p for p in args.peers if args.torch or p != "torch"]
     peers = bench.chosen_peers(requested)
     if args.plot:
@@ -289,6 +299,37 @@ def _run_bench(args):
     if args.plot:
         bench.plot(measured, args.plot)
         print(f"plot saved to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _run_projection_bench(args, shapes):
+    """`fastbptt bench --proj-size P`: fastbptt.bench.lstmp's rows."""
+    from fastbptt import bench
+    from fastbptt.bench import lstmp
+    shapes = shapes or lstmp.PROJECTION_SHAPES
+    for shape in shapes:
+        if not args.proj_size < shape[-1]:
+            print(f"fastbptt bench: error: --proj-size must be smaller than H, got "
+                  f"{args.proj_size} for the shape {bench.shape_text(shape)}", file=sys.stderr)
+            return 2
+    with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
+        header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
+                                      peers=["torch"] if args.torch else [])
+    rows = lstmp.measure_projection_rows(
+        shapes, args.dtypes, args.proj_size, threads=args.threads, repeat=args.repeat,
+        torch=args.torch, reference=args.reference,
+        reference_budget=args.reference_budget or None)
+    try:
+        if args.json:
+            print(bench.json_report(header, rows))
+        else:
+            print("\n".join(bench.format_header(header, legend=False)), end="\n\n",
+                  flush=True)
+            for line in lstmp.projection_table_lines(rows):
+                print(line, flush=True)
+    except bench.PeerMismatch as exc:
+        print(f"fastbptt bench: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

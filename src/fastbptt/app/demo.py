@@ -202,69 +202,37 @@ def _run(o, out, dist=None):
     optimizer = Adam(model.params, lr=o.lr)
     if dist:
         optimizer = dist.wrap(optimizer, o.clip)
-    tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    trained_chars, elapsed = 0, 0.0
-
-    def meta():
-        return dict(model.config(), run=dict(
-            {name: getattr(o, name) for name in RUN_SETTINGS}, steps=o.steps,
-            trained_chars=trained_chars, elapsed=elapsed, text_crc32=text_crc))
-
-    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
-    if resumed:
-        trained_chars, elapsed = restore(o.resume, resumed, model, keeper, text_crc)
-        tbptt.state = keeper.state
-        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
-            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
-
-    # The windows of one pass over the streams: [0, k), [k, 2k), ..., the last shorter;
-    # each pass starts from zero state, so a step's window is step % windows.
-    T = inputs.shape[0]
-    windows = math.ceil(T / o.seq_len)
+    tbptt, keeper, progress = start_run(o, model, optimizer, ckpt, resumed, text_crc, out)
     limit = DIVERGED_FACTOR * math.log(len(vocab))
-    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
-               dynamic_ncols=True, mininterval=0.5, disable=not talks)
-    try:
-        with keeper.guard():
-            while keeper.step < o.steps:
-                step = keeper.step
-                t0 = time.perf_counter()
-                start = (step % windows) * o.seq_len
-                if start == 0:
-                    tbptt.reset()
-                stop = min(start + o.seq_len, T)
-                window_targets = np.ascontiguousarray(targets[start:stop], np.intp)
-                (window,) = tbptt.run(  # one window: x holds just its steps
-                    model.one_hot(inputs[start:stop]),
-                    lambda output, lo, hi: model.head_loss(output, window_targets))
-                if dist:
-                    with keeper.updating():
-                        loss = dist.step(optimizer, window)
-                    check_diverged(loss, 0.0, limit, step, o, None)
-                else:
-                    loss = window.loss
-                    norm = clip_grad_norm(window.grads, o.clip)
-                    check_diverged(loss, norm, limit, step, o, ckpt)   # before the update
-                    with keeper.updating():
-                        optimizer.step(window.grads)
-                elapsed += time.perf_counter() - t0
-                trained_chars += (stop - start) * o.batch
-                keeper.completed(tbptt.state, loss)
-                bar.set_postfix(loss=f"{loss:.3f}",
-                                chars_per_s=f"{trained_chars / elapsed:,.0f}", refresh=False)
-                bar.update()
-                if (step + 1) % sample_every == 0 or step + 1 == o.steps:
-                    if talks:
-                        # seeded by (seed, step): a resumed run prints the samples the
-                        # uninterrupted one would, and there is no RNG state to save
-                        text_out = model.sample(o.sample_length, o.temperature,
-                                                rng=(o.seed, step + 1))
-                        bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}) ---\n"
-                                  f"{text_out}\n")
-                keeper.checkpoint(last=keeper.step == o.steps)
-    finally:
-        bar.close()
+
+    def train_window(step, start, stop):
+        window_targets = np.ascontiguousarray(targets[start:stop], np.intp)
+        (window,) = tbptt.run(  # one window: x holds just its steps
+            model.one_hot(inputs[start:stop]),
+            lambda output, lo, hi: model.head_loss(output, window_targets))
+        if dist:
+            with keeper.updating():
+                loss = dist.step(optimizer, window)
+            check_diverged(loss, 0.0, limit, step, o, None)
+        else:
+            loss = window.loss
+            norm = clip_grad_norm(window.grads, o.clip)
+            check_diverged(loss, norm, limit, step, o, ckpt)   # before the update
+            with keeper.updating():
+                optimizer.step(window.grads)
+        return loss
+
+    def after_step(step, loss, bar):
+        if talks and ((step + 1) % sample_every == 0 or step + 1 == o.steps):
+            # seeded by (seed, step): a resumed run prints the samples the
+            # uninterrupted one would, and there is no RNG state to save
+            text_out = model.sample(o.sample_length, o.temperature, rng=(o.seed, step + 1))
+            bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}) ---\n{text_out}\n")
+
+    train_windows(o, tbptt, keeper, progress, inputs.shape[0], train_window, after_step,
+                  "chars", talks)
     step, history = keeper.step, keeper.history
+    trained_chars, elapsed = progress.items, progress.elapsed
 
     if ckpt and resumed and step <= resumed[1]["step"]:
         out(f"the checkpoint is at step {step}, --steps {o.steps}: nothing to train")
@@ -334,6 +302,70 @@ def check_diverged(loss, norm, limit, step, o, ckpt, unit="nats/char"):
     raise TrainingDiverged(
         f"training diverged at step {step + 1}: {what}. The learning rate is too high: "
         f"lower --lr (now {o.lr:g}; try {o.lr / 10:g}) or --clip (now {o.clip:g}){kept}")
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a run has trained so far: saved in its checkpoints, restored on resume."""
+    items: int = 0           # characters (words) trained on, over all the streams
+    elapsed: float = 0.0     # seconds spent in training steps
+
+
+def start_run(o, model, optimizer, ckpt, resumed, text_crc, out, settings=RUN_SETTINGS):
+    """A run's truncated BPTT, its RunKeeper (checkpoints to ckpt, with the run's
+    `settings` and Progress in their metadata) and its Progress; with `resumed` (what
+    o.resume's checkpoint loaded), all three continue that run."""
+    tbptt = TruncatedBPTT(model.layer, o.seq_len)
+    progress = Progress()
+
+    def meta():
+        return dict(model.config(), run=dict(
+            {name: getattr(o, name) for name in settings}, steps=o.steps,
+            trained_chars=progress.items, elapsed=progress.elapsed, text_crc32=text_crc))
+
+    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
+    if resumed:
+        progress.items, progress.elapsed = restore(o.resume, resumed, model, keeper, text_crc)
+        tbptt.state = keeper.state
+        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
+            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
+    return tbptt, keeper, progress
+
+
+def train_windows(o, tbptt, keeper, progress, T, train_window, after_step, unit,
+                  talks=True):
+    """Train until keeper.step reaches o.steps, a window of o.seq_len steps of every
+    stream (T steps long) a step, with a progress bar (shown when `talks`).
+
+    The windows of one pass over the streams: [0, k), [k, 2k), ..., the last shorter;
+    each pass starts from zero state, so a step's window is step % windows.
+    train_window(step, start, stop) -> loss runs the window [start, stop) forward and
+    backward and updates the parameters (inside keeper.updating()); after_step(step,
+    loss, bar) writes what follows a step (a sample) through bar.write. progress counts
+    the `unit`s (per stream step, times o.batch) and the seconds of the steps."""
+    windows = math.ceil(T / o.seq_len)
+    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
+               dynamic_ncols=True, mininterval=0.5, disable=not talks)
+    try:
+        with keeper.guard():
+            while keeper.step < o.steps:
+                step = keeper.step
+                t0 = time.perf_counter()
+                start = (step % windows) * o.seq_len
+                if start == 0:
+                    tbptt.reset()
+                stop = min(start + o.seq_len, T)
+                loss = train_window(step, start, stop)
+                progress.elapsed += time.perf_counter() - t0
+                progress.items += (stop - start) * o.batch
+                keeper.completed(tbptt.state, loss)
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False, **{
+                    f"{unit}_per_s": f"{progress.items / progress.elapsed:,.0f}"})
+                bar.update()
+                after_step(step, loss, bar)
+                keeper.checkpoint(last=keeper.step == o.steps)
+    finally:
+        bar.close()
 
 
 def restore(path, resumed, model, keeper, text_crc):

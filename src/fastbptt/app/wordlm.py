@@ -25,17 +25,14 @@ import collections
 import dataclasses
 import math
 import re
-import time
 import zlib
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from fastbptt import (
     Adam,
     Embedding,
-    TruncatedBPTT,
     clip_grad_norm,
     reference,
     softmax_cross_entropy,
@@ -46,7 +43,6 @@ from fastbptt.app.corpus import load_corpus
 from fastbptt.nn.layers import LAYERS  # cell name -> layer class, from each CellSpec
 from fastbptt.training.checkpoint import (
     CheckpointError,
-    RunKeeper,
     TrainingInterrupted,
     checkpoint_path,
     load_arrays,
@@ -352,56 +348,29 @@ def _run(o, out):
         f"({math.log(baseline):.3f} nats/word): guessing every word from its frequency")
 
     optimizer = Adam(model.params, lr=o.lr)
-    tbptt = TruncatedBPTT(model.layer, o.seq_len)
-    words, elapsed = 0, 0.0
-
-    def meta():
-        return dict(model.config(), run=dict(
-            {name: getattr(o, name) for name in RUN_SETTINGS}, steps=o.steps,
-            trained_chars=words, elapsed=elapsed, text_crc32=text_crc))
-
-    keeper = RunKeeper(ckpt, model.params, optimizer, model.layer, meta, o.checkpoint_every)
-    if resumed:
-        words, elapsed = demo.restore(o.resume, resumed, model, keeper, text_crc)
-        tbptt.state = keeper.state
-        out(f"resumed {o.resume} at step {keeper.step} of {o.steps}"
-            + (f"; checkpoints go to {ckpt}" if ckpt else ""))
-
-    T = inputs.shape[0]
-    windows = math.ceil(T / o.seq_len)   # per pass, each from zero state (see demo._run)
+    tbptt, keeper, progress = demo.start_run(o, model, optimizer, ckpt, resumed, text_crc,
+                                             out, RUN_SETTINGS)
     limit = demo.DIVERGED_FACTOR * math.log(len(vocab))
-    bar = tqdm(total=o.steps, initial=min(keeper.step, o.steps), unit="step",
-               dynamic_ncols=True, mininterval=0.5)
-    try:
-        with keeper.guard():
-            while keeper.step < o.steps:
-                step = keeper.step
-                t0 = time.perf_counter()
-                start = (step % windows) * o.seq_len
-                if start == 0:
-                    tbptt.reset()
-                stop = min(start + o.seq_len, T)
-                loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
-                norm = clip_grad_norm(grads, o.clip)
-                demo.check_diverged(loss, norm, limit, step, o, ckpt, "nats/word")
-                with keeper.updating():
-                    optimizer.step(grads)
-                elapsed += time.perf_counter() - t0
-                words += (stop - start) * o.batch
-                keeper.completed(tbptt.state, loss)
-                bar.set_postfix(loss=f"{loss:.3f}", words_per_s=f"{words / elapsed:,.0f}",
-                                refresh=False)
-                bar.update()
-                if o.sample_length and ((step + 1) % sample_every == 0
-                                        or step + 1 == o.steps):
-                    text_out = model.sample(o.sample_length, o.temperature,
-                                            rng=(o.seed, step + 1))   # as in demo._run
-                    bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}, perplexity "
-                              f"{math.exp(loss):.1f}) ---\n{text_out}\n")
-                keeper.checkpoint(last=keeper.step == o.steps)
-    finally:
-        bar.close()
+
+    def train_window(step, start, stop):
+        loss, grads = model.step(inputs[start:stop], targets[start:stop], tbptt)
+        norm = clip_grad_norm(grads, o.clip)
+        demo.check_diverged(loss, norm, limit, step, o, ckpt, "nats/word")
+        with keeper.updating():
+            optimizer.step(grads)
+        return loss
+
+    def after_step(step, loss, bar):
+        if o.sample_length and ((step + 1) % sample_every == 0 or step + 1 == o.steps):
+            text_out = model.sample(o.sample_length, o.temperature,
+                                    rng=(o.seed, step + 1))   # as in demo._run
+            bar.write(f"\n--- sample at step {step + 1} (loss {loss:.3f}, perplexity "
+                      f"{math.exp(loss):.1f}) ---\n{text_out}\n")
+
+    demo.train_windows(o, tbptt, keeper, progress, inputs.shape[0], train_window, after_step,
+                       "words")
     step, history = keeper.step, keeper.history
+    words, elapsed = progress.items, progress.elapsed
 
     try:
         train_loss = model.evaluate(train_ix, o.batch)

@@ -86,8 +86,8 @@ def segment_args(args, s, e, states):
 def checkpoint_forward(args, k, run_forward, run_backward, backend):
     """The checkpointed forward of a validated, non-empty problem: returns
     (h, CheckpointCache) like the plain forward returns (h, cache)."""
-    T, B, H = args.T, args.B, args.H
-    h = np.empty((B, T, H) if args.batch_first else (T, B, H), args.dtype)
+    T, B = args.T, args.B
+    h = None
     states = args.states
     starts = list(range(0, T, k))
     stored = []
@@ -95,17 +95,23 @@ def checkpoint_forward(args, k, run_forward, run_backward, backend):
         e = min(s + k, T)
         stored.append(states)
         h_seg, seg_cache = run_forward(segment_args(args, s, e, states))
+        if h is None:
+            # the output's width from the first segment's: H, or P with a projection
+            width = h_seg.shape[-1]
+            h = np.empty((B, T, width) if args.batch_first else (T, B, width), args.dtype)
         (h[:, s:e] if args.batch_first else h[s:e])[...] = h_seg
         states = tuple(a.copy() for a in seg_cache.final_states())
     return h, CheckpointCache(args, k, starts, stored, states, run_forward, run_backward,
                               backend)
 
 
-def checkpoint_backward(dh, cache, finals, check_finite=False):
+def checkpoint_backward(dh, cache, finals, check_finite=False,
+                        check_args=check_backward_args):
     """Backpropagate through a checkpointed forward, segment by segment in reverse;
-    returns the cell's Grads record like the plain backward."""
+    returns the cell's Grads record like the plain backward. check_args validates dh
+    and finals (the projected LSTM's differ: cells/projection.py)."""
     args = cache.args
-    dh, carry = check_backward_args(dh, finals, args, check_finite=check_finite)
+    dh, carry = check_args(dh, finals, args, check_finite=check_finite)
     n_states = len(args.spec.states)
     dx = np.empty_like(args.x)
     totals = None

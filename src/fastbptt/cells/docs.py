@@ -1,11 +1,13 @@
 """The sections that every cell's public functions document alike, written once.
 
 The forward and backward functions of each cell, compiled (fastbptt.rnn_forward, ...)
-and reference (fastbptt.reference.rnn_forward, ...), take the same options; their
-numpydoc docstrings hold what is the cell's own (the arrays and their shapes, what is
-returned, an example) and name a shared block by a line of its own, `{forward_options}`,
-that `fill` replaces (help() and the API reference show the whole text). Pure Python: the
-reference uses it.
+and reference (fastbptt.reference.rnn_forward, ...), take the same arguments but for the
+cell's own options, and return the same records. Their numpydoc docstrings hold what is
+the cell's own (its equations, its options, an example) and name each shared block by a
+line of its own, `{forward_options}`, that `fill` replaces (help() and the API reference
+show the whole text). The blocks that differ by cell only in names and sizes (the initial
+states, the gate blocks of the weights, the Grads record's fields) are written here from
+the cell's CellSpec. Pure Python: the reference uses it.
 """
 import re
 import textwrap
@@ -74,12 +76,22 @@ def _entry(head, *sentences):
     return f"{head}\n{body}"
 
 
+def _section(title, *entries):
+    """A numpydoc section: its title, underlined, then its entries."""
+    return "\n".join([title, "-" * len(title), *entries])
+
+
+def _states_words(spec):
+    """How the prose names the states: "state" or "hidden and cell states"."""
+    return "hidden and cell states" if len(spec.states) > 1 else "state"
+
+
 def _backward_arguments(spec):
     """numpydoc Parameters entries of a cell's backward function: dh, cache, the final
     states' gradients (spec.final_grads) and check_finite."""
     names = ", ".join(spec.final_grads)
     s = "s" if len(spec.final_grads) > 1 else ""
-    states = "hidden and cell states" if len(spec.final_grads) > 1 else "state"
+    states = _states_words(spec)
     return "\n".join([
         _entry("dh : ndarray or None",
                f"dL/dh at every step, shaped like the output of {spec.forward_name}",
@@ -107,6 +119,98 @@ def _bias_parameters(spec):
                   "biases their gradients are None).")
 
 
+def _weight_parameters(spec, reference=False):
+    """The W_ih and W_hh entries: (G*H, I) and (G*H, H), PyTorch's gate blocks."""
+    GH = _gates_times_H(spec)
+    # one gate has no blocks to name
+    blocks, same = ((f", gate blocks {', '.join(spec.gate_names)}", ", the same gate blocks")
+                    if spec.gates > 1 else ("", ""))
+    if reference:
+        return "\n".join([f"W_ih : ndarray, shape ({GH}, I)",
+                          _entry(f"W_hh : ndarray, shape ({GH}, H)", f"The weights{blocks}.")])
+    return "\n".join([_entry(f"W_ih : ndarray, shape ({GH}, I)",
+                             f"Input-to-hidden weights{blocks}."),
+                      _entry(f"W_hh : ndarray, shape ({GH}, H)",
+                             f"Hidden-to-hidden weights{same}.")])
+
+
+def _forward_parameters(spec):
+    """The Parameters section of a cell's compiled forward up to the cell's own options:
+    x, the initial states (spec.initial_states), the weights and the biases."""
+    states = _states_words(spec)
+    return _section(
+        "Parameters",
+        PARAGRAPHS["x_parameter"],
+        _entry(f"{', '.join(spec.initial_states)} : ndarray, shape (B, H), or None",
+               f"The initial {states}; None means zeros."),
+        _weight_parameters(spec),
+        _bias_parameters(spec))
+
+
+def _final_states(spec):
+    """The cache's attributes that hold the final states, as a sentence's subject."""
+    names = [f"``cache.{s}_n``" for s in spec.states]
+    if len(names) == 1:
+        return f"{names[0]} is the final state"
+    return f"{', '.join(names[:-1])} and {names[-1]} are the final states"
+
+
+def _forward_returns(spec):
+    """The Returns section of a cell's compiled forward: h and the cache."""
+    return _section(
+        "Returns",
+        PARAGRAPHS["h_return"],
+        _entry("cache : object",
+               f"Opaque, for :func:`{spec.backward_name}`. {_final_states(spec)} (B, H), each",
+               "sequence's at its own last step. It refers to ``x`` and the weights: do not",
+               "change them in place before the backward call."))
+
+
+def _grads_fields(spec):
+    return ", ".join(spec.grads._fields)
+
+
+def _backward_sections(spec):
+    """Every section of a cell's compiled backward: Parameters, Returns (the fields of
+    spec.grads), Raises and See Also."""
+    returns = _entry(
+        f"grads : {spec.grads.__name__}",
+        f"A named tuple of new arrays of the forward's dtype: ``{_grads_fields(spec)}``.",
+        "The gradients of the weights and biases are summed over all steps; ``db_ih`` and",
+        "``db_hh`` are None when the forward had no biases.")
+    return "\n\n".join([_section("Parameters", _backward_arguments(spec)),
+                        _section("Returns", returns), _backward_see_also(spec)])
+
+
+def _reference_forward_parameters(spec):
+    """The Parameters section of a reference forward up to the cell's own options."""
+    return _section(
+        "Parameters",
+        PARAGRAPHS["reference_x_parameter"],
+        _entry(f"{', '.join(spec.initial_states)} : ndarray, shape (B, H), or None",
+               "None means zeros."),
+        _weight_parameters(spec, reference=True),
+        _entry(f"b_ih, b_hh : ndarray, shape ({_gates_times_H(spec)},), or None",
+               "Give both or neither."))
+
+
+def _reference_forward_returns(spec):
+    """The Returns section of a reference forward."""
+    return _section(
+        "Returns",
+        PARAGRAPHS["reference_h_return"],
+        _entry("cache : object", f"For :func:`{spec.backward_name}`; {_final_states(spec)}."))
+
+
+def _reference_backward_sections(spec):
+    """The Parameters and Returns sections of a reference backward."""
+    returns = _entry(f"grads : {spec.grads.__name__}",
+                     f"``{_grads_fields(spec)}``; db_ih and db_hh are None when the",
+                     "forward had no biases.")
+    return "\n\n".join([_section("Parameters", _backward_arguments(spec)),
+                        _section("Returns", returns)])
+
+
 def _forward_see_also(spec):
     """The Raises and See Also sections of a cell's compiled forward."""
     return (PARAGRAPHS["forward_raises"] + "\n\nSee Also\n--------\n"
@@ -125,7 +229,15 @@ def _backward_see_also(spec):
 SPEC_PARAGRAPHS = {"backward_arguments": _backward_arguments,
                    "bias_parameters": _bias_parameters,
                    "forward_raises_see_also": _forward_see_also,
-                   "backward_raises_see_also": _backward_see_also}
+                   "backward_raises_see_also": _backward_see_also,
+                   # whole sections: what a cell's docstrings hold between its own text
+                   "forward_parameters": _forward_parameters,
+                   "forward_returns_raises_see_also":
+                       lambda spec: _forward_returns(spec) + "\n\n" + _forward_see_also(spec),
+                   "backward_sections": _backward_sections,
+                   "reference_forward_parameters": _reference_forward_parameters,
+                   "reference_forward_returns": _reference_forward_returns,
+                   "reference_backward_sections": _reference_backward_sections}
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)\{(\w+)\}[ \t]*$", re.MULTILINE)
 

@@ -53,6 +53,36 @@ class LSTMGrads(NamedTuple):
     db_hh: Optional[np.ndarray]
 
 
+class LSTMPGrads(NamedTuple):
+    """Every gradient of an LSTM with a projection (``lstm_forward(..., W_hr=)``), a named
+    tuple: LSTMGrads' fields, then ``dW_hr``.
+
+    Attributes
+    ----------
+    dx : ndarray
+        dL/dx, shaped like x ((T, B, I), or (B, T, I) batch-first).
+    dh0 : ndarray, shape (B, P)
+        dL/dh0 (the projected hidden state).
+    dc0 : ndarray, shape (B, H)
+        dL/dc0.
+    dW_ih : ndarray, shape (4H, I)
+    dW_hh : ndarray, shape (4H, P)
+        The weights' gradients, summed over all steps.
+    db_ih, db_hh : ndarray, shape (4H,), or None
+        The biases' gradients; None when the forward pass had no biases.
+    dW_hr : ndarray, shape (P, H)
+        The projection's gradient, summed over all steps.
+    """
+    dx: np.ndarray
+    dh0: np.ndarray
+    dc0: np.ndarray
+    dW_ih: np.ndarray
+    dW_hh: np.ndarray
+    db_ih: Optional[np.ndarray]
+    db_hh: Optional[np.ndarray]
+    dW_hr: np.ndarray
+
+
 class GRUGrads(NamedTuple):
     """Every gradient of a GRU's forward pass, a named tuple (unpacks like a tuple).
 

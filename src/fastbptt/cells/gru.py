@@ -29,29 +29,15 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
         n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}
 
-    Parameters
-    ----------
-    {x_parameter}
-    h0 : ndarray, shape (B, H), or None
-        The initial state; None means zeros.
-    W_ih : ndarray, shape (3H, I)
-        Input-to-hidden weights, gate blocks r, z, n.
-    W_hh : ndarray, shape (3H, H)
-        Hidden-to-hidden weights, the same gate blocks.
-    {bias_parameters}
+    {forward_parameters}
     {forward_options}
 
-    Returns
-    -------
-    {h_return}
-    cache : object
-        Opaque, for :func:`gru_backward`. ``cache.h_n`` is the final state (B, H). It refers
-        to ``x`` and the weights: do not change them in place before the backward call.
-
-    {forward_raises_see_also}
+    {forward_returns_raises_see_also}
 
     Examples
     --------
+    Batch-first input, checked against the pure-NumPy twin:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> rng = np.random.default_rng(0)
@@ -75,19 +61,10 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, leng
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time: the gradients of a loss through a GRU.
 
-    Parameters
-    ----------
-    {backward_arguments}
+    ``db_ih`` and ``db_hh`` differ: ``b_hn`` sits inside the reset gate's product
+    r * (W_hn h_{t-1} + b_hn), ``b_in`` outside it.
 
-    Returns
-    -------
-    grads : GRUGrads
-        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dW_ih, dW_hh, db_ih,
-        db_hh``. The gradients of the weights and biases are summed over all steps;
-        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` and
-        ``db_hh`` differ (``b_hn`` sits inside the reset gate's product).
-
-    {backward_raises_see_also}
+    {backward_sections}
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

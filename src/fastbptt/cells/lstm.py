@@ -11,13 +11,14 @@ from fastbptt._kernels import lstm as _kernel
 from fastbptt.cells import docs, driver, workspace
 from fastbptt.cells.driver import scratch as _scratch
 from fastbptt.cells.spec import LSTM as SPEC
+from fastbptt.cells.spec import LSTMP as PROJECTED
 from fastbptt.runtime.backend import dispatch
 
 
 @dispatch("lstm_forward")
 @docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None, check_finite=False, checkpoint=None):
+                 lengths=None, check_finite=False, checkpoint=None, *, W_hr=None):
     """Run an LSTM over a sequence.
 
     PyTorch's equations and gate order (i, f, g, o), for each step t::
@@ -26,30 +27,22 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
         c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
         h_t = sigmoid(o) * tanh(c_t)
 
-    Parameters
-    ----------
-    {x_parameter}
-    h0, c0 : ndarray, shape (B, H), or None
-        The initial hidden and cell states; None means zeros.
-    W_ih : ndarray, shape (4H, I)
-        Input-to-hidden weights, gate blocks i, f, g, o.
-    W_hh : ndarray, shape (4H, H)
-        Hidden-to-hidden weights, the same gate blocks.
-    {bias_parameters}
+    {forward_parameters}
     {forward_options}
+    W_hr : ndarray, shape (P, H), or None, keyword-only
+        A projection of the hidden state (LSTMP, torch's ``proj_size``; 0 < P < H):
+        ``h_t = (o * tanh(c_t)) W_hr^T`` (B, P). Then ``h0``, the output and
+        ``cache.h_n`` are P wide, ``W_hh`` is (4H, P), ``c0`` and ``cache.c_n`` stay
+        (B, H), and :func:`lstm_backward` returns :class:`LSTMPGrads` (with ``dW_hr``).
+        None: no projection.
 
-    Returns
-    -------
-    {h_return}
-    cache : object
-        Opaque, for :func:`lstm_backward`. ``cache.h_n`` and ``cache.c_n`` are the final
-        states (B, H). It refers to ``x`` and the weights: do not change them in place
-        before the backward call.
-
-    {forward_raises_see_also}
+    {forward_returns_raises_see_also}
 
     Examples
     --------
+    Two sequences of lengths 5 and 3, and a loss on the final hidden state alone
+    (many-to-one):
+
     >>> import numpy as np
     >>> import fastbptt
     >>> rng = np.random.default_rng(0)
@@ -66,6 +59,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
     >>> grads.dx.shape, grads.dc0.shape
     ((5, 2, 3), (2, 4))
     """
+    if W_hr is not None:
+        return _projected().forward(x, h0, c0, W_ih, W_hh, W_hr, b_ih, b_hh, batch_first,
+                                    lengths, check_finite, checkpoint)
     return driver.forward(SPEC, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, batch_first, lengths,
                           check_finite, checkpoint)
 
@@ -75,21 +71,22 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time: the gradients of a loss through an LSTM.
 
-    Parameters
-    ----------
-    {backward_arguments}
+    ``db_ih`` equals ``db_hh``: both biases are added to the same gate pre-activations.
+    After a forward with ``W_hr`` the record is an :class:`LSTMPGrads`: the same fields,
+    with ``dh0`` (B, P) and ``dW_hh`` (4H, P), then ``dW_hr`` (P, H).
 
-    Returns
-    -------
-    grads : LSTMGrads
-        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dc0, dW_ih, dW_hh,
-        db_ih, db_hh``. The gradients of the weights and biases are summed over all steps;
-        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
-        ``db_hh``.
-
-    {backward_raises_see_also}
+    {backward_sections}
     """
+    if getattr(cache, "spec", None) is PROJECTED:
+        return _projected().backward(dh, cache, (dh_n, dc_n), check_finite)
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
+
+
+def _projected():
+    """The projected LSTM's compiled path (cells/lstmp.py), imported on first use: a
+    plain LSTM call never pays for it."""
+    from fastbptt.cells import lstmp
+    return lstmp
 
 
 def run_forward_kernel(args, states, form):

@@ -24,32 +24,17 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
         a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh      (B, H)
         h_t = f(a_t)
 
-    Parameters
-    ----------
-    {x_parameter}
-    h0 : ndarray, shape (B, H), or None
-        The initial state; None means zeros.
-    W_ih : ndarray, shape (H, I)
-        Input-to-hidden weights.
-    W_hh : ndarray, shape (H, H)
-        Hidden-to-hidden weights, the same gate blocks.
-    {bias_parameters}
+    {forward_parameters}
     nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
         f above ("tanh" and "relu" are PyTorch's).
     {forward_options}
 
-    Returns
-    -------
-    {h_return}
-    cache : object
-        Opaque, for :func:`rnn_backward`. ``cache.h_n`` is the final state (B, H), each
-        sequence's at its own last step. It refers to ``x`` and the weights: do not change
-        them in place before the backward call.
-
-    {forward_raises_see_also}
+    {forward_returns_raises_see_also}
 
     Examples
     --------
+    Forward and backward in float32, without biases:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> rng = np.random.default_rng(0)
@@ -73,19 +58,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time: the gradients of a loss through a vanilla RNN.
 
-    Parameters
-    ----------
-    {backward_arguments}
+    ``db_ih`` equals ``db_hh``: both biases are added to the same pre-activation.
 
-    Returns
-    -------
-    grads : RNNGrads
-        A named tuple of new arrays of the forward's dtype: ``dx, dh0, dW_ih, dW_hh, db_ih,
-        db_hh``. The gradients of the weights and biases are summed over all steps;
-        ``db_ih`` and ``db_hh`` are None when the forward had no biases. ``db_ih`` equals
-        ``db_hh``.
-
-    {backward_raises_see_also}
+    {backward_sections}
     """
     return driver.backward(SPEC, dh, cache, (dh_n,), check_finite)
 

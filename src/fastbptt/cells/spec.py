@@ -13,13 +13,14 @@ testing a cell's name.
 
 This module is pure Python and NumPy: fastbptt.reference reads it too.
 """
+import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
 
 import numpy as np
 
-from fastbptt.cells.grads import GRUGrads, LSTMGrads, RNNGrads
+from fastbptt.cells.grads import GRUGrads, LSTMGrads, LSTMPGrads, RNNGrads
 
 # The per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many rows: a GEMM
 # call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV rows").
@@ -124,6 +125,13 @@ GRU = CellSpec(
 )
 
 SPECS = MappingProxyType({s.name: s for s in (RNN, LSTM, GRU)})
+
+# The LSTM with a projection (lstm_forward's W_hr, torch's proj_size): not a cell of its
+# own, so not in SPECS (the layers, tables and suites see one LSTM), but its arguments,
+# caches and Grads record carry this spec: h is (B, P) with W_hh (4H, P), and backward
+# returns dW_hr too (fastbptt.cells.projection).
+LSTMP = dataclasses.replace(LSTM, grads=LSTMPGrads, kernel="fastbptt._kernels.lstmp",
+                            adapter="fastbptt.cells.lstmp")
 CELLS = tuple(SPECS)
 
 

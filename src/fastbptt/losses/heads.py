@@ -27,7 +27,7 @@ from fastbptt.losses.grads import HeadGrads
 from fastbptt.runtime.backend import dispatch
 
 # The parameters and sections every fused head documents alike, filled into the
-# docstrings below (fastbptt.cells.docs.fill_from).
+# docstrings below (fastbptt.cells.docs.fill_from, by _head_doc).
 _HEAD_DOCS = {
     "head_arrays": """\
 h : ndarray, shape (..., H)
@@ -37,9 +37,21 @@ W : ndarray, shape (V, H)
     The head's weights (an embedding's matrix for tied weights).
 b : ndarray, shape (V,), or None
     The head's bias.""",
+    "head_mask": """\
+mask : ndarray, shape h.shape[:-1], or None
+    Bool, or float weights per position; 0 leaves a position out.""",
     "head_compute_grad": """\
 compute_grad : bool, default True
     False: the loss only.""",
+    # the targets and the reduction of the element-wise heads, which torch's
+    # BCEWithLogitsLoss and MSELoss define alike
+    "elementwise_targets": """\
+targets : ndarray
+    Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.""",
+    "elementwise_reduction": """\
+reduction : {"mean", "sum"}, default "mean"
+    "mean" divides by the counted elements (the sum of the mask's weights times V), as
+    torch's ``BCEWithLogitsLoss`` and ``MSELoss`` do; "sum" adds them.""",
     "head_returns": """\
 Returns
 -------
@@ -57,7 +69,21 @@ ValueError
 TypeError
     Mixed float dtypes, or targets, mask or arrays of an unsupported dtype.""",
 }
-_head_doc = docs.fill_from(_HEAD_DOCS.__getitem__)
+# every parameter of an element-wise head, in its signature's order
+_HEAD_DOCS["elementwise_parameters"] = "\n".join(
+    ["Parameters", "----------"] + [_HEAD_DOCS[k] for k in (
+        "head_arrays", "elementwise_targets", "head_mask", "elementwise_reduction",
+        "head_compute_grad")])
+
+
+def _head_doc(func):
+    """Fill func's docstring from _HEAD_DOCS; its {head_sections} line becomes the
+    Returns, Raises and See Also sections, the last naming func's reference twin."""
+    sections = dict(_HEAD_DOCS, head_sections="\n\n".join([
+        _HEAD_DOCS["head_returns"], _HEAD_DOCS["head_raises"],
+        "See Also\n--------\n"
+        f"fastbptt.reference.{func.__name__} : the pure-NumPy twin, with the math."]))
+    return docs.fill_from(sections.__getitem__)(func)
 
 
 _KINDS = {
@@ -124,8 +150,7 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
     targets : ndarray
         Class indices, integers of shape ``h.shape[:-1]`` in [0, V) (except where
         masked out or equal to ``ignore_index``).
-    mask : ndarray, shape h.shape[:-1], or None
-        Bool, or float weights per position; 0 leaves a position out.
+    {head_mask}
     ignore_index : int or None
         Positions whose target equals it are left out, as in torch's ``cross_entropy``.
     reduction : {"mean", "sum"}, default "mean"
@@ -133,16 +158,12 @@ def softmax_cross_entropy(h, W, b, targets, *, mask=None, ignore_index=None,
         torch's ``cross_entropy`` does; "sum" adds them.
     {head_compute_grad}
 
-    {head_returns}
-
-    {head_raises}
-
-    See Also
-    --------
-    fastbptt.reference.softmax_cross_entropy : the pure-NumPy twin, with the math.
+    {head_sections}
 
     Examples
     --------
+    Uniform logits over 5 classes give a loss of log 5 at every position:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> h = np.zeros((3, 2, 4))                    # (T, B, H): uniform logits
@@ -168,28 +189,14 @@ def sigmoid_binary_cross_entropy(h, W, b, targets, *, mask=None, reduction="mean
 
         loss = max(y, 0) - y t + log1p(exp(-|y|))       per element
 
-    Parameters
-    ----------
-    {head_arrays}
-    targets : ndarray
-        Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
-    mask : ndarray, shape h.shape[:-1], or None
-        Bool, or float weights per position; 0 leaves a position out.
-    reduction : {"mean", "sum"}, default "mean"
-        "mean" divides by the counted elements (the sum of the mask's weights times
-        V), as torch's ``BCEWithLogitsLoss``; "sum" adds them.
-    {head_compute_grad}
+    {elementwise_parameters}
 
-    {head_returns}
-
-    {head_raises}
-
-    See Also
-    --------
-    fastbptt.reference.sigmoid_binary_cross_entropy : the pure-NumPy twin, with the math.
+    {head_sections}
 
     Examples
     --------
+    Logits of 0 against targets of 1, without a bias: log 2 per element:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> h, W = np.zeros((4, 3)), np.ones((2, 3))   # logits 0: sigmoid 0.5
@@ -210,28 +217,14 @@ def mean_squared_error(h, W, b, targets, *, mask=None, reduction="mean", compute
 
         loss = (y - t)^2       per element
 
-    Parameters
-    ----------
-    {head_arrays}
-    targets : ndarray
-        Float targets of h's dtype, shape ``h.shape[:-1] + (V,)``.
-    mask : ndarray, shape h.shape[:-1], or None
-        Bool, or float weights per position; 0 leaves a position out.
-    reduction : {"mean", "sum"}, default "mean"
-        "mean" divides by the counted elements (the sum of the mask's weights times
-        V), as torch's ``MSELoss``; "sum" adds them.
-    {head_compute_grad}
+    {elementwise_parameters}
 
-    {head_returns}
-
-    {head_raises}
-
-    See Also
-    --------
-    fastbptt.reference.mean_squared_error : the pure-NumPy twin, with the math.
+    {head_sections}
 
     Examples
     --------
+    Outputs of 3 against targets of 1: (3 - 1)^2 = 4 per element:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> h, W = np.ones((2, 3)), np.ones((1, 3))    # y = 3 everywhere

@@ -198,8 +198,20 @@ class _Cell:
                 f"bias={self.bias}{extra}, dtype={self.dtype.name}, backend={self.backend!r})")
 
 
+class _HiddenStateCell(_Cell):
+    """The calls of the cells whose state is h alone (RNNCell, GRUCell)."""
+
+    def forward(self, x_t, hx=None):
+        return self._forward(x_t, hx)
+
+    __call__ = forward
+
+    def backward(self, d_h, cache):
+        return self._backward(d_h, cache)
+
+
 @docs.fill_from(_CELL_DOCS.__getitem__)
-class RNNCell(_Cell):
+class RNNCell(_HiddenStateCell):
     """One step of an Elman RNN, h' = f(x W_ih^T + b_ih + h W_hh^T + b_hh), like
     torch.nn.RNNCell.
 
@@ -223,17 +235,9 @@ class RNNCell(_Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, dtype, seed, backend)
 
-    def forward(self, x_t, hx=None):
-        return self._forward(x_t, hx)
-
-    __call__ = forward
-
-    def backward(self, d_h, cache):
-        return self._backward(d_h, cache)
-
 
 @docs.fill_from(_CELL_DOCS.__getitem__)
-class GRUCell(_Cell):
+class GRUCell(_HiddenStateCell):
     """One step of torch.nn.GRUCell's GRU (gates r, z, n; n = tanh(x W_in^T + b_in +
     r * (h W_hn^T + b_hn)), h' = (1 - z) n + z h).
 
@@ -246,14 +250,6 @@ class GRUCell(_Cell):
     ``forward(x_t, hx=None) -> h', cache``; ``backward(d_h, cache) -> dx, dhx, grads``.
     """
     spec = _GRU_SPEC
-
-    def forward(self, x_t, hx=None):
-        return self._forward(x_t, hx)
-
-    __call__ = forward
-
-    def backward(self, d_h, cache):
-        return self._backward(d_h, cache)
 
 
 @docs.fill_from(_CELL_DOCS.__getitem__)

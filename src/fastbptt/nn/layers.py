@@ -35,6 +35,12 @@ and backward multiplies the gradient reaching Y_k by the same M_k (kept on the t
 masks are drawn here, in NumPy, so both backends see the same ones for the same seed.
 h_n and the last layer's output are never dropped; nothing is dropped in evaluation mode.
 
+proj_size=P on LSTM (keyword, torch's LSTMP): each layer and direction projects its
+hidden state, h_t = W_hr (o_t * tanh(c_t)) with weight_hr_l{k}{sfx} (P, H) (keyed after
+the biases, as torch orders them), so h is P wide (real_hidden_size, torch's name):
+weight_hh (4H, P), I_k = D*P above layer 0, output (T, B, D*P), h_n (L*D, B, P), while
+c_n stays (L*D, B, H). The cell function gets W_hr= (fastbptt.cells.projection).
+
 step(x_t, state=None) -> output_t, state: one time step of a unidirectional stack for
 streaming inference, x_t (B, I) (or (I,)), output_t (B, H): the same numbers as
 forward(x_t[None], state), without keeping a tape.
@@ -48,6 +54,7 @@ from fastbptt.cells import docs
 from fastbptt.cells.args import check_lengths, check_sizes
 from fastbptt.cells.spec import GRU as _GRU_SPEC
 from fastbptt.cells.spec import LSTM as _LSTM_SPEC
+from fastbptt.cells.spec import LSTMP as _LSTMP_SPEC
 from fastbptt.cells.spec import RNN as _RNN_SPEC
 from fastbptt.nn import versions
 from fastbptt.nn.stack import (
@@ -143,7 +150,7 @@ class _RecurrentLayer:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, dtype=np.float32, seed=None, backend=None, *,
-                 dropout=0.0):
+                 dropout=0.0, proj_size=0):
         for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -164,6 +171,10 @@ class _RecurrentLayer:
         self.num_directions = 2 if bidirectional else 1
         self.dtype = dtype
         self.dropout = _check_dropout(dropout, self.num_layers)
+        self.proj_size = _check_proj_size(proj_size, self.hidden_size, self.spec)
+        # the size of h (and of each direction's output): P with a projection, else H,
+        # as torch names it
+        self.real_hidden_size = self.proj_size or self.hidden_size
         self.training = True   # torch modules start in training mode
         self.backend = backend   # validated by the property
         # the initial weights, then the dropout masks, come from this one Generator
@@ -191,7 +202,7 @@ class _RecurrentLayer:
         p = self.dropout
         if p == 0 or not self.training or self.num_layers == 1:
             return None
-        shape = (T, B, self.num_directions * self.hidden_size)
+        shape = (T, B, self.num_directions * self.real_hidden_size)
         scale = self.dtype.type(1.0 / (1.0 - p))
         return [(self.generator.random(shape) >= p) * scale
                 for _ in range(self.num_layers - 1)]
@@ -210,17 +221,20 @@ class _RecurrentLayer:
         self._backend = value
 
     def _param_shapes(self):
-        """{key: shape} in torch's order: by layer, direction, then w_ih, w_hh, b_ih, b_hh."""
-        G, H = self.spec.gates, self.hidden_size
+        """{key: shape} in torch's order: by layer, direction, then w_ih, w_hh, b_ih, b_hh
+        (and w_hr (P, H) with a projection; h is then P wide: W_hh (G*H, P))."""
+        G, H, P = self.spec.gates, self.hidden_size, self.real_hidden_size
         shapes = {}
         for k in range(self.num_layers):
-            I = self.input_size if k == 0 else self.num_directions * H
+            I = self.input_size if k == 0 else self.num_directions * P
             for sfx in ("", "_reverse")[:self.num_directions]:
                 shapes[f"weight_ih_l{k}{sfx}"] = (G * H, I)
-                shapes[f"weight_hh_l{k}{sfx}"] = (G * H, H)
+                shapes[f"weight_hh_l{k}{sfx}"] = (G * H, P)
                 if self.bias:
                     shapes[f"bias_ih_l{k}{sfx}"] = (G * H,)
                     shapes[f"bias_hh_l{k}{sfx}"] = (G * H,)
+                if self.proj_size:
+                    shapes[f"weight_hr_l{k}{sfx}"] = (P, H)
         return shapes
 
     def _init_params(self, rng):
@@ -259,6 +273,20 @@ class _RecurrentLayer:
         b_hh = p.get(f"bias_hh_l{k}{sfx}")
         return p[f"weight_ih_l{k}{sfx}"], p[f"weight_hh_l{k}{sfx}"], b_ih, b_hh
 
+    def cell_keywords(self, k, sfx):
+        """The cell function's keywords of layer k, direction sfx, beside the options:
+        the projection {"W_hr": (P, H)} of an LSTM with proj_size, else none."""
+        if not self.proj_size:
+            return {}
+        return {"W_hr": self.params[f"weight_hr_l{k}{sfx}"]}
+
+    def state_sizes(self):
+        """The size of each state in spec.states order: (H,), or (P, H) for an LSTM's h
+        and c (P = real_hidden_size, H without a projection)."""
+        if len(self.spec.states) == 1:
+            return (self.hidden_size,)
+        return (self.real_hidden_size, self.hidden_size)
+
     # ------------------------------------------------------------ forward / backward
 
     @property
@@ -283,18 +311,21 @@ class _RecurrentLayer:
         return arrays[0] if len(self.spec.states) == 1 else tuple(arrays)
 
     def initial_states(self, state, B):
-        """Validated initial states for a batch of B: a list of (L*D, B, H) arrays in
-        spec.states order (zeros where not given); state in forward's form."""
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        """Validated initial states for a batch of B: a list of (L*D, B, n) arrays in
+        spec.states order (n from state_sizes; zeros where not given); state in forward's
+        form."""
         out = []
-        for name, value in zip(self.spec.initial_states, self.state_arrays(state)):
+        for name, value, n in zip(self.spec.initial_states, self.state_arrays(state),
+                                  self.state_sizes()):
+            shape = (self.num_layers * self.num_directions, B, n)
             if value is None:
                 out.append(np.zeros(shape, self.dtype))
                 continue
             value = as_float_array(name, value, 3, self.dtype, contiguous=False)
             if value.shape != shape:
-                raise ValueError(f"{name} must have shape (num_layers * num_directions, B, H)"
-                                 f" = {shape}, got {value.shape}")
+                what = "H" if n == self.hidden_size else "proj_size"
+                raise ValueError(f"{name} must have shape (num_layers * num_directions, B, "
+                                 f"{what}) = {shape}, got {value.shape}")
             out.append(value)
         return out
 
@@ -343,20 +374,22 @@ class _RecurrentLayer:
                             f"{type(tape).__name__}")
         versions.check_unchanged(self.params, tape.params, f"{type(self).__name__}.backward")
         backward = cell_function(tape.backend, self.spec.backward_name)
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        D, L = self.num_directions, self.num_layers
+        P = self.real_hidden_size
         x_shape = tape.x_shape
         B = x_shape[0] if self.batch_first else x_shape[1]
         T = x_shape[1] if self.batch_first else x_shape[0]
-        state_shape = (L * D, B, H)
-        out_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        out_shape = (B, T, D * P) if self.batch_first else (T, B, D * P)
         names = tuple(f"d_{s}n" for s in self.spec.states)   # d_hn, d_cn
         checked = []
-        for name, value in zip(names, self.state_arrays(d_state)):
+        for name, value, n in zip(names, self.state_arrays(d_state), self.state_sizes()):
+            state_shape = (L * D, B, n)
             if value is not None:
                 value = as_float_array(name, value, 3, self.dtype, contiguous=False)
                 if value.shape != state_shape:
                     raise ValueError(f"{name} must have shape (num_layers * num_directions, "
-                                     f"B, H) = {state_shape}, got {value.shape}")
+                                     f"B, {'H' if n == self.hidden_size else 'proj_size'}) "
+                                     f"= {state_shape}, got {value.shape}")
             checked.append(value)
         if d_output is None and all(v is None for v in checked):
             raise ValueError("give d_output, " + " or ".join(names) + "; all were None")
@@ -385,7 +418,7 @@ class _RecurrentLayer:
         if self.bidirectional:
             raise ValueError("step needs a unidirectional layer: the reverse direction "
                              "reads the sequence from its end")
-        run_step = step_function(self.backend, self.spec)
+        run_step = step_function(self.backend, _LSTMP_SPEC if self.proj_size else self.spec)
         x_t = as_float_array("x_t", x_t, np.ndim(x_t), self.dtype, contiguous=False)
         unbatched = x_t.ndim == 1
         if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
@@ -407,7 +440,8 @@ class _RecurrentLayer:
         options = self.options
         inp = x_t[None]   # (1, B, I_k)
         for k in range(L):
-            new = run_step(inp, [s[k] for s in states], *self._weights(k, ""), **options)
+            new = run_step(inp, [s[k] for s in states], *self._weights(k, ""), **options,
+                           **self.cell_keywords(k, ""))
             if L == 1:
                 finals = [value[None] for value in new]
             else:
@@ -443,6 +477,7 @@ class _RecurrentLayer:
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}{extra}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
+                + (f"proj_size={self.proj_size}, " if self.proj_size else "") +
                 f"bidirectional={self.bidirectional}, "
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
 
@@ -459,6 +494,22 @@ def _check_dropout(p, num_layers):
                       "non-zero dropout expects num_layers greater than 1, but got "
                       f"dropout={p} and num_layers={num_layers}", UserWarning, stacklevel=3)
     return float(p)
+
+
+def _check_proj_size(p, hidden_size, spec):
+    """p as an int after torch's checks: 0 (no projection) or 0 < p < hidden_size, and
+    only on an LSTM (the projection h_t = W_hr (o tanh(c_t)) is LSTMP's)."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
+        raise TypeError(f"proj_size must be an int, got {p!r}")
+    if p < 0:
+        raise ValueError(f"proj_size must be 0 (no projection) or a positive int, got {p}")
+    if p and spec.name != "lstm":
+        raise ValueError(f"proj_size is only supported for LSTM, not "
+                         f"{spec.torch_name}, got proj_size={p}")
+    if p >= hidden_size:
+        raise ValueError(f"proj_size must be smaller than hidden_size = {hidden_size}, "
+                         f"got {p}")
+    return int(p)
 
 
 @_layer_doc(_RNN_SPEC)
@@ -493,13 +544,14 @@ class RNN(_RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, bidirectional=False, dtype=np.float32,
-                 seed=None, backend=None, *, dropout=0.0):
+                 seed=None, backend=None, *, dropout=0.0, proj_size=0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN's), "
                              f"got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first,
-                         bidirectional, dtype, seed, backend, dropout=dropout)
+                         bidirectional, dtype, seed, backend, dropout=dropout,
+                         proj_size=proj_size)
 
     def forward(self, x, h0=None, lengths=None, check_finite=False):
         return self._run_forward(x, h0, lengths, check_finite)
@@ -547,6 +599,11 @@ class LSTM(_RecurrentLayer):
     Parameters
     ----------
     {layer_parameters}
+    proj_size : int, default 0, keyword-only
+        torch's projection (LSTMP): with 0 < P < hidden_size, ``h_t = W_hr (o_t *
+        tanh(c_t))`` has P features, under ``weight_hr_l{k}`` (P, H) parameters; then
+        ``weight_hh_l{k}`` is (4H, P), layer k > 0 reads D*P features, ``output`` is
+        (T, B, D*P), ``h_n`` (L*D, B, P) and ``c_n`` (L*D, B, H). 0: none.
 
     {layer_sections}
 
@@ -562,6 +619,10 @@ class LSTM(_RecurrentLayer):
     >>> dx, grads = lstm.backward(np.ones_like(output))
     >>> lstm.d_h0.shape, grads["weight_ih_l0"].shape
     ((1, 2, 8), (32, 3))
+    >>> lstmp = fastbptt.LSTM(3, 8, proj_size=2, seed=0)
+    >>> output, (h_n, c_n) = lstmp.forward(np.ones((5, 2, 3), np.float32))
+    >>> output.shape, h_n.shape, c_n.shape, lstmp.params["weight_hr_l0"].shape
+    ((5, 2, 2), (1, 2, 2), (1, 2, 8), (2, 8))
     """
     spec = _LSTM_SPEC
 

@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from fastbptt.cells import driver
+from fastbptt.cells.spec import LSTMP
 from fastbptt.runtime.backend import get_backend, implementation
 
 
@@ -54,10 +55,12 @@ def step_function(backend, spec):
         return _step_functions[key]
     except KeyError:
         pass
-    if key[0] == "compiled":
+    if key[0] == "compiled" and spec is not LSTMP:
         function = functools.partial(driver.step, spec)
     else:
-        forward = implementation(spec.forward_name, "reference")
+        # the driver's step keeps every state (B, H); the projected LSTM's h is (B, P),
+        # so its step is a one-step forward (whose cache is dropped at once)
+        forward = implementation(spec.forward_name, key[0])
 
         def function(x, states, *weights, **options):
             return forward(x, *states, *weights, **options)[1].final_states()
@@ -110,7 +113,7 @@ def stack_forward(layer, forward, seq, states, lengths, x_shape, backend=None, m
             i = k * D + d
             inp = layer_input if d == 0 else gather_time(layer_input, reverse_index)
             h, cache = forward(inp, *(s[i] for s in states), *_weights(layer, k, sfx),
-                               lengths=lengths, **options)
+                               lengths=lengths, **options, **layer.cell_keywords(k, sfx))
             for final, value in zip(finals, cache.final_states()):
                 final[i] = value
             outputs.append(h if d == 0 else gather_time(h, reverse_index))
@@ -126,12 +129,13 @@ def stack_backward(layer, backward, tape, d_output, d_finals):
     a list of (L*D, B, H) arrays or None in spec.states order. Returns (d_input (T, B, I)
     time-major, grads keyed like layer.params, the initial states' gradients as a list of
     (L*D, B, H) arrays)."""
-    H, D, L = layer.hidden_size, layer.num_directions, layer.num_layers
+    # H: the width of h and of each direction's output (P with a projection)
+    H, D, L = layer.real_hidden_size, layer.num_directions, layer.num_layers
     x_shape = tape.x_shape
     B = x_shape[0] if layer.batch_first else x_shape[1]
     n_states = len(layer.spec.states)
     grads = {}
-    d_init = [np.empty((L * D, B, H), layer.dtype) for _ in range(n_states)]
+    d_init = [np.empty((L * D, B, n), layer.dtype) for n in layer.state_sizes()]
     d_layer = d_output
     for k in reversed(range(L)):
         if tape.masks is not None and k < L - 1 and d_layer is not None:
@@ -154,6 +158,8 @@ def stack_backward(layer, backward, tape, d_output, d_finals):
             if layer.bias:
                 grads[f"bias_ih_l{k}{sfx}"] = g.db_ih
                 grads[f"bias_hh_l{k}{sfx}"] = g.db_hh
+            if layer.proj_size:
+                grads[f"weight_hr_l{k}{sfx}"] = g.dW_hr
             dx = g.dx if d == 0 else gather_time(g.dx, tape.reverse_index)
             d_input = dx if d_input is None else d_input + dx
         d_layer = d_input

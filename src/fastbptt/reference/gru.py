@@ -56,30 +56,16 @@ def _blocks(a, H):
 
 @docs.fill(SPEC)
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False, lengths=None,
-                check_finite=False,
-                checkpoint=None):
+                check_finite=False, checkpoint=None):
     """Run a GRU over a sequence, in plain NumPy, one step at a time.
 
     The specification of :func:`fastbptt.gru_forward` (same signature and results to
     rounding); the equations are in this module's docstring.
 
-    Parameters
-    ----------
-    {reference_x_parameter}
-    h0 : ndarray, shape (B, H), or None
-        None means zeros.
-    W_ih : ndarray, shape (3H, I)
-    W_hh : ndarray, shape (3H, H)
-        The weights, gate blocks r, z, n.
-    b_ih, b_hh : ndarray, shape (3H,), or None
-        Give both or neither.
+    {reference_forward_parameters}
     {forward_options}
 
-    Returns
-    -------
-    {reference_h_return}
-    cache : object
-        For :func:`gru_backward`; ``cache.h_n`` is the final state.
+    {reference_forward_returns}
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint)
@@ -107,17 +93,10 @@ def _forward(args):
 def gru_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time through a GRU, in plain NumPy.
 
-    The specification of :func:`fastbptt.gru_backward`.
+    The specification of :func:`fastbptt.gru_backward`; db_ih and db_hh differ, since
+    the reset gate acts after b_hn.
 
-    Parameters
-    ----------
-    {backward_arguments}
-
-    Returns
-    -------
-    grads : GRUGrads
-        ``dx, dh0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the forward
-        had no biases (and differ otherwise: the reset gate acts after b_hn).
+    {reference_backward_sections}
     """
     return _recurrence.backward(SPEC, ReferenceGRUCache, dh, cache, (dh_n,), check_finite)
 

@@ -47,31 +47,23 @@ class ReferenceLSTMCache(_recurrence.ReferenceCache):
 
 @docs.fill(SPEC)
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first=False,
-                 lengths=None, check_finite=False,
-                checkpoint=None):
+                 lengths=None, check_finite=False, checkpoint=None, *, W_hr=None):
     """Run an LSTM over a sequence, in plain NumPy, one step at a time.
 
     The specification of :func:`fastbptt.lstm_forward` (same signature and results to
     rounding); the equations are in this module's docstring.
 
-    Parameters
-    ----------
-    {reference_x_parameter}
-    h0, c0 : ndarray, shape (B, H), or None
-        None means zeros.
-    W_ih : ndarray, shape (4H, I)
-    W_hh : ndarray, shape (4H, H)
-        The weights, gate blocks i, f, g, o.
-    b_ih, b_hh : ndarray, shape (4H,), or None
-        Give both or neither.
+    {reference_forward_parameters}
     {forward_options}
+    W_hr : ndarray, shape (P, H), or None, keyword-only
+        The projection h_t = (o tanh(c_t)) W_hr^T, 0 < P < H (reference/lstmp.py); then
+        h0 is (B, P) and W_hh (4H, P). None: no projection.
 
-    Returns
-    -------
-    {reference_h_return}
-    cache : object
-        For :func:`lstm_backward`; ``cache.h_n`` and ``cache.c_n`` are the final states.
+    {reference_forward_returns}
     """
+    if W_hr is not None:
+        return _projected().forward(x, h0, c0, W_ih, W_hh, W_hr, b_ih, b_hh, batch_first,
+                                    lengths, check_finite, checkpoint)
     return _recurrence.forward(SPEC, _forward, x, (h0, c0), W_ih, W_hh, b_ih, b_hh,
                                batch_first, lengths, check_finite, checkpoint)
 
@@ -96,18 +88,13 @@ def _forward(args):
 def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
     """Backpropagate through time through an LSTM, in plain NumPy.
 
-    The specification of :func:`fastbptt.lstm_backward`.
+    The specification of :func:`fastbptt.lstm_backward`; db_ih equals db_hh. After a
+    forward with ``W_hr``, an LSTMPGrads (``dW_hr`` last).
 
-    Parameters
-    ----------
-    {backward_arguments}
-
-    Returns
-    -------
-    grads : LSTMGrads
-        ``dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the
-        forward had no biases.
+    {reference_backward_sections}
     """
+    if getattr(cache, "spec", None) is _projected().SPEC:
+        return _projected().backward(dh, cache, (dh_n, dc_n), check_finite)
     return _recurrence.backward(SPEC, ReferenceLSTMCache, dh, cache, (dh_n, dc_n),
                                 check_finite)
 
@@ -139,3 +126,9 @@ def lstm_backward_step(dh, dc, cache, t, keep=None):
     if keep is not None:
         dh_prev = dh_prev + dh_skip
     return dz, dh_prev, dc_prev
+
+
+def _projected():
+    """The projected LSTM (reference/lstmp.py), which builds on this module's cell."""
+    from fastbptt.reference import lstmp
+    return lstmp

@@ -69,25 +69,12 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     The specification of :func:`fastbptt.rnn_forward` (same signature and results to
     rounding); the equations are in this module's docstring.
 
-    Parameters
-    ----------
-    {reference_x_parameter}
-    h0 : ndarray, shape (B, H), or None
-        None means zeros.
-    W_ih : ndarray, shape (H, I)
-    W_hh : ndarray, shape (H, H)
-        The weights.
-    b_ih, b_hh : ndarray, shape (H,), or None
-        Give both or neither.
+    {reference_forward_parameters}
     nonlinearity : {"tanh", "relu", "sigmoid", "identity"}, default "tanh"
         f in the equations.
     {forward_options}
 
-    Returns
-    -------
-    {reference_h_return}
-    cache : object
-        For :func:`rnn_backward`; ``cache.h_n`` is the final state.
+    {reference_forward_returns}
     """
     return _recurrence.forward(SPEC, _forward, x, (h0,), W_ih, W_hh, b_ih, b_hh, batch_first,
                                lengths, check_finite, checkpoint, nonlinearity=nonlinearity)
@@ -108,17 +95,9 @@ def _forward(args):
 def rnn_backward(dh, cache, dh_n=None, check_finite=False):
     """Backpropagate through time through a vanilla RNN, in plain NumPy.
 
-    The specification of :func:`fastbptt.rnn_backward`.
+    The specification of :func:`fastbptt.rnn_backward`; db_ih equals db_hh.
 
-    Parameters
-    ----------
-    {backward_arguments}
-
-    Returns
-    -------
-    grads : RNNGrads
-        ``dx, dh0, dW_ih, dW_hh, db_ih, db_hh``; db_ih and db_hh are None when the forward
-        had no biases.
+    {reference_backward_sections}
     """
     return _recurrence.backward(SPEC, ReferenceRNNCache, dh, cache, (dh_n,), check_finite)
 

@@ -104,6 +104,9 @@ def gradient_flow(layer, x, d_output, hx=None, jacobian=True):
                         f"{type(layer).__name__}")
     if layer.bidirectional:
         raise ValueError("gradient_flow needs a unidirectional layer")
+    if getattr(layer, "proj_size", 0):
+        # its per-step Jacobians would go through W_hr too; not written yet
+        raise ValueError("gradient_flow does not take an LSTM with proj_size yet")
     if not isinstance(jacobian, (bool, np.bool_)):
         raise TypeError(f"jacobian must be a bool, got {jacobian!r}")
     L, H = layer.num_layers, layer.hidden_size

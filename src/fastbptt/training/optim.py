@@ -244,13 +244,17 @@ class Momentum(_Optimizer):
 
     Examples
     --------
+    The second of two equal gradients moves w 1.9 times as far (b = 0.9 g + g):
+
     >>> import numpy as np
     >>> import fastbptt
     >>> w = np.array([1.0, -2.0])
-    >>> opt = fastbptt.Momentum({"w": w}, lr=0.5)
-    >>> opt.step({"w": np.array([1.0, -1.0])})
-    >>> w                                   # updated in place
-    array([ 0.5, -1.5])
+    >>> opt = fastbptt.Momentum({"w": w}, lr=0.5, momentum=0.9)
+    >>> g = {"w": np.array([1.0, -1.0])}
+    >>> for _ in range(2):
+    ...     opt.step(g)
+    >>> w                                   # w - lr g (1 + 1.9)
+    array([-0.45, -0.55])
     """
     _slots = ("momentum_buffer",)
 
@@ -304,13 +308,16 @@ class Adagrad(_Optimizer):
 
     Examples
     --------
+    Each coordinate is scaled by its own history: a gradient 100 times larger moves its
+    coordinate as far:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> w = np.array([1.0, -2.0])
     >>> opt = fastbptt.Adagrad({"w": w}, lr=0.5)
-    >>> opt.step({"w": np.array([1.0, -1.0])})
-    >>> w                                   # updated in place
-    array([ 0.5, -1.5])
+    >>> opt.step({"w": np.array([1.0, -100.0])})
+    >>> w, opt.state["sum"]["w"]            # both moved by lr; s = g^2
+    (array([ 0.5, -1.5]), array([1.e+00, 1.e+04]))
     """
     _slots = ("sum",)
 
@@ -360,13 +367,19 @@ class Adam(_Optimizer):
 
     Examples
     --------
+    Steps of about lr whatever the gradient's scale; the step count is part of the
+    state that :meth:`state_dict` saves:
+
     >>> import numpy as np
     >>> import fastbptt
     >>> w = np.array([1.0, -2.0])
-    >>> opt = fastbptt.Adam({"w": w}, lr=0.5)
-    >>> opt.step({"w": np.array([1.0, -1.0])})
-    >>> w                                   # updated in place
-    array([ 0.5, -1.5])
+    >>> opt = fastbptt.Adam({"w": w}, lr=0.1)
+    >>> for _ in range(3):
+    ...     opt.step({"w": np.array([0.01, -100.0])})
+    >>> w.round(6)
+    array([ 0.7, -1.7])
+    >>> int(opt.state_dict()["step"])
+    3
     """
     _slots = ("exp_avg", "exp_avg_sq")
 
