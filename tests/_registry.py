@@ -20,6 +20,7 @@ import numpy as np
 import fastbptt
 from fastbptt import reference
 from fastbptt.cells.spec import SPECS
+from fastbptt.nn.stepper import Stepper
 
 IMPLS = ("compiled", "reference")
 
@@ -222,6 +223,19 @@ def _step_call(cell, case, impl):
     return Call(layer.step, (present(x_t, case.layout), state))
 
 
+def _stepper_call(cell, case, impl):
+    """Two advances of an nn.stepper.Stepper on x_t (B, I) from a layer.step Call's
+    layer and state: (the two outputs, the state after them)."""
+    step = _step_call(cell, case, impl)
+    layer = step.fn.__self__
+
+    def two_steps(x_t, state):
+        stepper = Stepper(layer, case.B, state)
+        first = stepper.advance(x_t).copy()
+        return first, stepper.advance(x_t), stepper.state()
+    return Call(two_steps, step.args)
+
+
 def _loss_call(name, case, impl):
     """A fused head + loss over h (T, B, H) -> V = max(I, 1) outputs: mask when the case
     has lengths, ignore_index (cross-entropy) on odd seeds, the reduction by seed."""
@@ -262,6 +276,9 @@ REGISTRY = [entry for spec in SPECS.values() for entry in (
       for name in LOSSES]
 REGISTRY += [Entry(f"{spec.torch_name}.step",
                    lambda case, impl, c=spec.name: _step_call(c, case, impl))
+             for spec in SPECS.values()]
+REGISTRY += [Entry(f"{spec.torch_name}.Stepper",
+                   lambda case, impl, c=spec.name: _stepper_call(c, case, impl))
              for spec in SPECS.values()]
 REGISTRY += [Entry(f"{spec.torch_name}Cell.{method}",
                    lambda case, impl, c=spec.name, b=(method == "backward"):

@@ -14,6 +14,7 @@ import numpy as np
 
 from fastbptt import losses
 from fastbptt.nn.layers import LAYERS
+from fastbptt.nn.stepper import Stepper
 from fastbptt.runtime.backend import implementation
 from fastbptt.training.checkpoint import (
     CheckpointError,
@@ -195,24 +196,34 @@ class CharLM:
         W_t = np.ascontiguousarray(self.params["head.weight"].T, np.float64) / temperature
         b_t = self.params["head.bias"].astype(np.float64) / temperature
         u = rng.random(length - len(generated))   # one uniform draw per character
-        # the context in one call, then one character per step fed back in through
-        # layer.step (no tape), its one-hot row x_t (1, V) rewritten in place
+        # the context in one call, then one character per step fed back in through a
+        # Stepper (validated once, no tape), as the index of its one-hot input row
         output, state = self.layer.forward(self.one_hot(context[:, None]))
-        h = output[-1]   # (1, H)
-        x_t = np.zeros((1, len(self.vocab)), self.dtype)
-        last = len(self.vocab) - 1
-        ix = 0
+        stepper = Stepper(self.layer, 1, state)
+        index = stepper.index   # (1,): the next input is the one-hot row e_index[0]
+        V = len(self.vocab)
+        # the head's buffers, written in place each character
+        h64 = output[-1, 0].astype(np.float64)   # (H,) the top layer's h, in float64
+        logits = np.empty(V)
+        # inverse-CDF sampling of p = softmax(logits): the first index whose cumulative
+        # weight exceeds u * sum (rng.choice's checks cost more than this); compiled, or
+        # its NumPy twin: the same draws
+        if stepper.compiled:
+            from fastbptt._kernels.step import InverseCDF
+        else:
+            from fastbptt.reference.sampling import InverseCDF
+        softmax = InverseCDF(logits, b_t)
+        shift, draw = softmax.shift, softmax.draw
+        matmul, exp, copyto = np.matmul, np.exp, np.copyto
         for i in range(len(u)):
-            logits = h[0] @ W_t + b_t
-            # inverse-CDF sampling of p = softmax(logits): the first index whose
-            # cumulative weight exceeds u * sum (rng.choice's checks cost more than this)
-            cdf = np.exp(logits - logits.max()).cumsum()
-            x_t[0, ix] = 0
-            ix = min(int(cdf.searchsorted(u[i] * cdf[-1], side="right")), last)
+            matmul(h64, W_t, out=logits)
+            shift()                  # logits := logits + b_t - max(logits + b_t)
+            exp(logits, out=logits)
+            ix = draw(u[i])
             generated.append(ix)
-            x_t[0, ix] = 1
             if i + 1 < len(u):
-                h, state = self.layer.step(x_t, state)
+                index[0] = ix
+                copyto(h64, stepper.advance_index()[0])
         return self.decode(generated)
 
     # ------------------------------------------------------------ checkpoints
