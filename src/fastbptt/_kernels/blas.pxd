@@ -19,3 +19,13 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
 # y := alpha * op(A) @ x + beta * y, row-major A (m x n), contiguous x and y
 cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
                const floating *x, floating beta, floating *y) noexcept nogil
+
+# The thread policy of the time loops (fastbptt.runtime.threads): a step's products are
+# far too small to pay for a second thread, and a threaded one waits for a descheduled
+# BLAS thread whenever another process is busy. So every kernel brackets its time loop:
+#     saved = one_thread_begin()   ...per-step products...   one_thread_end(saved)
+# begin sets the BLAS to one thread when it runs more and returns the count to restore
+# (0: nothing to restore); the batched products before and after the loop keep the
+# caller's count. Neither allocates nor takes the GIL.
+cdef int one_thread_begin() noexcept nogil
+cdef void one_thread_end(int saved) noexcept nogil

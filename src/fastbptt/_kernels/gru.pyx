@@ -28,6 +28,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
@@ -100,10 +101,12 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef floating *h_t
     cdef floating *R_ = &R[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef int saved   # one_thread_begin's count to restore
     with nogil:
         # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
         # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], ldg, T * B, G, I)
+        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T):
             gates_t = &gates[0, 0] + t * ts * ldg
             h_prev = &hbuf[t, 0, 0]
@@ -118,6 +121,7 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                                 h_prev + b * H, h_t + b * H, H)
                 if lens != NULL and t >= lens[b]:
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+        one_thread_end(saved)
 
 
 def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -158,9 +162,11 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
+    cdef int saved   # one_thread_begin's count to restore
     with nogil:
         # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
         begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
+        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda
@@ -177,6 +183,7 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
             # zero rows of ended sequences add nothing, so no lengths here)
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
                                    transposed_step, scratch_p, NULL, t, NULL)
+        one_thread_end(saved)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
         # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
