@@ -20,12 +20,14 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
 cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
                const floating *x, floating beta, floating *y) noexcept nogil
 
-# The thread policy of the time loops (fastbptt.runtime.threads): a step's products are
-# far too small to pay for a second thread, and a threaded one waits for a descheduled
-# BLAS thread whenever another process is busy. So every kernel brackets its time loop:
-#     saved = one_thread_begin()   ...per-step products...   one_thread_end(saved)
-# begin sets the BLAS to one thread when it runs more and returns the count to restore
-# (0: nothing to restore); the batched products before and after the loop keep the
-# caller's count. Neither allocates nor takes the GIL.
+# The thread policy of the kernels (fastbptt.runtime.threads): a kernel call runs on one
+# BLAS thread. A step's products are far too small to pay for a second thread, and any
+# threaded product, the batched ones before and after the time loop included, waits for
+# a descheduled BLAS thread whenever another process keeps a core busy (bench/RESULTS.md,
+# "Thread policy under load"); two cores come from the batch split instead
+# (fastbptt.cells.batch_split). So every kernel brackets its work:
+#     saved = one_thread_begin()   ...every product of the call...   one_thread_end(saved)
+# begin sets scipy's BLAS to one thread when it runs more and returns the count to restore
+# (0: nothing to restore). Neither allocates nor takes the GIL.
 cdef int one_thread_begin() noexcept nogil
 cdef void one_thread_end(int saved) noexcept nogil

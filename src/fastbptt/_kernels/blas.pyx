@@ -76,17 +76,18 @@ cdef void one_thread_end(int saved) noexcept nogil:
     """Restore the count one_thread_begin replaced (saved 0: it replaced none).
 
     Concurrent calls from several Python threads stay safe: a call that finds the count
-    at 1 (another call's loop, or the caller's own setting) changes nothing, and each call
+    at 1 (set by another call, or by the caller) changes nothing, and each call
     that sets 1 writes back the count it found, so the count ends as the caller set it.
     The count is the process's (OpenBLAS has no per-thread count in its pthreads build):
-    while one call's loop runs, another thread's batched products run on one thread too."""
+    while one call runs, other threads' BLAS calls (scipy's, not numpy's) run on one
+    thread too."""
     if saved > 1:
         fb_set_blas_threads(saved)
 
 
 def has_thread_control():
     """Whether the thread count of scipy's BLAS can be read and set here (OpenBLAS with
-    dladdr: see blas_threads.h); without it the time loops run as the BLAS chooses."""
+    dladdr: see blas_threads.h); without it the kernels run as the BLAS chooses."""
     return bool(_thread_control)
 
 

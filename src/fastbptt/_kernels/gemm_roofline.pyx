@@ -47,9 +47,8 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *P_t
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # on one BLAS thread, as the kernels run (blas.pxd)
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, T * B, GH, I)
-        # the per-step products on one BLAS thread, as in the kernels (blas.pxd)
-        saved = one_thread_begin()
         for t in range(T):
             P_t = &P[0, 0] + t * B * ldp
             if own:
@@ -63,11 +62,11 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, P_t, ldp, 1 if own else 0,
                                    &carry[0, 0], B, GH, H, transposed, &scratch[0], NULL,
                                    t, NULL)
-        one_thread_end(saved)
         input_grads(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, &dX[0, 0], &dW_ih[0, 0], T * B,
                     I, front, back)
         recurrent_weight_grad(&hbuf[0, 0, 0], &P[0, 0], ldp, &dW_hh[0, 0], T, B, GH, H,
                               False)
+        one_thread_end(saved)
 
 
 def square_gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C):

@@ -103,10 +103,10 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
         # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], ldg, T * B, G, I)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T):
             gates_t = &gates[0, 0] + t * ts * ldg
             h_prev = &hbuf[t, 0, 0]
@@ -164,9 +164,9 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
         begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda
@@ -183,7 +183,6 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
             # zero rows of ended sequences add nothing, so no lengths here)
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
                                    transposed_step, scratch_p, NULL, t, NULL)
-        one_thread_end(saved)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
         # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
@@ -193,3 +192,4 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
         # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
         recurrent_weight_grad(&hbuf[0, 0, 0], &dA[0, 0], lda, &dW_hh[0, 0], T, B, G, H,
                               batch_first)
+        one_thread_end(saved)

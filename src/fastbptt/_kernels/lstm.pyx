@@ -102,9 +102,9 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T):
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
@@ -163,9 +163,9 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
         begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, H, transposed_step)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * GH
             for b in range(B):
@@ -183,8 +183,8 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
             # ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
                                    B, GH, H, transposed_step, scratch_p, lens, t, hold_p)
-        one_thread_end(saved)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
                             &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, GH, H, batch_first)
+        one_thread_end(saved)

@@ -74,9 +74,9 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], H, T * B, H, I)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T):
             P_t = &P[0, 0] + t * ts * H
             h_prev = &hbuf[t, 0, 0]
@@ -132,9 +132,9 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
     cdef int saved   # one_thread_begin's count to restore
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
         begin_backward(&db[0], H, &W_hh[0, 0], W_hhT_p, H, H, transposed_step)
-        saved = one_thread_begin()   # the time loop on one BLAS thread (blas.pxd)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * H
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
@@ -151,8 +151,8 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
             # apart; the rows of ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
                                    transposed_step, scratch_p, lens, t, hold_p)
-        one_thread_end(saved)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],
                             &dW_ih[0, 0], &dW_hh[0, 0], T, B, I, H, H, batch_first)
+        one_thread_end(saved)
