@@ -11,9 +11,10 @@ pin) runs for the whole test. Then:
 - `fastbptt bench --threads 1,all --json --no-reference --no-torch --no-roofline` runs in a
   subprocess of this interpreter; each row at all cores is compared with its row at one
   thread (the two are measured one after the other, under the same load);
-- bench/compat_timings.py's min-char-rnn lossFun and cs231n model step run here, the
-  NumPy original and the compat module interleaved, both at the default thread count (the
-  one a user gets: all cores, for numpy's OpenBLAS as for scipy's).
+- min-char-rnn's lossFun (as written, tests/_minchar_script.py) against
+  fastbptt.compat.minchar.lossFun, and a training step of examples/cs231n_model.py on its
+  NumPy layers against fastbptt.compat.cs231n, interleaved, both at the default thread
+  count (the one a user gets: all cores, for numpy's OpenBLAS as for scipy's).
 
 Prints a Markdown table of each and a verdict line; exits 1 when a ratio is over the limit
 (so that a quiet-machine run can gate a change). Timings on a machine that other work
@@ -24,9 +25,14 @@ import contextlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
+
+import numpy as np
+
+from fastbptt import bench
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -39,6 +45,8 @@ def cpu_hog(pin=True):
     when the platform allows it; yields the CPU it is pinned to (None: not pinned)."""
     proc = subprocess.Popen([sys.executable, "-c", HOG])
     cpu = None
+    # a SIGTERM (a timeout) must still end the hog: make it an exception here
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
             cpu = (os.cpu_count() or 1) - 1
@@ -48,6 +56,7 @@ def cpu_hog(pin=True):
     finally:
         proc.kill()
         proc.wait()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def bench_rows(extra):
@@ -73,21 +82,58 @@ def thread_ratios(rows):
     return out
 
 
+def _minchar(V, H, T, repeat):
+    """{"script": s, "compat": s} per lossFun call: min-char-rnn's lossFun as written
+    (tests/_minchar_script.py) against fastbptt.compat.minchar.lossFun, same arguments."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import _minchar_script
+    from fastbptt.compat import minchar
+
+    rng = np.random.default_rng(3)
+    params = (rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01,
+              rng.standard_normal((V, H)) * 0.01, np.zeros((H, 1)), np.zeros((V, 1)))
+    inputs, targets = rng.integers(0, V, T).tolist(), rng.integers(0, V, T).tolist()
+    hprev = np.zeros((H, 1))
+    script = _minchar_script.script_namespace(*params)["lossFun"]
+    timings = bench.time_interleaved(
+        {"script": lambda: script(inputs, targets, hprev),
+         "compat": lambda: minchar.lossFun(inputs, targets, hprev, *params)}, repeat, 10)
+    return {name: t.median for name, t in timings.items()}
+
+
+def _cs231n_step(cell, N, T, V, D, H, repeat):
+    """{"numpy": s, "compat": s} per training step of examples/cs231n_model.py on its NumPy
+    layers and on fastbptt.compat.cs231n."""
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    import cs231n_model as example
+
+    from fastbptt.compat import cs231n
+
+    params = {k: example.init_params(V, D, H, cell, 0) for k in ("numpy", "compat")}
+    x, y, mask = example.make_batches(1, N, T, V, 2, 0)[0]
+    layers = {"numpy": example.numpy_layers, "compat": cs231n}
+
+    def step(which):
+        p = params[which]
+        _, grads = example.loss_and_grads(layers[which], p, x, y, mask, cell)
+        for name, g in grads.items():
+            p[name] -= 1e-3 * g
+    timings = bench.time_interleaved({k: (lambda k=k: step(k)) for k in layers}, repeat, 5)
+    return {name: t.median for name, t in timings.items()}
+
+
 def compat_ratios(repeat):
     """[(case, NumPy original ms, compat ms, compat / original)] at the default threads."""
-    sys.path.insert(0, str(HERE))
-    import compat_timings as ct
-
     out = []
     for V, H, T in ((65, 100, 25), (65, 100, 100)):
-        timings, _ = ct.minchar_lossfun(V, H, T, repeat)
-        out.append((f"min-char-rnn lossFun V={V} H={H} T={T}", timings["script"] * 1e3,
-                    timings["compat"] * 1e3, timings["compat"] / timings["script"]))
+        t = _minchar(V, H, T, repeat)
+        out.append((f"min-char-rnn lossFun V={V} H={H} T={T}", t["script"] * 1e3,
+                    t["compat"] * 1e3, t["compat"] / t["script"]))
     for cell, N, T, V, D, H in (("lstm", 2, 50, 16, 16, 32), ("rnn", 2, 50, 16, 16, 32),
                                 ("lstm", 8, 32, 16, 16, 64)):
-        timings = ct.model_step(cell, N, T, V, D, H, repeat)
-        out.append((f"cs231n model step {cell} N={N} T={T} H={H}", timings["numpy"] * 1e3,
-                    timings["compat"] * 1e3, timings["compat"] / timings["numpy"]))
+        t = _cs231n_step(cell, N, T, V, D, H, repeat)
+        out.append((f"cs231n model step {cell} N={N} T={T} H={H}", t["numpy"] * 1e3,
+                    t["compat"] * 1e3, t["compat"] / t["numpy"]))
     return out
 
 
@@ -101,16 +147,20 @@ def main(argv=None):
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="leave the hog to the scheduler")
     parser.add_argument("--no-compat", dest="compat", action="store_false")
+    parser.add_argument("--no-bench", dest="bench", action="store_false",
+                        help="the compat examples only")
     opts = parser.parse_args(argv)
     extra = ["--dtypes", opts.dtypes] + (["--full"] if opts.full else [])
     failed = False
     with cpu_hog(opts.pin) as cpu:
         where = f"pinned to CPU {cpu}" if cpu is not None else "not pinned"
         print(f"CPU hog: a busy loop in a subprocess, {where}; {os.cpu_count()} CPUs")
-        print("\n### fastbptt bench --threads 1,all (compiled), under load\n")
-        print("| T,B,I,H | dtype | cell | 1 thread ms | all ms | all / 1 |")
-        print("|---|---|---|---:|---:|---:|")
-        for shape, dtype, cell, one, many, ratio in thread_ratios(bench_rows(extra)):
+        rows = thread_ratios(bench_rows(extra)) if opts.bench else []
+        if opts.bench:
+            print("\n### fastbptt bench --threads 1,all (compiled), under load\n")
+            print("| T,B,I,H | dtype | cell | 1 thread ms | all ms | all / 1 |")
+            print("|---|---|---|---:|---:|---:|")
+        for shape, dtype, cell, one, many, ratio in rows:
             mark = " **over**" if ratio > opts.limit else ""
             failed |= ratio > opts.limit
             print(f"| {','.join(map(str, shape))} | {dtype} | {cell} | {one:.3f} | "

@@ -43,18 +43,24 @@ def _args(T, B, I, H, cell="lstm"):
                               p["W_hh"], p["b_ih"], p["b_hh"], False)
 
 
+def _flops(args):
+    return 2 * args.T * args.B * (args.I + args.H) * args.G * args.H
+
+
 def test_blocks_follow_the_policy(monkeypatch):
     big = _args(30, 8, 40, 48)
+    # the threshold is a speed choice; the rule around it is what is held here
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_FLOPS", _flops(big))
     with fastbptt.threads(1):
         assert batch_split.blocks(big) is None            # one thread: never
     with fastbptt.threads(2):
         assert batch_split.blocks(big) == [(0, 4), (4, 8)]
         assert batch_split.blocks(_args(30, 1, 40, 48)) is None   # B = 1
-        assert batch_split.blocks(_args(2, 2, 3, 4)) is None      # too small to pay
-        assert batch_split.blocks(_args(30, 7, 40, 48)) == [(0, 3), (3, 7)]
+        assert batch_split.blocks(_args(29, 8, 40, 48)) is None   # under the threshold
+        assert batch_split.blocks(_args(40, 7, 40, 48)) == [(0, 3), (3, 7)]
         monkeypatch.setattr(blas, "blas_threads", lambda: 3)
-        assert batch_split.blocks(_args(30, 7, 40, 48)) == [(0, 2), (2, 4), (4, 7)]
-        assert batch_split.blocks(_args(90, 2, 40, 48)) == [(0, 1), (1, 2)]
+        assert batch_split.blocks(_args(40, 7, 40, 48)) == [(0, 2), (2, 4), (4, 7)]
+        assert batch_split.blocks(_args(120, 2, 40, 48)) == [(0, 1), (1, 2)]
         monkeypatch.setattr(blas, "blas_threads", lambda: 0)   # no control: never
         assert batch_split.blocks(big) is None
 

@@ -129,3 +129,27 @@ def test_concurrent_calls_leave_the_callers_count():
         assert not errors
         assert blas.blas_threads() == 2
 
+
+
+@needs_control
+@pytest.mark.parametrize("grad", [True, False], ids=["with_grad", "loss_only"])
+def test_the_output_heads_run_on_one_thread(grad):
+    """The fused losses' products (fastbptt._kernels.losses) follow the same policy."""
+    rng = np.random.default_rng(0)
+    N, H, V = 300, 64, 80    # large enough for OpenBLAS to thread them
+    h = rng.standard_normal((N, H))
+    W, b = rng.standard_normal((V, H)), rng.standard_normal(V)
+    targets = rng.integers(0, V, N)
+    results = {}
+    for n in (1, 2):
+        with fastbptt.threads(n):
+            logged = _logged(lambda: results.setdefault(n, fastbptt.softmax_cross_entropy(
+                h, W, b, targets, compute_grad=grad)))
+            assert blas.blas_threads() == n
+        assert len(logged) >= (3 if grad else 1) and {k for _, k in logged} == {1}, logged
+    loss2, head2 = results[2]
+    loss1, head1 = results[1]
+    assert loss2 == loss1
+    if grad:
+        for a, b_ in zip(head2, head1):
+            np.testing.assert_array_equal(a, b_)

@@ -38,7 +38,7 @@ from fastbptt.cells.cache import CellCache
 
 # The least forward FLOPs, 2*T*B*(I+H)*G*H, for which a split is taken (provisional,
 # bench/RESULTS.md "Batch split").
-MIN_SPLIT_FLOPS = 4_000_000
+MIN_SPLIT_FLOPS = 100_000_000
 
 _pool = None
 _pool_size = 0
