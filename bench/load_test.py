@@ -11,10 +11,10 @@ pin) runs for the whole test. Then:
 - `fastbptt bench --threads 1,all --json --no-reference --no-torch --no-roofline` runs in a
   subprocess of this interpreter; each row at all cores is compared with its row at one
   thread (the two are measured one after the other, under the same load);
-- min-char-rnn's lossFun (as written, tests/_minchar_script.py) against
-  fastbptt.compat.minchar.lossFun, and a training step of examples/cs231n_model.py on its
-  NumPy layers against fastbptt.compat.cs231n, interleaved, both at the default thread
-  count (the one a user gets: all cores, for numpy's OpenBLAS as for scipy's).
+- bench/compat_timings.py's min-char-rnn lossFun (the script's as written against
+  fastbptt.compat.minchar's) and cs231n model step (examples/cs231n_model.py on its NumPy
+  layers against fastbptt.compat.cs231n), interleaved, at the default thread count (the
+  one a user gets: all cores, for numpy's OpenBLAS as for scipy's).
 
 Prints a Markdown table of each and a verdict line; exits 1 when a ratio is over the limit
 (so that a quiet-machine run can gate a change). Timings on a machine that other work
@@ -29,10 +29,6 @@ import signal
 import subprocess
 import sys
 import time
-
-import numpy as np
-
-from fastbptt import bench
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -82,56 +78,20 @@ def thread_ratios(rows):
     return out
 
 
-def _minchar(V, H, T, repeat):
-    """{"script": s, "compat": s} per lossFun call: min-char-rnn's lossFun as written
-    (tests/_minchar_script.py) against fastbptt.compat.minchar.lossFun, same arguments."""
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    import _minchar_script
-    from fastbptt.compat import minchar
-
-    rng = np.random.default_rng(3)
-    params = (rng.standard_normal((H, V)) * 0.01, rng.standard_normal((H, H)) * 0.01,
-              rng.standard_normal((V, H)) * 0.01, np.zeros((H, 1)), np.zeros((V, 1)))
-    inputs, targets = rng.integers(0, V, T).tolist(), rng.integers(0, V, T).tolist()
-    hprev = np.zeros((H, 1))
-    script = _minchar_script.script_namespace(*params)["lossFun"]
-    timings = bench.time_interleaved(
-        {"script": lambda: script(inputs, targets, hprev),
-         "compat": lambda: minchar.lossFun(inputs, targets, hprev, *params)}, repeat, 10)
-    return {name: t.median for name, t in timings.items()}
-
-
-def _cs231n_step(cell, N, T, V, D, H, repeat):
-    """{"numpy": s, "compat": s} per training step of examples/cs231n_model.py on its NumPy
-    layers and on fastbptt.compat.cs231n."""
-    sys.path.insert(0, str(HERE.parent / "examples"))
-    import cs231n_model as example
-
-    from fastbptt.compat import cs231n
-
-    params = {k: example.init_params(V, D, H, cell, 0) for k in ("numpy", "compat")}
-    x, y, mask = example.make_batches(1, N, T, V, 2, 0)[0]
-    layers = {"numpy": example.numpy_layers, "compat": cs231n}
-
-    def step(which):
-        p = params[which]
-        _, grads = example.loss_and_grads(layers[which], p, x, y, mask, cell)
-        for name, g in grads.items():
-            p[name] -= 1e-3 * g
-    timings = bench.time_interleaved({k: (lambda k=k: step(k)) for k in layers}, repeat, 5)
-    return {name: t.median for name, t in timings.items()}
-
-
 def compat_ratios(repeat):
-    """[(case, NumPy original ms, compat ms, compat / original)] at the default threads."""
+    """[(case, NumPy original ms, compat ms, compat / original)] at the default threads
+    (bench/compat_timings.py's cases, timed at the count it is given)."""
+    sys.path.insert(0, str(HERE))
+    import compat_timings
+
     out = []
     for V, H, T in ((65, 100, 25), (65, 100, 100)):
-        t = _minchar(V, H, T, repeat)
+        t, _ = compat_timings.minchar_lossfun(V, H, T, repeat)
         out.append((f"min-char-rnn lossFun V={V} H={H} T={T}", t["script"] * 1e3,
                     t["compat"] * 1e3, t["compat"] / t["script"]))
     for cell, N, T, V, D, H in (("lstm", 2, 50, 16, 16, 32), ("rnn", 2, 50, 16, 16, 32),
                                 ("lstm", 8, 32, 16, 16, 64)):
-        t = _cs231n_step(cell, N, T, V, D, H, repeat)
+        t = compat_timings.model_step(cell, N, T, V, D, H, repeat)
         out.append((f"cs231n model step {cell} N={N} T={T} H={H}", t["numpy"] * 1e3,
                     t["compat"] * 1e3, t["compat"] / t["numpy"]))
     return out

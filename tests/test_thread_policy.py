@@ -24,7 +24,7 @@ from fastbptt.bench.problems import runner
 from fastbptt.cells import batch_split
 from fastbptt.cells.spec import SPECS
 from fastbptt.runtime.config import _blas_libraries
-from test_gemm_calls import CASES
+from test_gemm_calls import CASES, _calls
 
 scipy_blas = [lib for lib in _blas_libraries() if lib["used_by"].startswith("scipy")]
 needs_control = pytest.mark.skipif(
@@ -52,12 +52,8 @@ def test_set_blas_threads_returns_the_previous_count():
 
 
 def _logged(run):
-    blas.start_call_log()
-    try:
-        run()
-    finally:
-        calls = blas.stop_call_log()
-    return list(zip(calls, blas.last_call_threads()))
+    """[(call, its BLAS thread count)] of what run() called."""
+    return list(zip(_calls(run), blas.last_call_threads()))
 
 
 @needs_control
