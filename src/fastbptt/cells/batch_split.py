@@ -26,6 +26,10 @@ through the driver's Python, and copies of x, dh and the outputs (time-major row
 block are strided); it is taken only when one forward holds at least MIN_SPLIT_FLOPS of
 matrix products (bench/RESULTS.md, "Batch split"). Checkpointed calls split each
 segment's forward and backward the same way.
+
+The worker threads live in a pool kept for the process (restarted after a fork); like
+every thread they keep their own recycled buffers (cells/workspace.py), which
+release_workspace() in the caller's thread does not drop.
 """
 import os
 import threading
