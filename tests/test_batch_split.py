@@ -58,10 +58,10 @@ def test_blocks_follow_the_policy(monkeypatch):
         assert batch_split.blocks(_args(30, 1, 40, 48)) is None   # B = 1
         assert batch_split.blocks(_args(29, 8, 40, 48)) is None   # under the threshold
         assert batch_split.blocks(_args(40, 7, 40, 48)) == [(0, 3), (3, 7)]
-        monkeypatch.setattr(blas, "blas_threads", lambda: 3)
+        monkeypatch.setattr(blas, "callers_threads", lambda: 3)
         assert batch_split.blocks(_args(40, 7, 40, 48)) == [(0, 2), (2, 4), (4, 7)]
         assert batch_split.blocks(_args(120, 2, 40, 48)) == [(0, 1), (1, 2)]
-        monkeypatch.setattr(blas, "blas_threads", lambda: 0)   # no control: never
+        monkeypatch.setattr(blas, "callers_threads", lambda: 0)   # no control: never
         assert batch_split.blocks(big) is None
 
 
@@ -182,3 +182,36 @@ def test_split_cache_final_states_and_bad_input(split_all):
             fastbptt.lstm_backward(None, cache)
         with pytest.raises(TypeError, match="cache must come from fastbptt.gru_forward"):
             fastbptt.gru_backward(h, cache)
+
+
+def test_concurrent_splits_equal_serial_splits_bit_for_bit(split_all):
+    """Four threads splitting at once: each call's choice reads the caller's count
+    (callers_threads), not the 1 that another call's section set, so every call splits
+    as it does alone and gives the same bits."""
+    problems = [make_problem(SPECS[cell], 8, 5, 4, 6, np.float32, seed=s)
+                for s, cell in enumerate(["rnn", "lstm", "gru", "lstm"])]
+    serial = [_split_run(p)[0] for p in problems]
+    results, kinds, errors = {}, {}, []
+
+    def work(i):
+        try:
+            for _ in range(10):
+                out, cache = _run(problems[i])
+                results.setdefault(i, []).append(out)
+                kinds.setdefault(i, set()).add(type(cache))
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+
+    with fastbptt.threads(2):
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert blas.blas_threads() == 2
+    assert not errors
+    for i, expected in enumerate(serial):
+        assert kinds[i] == {SplitCache}
+        for out in results[i]:
+            for name, value in expected.items():
+                np.testing.assert_array_equal(out[name], value, err_msg=name)

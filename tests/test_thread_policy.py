@@ -149,3 +149,23 @@ def test_the_output_heads_run_on_one_thread(grad):
     if grad:
         for a, b_ in zip(head2, head1):
             np.testing.assert_array_equal(a, b_)
+
+
+@needs_control
+def test_sections_nest_and_restore_once():
+    """A kernel call inside an open one-thread section (another call's, or the batch
+    split's) joins it: it neither restores the count early nor hides the caller's count
+    from callers_threads()."""
+    with fastbptt.threads(2):
+        outer = blas.one_thread_enter()
+        assert outer and blas.blas_threads() == 1 and blas.callers_threads() == 2
+        _forward_backward("gru", (4, 3, 5, 6), "float64", False, False)
+        assert blas.blas_threads() == 1, "the inner call must not restore the count"
+        inner = blas.one_thread_enter()
+        blas.one_thread_exit(inner)
+        assert blas.blas_threads() == 1
+        blas.one_thread_exit(outer)
+        assert blas.blas_threads() == 2 and blas.callers_threads() == 2
+    with fastbptt.threads(1):
+        assert blas.one_thread_enter() == 0   # nothing to lower, nothing to end
+        assert blas.callers_threads() == 1

@@ -27,7 +27,8 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
 # "Thread policy under load"); two cores come from the batch split instead
 # (fastbptt.cells.batch_split). So every kernel brackets its work:
 #     saved = one_thread_begin()   ...every product of the call...   one_thread_end(saved)
-# begin sets scipy's BLAS to one thread when it runs more and returns the count to restore
-# (0: nothing to restore). Neither allocates nor takes the GIL.
+# begin sets scipy's BLAS to one thread when it runs more (or joins the one-thread section
+# another thread opened) and returns what end needs to close it (blas_threads.h). Neither
+# allocates nor takes the GIL.
 cdef int one_thread_begin() noexcept nogil
 cdef void one_thread_end(int saved) noexcept nogil

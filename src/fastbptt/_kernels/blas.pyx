@@ -6,6 +6,9 @@ cdef extern from "blas_threads.h":
     int fb_find_thread_control(void *blas_function)
     int fb_blas_threads() noexcept nogil
     void fb_set_blas_threads(int n) noexcept nogil
+    int fb_one_thread_begin() noexcept nogil
+    void fb_one_thread_end(int joined) noexcept nogil
+    int fb_callers_threads() noexcept nogil
 
 # Once, at import: the thread count functions of the BLAS that sgemm calls (blas_threads.h)
 cdef bint _thread_control = fb_find_thread_control(<void *> sgemm)
@@ -64,25 +67,36 @@ def last_call_threads():
 
 
 cdef int one_thread_begin() noexcept nogil:
-    """Run on one BLAS thread from here to one_thread_end; returns what that restores."""
-    cdef int count = fb_blas_threads()
-    if count > 1:
-        fb_set_blas_threads(1)
-        return count
-    return 0
+    """Run on one BLAS thread from here to one_thread_end; returns what to pass it.
+
+    Concurrent calls from several Python threads stay safe (blas_threads.h): the first
+    section to open saves the caller's count and sets 1, the last to close restores it.
+    The count is the process's (OpenBLAS has no per-thread count in its pthreads build):
+    while one call runs, other threads' BLAS calls (scipy's, not numpy's) run on one
+    thread too, and the caller must not change the count meanwhile."""
+    return fb_one_thread_begin()
 
 
 cdef void one_thread_end(int saved) noexcept nogil:
-    """Restore the count one_thread_begin replaced (saved 0: it replaced none).
+    """Close the section one_thread_begin opened (saved: what it returned)."""
+    fb_one_thread_end(saved)
 
-    Concurrent calls from several Python threads stay safe: a call that finds the count
-    at 1 (set by another call, or by the caller) changes nothing, and each call
-    that sets 1 writes back the count it found, so the count ends as the caller set it.
-    The count is the process's (OpenBLAS has no per-thread count in its pthreads build):
-    while one call runs, other threads' BLAS calls (scipy's, not numpy's) run on one
-    thread too."""
-    if saved > 1:
-        fb_set_blas_threads(saved)
+
+def one_thread_enter():
+    """one_thread_begin from Python (the batch split around its blocks); returns the
+    token to pass to one_thread_exit."""
+    return fb_one_thread_begin()
+
+
+def one_thread_exit(int token):
+    """one_thread_end from Python."""
+    fb_one_thread_end(token)
+
+
+def callers_threads():
+    """The caller's BLAS thread count: the one saved by the one-thread sections open now
+    (in any thread), else the BLAS's own; 0 when it cannot be read."""
+    return fb_callers_threads()
 
 
 def has_thread_control():

@@ -79,4 +79,72 @@ static inline void fb_set_blas_threads(int n)
         fb_set_threads(n);
 }
 
+/* One-thread sections (blas.pxd: one_thread_begin / one_thread_end). The first section
+ * to start while the count is above one saves the count and sets 1; sections that start
+ * while one is open only join it; the last to end restores the saved count. So however
+ * calls from several threads overlap, the count is restored once, to the caller's, and
+ * fb_callers_threads() reads the caller's count, not the 1 an open section set (the
+ * batch split decides by it: its choice must not depend on what runs in another thread).
+ * A mutex makes the three steps of each atomic; uncontended it costs tens of ns. */
+#if defined(_WIN32)
+static void fb_lock(void) {}
+static void fb_unlock(void) {}
+#else
+#include <pthread.h>
+static pthread_mutex_t fb_mutex = PTHREAD_MUTEX_INITIALIZER;
+static void fb_lock(void) { pthread_mutex_lock(&fb_mutex); }
+static void fb_unlock(void) { pthread_mutex_unlock(&fb_mutex); }
+#endif
+
+static int fb_open_sections = 0;   /* one-thread sections open now */
+static int fb_callers_count = 0;   /* the count the first of them saved */
+
+/* Start a one-thread section; returns 1 when it must be ended, 0 when nothing was set
+ * (the count was 1 already, or it cannot be read). */
+static int fb_one_thread_begin(void)
+{
+    int count, joined = 0;
+    if (fb_get_threads == NULL)
+        return 0;
+    fb_lock();
+    if (fb_open_sections > 0) {
+        fb_open_sections++;
+        joined = 1;
+    } else {
+        count = fb_get_threads();
+        if (count > 1) {
+            fb_callers_count = count;
+            fb_set_threads(1);
+            fb_open_sections = 1;
+            joined = 1;
+        }
+    }
+    fb_unlock();
+    return joined;
+}
+
+/* End a section that fb_one_thread_begin returned 1 for. */
+static void fb_one_thread_end(int joined)
+{
+    if (!joined)
+        return;
+    fb_lock();
+    if (--fb_open_sections == 0)
+        fb_set_threads(fb_callers_count);
+    fb_unlock();
+}
+
+/* The caller's count: the saved one while a section is open, else the BLAS's (0 when it
+ * cannot be read). */
+static int fb_callers_threads(void)
+{
+    int count;
+    if (fb_get_threads == NULL)
+        return 0;
+    fb_lock();
+    count = fb_open_sections > 0 ? fb_callers_count : fb_get_threads();
+    fb_unlock();
+    return count;
+}
+
 #endif

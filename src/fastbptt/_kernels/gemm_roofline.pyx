@@ -45,7 +45,7 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *R_ = &R[0, 0] if own else NULL
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed else NULL
     cdef floating *P_t
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # on one BLAS thread, as the kernels run (blas.pxd)
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, T * B, GH, I)

@@ -101,7 +101,7 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef floating *h_t
     cdef floating *R_ = &R[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
@@ -162,7 +162,7 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM

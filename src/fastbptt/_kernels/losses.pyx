@@ -91,7 +91,7 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
     cdef double total = 0, w
     cdef int blk, r, rows, i
     cdef Py_ssize_t n
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         if dbp != NULL:

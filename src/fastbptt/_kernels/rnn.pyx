@@ -72,7 +72,7 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
     cdef floating *h_prev
     cdef floating *h_t
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
@@ -130,7 +130,7 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
-    cdef int saved   # one_thread_begin's count to restore
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
         saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM

@@ -6,9 +6,9 @@ and run_backward) hands a large enough problem here: its B rows are cut into
 min(n, B) contiguous blocks of rows (sizes differing by at most one), each block runs
 the whole plain forward (or backward) of its rows in its own Python thread, and the
 kernels run with the GIL released, so the blocks' time loops run on separate cores.
-During the split scipy's BLAS is set to one thread (fastbptt._kernels.blas
-set_blas_threads): each block's products, batched ones included, run in the thread that
-calls them. Afterwards:
+During the split scipy's BLAS is on one thread (fastbptt._kernels.blas: a one-thread
+section, as in every kernel call): each block's products run in the thread that calls
+them. Afterwards:
 
     h (T, B, H) = the blocks' h side by side along B; the final states likewise;
     dx, dh0 (and dc0): the blocks' rows side by side;
@@ -72,17 +72,24 @@ def _workers(n):
         return _pool
 
 
+_state = threading.local()   # .inside: this thread runs a block of a split
+
+
 def blocks(args):
     """The row blocks [(lo, hi), ...] to split a validated, non-empty problem into, or None
-    to run it whole: fewer than 2 BLAS threads (or no control of their count), B < 2, or
-    less than MIN_SPLIT_FLOPS of work."""
+    to run it whole: fewer than 2 BLAS threads in the caller's count (or no control of
+    it), B < 2, less than MIN_SPLIT_FLOPS of work, or a block of a split (no nesting).
+
+    The count is blas.callers_threads(), not the BLAS's count of the moment: that is 1
+    while any kernel call is open in any thread, so the choice would depend on what other
+    threads are doing, and so would the bits of the result."""
     B = args.B
     if B < 2:
         return None
-    threads = blas.blas_threads()   # 0 when the count cannot be read: never split
-    if threads < 2:
-        return None
     if 2 * args.T * B * (args.I + args.H) * args.G * args.H < MIN_SPLIT_FLOPS:
+        return None
+    threads = blas.callers_threads()   # 0 when the count cannot be read: never split
+    if threads < 2 or getattr(_state, "inside", False):
         return None
     n = min(threads, B)
     bounds = [B * k // n for k in range(n + 1)]
@@ -125,22 +132,29 @@ def _block_args(args, lo, hi):
                          B=hi - lo)
 
 
-def _run_blocks(jobs):
-    """Run jobs[0] here and the others in worker threads, with scipy's BLAS on one thread
-    meanwhile; their results in order. The count is restored only when it was above one
-    on entry (the same rule as the kernels' one_thread_begin: concurrent splits leave the
-    caller's count)."""
-    saved = blas.set_blas_threads(1)
+def _as_block(job):
+    """job() marked as a block of a split in the thread that runs it (see blocks)."""
+    _state.inside = True
     try:
-        futures = [_workers(len(jobs) - 1).submit(job) for job in jobs[1:]]
+        return job()
+    finally:
+        _state.inside = False
+
+
+def _run_blocks(jobs):
+    """Run jobs[0] here and the others in worker threads, in one one-thread section of
+    scipy's BLAS (blas.pxd: the kernels inside join it; the caller's count is restored
+    when the last section closes); their results in order."""
+    token = blas.one_thread_enter()
+    try:
+        futures = [_workers(len(jobs) - 1).submit(_as_block, job) for job in jobs[1:]]
         try:
-            first = jobs[0]()
+            first = _as_block(jobs[0])
         finally:
             others = [f.result() for f in futures]   # wait for all even if one failed
         return [first, *others]
     finally:
-        if saved > 1:
-            blas.set_blas_threads(saved)
+        blas.one_thread_exit(token)
 
 
 def _place(args, parts, bounds, shape):
