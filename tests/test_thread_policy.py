@@ -169,3 +169,15 @@ def test_sections_nest_and_restore_once():
     with fastbptt.threads(1):
         assert blas.one_thread_enter() == 0   # nothing to lower, nothing to end
         assert blas.callers_threads() == 1
+
+
+@needs_control
+def test_show_config_reports_the_policy(capsys):
+    with fastbptt.threads(2):
+        info = fastbptt.show_config()
+    assert info["thread_policy"] == {"control": True, "threads": 2,
+                                     "min_split_flops": batch_split.MIN_SPLIT_FLOPS}
+    assert "threads: every kernel's products on one BLAS thread; B >= 2" in capsys.readouterr().out
+    with fastbptt.threads(1):
+        fastbptt.show_config()
+    assert "no batch split at 1 thread" in capsys.readouterr().out
