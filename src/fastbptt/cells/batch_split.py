@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastbptt._kernels import blas
+from fastbptt.cells import workspace
 from fastbptt.cells.cache import CellCache
 
 # The least forward FLOPs, 2*T*B*(I+H)*G*H, for which a split is taken (provisional,
@@ -50,9 +51,10 @@ _pool_lock = threading.Lock()
 
 
 def _forget_pool():
-    """After a fork the child has none of the parent's threads: start a new pool."""
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    """After a fork the child has none of the parent's threads: start a new pool (and a
+    new lock: the parent's may have been held by a thread the child does not have)."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -118,10 +120,11 @@ class SplitCache(CellCache):
 
 def _rows(args, array, lo, hi):
     """Rows lo..hi-1 of a (T, B, .) array, (B, T, .) batch-first, C-contiguous: a copy
-    time-major (its rows of one step are strided), a view batch-first."""
+    time-major (its rows of one step are strided), in the calling thread's recycled
+    buffers (a block's thread makes its own); a view batch-first."""
     if args.batch_first:
         return array[lo:hi]
-    return np.ascontiguousarray(array[:, lo:hi])
+    return workspace.copy(array[:, lo:hi])
 
 
 def _block_args(args, lo, hi):
@@ -158,8 +161,9 @@ def _run_blocks(jobs):
 
 
 def _place(args, parts, bounds, shape):
-    """The blocks' (T, b, .) or (B, T, .) arrays side by side along B, in a new array."""
-    out = np.empty(shape, args.dtype)
+    """The blocks' (T, b, .) or (B, T, .) arrays side by side along B, in a new array (of
+    the recycled buffers, as the plain path's outputs)."""
+    out = workspace.empty(shape, args.dtype)
     for part, (lo, hi) in zip(parts, bounds):
         if args.batch_first:
             out[lo:hi] = part
