@@ -59,6 +59,9 @@ extensions = [
         extra_compile_args=cflags,
         depends=kernel_depends,
         extra_link_args=ldflags,
+        # blas.pyx finds the BLAS's thread-count functions with dladdr/dlsym
+        # (blas_threads.h): libdl on a glibc before 2.34 (an empty stub after)
+        libraries=["dl"] if name == "blas" and sys.platform.startswith("linux") else [],
     )
     for name in kernels
 ]

@@ -19,3 +19,16 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
 # y := alpha * op(A) @ x + beta * y, row-major A (m x n), contiguous x and y
 cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
                const floating *x, floating beta, floating *y) noexcept nogil
+
+# The thread policy of the kernels (fastbptt.runtime.threads): a kernel call runs on one
+# BLAS thread. A step's products are far too small to pay for a second thread, and any
+# threaded product, the batched ones before and after the time loop included, waits for
+# a descheduled BLAS thread whenever another process keeps a core busy (bench/RESULTS.md,
+# "Thread policy under load"); two cores come from the batch split instead
+# (fastbptt.cells.batch_split). So every kernel brackets its work:
+#     saved = one_thread_begin()   ...every product of the call...   one_thread_end(saved)
+# begin sets scipy's BLAS to one thread when it runs more (or joins the one-thread section
+# another thread opened) and returns what end needs to close it (blas_threads.h). Neither
+# allocates nor takes the GIL.
+cdef int one_thread_begin() noexcept nogil
+cdef void one_thread_end(int saved) noexcept nogil

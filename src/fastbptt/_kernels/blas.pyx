@@ -2,6 +2,17 @@
 
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
+cdef extern from "blas_threads.h":
+    int fb_find_thread_control(void *blas_function)
+    int fb_blas_threads() noexcept nogil
+    void fb_set_blas_threads(int n) noexcept nogil
+    int fb_one_thread_begin() noexcept nogil
+    void fb_one_thread_end(int joined) noexcept nogil
+    int fb_callers_threads() noexcept nogil
+
+# Once, at import: the thread count functions of the BLAS that sgemm calls (blas_threads.h)
+cdef bint _thread_control = fb_find_thread_control(<void *> sgemm)
+
 
 # The call log, for the tests that hold gemm_roofline to the kernels
 # (tests/test_gemm_calls.py): while on, every gemm and gemv call appends its arguments
@@ -9,18 +20,22 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 # that is always false, a branch the CPU predicts.
 cdef bint _logging = False
 cdef list _calls = []
+cdef list _call_threads = []   # the BLAS thread count at each logged call
+cdef list _last_threads = []   # _call_threads of the log stop_call_log last returned
 
 
 cdef void _log_gemm(char ta, char tb, int m, int n, int k, double alpha, int lda,
                     int ldb, double beta, int ldc) noexcept nogil:
     with gil:
         _calls.append(("gemm", chr(ta), chr(tb), m, n, k, alpha, lda, ldb, beta, ldc))
+        _call_threads.append(fb_blas_threads())
 
 
 cdef void _log_gemv(char ta, int m, int n, double alpha, int lda,
                     double beta) noexcept nogil:
     with gil:
         _calls.append(("gemv", chr(ta), m, n, alpha, lda, beta))
+        _call_threads.append(fb_blas_threads())
 
 
 def start_call_log():
@@ -28,6 +43,7 @@ def start_call_log():
     ones. For tests only: recording takes the GIL on every call."""
     global _logging
     del _calls[:]
+    del _call_threads[:]
     _logging = True
 
 
@@ -35,11 +51,73 @@ def stop_call_log():
     """Stop recording and return the calls recorded since start_call_log: tuples
     ("gemm", transA, transB, m, n, k, alpha, lda, ldb, beta, ldc) and
     ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them."""
-    global _logging
+    global _logging, _last_threads
     _logging = False
     calls = list(_calls)
+    _last_threads = list(_call_threads)
     del _calls[:]
+    del _call_threads[:]
     return calls
+
+
+def last_call_threads():
+    """The BLAS thread count at each call that stop_call_log last returned, in its order
+    (0 where the count cannot be read: see blas_threads())."""
+    return list(_last_threads)
+
+
+cdef int one_thread_begin() noexcept nogil:
+    """Run on one BLAS thread from here to one_thread_end; returns what to pass it.
+
+    Concurrent calls from several Python threads stay safe (blas_threads.h): the first
+    section to open saves the caller's count and sets 1, the last to close restores it.
+    The count is the process's (OpenBLAS has no per-thread count in its pthreads build):
+    while one call runs, other threads' BLAS calls (scipy's, not numpy's) run on one
+    thread too, and the caller must not change the count meanwhile."""
+    return fb_one_thread_begin()
+
+
+cdef void one_thread_end(int saved) noexcept nogil:
+    """Close the section one_thread_begin opened (saved: what it returned)."""
+    fb_one_thread_end(saved)
+
+
+def one_thread_enter():
+    """one_thread_begin from Python (the batch split around its blocks); returns the
+    token to pass to one_thread_exit."""
+    return fb_one_thread_begin()
+
+
+def one_thread_exit(int token):
+    """one_thread_end from Python."""
+    fb_one_thread_end(token)
+
+
+def callers_threads():
+    """The caller's BLAS thread count: the one saved by the one-thread sections open now
+    (in any thread), else the BLAS's own; 0 when it cannot be read."""
+    return fb_callers_threads()
+
+
+def has_thread_control():
+    """Whether the thread count of scipy's BLAS can be read and set here (OpenBLAS with
+    dladdr: see blas_threads.h); without it the kernels run as the BLAS chooses."""
+    return bool(_thread_control)
+
+
+def blas_threads():
+    """The thread count of the BLAS that the kernels call, or 0 when it cannot be read."""
+    return fb_blas_threads()
+
+
+def set_blas_threads(int n):
+    """Set the thread count of the BLAS that the kernels call (n >= 1); returns the
+    previous count (0, and nothing set, without thread control)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    cdef int previous = fb_blas_threads()
+    fb_set_blas_threads(n)
+    return previous
 
 
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,

@@ -23,7 +23,7 @@ from cython cimport floating
 
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
-from fastbptt._kernels.blas cimport gemm, NoTrans
+from fastbptt._kernels.blas cimport gemm, NoTrans, one_thread_begin, one_thread_end
 
 
 def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -45,7 +45,9 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *R_ = &R[0, 0] if own else NULL
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed else NULL
     cdef floating *P_t
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
+        saved = one_thread_begin()   # on one BLAS thread, as the kernels run (blas.pxd)
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, T * B, GH, I)
         for t in range(T):
             P_t = &P[0, 0] + t * B * ldp
@@ -64,6 +66,7 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     I, front, back)
         recurrent_weight_grad(&hbuf[0, 0, 0], &P[0, 0], ldp, &dW_hh[0, 0], T, B, GH, H,
                               False)
+        one_thread_end(saved)
 
 
 def square_gemm(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C):

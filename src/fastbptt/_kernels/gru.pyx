@@ -30,6 +30,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
@@ -114,6 +115,7 @@ cdef void gru_forward_loop(const floating *X, const floating *bias, floating *ga
     cdef floating *gates_t
     cdef floating *h_prev
     cdef floating *h_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
     # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
     input_product(X, W_ih, gates, ldg, T * B, G, I)
@@ -130,6 +132,7 @@ cdef void gru_forward_loop(const floating *X, const floating *bias, floating *ga
                             h_t + b * H, H)
             if lens != NULL and t >= lens[b]:
                 memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    one_thread_end(saved)
 
 
 def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -185,6 +188,7 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
     cdef floating *dA_t
     cdef const floating *gates_t
     cdef const floating *dh_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
     begin_backward(db, lda, W_hh, W_hhT, G, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -210,3 +214,4 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
     input_grads(X, W_ih, dA, lda, dX, dW_ih, T * B, I, 2 * H, 3 * H)
     # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
     recurrent_weight_grad(hbuf, dA, lda, dW_hh, T, B, G, H, batch_first)
+    one_thread_end(saved)

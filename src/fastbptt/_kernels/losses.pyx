@@ -21,7 +21,7 @@
 from cython cimport floating
 from libc.string cimport memset
 
-from fastbptt._kernels.blas cimport gemm, NoTrans, Trans
+from fastbptt._kernels.blas cimport gemm, NoTrans, Trans, one_thread_begin, one_thread_end
 from fastbptt._kernels.activations cimport accumulate
 
 cdef extern from "loss_rows.h" nogil:
@@ -91,7 +91,9 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
     cdef double total = 0, w
     cdef int blk, r, rows, i
     cdef Py_ssize_t n
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         if dbp != NULL:
             memset(dbp, 0, ld * sizeof(floating))
         for blk in range((N + nb - 1) // nb):
@@ -120,4 +122,5 @@ def head_loss(LossKind kind, const floating[:, ::1] h, const floating[:, ::1] W,
                 # db += the rows of work
                 for i in range(rows):
                     accumulate(dbp, y + i * ld, ld)
+        one_thread_end(saved)
     return total

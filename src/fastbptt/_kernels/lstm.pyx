@@ -28,6 +28,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
@@ -87,6 +88,7 @@ cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *g
     cdef Py_ssize_t t, b
     cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf, cbuf
     cdef floating *z_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
     input_product(X, W_ih, gates, GH, T * B, GH, I)
     for t in range(T):
@@ -105,6 +107,7 @@ cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *g
                 # gates = act(z_t + b); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
                 cell_forward(z_t + b * rs * GH, bias, cbuf + t * BH + b * H,
                              cbuf + (t + 1) * BH + b * H, hbuf + (t + 1) * BH + b * H, H)
+    one_thread_end(saved)
 
 
 def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -168,6 +171,7 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
     cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf, cbuf
     cdef floating *dA_t
     cdef const floating *dh_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
     begin_backward(db, GH, W_hh, W_hhT, GH, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -190,3 +194,4 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
 
     # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
     shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, GH, H, batch_first)
+    one_thread_end(saved)

@@ -22,6 +22,7 @@
 from libc.string cimport memcpy, memset
 from cython cimport floating
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.lstm_cell cimport lstm_cell_backward, lstm_cell_forward
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (recurrent_product, recurrent_product_grad,
@@ -50,7 +51,9 @@ def lstmp_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef Py_ssize_t t, b
     cdef floating *z_t
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
         for t in range(T):
@@ -75,6 +78,7 @@ def lstmp_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                     if t >= lens[b]:
                         # an ended sequence keeps its h
                         memcpy(&hbuf[t + 1, b, 0], &hbuf[t, b, 0], P * sizeof(floating))
+        one_thread_end(saved)
 
 
 def lstmp_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -113,7 +117,9 @@ def lstmp_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, objec
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
+    cdef int saved   # what one_thread_end needs (blas.pxd)
     with nogil:
+        saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
         # db = 0; W_hhT = W_hh^T (P x 4H) for the transposed per-step GEMM
         begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, P, transposed_step)
         for t in range(T - 1, -1, -1):
@@ -152,3 +158,4 @@ def lstmp_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, objec
         # dW_hr = sum_t dH_t^T m_t: (P x H) = (T*B x P)^T (T*B x H), both time-major
         recurrent_weight_grad(&mbuf[0, 0, 0], &dH[0, 0, 0], P, &dW_hr[0, 0], T, B, P, H,
                               False)
+        one_thread_end(saved)

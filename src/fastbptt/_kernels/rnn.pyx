@@ -26,6 +26,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
 from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurrent_product,
@@ -86,6 +87,7 @@ cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
     cdef floating *P_t
     cdef floating *h_prev
     cdef floating *h_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
     input_product(X, W_ih, P, H, T * B, H, I)
     for t in range(T):
@@ -99,6 +101,7 @@ cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
             activate(nonlinearity, P_t + b * rs * H, bias, h_t + b * H, H)
             if lens != NULL and t >= lens[b]:
                 memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    one_thread_end(saved)
 
 
 def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
@@ -156,6 +159,7 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
     cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf
     cdef floating *dA_t
     cdef const floating *dh_t
+    cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
     # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
     begin_backward(db, H, W_hh, W_hhT, H, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -177,3 +181,4 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
 
     # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
     shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, H, H, batch_first)
+    one_thread_end(saved)

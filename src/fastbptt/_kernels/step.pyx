@@ -30,6 +30,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
+from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.activations cimport activate
 from fastbptt._kernels.recurrent_gemm cimport input_product, recurrent_product
 
@@ -245,13 +246,16 @@ cdef class StackStep:
                     raise ValueError(f"masks[{k}] must have B*H = {self.B * self.H} "
                                      f"elements, got {masks[k].size}")
                 self.masks[k] = _address(masks[k], self.single)
+        cdef int saved   # what one_thread_end needs (blas.pxd)
         with nogil:
+            saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
             if self.single:
                 _advance(&dummy_f, self.layers, self.L, self.kind, self.code, self.B,
                          self.H, parity, self.transposed, <float **> mask_p, index)
             else:
                 _advance(&dummy_d, self.layers, self.L, self.kind, self.code, self.B,
                          self.H, parity, self.transposed, <double **> mask_p, index)
+            one_thread_end(saved)
 
 
 cdef class InverseCDF:

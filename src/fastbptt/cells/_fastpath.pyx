@@ -378,6 +378,8 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
     args = check_forward(cell, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, nonlinearity)
     if args is None:
         return None
+    if args.B >= 2 and DRIVER["batch_split"].blocks(args) is not None:
+        return None   # two cores for it: the general path's batch split (cells/batch_split.py)
     states_, kept, form = run_kernel(cell, args)
     h = outputs(states_[0], args.T, args.B, args.H, args.batch_first)
     return h, CompiledCache(args, states_, kept, form, False)

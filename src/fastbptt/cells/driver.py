@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastbptt.cells import _fastpath, workspace
+from fastbptt.cells import _fastpath, batch_split, workspace
 from fastbptt.cells.args import (
     CellArgs,
     check_backward_args,
@@ -54,6 +54,7 @@ from fastbptt.cells.args import (
     step_mask,
     x_for_weight_grads,
 )
+from fastbptt.cells.batch_split import SplitCache
 from fastbptt.cells.cache import CellCache
 from fastbptt.cells.checkpoint import (
     CheckpointCache,
@@ -167,6 +168,9 @@ def backward(spec, dh, cache, finals, check_finite):
     if kind is EmptyCache and cache.spec is spec:
         dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
         return _gradients_of_nothing(cache.args, finals)
+    if kind is SplitCache and cache.spec is spec:
+        dh, finals = check_backward_args(dh, finals, cache.args, check_finite=check_finite)
+        return run_backward(dh, cache, finals)
     raise TypeError(
         f"cache must come from fastbptt.{spec.forward_name}, got {type(cache).__name__}")
 
@@ -206,14 +210,22 @@ def _run_kernel(args):
 
 
 def run_forward(args):
-    """The plain forward of validated, non-empty arguments: (h, CompiledCache)."""
+    """The plain forward of validated, non-empty arguments: (h, CompiledCache); or, with
+    two or more BLAS threads on a large enough batch, the batch split's (h, SplitCache)
+    (cells/batch_split.py, which runs this on each block of rows)."""
+    bounds = batch_split.blocks(args)
+    if bounds is not None:
+        return batch_split.forward(args, bounds, run_forward)
     run_args, states, kept, form = _run_kernel(args)
     return (_outputs(states[0], args),
             CompiledCache(run_args, states, kept, form, args.I == 0))
 
 
 def run_backward(dh, cache, finals):
-    """The plain backward of validated arguments, from a CompiledCache: the Grads record."""
+    """The plain backward of validated arguments, from a CompiledCache (or a SplitCache:
+    batch_split runs this on each block's cache): the Grads record."""
+    if type(cache) is SplitCache:
+        return batch_split.backward(dh, cache, finals, run_backward)
     args = cache.args
     spec = args.spec
     T, B, I, H = args.T, args.B, args.I, args.H

@@ -92,7 +92,18 @@ def config():
         "dtype_paths": dict(DTYPE_PATHS),
         "workspace": {"limit_bytes": _workspace._limit,
                       "kept_bytes_this_thread": _workspace.workspace_bytes()},
+        "thread_policy": thread_policy(),
     }
+
+
+def thread_policy():
+    """How the compiled calls use threads (fastbptt.runtime.threads): whether the count of
+    scipy's BLAS is under control here, the caller's count, and the batch split's
+    threshold (forward FLOPs)."""
+    from fastbptt._kernels import blas
+    from fastbptt.cells import batch_split
+    return {"control": blas.has_thread_control(), "threads": blas.callers_threads(),
+            "min_split_flops": batch_split.MIN_SPLIT_FLOPS}
 
 
 def blas_summary(lib):
@@ -112,8 +123,8 @@ def show_config():
     dict
         The versions; the BLAS that the compiled kernels (scipy's) and the reference
         (numpy's) call, with their kernel type (architecture) and thread counts;
-        OPENBLAS_CORETYPE; the dtype paths; the CPU's SIMD flags; the recycled buffers kept
-        between calls. ``fastbptt bench`` prints the same header.
+        OPENBLAS_CORETYPE; the dtype paths; the CPU's SIMD flags; the thread policy; the
+        recycled buffers kept between calls. ``fastbptt bench`` prints the same header.
     """
     info = config()
     flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
@@ -127,6 +138,15 @@ def show_config():
     lines.append(f"OPENBLAS_CORETYPE: {info['openblas_coretype'] or 'not set (auto-detected)'}")
     for dtype, path in info["dtype_paths"].items():
         lines.append(f"{dtype}: {path}")
+    policy = info["thread_policy"]
+    if policy["control"]:
+        split = (f"B >= 2 calls of {policy['min_split_flops']:.3g}+ forward FLOPs split "
+                 f"across the {policy['threads']} threads" if policy["threads"] > 1
+                 else "no batch split at 1 thread")
+        lines.append(f"threads: every kernel's products on one BLAS thread; {split}")
+    else:
+        lines.append("threads: no control of scipy's BLAS thread count here (not "
+                     "OpenBLAS, or no dladdr): the kernels run as the BLAS chooses, no split")
     ws = info["workspace"]
     lines.append(f"recycled buffers: up to {ws['limit_bytes'] / 2**20:g} MiB per thread, "
                  f"{ws['kept_bytes_this_thread'] / 2**20:.1f} MiB kept now "

@@ -1,15 +1,29 @@
-"""fastbptt.threads(n): the number of BLAS threads the kernels' matrix products use.
+"""fastbptt.threads(n): the number of BLAS threads, and fastbptt's thread policy.
 
-The compiled kernels do their matrix products in the BLAS of scipy.linalg.cython_blas
-and have no threads of their own, so their thread count is that BLAS's. This context
-manager sets it (and numpy's, which the reference uses) with threadpoolctl for the
-duration of a block, and restores the previous counts on exit.
+The policy (issue 14), safe by default:
 
-The default is what the BLAS chose at load (OpenBLAS: all cores, or OPENBLAS_NUM_THREADS).
-bench/RESULTS.md measures 1 against all cores (bench/thread_split.py): on a quiet
-2-core machine all cores ran every B > 1 shape 1.5-2x faster; at B = 1 the per-step
-GEMVs gained nothing from a second thread and only the batched products did. On a busy
-machine one thread was faster everywhere.
+- A compiled kernel call runs every matrix product on one BLAS thread: the per-step
+  products are far too small to pay for a second thread, and any threaded product, the
+  batched ones before and after the time loop included, waits for a descheduled BLAS
+  thread whenever another process keeps a core busy: with a busy loop on the other core
+  of a 2-core machine, calls ran 1.4-110x slower at 2 threads than at 1
+  (bench/RESULTS.md, "Thread policy under load"). Each kernel sets scipy's OpenBLAS to
+  one thread for its call when it runs more and back after (blas.pxd: one_thread_begin;
+  a load and two stores, no lock), so its results do not depend on the count.
+- Two or more cores are used by the batch split only (fastbptt.cells.batch_split): with
+  n >= 2 threads, B >= 2 and enough work per call, the rows are cut into min(n, B)
+  blocks, each run start to end in its own thread with one BLAS thread, synchronised once
+  per call. Its results are bit-identical from run to run at a fixed count, equal to the
+  one-thread results to rounding only.
+
+The count itself is the BLAS's, as before: what it chose at load (OpenBLAS: all cores,
+or OPENBLAS_NUM_THREADS), or what this context manager sets with threadpoolctl (numpy's
+too, which the reference uses) for the duration of a block. numpy's BLAS and the NumPy
+code around fastbptt calls are not affected by the policy. Where scipy's BLAS is not
+OpenBLAS (or on Windows) its count cannot be read: the kernels then run as the BLAS
+chooses and no call splits (fastbptt._kernels.blas.has_thread_control()).
+The count is process-wide: do not change it in one thread while another is inside a
+fastbptt call (a call restores the count it found when it started).
 """
 import os
 from contextlib import contextmanager
@@ -31,8 +45,10 @@ def _check_threads(n):
 def threads(n):
     """Run a block with n BLAS threads (threadpoolctl).
 
-    The kernels have no threads of their own; their matrix products run in scipy's BLAS
-    with this thread count.
+    In fastbptt's compiled calls, n >= 2 lets a large enough batch split across n
+    threads (each with one BLAS thread); every matrix product of a kernel runs on one
+    BLAS thread whatever n is (see the top of fastbptt.runtime.threads). numpy's BLAS
+    runs with n threads too.
 
     Parameters
     ----------
