@@ -48,7 +48,8 @@ else:
 kernel_depends = sorted(glob.glob("src/fastbptt/_kernels/*.h")
                         + glob.glob("src/fastbptt/_kernels/*.pxd"))
 
-kernels = ["blas", "activations", "rnn", "gru", "lstm", "losses", "gemm_roofline", "embedding"]
+kernels = ["blas", "activations", "rnn", "gru", "lstm", "losses", "gemm_roofline", "embedding",
+           "packed_product"]
 extensions = [
     Extension(
         f"fastbptt._kernels.{name}",
