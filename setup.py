@@ -49,7 +49,7 @@ kernel_depends = sorted(glob.glob("src/fastbptt/_kernels/*.h")
                         + glob.glob("src/fastbptt/_kernels/*.pxd"))
 
 kernels = ["blas", "activations", "rnn", "gru", "lstm", "losses", "gemm_roofline", "embedding",
-           "packed_product"]
+           "packed_product", "step_packing"]
 extensions = [
     Extension(
         f"fastbptt._kernels.{name}",
@@ -59,6 +59,9 @@ extensions = [
         extra_compile_args=cflags,
         depends=kernel_depends,
         extra_link_args=ldflags,
+        # step_packing loads MKL at run time (dlopen: in libdl before glibc 2.34)
+        libraries=["dl"] if name == "step_packing" and sys.platform.startswith("linux")
+        else [],
     )
     for name in kernels
 ]

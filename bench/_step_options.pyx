@@ -151,10 +151,10 @@ def run(str option, bint backward, int steps, const floating[:, ::1] W_hh,
             if code == 0 or code == 1:
                 if backward:
                     recurrent_product_grad(w, wT, &lhs[s, 0, 0], GH, 0, &out[s, 0, 0], B,
-                                           GH, H, code == 1, sc, NULL, t, NULL)
+                                           GH, H, code == 1, sc, NULL, t, NULL, NULL)
                 else:
                     recurrent_product(w, &lhs[s, 0, 0], 1, &out[s, 0, 0], GH, B, GH, H,
-                                      code == 1, sc)
+                                      code == 1, sc, NULL)
             elif code == 2:
                 packed_gemm(B, N, K, &lhs[s, 0, 0], K, Wp, not backward, &out[s, 0, 0], N)
             elif code == 3:

@@ -19,3 +19,7 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
 # y := alpha * op(A) @ x + beta * y, row-major A (m x n), contiguous x and y
 cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
                const floating *x, floating beta, floating *y) noexcept nogil
+
+# The call log's entry for a per-step product that runs on packed weights
+# (step_packing.pyx) instead of gemm: ("packed", m, n, k, beta, lda, ldc).
+cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil

@@ -23,6 +23,13 @@ cdef void _log_gemv(char ta, int m, int n, double alpha, int lda,
         _calls.append(("gemv", chr(ta), m, n, alpha, lda, beta))
 
 
+cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil:
+    """Record a packed per-step product (step_packing.packed_step) while the log is on."""
+    if _logging:
+        with gil:
+            _calls.append(("packed", m, n, k, beta, lda, ldc))
+
+
 def start_call_log():
     """Record every gemm and gemv call from now on (from any kernel), forgetting earlier
     ones. For tests only: recording takes the GIL on every call."""
@@ -34,7 +41,8 @@ def start_call_log():
 def stop_call_log():
     """Stop recording and return the calls recorded since start_call_log: tuples
     ("gemm", transA, transB, m, n, k, alpha, lda, ldb, beta, ldc) and
-    ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them."""
+    ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them, and
+    ("packed", m, n, k, beta, lda, ldc) for a per-step product on packed weights."""
     global _logging
     _logging = False
     calls = list(_calls)

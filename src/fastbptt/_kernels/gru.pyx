@@ -29,6 +29,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
 
@@ -75,10 +76,12 @@ def gemm_layout(int H):
 
 def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                 floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
-                floating[::1] scratch, object args, bint transposed_step):
+                floating[::1] scratch, object args, bint transposed_step,
+                bint packed=False):
     """Fill hbuf[1:] with h_1..h_T (hbuf[0] holds h0 on entry) and gates (T*B, 4H) with
     every step's [r z n R_n] for backward. R (B, 3H) is workspace, scratch (3H*B) too
-    (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn].
+    (used when transposed_step); packed: the per-step products run on W_hh packed once
+    here (step_packing.pxd). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn].
     lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
     sends empty problems to the reference implementation).
     """
@@ -100,7 +103,11 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef floating *h_t
     cdef floating *R_ = &R[0, 0]
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef floating *W_packed = NULL
     with nogil:
+        if packed:
+            # W_hh^T packed once for all T steps (NULL if out of memory: the unpacked form)
+            W_packed = pack_step_weights(&W_hh[0, 0], G, H, B, False)
         # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
         # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], ldg, T * B, G, I)
@@ -111,18 +118,19 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
             # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
             # (beta 0): the reset gate multiplies R_n before it meets P_n
             recurrent_product(&W_hh[0, 0], h_prev, 0, R_, G, B, G, H, transposed_step,
-                              scratch_p)
+                              scratch_p, W_packed)
             # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
             for b in range(B):
                 gru_forward_row(gates_t + b * rs * ldg, R_ + b * G, &bias[0],
                                 h_prev + b * H, h_t + b * H, H)
                 if lens != NULL and t >= lens[b]:
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+        free_step_weights(W_packed)
 
 
 def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                  object kept, object carries, object args, object work,
-                 bint transposed_step):
+                 bint transposed_step, bint packed=False):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
@@ -158,9 +166,12 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
+    cdef floating *W_packed = NULL
     with nogil:
         # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
         begin_backward(&db[0], lda, &W_hh[0, 0], W_hhT_p, G, H, transposed_step)
+        if packed:
+            W_packed = pack_step_weights(&W_hh[0, 0], G, H, B, True)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * lda
             gates_t = &gates[0, 0] + t * ts * lda
@@ -176,7 +187,8 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
             # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
             # zero rows of ended sequences add nothing, so no lengths here)
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * lda, 1, carry_p, B, G, H,
-                                   transposed_step, scratch_p, NULL, t, NULL)
+                                   transposed_step, scratch_p, NULL, t, NULL, W_packed)
+        free_step_weights(W_packed)
 
         # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
         # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two

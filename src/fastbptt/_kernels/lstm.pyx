@@ -27,6 +27,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -77,11 +78,13 @@ def gemm_layout(int H):
 
 def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                  floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, :, ::1] cbuf,
-                 floating[::1] scratch, object args, bint transposed_step):
+                 floating[::1] scratch, object args, bint transposed_step,
+                 bint packed=False):
     """Fill hbuf[1:] and cbuf[1:] with the states after every step; hbuf[0] and cbuf[0]
     hold h0 and c0 on entry. gates (T*B, 4H) receives the activated gates (the
     pre-activations of steps past a sequence's length stay as they are, unused).
-    scratch (4H*B) is workspace for the transposed step. bias = b_ih + b_hh (4H,).
+    scratch (4H*B) is workspace for the transposed step; packed: the per-step products
+    run on W_hh packed once here (step_packing.pxd). bias = b_ih + b_hh (4H,).
     lengths (B,) or None: see the top of this file. All sizes are at least 1 (the wrapper
     sends empty problems to the reference implementation).
     """
@@ -99,14 +102,18 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
     cdef Py_ssize_t t, b
     cdef floating *z_t
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef floating *W_packed = NULL
     with nogil:
+        if packed:
+            # W_hh^T packed once for all T steps (NULL if out of memory: the unpacked form)
+            W_packed = pack_step_weights(&W_hh[0, 0], GH, H, B, False)
         # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
         input_product(&X[0, 0], &W_ih[0, 0], &gates[0, 0], GH, T * B, GH, I)
         for t in range(T):
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
             recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, H,
-                              transposed_step, scratch_p)
+                              transposed_step, scratch_p, W_packed)
             for b in range(B):
                 if lens != NULL and t >= lens[b]:
                     # an ended sequence keeps its state
@@ -116,11 +123,12 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                     # gates = act(z_t + b); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
                     cell_forward(z_t + b * rs * GH, &bias[0], &cbuf[t, b, 0],
                                  &cbuf[t + 1, b, 0], &hbuf[t + 1, b, 0], H)
+        free_step_weights(W_packed)
 
 
 def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                   object kept, object carries, object args, object work,
-                  bint transposed_step):
+                  bint transposed_step, bint packed=False):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
     row order) is the gradient arriving at every step, or None. dA (T*B, 4H) is
@@ -157,9 +165,12 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
+    cdef floating *W_packed = NULL
     with nogil:
         # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
         begin_backward(&db[0], GH, &W_hh[0, 0], W_hhT_p, GH, H, transposed_step)
+        if packed:
+            W_packed = pack_step_weights(&W_hh[0, 0], GH, H, B, True)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * GH
             for b in range(B):
@@ -176,7 +187,9 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
             # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
             # ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
-                                   B, GH, H, transposed_step, scratch_p, lens, t, hold_p)
+                                   B, GH, H, transposed_step, scratch_p, lens, t, hold_p,
+                                   W_packed)
+        free_step_weights(W_packed)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],

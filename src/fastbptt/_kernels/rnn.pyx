@@ -26,6 +26,7 @@ from libc.string cimport memcpy
 
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -45,9 +46,10 @@ def gemm_layout(int H):
 
 def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[:, ::1] P,
                 floating[:, :, ::1] hbuf, floating[::1] scratch, object args,
-                bint transposed_step):
+                bint transposed_step, bint packed=False):
     """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace,
-    scratch (H*B) too (only for transposed_step; None otherwise). P may be hbuf[1:]
+    scratch (H*B) too (only for transposed_step; None otherwise). packed: the per-step
+    products run on W_hh packed once here (step_packing.pxd). P may be hbuf[1:]
     itself when time-major: step t reads only its own rows of P before writing h_t over them.
     lengths (B,) or None: see the top of this file.
 
@@ -71,7 +73,11 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
     cdef floating *h_prev
     cdef floating *h_t
     cdef const Py_ssize_t *lens = &lengths[0] if lengths is not None else NULL
+    cdef floating *W_packed = NULL
     with nogil:
+        if packed:
+            # W_hh^T packed once for all T steps (NULL if out of memory: the unpacked form)
+            W_packed = pack_step_weights(&W_hh[0, 0], H, H, B, False)
         # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], H, T * B, H, I)
         for t in range(T):
@@ -80,17 +86,18 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
             h_t = &hbuf[t + 1, 0, 0]
             # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
             recurrent_product(&W_hh[0, 0], h_prev, 1, P_t, rs * H, B, H, H,
-                              transposed_step, scratch_p)
+                              transposed_step, scratch_p, W_packed)
             # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
             for b in range(B):
                 activate(nonlinearity, P_t + b * rs * H, &bias[0], h_t + b * H, H)
                 if lens != NULL and t >= lens[b]:
                     memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+        free_step_weights(W_packed)
 
 
 def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                  object kept, object carries, object args, object work,
-                 bint transposed_step):
+                 bint transposed_step, bint packed=False):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
@@ -126,9 +133,12 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
     cdef floating *hold_p = &hold[0, 0] if hold is not None else NULL
     # W_hhT is None unless transposed_step (the driver allocates it only then)
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed_step else NULL
+    cdef floating *W_packed = NULL
     with nogil:
         # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
         begin_backward(&db[0], H, &W_hh[0, 0], W_hhT_p, H, H, transposed_step)
+        if packed:
+            W_packed = pack_step_weights(&W_hh[0, 0], H, H, B, True)
         for t in range(T - 1, -1, -1):
             dA_t = &dA[0, 0] + t * ts * H
             # dA_t = (carry + dh_t) * f'(a_t): the gradient reaching h_t from step t+1 and
@@ -144,7 +154,8 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
             # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
             # apart; the rows of ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * H, 0, carry_p, B, H, H,
-                                   transposed_step, scratch_p, lens, t, hold_p)
+                                   transposed_step, scratch_p, lens, t, hold_p, W_packed)
+        free_step_weights(W_packed)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],

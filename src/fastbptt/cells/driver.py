@@ -13,7 +13,7 @@ adapter's one function that calls a kernel:
 
 The backward kernels take one signature, called here directly (an adapter frame less on
 every call): <cell>_backward(X=, dh=, states=, kept=, carries=, args=, work=,
-transposed_step=). X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None;
+transposed_step=, packed=). X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None;
 states and kept as the forward left them; carries (B, H) each, the final states'
 gradients on entry and the initial states' on exit; args the CellArgs; work the
 BackwardBuffers below.
@@ -42,6 +42,7 @@ from fastbptt.cells.checkpoint import (
     segment_length,
 )
 from fastbptt.cells.spec import step_form
+from fastbptt.runtime.packing import packer
 
 _adapters = {}   # CellSpec -> its adapter module, imported once
 _backward_kernels = {}   # CellSpec -> its compiled backward, looked up once
@@ -168,7 +169,7 @@ def _run_kernel(args):
         buf = workspace.empty((T + 1, B, H), dtype)
         buf[0] = initial
         states.append(buf)
-    form = step_form(args.spec, B, H, dtype)
+    form = step_form(args.spec, B, H, dtype, packer())
     run_args = _with_an_input_column(args) if args.I == 0 else args
     kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
     return run_args, states, kept, form
@@ -204,7 +205,8 @@ def run_backward(dh, cache, finals):
     X = (args.x if args.lengths is None else x_for_weight_grads(args)).reshape(T * B, I)
     _backward_kernel(spec)(X=X, dh=None if dh is None else dh.reshape(T * B, H),
                            states=cache.states, kept=cache.kept, carries=carries, args=args,
-                           work=work, transposed_step=transposed)
+                           work=work, transposed_step=transposed,
+                           packed=cache.form == "packed")
     if cache.no_input:
         # the zero input column of _with_an_input_column is not the caller's
         dx = np.zeros(args.x.shape[:-1] + (0,), dtype)
