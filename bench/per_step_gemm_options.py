@@ -12,9 +12,11 @@ compiled here at first use into build/step_options/):
     openblas_transposed  the kernels' transposed form (GEMM of the transpose + tiled transpose)
     packed               W_hh packed once per call, fastbptt's micro-kernel (packed_gemm.h)
     blis                 BLIS's GEMM from the `blis` package (if installed)
-    mkl                  MKL's cblas GEMM (if the `mkl` package's libmkl_rt is found)
+    mkl                  MKL's cblas GEMM (if the `mkl` package is installed)
     mkl_packed           MKL's packed GEMM: cblas_?gemm_pack once per call, ?gemm_compute
                          per step
+("packed" and "mkl_packed" are the kernels' packed form itself, recurrent_gemm.pxd with
+fastbptt.runtime.packing's two packers.)
 
 "now" is the form the kernels use today (fastbptt.cells.spec.step_form, G=1 as the RNN,
 G=4 as the LSTM). All run on one thread (OpenBLAS through threadpoolctl, MKL through
@@ -34,7 +36,6 @@ import math
 import os
 import statistics
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ import numpy as np
 import fastbptt
 from fastbptt import bench
 from fastbptt.cells.spec import SPECS, step_form
+from fastbptt.runtime import packing
 
 HERE = Path(__file__).resolve().parent
 SLOTS = 8
@@ -82,16 +84,6 @@ def build_options():
     return _step_options
 
 
-def find_mkl():
-    """libmkl_rt of the `mkl` wheel in this environment, or None."""
-    libdir = Path(sysconfig.get_config_var("prefix") or sys.prefix) / "lib"
-    for d in (Path(sys.prefix) / "lib", libdir):
-        found = sorted(d.glob("libmkl_rt.so*"))
-        if found:
-            return found[0]
-    return None
-
-
 def case_arrays(B, H, G, dtype, backward, rng):
     GH = G * H
     W = (rng.standard_normal((GH, H)) / math.sqrt(H)).astype(dtype)
@@ -102,11 +94,21 @@ def case_arrays(B, H, G, dtype, backward, rng):
     return W, WT, lhs, out, scratch
 
 
+def run(mod, option, backward, steps, arrays):
+    """(pack_ns, loop_ns) of `steps` products in form `option`."""
+    if option in _PACKERS:
+        packing.set_packer(_PACKERS[option])
+    return mod.run(option, backward, steps, *arrays)
+
+
+_PACKERS = {"packed": "own", "mkl_packed": "mkl"}
+
+
 def check(mod, option, arrays, backward):
     """One step of `option` against NumPy in float64: a form that is wrong is not timed."""
     W, WT, lhs, out, scratch = arrays
     out[0] = 0
-    mod.run(option, backward, 1, W, WT, lhs, out, scratch)
+    run(mod, option, backward, 1, arrays)
     a = lhs[0].astype(np.float64)
     want = a @ W.astype(np.float64) if backward else a @ W.T.astype(np.float64)
     tol = 1e-4 if W.dtype == np.float32 else 1e-11
@@ -134,7 +136,7 @@ def main(argv=None):
     options = list(mod.OPTIONS)
     if not mod.have_blis():
         options.remove("blis")
-    mkl = find_mkl()
+    mkl = packing.mkl_library() if packing.packer() == "mkl" else None
     if mkl is None or not mod.load_mkl(str(mkl).encode()):
         options = [o for o in options if not o.startswith("mkl")]
     if opts.options:
@@ -170,8 +172,8 @@ def main(argv=None):
                 order = case["options"][r % len(case["options"]):] \
                     + case["options"][:r % len(case["options"])]
                 for option in order:
-                    pack_ns, loop_ns = mod.run(option, case["backward"], case["steps"],
-                                               *case["arrays"])
+                    pack_ns, loop_ns = run(mod, option, case["backward"], case["steps"],
+                                           case["arrays"])
                     case["loop"].setdefault(option, []).append(loop_ns / case["steps"])
                     case["pack"].setdefault(option, []).append(pack_ns)
             print(f"round {r + 1}/{opts.rounds} done", file=sys.stderr)
