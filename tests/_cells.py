@@ -261,9 +261,9 @@ def forced_step_form(spec, B, H, dtype, packer=None):
 
 
 def forced_packed_step_form(spec, B, H, dtype, packer=None):
-    """step_form with the packed form wherever MKL's rows allow, at any H: this
-    process's packer (the own one too, whose policy packs only at H >= 256) then runs
-    the small shapes of the tests. (packer: the wrappers pass theirs; ignored.)"""
+    """step_form with the packed form wherever MKL's rows allow: this process's packer
+    then runs it also where the own packer's policy does not pack. (packer: the wrappers
+    pass theirs; ignored.)"""
     return step_form(spec, B, H, dtype, "mkl")
 
 

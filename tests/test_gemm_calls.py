@@ -17,8 +17,8 @@ from fastbptt.cells.spec import SPECS, STEP_FORMS, step_form
 from fastbptt.runtime import packing
 
 # (T, B, I, H) candidates; the cases below keep, per packer, cell and dtype, the first
-# shape of each step form that step_form picks for it (the packed form comes at B 5-7,
-# H >= 256 with the own packer, B 5-64 with MKL's; past 64 rows the other forms again).
+# shape of each step form that step_form picks for it (the packed form comes at B 5-64;
+# past 64 rows the other forms again).
 _CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4),
                (2, 6, 3, 256), (2, 70, 3, 80), (2, 66, 3, 8)]
 _DTYPES = ("float32", "float64")

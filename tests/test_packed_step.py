@@ -77,9 +77,9 @@ def test_set_level_is_clamped_to_the_cpu(level):
     assert packed_product.set_level(-3) == 0
 
 
-# T, B, I, H: the packed form with either packer (own: B 5-7 at H >= 256), time-major
-# and batch-first, with lengths
-SHAPES = [(4, 5, 3, 256), (3, 7, 2, 260)]
+# T, B, I, H: the packed form with either packer, around the register blocks (12 rows
+# AVX-512) and the panels (32 float, 16 double columns)
+SHAPES = [(4, 5, 3, 256), (3, 7, 2, 260), (2, 13, 3, 40), (2, 25, 2, 33)]
 
 
 def _unpacked(monkeypatch):

@@ -72,11 +72,15 @@ FB_PACK(fb_pack_f64, double, FB_NR_F64)
 #if defined(__GNUC__)
 typedef float fb_pg_f32x4 __attribute__((vector_size(16)));
 typedef double fb_pg_f64x2 __attribute__((vector_size(16)));
+typedef float fb_pg_f32x4u __attribute__((vector_size(16), aligned(4), may_alias));
+typedef double fb_pg_f64x2u __attribute__((vector_size(16), aligned(8), may_alias));
 #define FB_PG_PORTABLE_VL_F32 4
 #define FB_PG_PORTABLE_VL_F64 2
 #else
 typedef float fb_pg_f32x4;
 typedef double fb_pg_f64x2;
+typedef float fb_pg_f32x4u;
+typedef double fb_pg_f64x2u;
 #define FB_PG_PORTABLE_VL_F32 1
 #define FB_PG_PORTABLE_VL_F64 1
 #endif
@@ -86,23 +90,27 @@ typedef double fb_pg_f64x2;
 #define FB_MR 1
 #define FB_T float
 #define FB_V fb_pg_f32x4
+#define FB_VU fb_pg_f32x4u
 #define FB_VL FB_PG_PORTABLE_VL_F32
 #define FB_NR FB_NR_F32
 #define FB_PG(name) name##_f32_base
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG
 #define FB_T double
 #define FB_V fb_pg_f64x2
+#define FB_VU fb_pg_f64x2u
 #define FB_VL FB_PG_PORTABLE_VL_F64
 #define FB_NR FB_NR_F64
 #define FB_PG(name) name##_f64_base
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG
@@ -114,28 +122,36 @@ typedef float fb_pg_f32x8 __attribute__((vector_size(32)));
 typedef double fb_pg_f64x4 __attribute__((vector_size(32)));
 typedef float fb_pg_f32x16 __attribute__((vector_size(64)));
 typedef double fb_pg_f64x8 __attribute__((vector_size(64)));
+typedef float fb_pg_f32x8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double fb_pg_f64x4u __attribute__((vector_size(32), aligned(8), may_alias));
+typedef float fb_pg_f32x16u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef double fb_pg_f64x8u __attribute__((vector_size(64), aligned(8), may_alias));
 
 #define FB_TARGET __attribute__((target("avx2,fma")))
 #define FB_MR 3
 #define FB_T float
 #define FB_V fb_pg_f32x8
+#define FB_VU fb_pg_f32x8u
 #define FB_VL 8
 #define FB_NR FB_NR_F32
 #define FB_PG(name) name##_f32_avx2
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG
 #define FB_T double
 #define FB_V fb_pg_f64x4
+#define FB_VU fb_pg_f64x4u
 #define FB_VL 4
 #define FB_NR FB_NR_F64
 #define FB_PG(name) name##_f64_avx2
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG
@@ -146,23 +162,27 @@ typedef double fb_pg_f64x8 __attribute__((vector_size(64)));
 #define FB_MR 12
 #define FB_T float
 #define FB_V fb_pg_f32x16
+#define FB_VU fb_pg_f32x16u
 #define FB_VL 16
 #define FB_NR FB_NR_F32
 #define FB_PG(name) name##_f32_avx512
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG
 #define FB_T double
 #define FB_V fb_pg_f64x8
+#define FB_VU fb_pg_f64x8u
 #define FB_VL 8
 #define FB_NR FB_NR_F64
 #define FB_PG(name) name##_f64_avx512
 #include "packed_gemm_template.h"
 #undef FB_T
 #undef FB_V
+#undef FB_VU
 #undef FB_VL
 #undef FB_NR
 #undef FB_PG

@@ -2,6 +2,9 @@
  * element type and instruction set; no include guard). The includer defines:
  *   FB_T          the element type
  *   FB_V          a vector of FB_VL elements (GCC vector extension), or FB_T itself (FB_VL 1)
+ *   FB_VU         the same vector aligned to one element and allowed to alias (the loads
+ *                 and stores of C and the panels through it take no address of a
+ *                 register: an accumulator whose address is taken lives in memory)
  *   FB_VL         elements per vector
  *   FB_NR         columns per packed panel (FB_PANEL_BYTES / sizeof(FB_T)), FB_VL divides it
  *   FB_MR         rows per register block: FB_MR x (FB_NR / FB_VL) accumulators must fit
@@ -22,13 +25,15 @@ FB_TARGET FB_ALWAYS_INLINE void FB_PG(fb_pg_block)(int m, int K, const FB_T *A, 
                                                    FB_T *C, ptrdiff_t ldc)
 {
     enum { NV = FB_NR / FB_VL };
-    FB_V acc[FB_MR][NV], bv[NV], cv;
+    FB_V acc[FB_MR][NV], bv[NV];
+    const FB_V zero = {0};
     FB_T tail[FB_NR];
     int i, v, j, k;
-    memset(acc, 0, sizeof acc);
+    for (i = 0; i < m; i++)
+        for (v = 0; v < NV; v++) acc[i][v] = zero;
     for (k = 0; k < K; k++) {
         /* acc[i] += A[i, k] Bp[k, :]: one broadcast per row, NV vector FMAs */
-        memcpy(bv, Bp + (ptrdiff_t) k * FB_NR, sizeof bv);
+        for (v = 0; v < NV; v++) bv[v] = *(const FB_VU *) (Bp + (ptrdiff_t) k * FB_NR + v * FB_VL);
         for (i = 0; i < m; i++) {
             FB_T a = A[i * lda + k];
             for (v = 0; v < NV; v++) acc[i][v] += bv[v] * a;
@@ -38,15 +43,14 @@ FB_TARGET FB_ALWAYS_INLINE void FB_PG(fb_pg_block)(int m, int K, const FB_T *A, 
         FB_T *c = C + i * ldc;
         if (n == FB_NR) {
             for (v = 0; v < NV; v++) {
-                if (beta) {
-                    memcpy(&cv, c + v * FB_VL, sizeof cv);
-                    acc[i][v] += cv;
-                }
-                memcpy(c + v * FB_VL, &acc[i][v], sizeof cv);
+                FB_VU *cv = (FB_VU *) (c + v * FB_VL);
+                FB_V sum = acc[i][v];
+                if (beta) sum += *cv;
+                *cv = sum;
             }
         } else {
             /* the last panel: only its first n columns are C's */
-            memcpy(tail, acc[i], sizeof tail);
+            for (v = 0; v < NV; v++) *(FB_VU *) (tail + v * FB_VL) = acc[i][v];
             for (j = 0; j < n; j++) c[j] = beta ? c[j] + tail[j] : tail[j];
         }
     }

@@ -139,17 +139,14 @@ def get_spec(cell):
 
 STEP_FORMS = ("gemv", "packed", "transposed", "plain")
 
-# The rows up to which the per-step product runs on W_hh packed once per call, for each
-# packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM
-# beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md, "The per-step product at B
-# 5-64") but for float64 weights of PACKED_MKL_MAX_F64 elements or more (the LSTM at
-# H >= 650), where it was 0.6-1.0x; fastbptt's own micro-kernel won only at B = 5 with
-# H >= 256, so it packs below PACKED_OWN_ROWS rows from PACKED_OWN_MIN_H on. Past the
-# measured range the forms below stay as they were.
-PACKED_MKL_ROWS = 64
-PACKED_MKL_MAX_F64 = 4 * 650 * 650
-PACKED_OWN_ROWS = 8
-PACKED_OWN_MIN_H = 256
+# The rows up to which the per-step product runs on W_hh packed once per call, with either
+# packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM and
+# fastbptt's own micro-kernel both beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md,
+# "The per-step product at B 5-64"), the own kernel but for float64 weights of
+# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 650), where it was 0.45-1.2x. Past
+# the measured range the forms below stay as they were.
+PACKED_ROWS = 64
+PACKED_OWN_MAX_F64 = 4 * 650 * 650
 
 
 def step_form(spec, B, H, dtype, packer=None):
@@ -158,11 +155,10 @@ def step_form(spec, B, H, dtype, packer=None):
     - "gemv": B <= GEMV_ROWS rows, one GEMV per row (a GEMM's fixed cost is not paid
       back by so few rows);
     - "packed": W_hh packed once per call, every step a product on the packed form, by
-      `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing):
-      with "mkl" for GEMV_ROWS < B <= PACKED_MKL_ROWS (in float64 only while W_hh has
-      fewer than PACKED_MKL_MAX_F64 elements), with "own" for
-      GEMV_ROWS < B < PACKED_OWN_ROWS at H >= PACKED_OWN_MIN_H (bench/RESULTS.md, "The
-      per-step product at B 5-64");
+      `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
+      for GEMV_ROWS < B <= PACKED_ROWS; with "own" in float64 only while W_hh has fewer
+      than PACKED_OWN_MAX_F64 elements (bench/RESULTS.md, "The per-step product at B
+      5-64");
     - "transposed": the product as its transpose W_hh h^T (G*H x B), then a tiled
       transpose of the result, for 1 < B < H: OpenBLAS tiles a GEMM's output by its
       micro-kernel's column width, so few rows against many columns ran faster
@@ -174,11 +170,9 @@ def step_form(spec, B, H, dtype, packer=None):
     """
     if B <= GEMV_ROWS:
         return "gemv"
-    if packer == "mkl" and B <= PACKED_MKL_ROWS and (
-            np.dtype(dtype) != np.float64
-            or get_spec(spec).gates * H * H < PACKED_MKL_MAX_F64):
-        return "packed"
-    if packer == "own" and B < PACKED_OWN_ROWS and H >= PACKED_OWN_MIN_H:
+    if packer is not None and B <= PACKED_ROWS and (
+            packer == "mkl" or np.dtype(dtype) != np.float64
+            or get_spec(spec).gates * H * H < PACKED_OWN_MAX_F64):
         return "packed"
     if 1 < B < H and np.dtype(dtype) in get_spec(spec).transposed_dtypes:
         return "transposed"
