@@ -49,7 +49,8 @@ kernel_depends = sorted(glob.glob("src/fastbptt/_kernels/*.h")
                         + glob.glob("src/fastbptt/_kernels/*.pxd"))
 
 kernels = ["blas", "activations", "rnn", "gru", "lstm", "lstmp", "losses", "gemm_roofline",
-           "embedding", "step"]
+           "embedding", "step",
+           "packed_product", "step_packing"]
 extensions = [
     Extension(
         f"fastbptt._kernels.{name}",
@@ -60,8 +61,10 @@ extensions = [
         depends=kernel_depends,
         extra_link_args=ldflags,
         # blas.pyx finds the BLAS's thread-count functions with dladdr/dlsym
-        # (blas_threads.h): libdl on a glibc before 2.34 (an empty stub after)
-        libraries=["dl"] if name == "blas" and sys.platform.startswith("linux") else [],
+        # (blas_threads.h), step_packing loads MKL at run time (dlopen): libdl on a glibc
+        # before 2.34 (an empty stub after)
+        libraries=["dl"] if name in ("blas", "step_packing") and sys.platform.startswith("linux")
+        else [],
     )
     for name in kernels
 ]

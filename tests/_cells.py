@@ -26,6 +26,7 @@ from _helpers import DTYPES, numerical_gradient, relative_error
 from _registry import spec_arrays
 from fastbptt import reference
 from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, get_spec, step_form
+from fastbptt.runtime import packing
 
 SPEC_LIST = tuple(SPECS.values())
 
@@ -245,11 +246,25 @@ def assert_matches_finite_differences(p, impl, case=None):
 
 # ---------------------------------------------------------------- the step-form policy
 
-def forced_step_form(spec, B, H, dtype):
-    """step_form as if `dtype` were one of the spec's transposed_dtypes: the transposed
-    per-step product wherever its shape allows, also for a dtype whose policy never
-    chooses it (the LSTM's float64), so that path is held to that dtype's tolerances."""
+def process_step_form(spec, B, H, dtype):
+    """step_form as the compiled wrappers call it in this process: with its packer
+    (fastbptt.runtime.packing: "mkl" where the mkl package is installed, else "own")."""
+    return step_form(spec, B, H, dtype, packing.packer())
+
+
+def forced_step_form(spec, B, H, dtype, packer=None):
+    """step_form as if `dtype` were one of the spec's transposed_dtypes, and without
+    packing: the transposed per-step product wherever its shape allows, also for a dtype
+    whose policy never chooses it (the LSTM's float64), so that path is held to that
+    dtype's tolerances. (packer: the wrappers pass theirs; ignored.)"""
     return step_form(replace(spec, transposed_dtypes=(np.dtype(dtype),)), B, H, dtype)
+
+
+def forced_packed_step_form(spec, B, H, dtype, packer=None):
+    """step_form with the packed form wherever MKL's rows allow: this process's packer
+    then runs it also where the own packer's policy does not pack. (packer: the wrappers
+    pass theirs; ignored.)"""
+    return step_form(spec, B, H, dtype, "mkl")
 
 
 def force_transposed(monkeypatch):
@@ -258,7 +273,11 @@ def force_transposed(monkeypatch):
     monkeypatch.setattr(driver, "step_form", forced_step_form)
 
 
-def batch_for(spec, form, H, dtype, policy=step_form):
+def _forced_policy(form):
+    return forced_packed_step_form if form == "packed" else forced_step_form
+
+
+def batch_for(spec, form, H, dtype, policy=process_step_form):
     """The batch size B whose per-step product (B rows against W_hh) `policy` runs as
     `form` at hidden size H: the most rows one GEMV per row takes, the fewest rows the
     transposed or the plain GEMM takes; None when the policy never gives that form."""
@@ -280,7 +299,7 @@ class FormCase:
     forced: bool = False
 
     def policy(self):
-        return forced_step_form if self.forced else step_form
+        return _forced_policy(self.form) if self.forced else process_step_form
 
     def runs(self):
         """The form the chosen policy gives this shape."""
@@ -301,15 +320,16 @@ def form_cases(spec, dtype, T, I, H):
         B = batch_for(spec, form, H, dtype)
         forced = B is None
         if forced:
-            B = batch_for(spec, form, H, dtype, policy=forced_step_form)
+            B = batch_for(spec, form, H, dtype, policy=_forced_policy(form))
         cases.append(FormCase(spec, np.dtype(dtype), form, (T, B, I, H), forced))
     return cases
 
 
 def apply_policy(case, monkeypatch):
-    """Force the transposed form when the case needs it."""
+    """Force the transposed or the packed form when the case needs it."""
     if case.forced:
-        force_transposed(monkeypatch)
+        from fastbptt.cells import driver
+        monkeypatch.setattr(driver, "step_form", _forced_policy(case.form))
 
 
 def assert_ran(case, cache):

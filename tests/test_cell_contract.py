@@ -37,6 +37,7 @@ from _cells import (
     modes,
     option_sets,
     options_id,
+    process_step_form,
     shapes_param,
     upstream_names,
 )
@@ -48,7 +49,7 @@ from _helpers import (
     raises_naming,
     tol_for,
 )
-from fastbptt.cells.spec import STEP_FORMS, step_form
+from fastbptt.cells.spec import STEP_FORMS
 
 bias_param = pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 
@@ -161,7 +162,7 @@ def test_oracle_shapes_cover_every_step_form(oracle):
                 assert c.runs() == c.form, c.id
                 # forcing is only for forms the spec's own policy never runs in this dtype
                 T, B, I, H = c.shape
-                assert c.forced == (step_form(spec, B, H, dtype) != c.form), c.id
+                assert c.forced == (process_step_form(spec, B, H, dtype) != c.form), c.id
 
 
 def _lengths_for(case, seed):

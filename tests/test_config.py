@@ -28,6 +28,10 @@ def test_show_config_prints_and_returns(capsys):
         assert lib["num_threads"] >= 1 and lib["library"] in out
     assert f"fastbptt {fastbptt.__version__}" in out and "OPENBLAS_CORETYPE" in out
     assert info["openblas_coretype"] == os.environ.get("OPENBLAS_CORETYPE")
+    packing = info["per_step_packing"]
+    assert packing["packer"] in ("own", "mkl") and "per-step products on packed W_hh" in out
+    assert (packing["library"] is not None) == (packing["packer"] == "mkl")
+    assert packing["own_instance"] in out or packing["packer"] == "mkl"
 
 
 def test_cpu_flags_from_proc_cpuinfo():

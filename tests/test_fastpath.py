@@ -14,6 +14,7 @@ import pytest
 from _registry import Case, spec_arrays
 from fastbptt.cells import driver
 from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, step_form
+from fastbptt.runtime.packing import packer
 
 SPEC_LIST = list(SPECS.values())
 DTYPES = (np.float32, np.float64)
@@ -255,12 +256,30 @@ def test_step_matches_the_general_path(spec, general, monkeypatch):
 def test_the_fast_path_obeys_a_replaced_step_form(spec, monkeypatch):
     """The fast path computes spec.step_form in C; a policy put in the driver's step_form
     (as the step-form tests force one) is obeyed."""
-    assert set(STEP_FORMS) == {"gemv", "transposed", "plain"}
+    assert set(STEP_FORMS) == {"gemv", "packed", "transposed", "plain"}
     arrays, _ = _problem(spec, np.float64, B=GEMV_ROWS + 2, H=12)
+    assert arrays["x"].shape[0] > 1   # one step is never packed (driver._run_kernel)
     _, cache = _forward(spec, arrays)
-    assert cache.form == step_form(spec, GEMV_ROWS + 2, 12, np.float64)
+    assert cache.form == step_form(spec, GEMV_ROWS + 2, 12, np.float64, packer()) == "packed"
     forced = replace(spec, transposed_dtypes=(np.dtype(np.float64),))
-    monkeypatch.setattr(driver, "step_form", lambda s, B, H, dtype: step_form(forced, B, H,
-                                                                               dtype))
+    monkeypatch.setattr(driver, "step_form",
+                        lambda s, B, H, dtype, packer: step_form(forced, B, H, dtype))
     _, cache = _forward(spec, arrays)
     assert cache.form == "transposed"
+
+
+@pytest.mark.parametrize("spec", SPEC_LIST, ids=lambda s: s.name)
+@pytest.mark.parametrize("general", [False, True], ids=["fast", "general"])
+def test_one_step_is_not_packed(spec, general, monkeypatch):
+    """At T = 1 packing W_hh costs more than the one product it serves: both paths run the
+    step unpacked (so driver.step and the Stepper make the same products), and from T = 2
+    on the packed form's rows run packed."""
+    if general:
+        monkeypatch.setattr(driver._fastpath, "forward", lambda *args: None)
+    B = GEMV_ROWS + 2
+    arrays, _ = _problem(spec, np.float64, T=1, B=B, H=12)
+    _, cache = _forward(spec, arrays)
+    assert cache.form == step_form(spec, B, 12, np.float64) != "packed"
+    arrays, _ = _problem(spec, np.float64, T=2, B=B, H=12)
+    _, cache = _forward(spec, arrays)
+    assert cache.form == "packed"

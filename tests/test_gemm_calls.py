@@ -5,7 +5,8 @@ roofline runner calls it) claims to time the BLAS calls of one compiled forward+
 and nothing else. blas.pyx's call log records every gemm/gemv call's arguments
 (function, transposes, m, n, k, alpha, leading dimensions, beta); here the benchmark's
 compiled run and its roofline run of the same problem must record the same sequence, in
-every step form (the shapes are derived from step_form, the policy that picks the form).
+every step form (the shapes are derived from step_form, the policy that picks the form),
+with each packer of the packed form that this machine has (fastbptt.runtime.packing).
 """
 import numpy as np
 import pytest
@@ -13,37 +14,53 @@ import pytest
 from fastbptt._kernels import blas
 from fastbptt.bench.problems import make_problem, runner
 from fastbptt.cells.spec import SPECS, STEP_FORMS, step_form
+from fastbptt.runtime import packing
 
-# (T, B, I, H) candidates; the cases below keep, per cell and dtype, the first shape of
-# each step form that step_form picks for it.
-_CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4)]
+# (T, B, I, H) candidates; the cases below keep, per packer, cell and dtype, the first
+# shape of each step form that step_form picks for it (the packed form comes at B 5-64;
+# past 64 rows the other forms again).
+_CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4),
+               (2, 6, 3, 256), (2, 70, 3, 80), (2, 66, 3, 8)]
 _DTYPES = ("float32", "float64")
+PACKERS = ["own"] + (["mkl"] if packing.packer() == "mkl" else [])
 
 
 def _cases():
     cases = []
-    for name, spec in SPECS.items():
-        for dtype in _DTYPES:
-            seen = {}
-            for T, B, I, H in _CANDIDATES:
-                seen.setdefault(step_form(spec, B, H, dtype), (T, B, I, H))
-            for form, shape in seen.items():
-                label = "x".join(map(str, shape))
-                cases.append(pytest.param(name, dtype, shape, id=f"{name}-{dtype}-{form}-{label}"))
+    for packer in PACKERS:
+        for name, spec in SPECS.items():
+            for dtype in _DTYPES:
+                seen = {}
+                for T, B, I, H in _CANDIDATES:
+                    seen.setdefault(step_form(spec, B, H, dtype, packer), (T, B, I, H))
+                for form, shape in seen.items():
+                    label = "x".join(map(str, shape))
+                    cases.append(pytest.param(packer, name, dtype, shape,
+                                              id=f"{packer}-{name}-{dtype}-{form}-{label}"))
     return cases
 
 
 CASES = _cases()
 
 
+@pytest.fixture
+def use_packer(request):
+    """Runs the test with the packer named by its `packer` parameter, then restores."""
+    before = packing.set_packer(request.getfixturevalue("packer"))
+    yield
+    packing.set_packer(before)
+
+
 def test_the_cases_cover_every_step_form():
-    for name, spec in SPECS.items():
-        for dtype in _DTYPES:
-            forms = {step_form(spec, shape[1], shape[3], dtype)
-                     for n, d, shape in (c.values for c in CASES) if (n, d) == (name, dtype)}
-            expected = set(STEP_FORMS) if np.dtype(dtype) in spec.transposed_dtypes \
-                else set(STEP_FORMS) - {"transposed"}
-            assert forms == expected, (name, dtype)
+    for packer in PACKERS:
+        for name, spec in SPECS.items():
+            for dtype in _DTYPES:
+                forms = {step_form(spec, shape[1], shape[3], dtype, packer)
+                         for p, n, d, shape in (c.values for c in CASES)
+                         if (p, n, d) == (packer, name, dtype)}
+                expected = set(STEP_FORMS) if np.dtype(dtype) in spec.transposed_dtypes \
+                    else set(STEP_FORMS) - {"transposed"}
+                assert forms == expected, (packer, name, dtype)
 
 
 def _calls(run):
@@ -55,16 +72,19 @@ def _calls(run):
     return calls
 
 
-@pytest.mark.parametrize("cell, dtype, shape", CASES)
-def test_roofline_makes_the_kernels_calls(cell, dtype, shape):
+@pytest.mark.parametrize("packer, cell, dtype, shape", CASES)
+def test_roofline_makes_the_kernels_calls(packer, cell, dtype, shape, use_packer):
     T, B, I, H = shape
     problem = make_problem(cell, T, B, I, H, dtype)
     compiled = _calls(runner(cell, "compiled", problem))
     roofline = _calls(runner(cell, "roofline", problem))
     # at least the input product and one product per step each way: a log that records
     # nothing would compare equal
-    per_step = B if step_form(cell, B, H, dtype) == "gemv" else 1
+    form = step_form(cell, B, H, dtype, packer)
+    per_step = B if form == "gemv" else 1
     assert len(compiled) >= 2 + 2 * T * per_step
+    # the packed form logs its products as such, one per step each way
+    assert sum(c[0] == "packed" for c in compiled) == (2 * T if form == "packed" else 0)
     assert roofline == compiled
 
 

@@ -79,7 +79,33 @@ def test_step_form_policy(spec, dtype):
     transposed = np.dtype(dtype) in spec.transposed_dtypes
     assert step_form(spec, cellspec.GEMV_ROWS + 1, 256, dtype) == (
         "transposed" if transposed else "plain")
-    assert forms == (set(STEP_FORMS) if transposed else {"gemv", "plain"})
+    unpacked = set(STEP_FORMS) - {"packed"}
+    assert forms == (unpacked if transposed else {"gemv", "plain"})
+
+
+@spec_param
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_form_policy_with_a_packer(spec, dtype):
+    """The packed form takes the rows its packer was measured to win at, and only those;
+    every other shape keeps the form it has without packing."""
+    packed_rows = range(cellspec.GEMV_ROWS + 1, cellspec.PACKED_ROWS + 1)
+    for packer in ("mkl", "own"):
+        for B in range(1, 70):
+            for H in (1, 8, 64, 256, 649, 650, 1024):
+                form = step_form(spec, B, H, dtype, packer)
+                big_f64 = (np.dtype(dtype) == np.float64
+                           and spec.gates * H * H >= cellspec.PACKED_OWN_MAX_F64)
+                packs = B in packed_rows and (packer == "mkl" or not big_f64)
+                assert (form == "packed") == packs, (packer, B, H)
+                if not packs:
+                    assert form == step_form(spec, B, H, dtype), (packer, B, H)
+    assert step_form(spec, 5, 8, dtype, "own") == "packed"
+    assert step_form(spec, 64, 8, dtype, "mkl") == "packed"
+    assert step_form(spec, 65, 8, dtype, "mkl") == "plain"
+    # the own kernel's float64 lost to OpenBLAS at the LSTM's H = 650
+    assert (step_form("lstm", 20, 650, dtype, "own") == "packed") == (dtype == np.float32)
+    assert step_form("lstm", 20, 650, dtype, "mkl") == "packed"
+    assert step_form("rnn", 20, 650, dtype, "own") == "packed"
 
 
 def _run_without_kernels(code):

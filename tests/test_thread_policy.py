@@ -24,7 +24,7 @@ from fastbptt.bench.problems import runner
 from fastbptt.cells import batch_split
 from fastbptt.cells.spec import SPECS
 from fastbptt.runtime.config import _blas_libraries
-from test_gemm_calls import CASES, _calls
+from test_gemm_calls import CASES, _calls, use_packer  # noqa: F401 (a fixture)
 
 scipy_blas = [lib for lib in _blas_libraries() if lib["used_by"].startswith("scipy")]
 needs_control = pytest.mark.skipif(
@@ -58,8 +58,9 @@ def _logged(run):
 
 @needs_control
 @pytest.mark.parametrize("kind", ["compiled", "roofline"])
-@pytest.mark.parametrize("cell, dtype, shape", CASES)
-def test_every_product_runs_on_one_thread(cell, dtype, shape, kind):
+@pytest.mark.parametrize("packer, cell, dtype, shape", CASES)
+@pytest.mark.usefixtures("use_packer")
+def test_every_product_runs_on_one_thread(packer, cell, dtype, shape, kind):
     T = shape[0]
     run = runner(cell, kind, bench_problem(cell, *shape, dtype))
     with fastbptt.threads(2):
@@ -83,16 +84,17 @@ def _forward_backward(cell, shape, dtype, lengths, batch_first):
 # Large enough that OpenBLAS would run the batched products on both threads (the small
 # cases stay under its threading thresholds): before the policy, dW_ih differed in the last
 # bits at 2 threads in float64.
-LARGE = [pytest.param(cell, dtype, (12, 40, 200, 160), id=f"{cell}-{dtype}-large")
+LARGE = [pytest.param("own", cell, dtype, (12, 40, 200, 160), id=f"{cell}-{dtype}-large")
          for cell in SPECS for dtype in ("float32", "float64")]
 
 
 @needs_control
 @pytest.mark.parametrize("batch_first, lengths", [(False, False), (True, True)],
                          ids=["time_major", "batch_first_lengths"])
-@pytest.mark.parametrize("cell, dtype, shape", CASES + LARGE)
-def test_a_call_gives_the_same_bits_at_any_count(cell, dtype, shape, batch_first, lengths,
-                                                 monkeypatch):
+@pytest.mark.parametrize("packer, cell, dtype, shape", CASES + LARGE)
+@pytest.mark.usefixtures("use_packer")
+def test_a_call_gives_the_same_bits_at_any_count(packer, cell, dtype, shape, batch_first,
+                                                 lengths, monkeypatch):
     monkeypatch.setattr(batch_split, "MIN_SPLIT_FLOPS", float("inf"))   # no split here
     results = {}
     for n in (1, 2):

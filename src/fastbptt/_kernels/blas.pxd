@@ -32,3 +32,7 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
 # allocates nor takes the GIL.
 cdef int one_thread_begin() noexcept nogil
 cdef void one_thread_end(int saved) noexcept nogil
+
+# The call log's entry for a per-step product that runs on packed weights
+# (step_packing.pyx) instead of gemm: ("packed", m, n, k, beta, lda, ldc).
+cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil

@@ -38,6 +38,14 @@ cdef void _log_gemv(char ta, int m, int n, double alpha, int lda,
         _call_threads.append(fb_blas_threads())
 
 
+cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil:
+    """Record a packed per-step product (step_packing.packed_step) while the log is on."""
+    if _logging:
+        with gil:
+            _calls.append(("packed", m, n, k, beta, lda, ldc))
+            _call_threads.append(fb_blas_threads())
+
+
 def start_call_log():
     """Record every gemm and gemv call from now on (from any kernel), forgetting earlier
     ones. For tests only: recording takes the GIL on every call."""
@@ -50,7 +58,8 @@ def start_call_log():
 def stop_call_log():
     """Stop recording and return the calls recorded since start_call_log: tuples
     ("gemm", transA, transB, m, n, k, alpha, lda, ldb, beta, ldc) and
-    ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them."""
+    ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them, and
+    ("packed", m, n, k, beta, lda, ldc) for a per-step product on packed weights."""
     global _logging, _last_threads
     _logging = False
     calls = list(_calls)

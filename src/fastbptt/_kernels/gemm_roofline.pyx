@@ -24,6 +24,7 @@ from cython cimport floating
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
 from fastbptt._kernels.blas cimport gemm, NoTrans, one_thread_begin, one_thread_end
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 
 
 def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -31,13 +32,14 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
                     floating[:, ::1] P, floating[:, ::1] R, floating[:, :, ::1] hbuf,
                     floating[::1] scratch, floating[:, ::1] carry, floating[:, ::1] dX,
                     floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, bint transposed,
-                    int front, int back):
+                    int front, int back, bint packed=False):
     """Run the matrix products of one forward+backward. Shapes: X (T*B, I), W_ih (GH, I),
     W_hh (GH, H), W_hhT (H, GH) (read when transposed), P (T*B, ldp) (the
     pre-activations, then reused as dA), R (B, GH) or None (see the top of this file),
     hbuf (T+1, B, H) (read only: the states), scratch (GH*B), carry (B, H), dX (T*B, I),
-    dW_ih (GH, I), dW_hh (GH, H); front and back as in the kernel's gemm_layout. The
-    values are the caller's; nothing is checked."""
+    dW_ih (GH, I), dW_hh (GH, H); front and back as in the kernel's gemm_layout; packed:
+    the per-step products on W_hh packed once each way, as the kernels do (the packing
+    timed with them). The values are the caller's; nothing is checked."""
     cdef int T = hbuf.shape[0] - 1, B = hbuf.shape[1], H = hbuf.shape[2]
     cdef int I = X.shape[1], GH = W_hh.shape[0], ldp = P.shape[1]
     cdef Py_ssize_t t
@@ -46,22 +48,30 @@ def recurrent_gemms(*, const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating *W_hhT_p = &W_hhT[0, 0] if transposed else NULL
     cdef floating *P_t
     cdef int saved   # what one_thread_end needs (blas.pxd)
+    cdef floating *W_packed = NULL
     with nogil:
         saved = one_thread_begin()   # on one BLAS thread, as the kernels run (blas.pxd)
+        if packed:
+            W_packed = pack_step_weights(&W_hh[0, 0], GH, H, B, False)
         input_product(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, T * B, GH, I)
         for t in range(T):
             P_t = &P[0, 0] + t * B * ldp
             if own:
                 recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 0, R_, GH, B, GH, H,
-                                  transposed, &scratch[0])
+                                  transposed, &scratch[0], W_packed)
             else:
                 recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, P_t, ldp, B, GH, H,
-                                  transposed, &scratch[0])
+                                  transposed, &scratch[0], W_packed)
+        free_step_weights(W_packed)
+        W_packed = NULL
+        if packed:
+            W_packed = pack_step_weights(&W_hh[0, 0], GH, H, B, True)
         for t in range(T - 1, -1, -1):
             P_t = &P[0, 0] + t * B * ldp     # dA_t
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, P_t, ldp, 1 if own else 0,
                                    &carry[0, 0], B, GH, H, transposed, &scratch[0], NULL,
-                                   t, NULL)
+                                   t, NULL, W_packed)
+        free_step_weights(W_packed)
         input_grads(&X[0, 0], &W_ih[0, 0], &P[0, 0], ldp, &dX[0, 0], &dW_ih[0, 0], T * B,
                     I, front, back)
         recurrent_weight_grad(&hbuf[0, 0, 0], &P[0, 0], ldp, &dW_hh[0, 0], T, B, GH, H,

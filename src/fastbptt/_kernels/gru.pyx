@@ -32,6 +32,7 @@ from libc.string cimport memcpy
 
 from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (input_grads, input_product, recurrent_product,
                                                recurrent_product_grad, recurrent_weight_grad)
 
@@ -78,7 +79,8 @@ def gemm_layout(int H):
 
 def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                 floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, ::1] R,
-                floating[::1] scratch, object args, bint transposed_step):
+                floating[::1] scratch, object args, bint transposed_step,
+                bint packed=False):
     """Fill hbuf[1:] with h_1..h_T (hbuf[0] holds h0 on entry) and gates (T*B, 4H) with
     every step's [r z n R_n] for backward. R (B, 3H) is workspace, scratch (3H*B) too
     (used when transposed_step). bias (4H) = [b_ir + b_hr, b_iz + b_hz, b_in, b_hn]; the
@@ -96,14 +98,14 @@ def gru_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                          W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
                          lens=&lengths[0] if lengths is not None else NULL,
                          T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1], H=hbuf.shape[2],
-                         batch_first=batch_first, transposed_step=transposed_step)
+                         batch_first=batch_first, transposed_step=transposed_step, packed=packed)
 
 
 cdef void gru_forward_loop(const floating *X, const floating *bias, floating *gates,
                            floating *hbuf, floating *R, floating *scratch,
                            const floating *W_ih, const floating *W_hh,
                            const Py_ssize_t *lens, int T, int B, int I, int H,
-                           bint batch_first, bint transposed_step) noexcept nogil:
+                           bint batch_first, bint transposed_step, bint packed) noexcept nogil:
     """gru_forward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; scratch and lens may be NULL): the entry point the driver's fast path
     (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -116,6 +118,9 @@ cdef void gru_forward_loop(const floating *X, const floating *bias, floating *ga
     cdef floating *h_prev
     cdef floating *h_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh^T packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, G, H, B, False) if packed else NULL
     # gates[:, :3H] = X W_ih^T: (T*B x 3H) = (T*B x I)(3H x I)^T, every step in one
     # GEMM, rows 4H apart (the fourth block is filled with R_n step by step)
     input_product(X, W_ih, gates, ldg, T * B, G, I)
@@ -125,19 +130,21 @@ cdef void gru_forward_loop(const floating *X, const floating *bias, floating *ga
         h_t = hbuf + (t + 1) * BH
         # R = h_{t-1} W_hh^T: (B x 3H) = (B x H)(3H x H)^T, into its own buffer
         # (beta 0): the reset gate multiplies R_n before it meets P_n
-        recurrent_product(W_hh, h_prev, 0, R, G, B, G, H, transposed_step, scratch)
+        recurrent_product(W_hh, h_prev, 0, R, G, B, G, H, transposed_step, scratch,
+                          W_packed)
         # gates and h_t from P_t, R, the biases; past a sequence's length h_t = h_{t-1}
         for b in range(B):
             gru_forward_row(gates_t + b * rs * ldg, R + b * G, bias, h_prev + b * H,
                             h_t + b * H, H)
             if lens != NULL and t >= lens[b]:
                 memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    free_step_weights(W_packed)
     one_thread_end(saved)
 
 
 def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                  object kept, object carries, object args, object work,
-                 bint transposed_step):
+                 bint transposed_step, bint packed=False):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, 4H) is workspace (layout in gru_cell.h); dX, dW_ih,
@@ -168,7 +175,7 @@ def gru_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
                           scratch=&scratch[0] if transposed_step else NULL,
                           T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
                           H=hbuf.shape[2], batch_first=batch_first,
-                          transposed_step=transposed_step)
+                          transposed_step=transposed_step, packed=packed)
 
 
 cdef void gru_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
@@ -176,7 +183,7 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
                             const floating *W_hh, const Py_ssize_t *lens, floating *dA,
                             floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
                             floating *W_hhT, floating *scratch, int T, int B, int I, int H,
-                            bint batch_first, bint transposed_step) noexcept nogil:
+                            bint batch_first, bint transposed_step, bint packed) noexcept nogil:
     """gru_backward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; dh, lens, W_hhT and scratch may be NULL): the entry point the driver's fast
     path (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -189,6 +196,9 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
     cdef const floating *gates_t
     cdef const floating *dh_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, G, H, B, True) if packed else NULL
     # db = 0 (4H); W_hhT = W_hh^T (H x 3H) for the transposed per-step GEMM
     begin_backward(db, lda, W_hh, W_hhT, G, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -206,7 +216,7 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
         # rows rs*4H apart (beta 1: carry holds g z, the part that skips W_hh; the
         # zero rows of ended sequences add nothing, so no lengths here)
         recurrent_product_grad(W_hh, W_hhT, dA_t, rs * lda, 1, carry, B, G, H,
-                               transposed_step, scratch, NULL, t, NULL)
+                               transposed_step, scratch, NULL, t, NULL, W_packed)
 
     # The shared parameters' gradients, summed over all steps, as large GEMMs. dP is
     # dA's columns [0, 2H) (r, z) and [3H, 4H) (n): dW_ih = dP^T X, dX = dP W_ih, two
@@ -214,4 +224,5 @@ cdef void gru_backward_loop(const floating *X, const floating *dh, const floatin
     input_grads(X, W_ih, dA, lda, dX, dW_ih, T * B, I, 2 * H, 3 * H)
     # dW_hh = sum_t dR_t^T h_{t-1}: (3H x H)
     recurrent_weight_grad(hbuf, dA, lda, dW_hh, T, B, G, H, batch_first)
+    free_step_weights(W_packed)
     one_thread_end(saved)

@@ -8,7 +8,7 @@ cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *g
                             floating *hbuf, floating *cbuf, floating *scratch,
                             const floating *W_ih, const floating *W_hh,
                             const Py_ssize_t *lens, int T, int B, int I, int H,
-                            bint batch_first, bint transposed_step) noexcept nogil
+                            bint batch_first, bint transposed_step, bint packed) noexcept nogil
 
 cdef void lstm_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
                              const floating *cbuf, const floating *gates, floating *carry_h,
@@ -17,4 +17,4 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
                              floating *dW_ih, floating *dW_hh, floating *db,
                              floating *W_hhT, floating *scratch, floating *hold, int T,
                              int B, int I, int H, bint batch_first,
-                             bint transposed_step) noexcept nogil
+                             bint transposed_step, bint packed) noexcept nogil

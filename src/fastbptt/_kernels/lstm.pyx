@@ -30,6 +30,7 @@ from libc.string cimport memcpy
 
 from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -51,7 +52,8 @@ def gemm_layout(int H):
 
 def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                  floating[:, ::1] gates, floating[:, :, ::1] hbuf, floating[:, :, ::1] cbuf,
-                 floating[::1] scratch, object args, bint transposed_step):
+                 floating[::1] scratch, object args, bint transposed_step,
+                 bint packed=False):
     """Fill hbuf[1:] and cbuf[1:] with the states after every step; hbuf[0] and cbuf[0]
     hold h0 and c0 on entry. gates (T*B, 4H) receives the activated gates (the
     pre-activations of steps past a sequence's length stay as they are, unused).
@@ -71,14 +73,14 @@ def lstm_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                           W_ih=&W_ih[0, 0], W_hh=&W_hh[0, 0],
                           lens=&lengths[0] if lengths is not None else NULL,
                           T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1], H=hbuf.shape[2],
-                          batch_first=batch_first, transposed_step=transposed_step)
+                          batch_first=batch_first, transposed_step=transposed_step, packed=packed)
 
 
 cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *gates,
                             floating *hbuf, floating *cbuf, floating *scratch,
                             const floating *W_ih, const floating *W_hh,
                             const Py_ssize_t *lens, int T, int B, int I, int H,
-                            bint batch_first, bint transposed_step) noexcept nogil:
+                            bint batch_first, bint transposed_step, bint packed) noexcept nogil:
     """lstm_forward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; scratch and lens may be NULL): the entry point the driver's fast path
     (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -89,13 +91,16 @@ cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *g
     cdef Py_ssize_t BH = <Py_ssize_t>B * H             # one time slice of hbuf, cbuf
     cdef floating *z_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh^T packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, GH, H, B, False) if packed else NULL
     # Z = X W_ih^T: (T*B x 4H) = (T*B x I)(4H x I)^T, every step in one GEMM
     input_product(X, W_ih, gates, GH, T * B, GH, I)
     for t in range(T):
         z_t = gates + t * ts * GH
         # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x H)(4H x H)^T
         recurrent_product(W_hh, hbuf + t * BH, 1, z_t, rs * GH, B, GH, H, transposed_step,
-                          scratch)
+                          scratch, W_packed)
         for b in range(B):
             if lens != NULL and t >= lens[b]:
                 # an ended sequence keeps its state
@@ -107,12 +112,13 @@ cdef void lstm_forward_loop(const floating *X, const floating *bias, floating *g
                 # gates = act(z_t + b); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
                 cell_forward(z_t + b * rs * GH, bias, cbuf + t * BH + b * H,
                              cbuf + (t + 1) * BH + b * H, hbuf + (t + 1) * BH + b * H, H)
+    free_step_weights(W_packed)
     one_thread_end(saved)
 
 
 def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                   object kept, object carries, object args, object work,
-                  bint transposed_step):
+                  bint transposed_step, bint packed=False):
     """Reverse time loop. carry_h and carry_c (B, H) hold dL/dh_T and dL/dc_T from outside
     (dh_n and dc_n, or zeros) on entry, dL/dh_0 and dL/dc_0 on exit. dh (T*B, H, in X's
     row order) is the gradient arriving at every step, or None. dA (T*B, 4H) is
@@ -150,7 +156,7 @@ def lstm_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object
                            hold=&hold[0, 0] if hold is not None else NULL,
                            T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
                            H=hbuf.shape[2], batch_first=batch_first,
-                           transposed_step=transposed_step)
+                           transposed_step=transposed_step, packed=packed)
 
 
 cdef void lstm_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
@@ -160,7 +166,7 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
                              floating *dW_ih, floating *dW_hh, floating *db,
                              floating *W_hhT, floating *scratch, floating *hold, int T,
                              int B, int I, int H, bint batch_first,
-                             bint transposed_step) noexcept nogil:
+                             bint transposed_step, bint packed) noexcept nogil:
     """lstm_backward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; dh, lens, W_hhT, scratch and hold may be NULL): the entry point the driver's
     fast path (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -172,6 +178,9 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
     cdef floating *dA_t
     cdef const floating *dh_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, GH, H, B, True) if packed else NULL
     # db = 0; W_hhT = W_hh^T (H x 4H) for the transposed per-step GEMM
     begin_backward(db, GH, W_hh, W_hhT, GH, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -190,8 +199,9 @@ cdef void lstm_backward_loop(const floating *X, const floating *dh, const floati
         # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x 4H)(4H x H); the rows of
         # ended sequences keep theirs
         recurrent_product_grad(W_hh, W_hhT, dA_t, rs * GH, 0, carry_h, B, GH, H,
-                               transposed_step, scratch, lens, t, hold)
+                               transposed_step, scratch, lens, t, hold, W_packed)
 
     # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
     shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, GH, H, batch_first)
+    free_step_weights(W_packed)
     one_thread_end(saved)

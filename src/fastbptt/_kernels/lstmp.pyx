@@ -60,7 +60,7 @@ def lstmp_forward(*, const floating[:, ::1] X, const floating[::1] bias,
             z_t = &gates[0, 0] + t * ts * GH
             # z_t += h_{t-1} W_hh^T: (B x 4H) += (B x P)(4H x P)^T
             recurrent_product(&W_hh[0, 0], &hbuf[t, 0, 0], 1, z_t, rs * GH, B, GH, P,
-                              transposed_step, scratch_p)
+                              transposed_step, scratch_p, NULL)
             for b in range(B):
                 if lens != NULL and t >= lens[b]:
                     # an ended sequence keeps its c; its m row is zero (see the top)
@@ -72,7 +72,7 @@ def lstmp_forward(*, const floating[:, ::1] X, const floating[::1] bias,
                                       &cbuf[t + 1, b, 0], &mbuf[t, b, 0], H)
             # h_t = m_t W_hr^T: (B x P) = (B x H)(P x H)^T
             recurrent_product(&W_hr[0, 0], &mbuf[t, 0, 0], 0, &hbuf[t + 1, 0, 0], P, B,
-                              P, H, False, NULL)
+                              P, H, False, NULL, NULL)
             if lens != NULL:
                 for b in range(B):
                     if t >= lens[b]:
@@ -138,7 +138,7 @@ def lstmp_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, objec
                         dH_t[b * P + j] = carry_h[b, j] + dh_t[j]
             # dm_t = dH_t W_hr: (B x H) = (B x P)(P x H)
             recurrent_product_grad(&W_hr[0, 0], NULL, dH_t, P, 0, &dm[0, 0], B, P, H,
-                                   False, NULL, NULL, t, NULL)
+                                   False, NULL, NULL, t, NULL, NULL)
             for b in range(B):
                 if ended_row(lens, t, b, dA_t + b * rs * GH, GH):
                     continue   # both carries pass unchanged
@@ -150,7 +150,8 @@ def lstmp_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, objec
             # carry_h = dL/dh_{t-1} = dA_t W_hh: (B x P) = (B x 4H)(4H x P); the rows of
             # ended sequences keep theirs
             recurrent_product_grad(&W_hh[0, 0], W_hhT_p, dA_t, rs * GH, 0, &carry_h[0, 0],
-                                   B, GH, P, transposed_step, scratch_p, lens, t, hold_p)
+                                   B, GH, P, transposed_step, scratch_p, lens, t, hold_p,
+                                   NULL)
 
         # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1} (4H x P)
         shared_weight_grads(&X[0, 0], &W_ih[0, 0], &hbuf[0, 0, 0], &dA[0, 0], &dX[0, 0],

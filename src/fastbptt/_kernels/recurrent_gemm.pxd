@@ -18,6 +18,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from fastbptt._kernels.blas cimport gemm, gemv, NoTrans, Trans
+from fastbptt._kernels.step_packing cimport packed_step
 from fastbptt._kernels.transpose cimport transpose
 
 
@@ -38,19 +39,24 @@ cdef inline void input_product(const floating *X, const floating *W_ih, floating
 
 cdef inline void recurrent_product(const floating *W_hh, const floating *h_prev,
                                    floating beta, floating *P_t, Py_ssize_t ldp, int B,
-                                   int GH, int H, bint transposed,
-                                   floating *scratch) noexcept nogil:
+                                   int GH, int H, bint transposed, floating *scratch,
+                                   const floating *W_packed) noexcept nogil:
     """P_t = beta P_t + h_prev W_hh^T: (B x GH) = (B x H)(GH x H)^T, P_t's rows ldp apart,
     beta 0 or 1.
 
-    B <= GEMV_ROWS runs one GEMV per row. transposed runs the same product as its
+    W_packed not NULL (W_hh^T packed by step_packing.pack_step_weights for this call)
+    runs the packed product, whatever the other flags say. B <= GEMV_ROWS runs one GEMV
+    per row. transposed runs the same product as its
     transpose into scratch (GH*B), then writes or adds that back through a tiled
     transpose: OpenBLAS tiles its output's columns by its micro-kernel width, so with few
     rows B against many columns GH the transposed GEMM is faster (the policy is
     fastbptt.cells.spec.step_form).
     """
     cdef Py_ssize_t b
-    if B <= GEMV_ROWS:
+    if W_packed != NULL:
+        # P_t = beta P_t + h_prev (W_hh^T packed): (B x GH) = (B x H)(H x GH)
+        packed_step(h_prev, H, W_packed, beta, P_t, ldp, B, GH, H)
+    elif B <= GEMV_ROWS:
         # per row b: P_t[b] = beta P_t[b] + W_hh h_prev[b]: (GH) = (GH x H)(H)
         for b in range(B):
             gemv(NoTrans, GH, H, 1, W_hh, H, h_prev + b * H, beta, P_t + b * ldp)
@@ -68,7 +74,8 @@ cdef inline void recurrent_product_grad(const floating *W_hh, const floating *W_
                                         floating beta, floating *carry, int B, int GH,
                                         int H, bint transposed, floating *scratch,
                                         const Py_ssize_t *lengths, Py_ssize_t t,
-                                        floating *hold) noexcept nogil:
+                                        floating *hold,
+                                        const floating *W_packed) noexcept nogil:
     """carry = beta carry + dA_t[:, :GH] W_hh: (B x H) = (B x GH)(GH x H), dA_t's rows lda
     apart, beta 0 or 1.
 
@@ -77,8 +84,9 @@ cdef inline void recurrent_product_grad(const floating *W_hh, const floating *W_
     rows of dA_t must be zero, and hold (B*H) keeps their carry across the GEMM. With
     beta = 1 pass lengths NULL: zero rows of dA_t add nothing to the carry.
 
-    The reverse of recurrent_product, in the same three forms; transposed needs
-    W_hhT = W_hh^T contiguous (H x GH) and scratch (H*B).
+    The reverse of recurrent_product, in the same four forms; transposed needs
+    W_hhT = W_hh^T contiguous (H x GH) and scratch (H*B); W_packed is W_hh packed by
+    step_packing.pack_step_weights (backward) for this call, or NULL.
     """
     cdef Py_ssize_t b
     cdef bint any_ended = False
@@ -87,7 +95,10 @@ cdef inline void recurrent_product_grad(const floating *W_hh, const floating *W_
             if t >= lengths[b]:
                 memcpy(hold + b * H, carry + b * H, H * sizeof(floating))
                 any_ended = True
-    if B <= GEMV_ROWS:
+    if W_packed != NULL:
+        # carry = beta carry + dA_t (W_hh packed): (B x H) = (B x GH)(GH x H)
+        packed_step(dA_t, lda, W_packed, beta, carry, H, B, H, GH)
+    elif B <= GEMV_ROWS:
         # per row b: carry[b] = beta carry[b] + W_hh^T dA_t[b]: (H) = (GH x H)^T (GH)
         for b in range(B):
             gemv(Trans, GH, H, 1, W_hh, H, dA_t + b * lda, beta, carry + b * H)

@@ -8,7 +8,7 @@ cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
                            floating *hbuf, floating *scratch, const floating *W_ih,
                            const floating *W_hh, const Py_ssize_t *lens, int nonlinearity,
                            int T, int B, int I, int H, bint batch_first,
-                           bint transposed_step) noexcept nogil
+                           bint transposed_step, bint packed) noexcept nogil
 
 cdef void rnn_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
                             floating *carry, const floating *W_ih, const floating *W_hh,
@@ -16,4 +16,4 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
                             floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
                             floating *W_hhT, floating *scratch, floating *hold, int T, int B,
                             int I, int H, bint batch_first,
-                            bint transposed_step) noexcept nogil
+                            bint transposed_step, bint packed) noexcept nogil

@@ -29,6 +29,7 @@ from libc.string cimport memcpy
 from fastbptt._kernels.blas cimport one_thread_begin, one_thread_end
 from fastbptt._kernels.activations cimport activate, activate_grad, accumulate
 from fastbptt._kernels.time_loop cimport begin_backward, ended_row, row_or_null
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
 from fastbptt._kernels.recurrent_gemm cimport (GEMV_ROWS, input_product, recurrent_product,
                                                recurrent_product_grad, shared_weight_grads)
 
@@ -48,9 +49,10 @@ def gemm_layout(int H):
 
 def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[:, ::1] P,
                 floating[:, :, ::1] hbuf, floating[::1] scratch, object args,
-                bint transposed_step):
+                bint transposed_step, bint packed=False):
     """Fill hbuf[1:] with h_1..h_T; hbuf[0] holds h0 on entry. P (T*B, H) is workspace,
-    scratch (H*B) too (only for transposed_step; None otherwise). P may be hbuf[1:]
+    scratch (H*B) too (only for transposed_step; None otherwise). packed: the per-step
+    products run on W_hh packed once here (step_packing.pxd). P may be hbuf[1:]
     itself when time-major: step t reads only its own rows of P before writing h_t over them.
     bias = b_ih + b_hh (H,). args brings the weights, the nonlinearity's code, the layout
     and the lengths (see the top of this file).
@@ -69,14 +71,14 @@ def rnn_forward(*, const floating[:, ::1] X, const floating[::1] bias, floating[
                          lens=&lengths[0] if lengths is not None else NULL,
                          nonlinearity=nonlinearity, T=hbuf.shape[0] - 1, B=hbuf.shape[1],
                          I=X.shape[1], H=hbuf.shape[2], batch_first=batch_first,
-                         transposed_step=transposed_step)
+                         transposed_step=transposed_step, packed=packed)
 
 
 cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
                            floating *hbuf, floating *scratch, const floating *W_ih,
                            const floating *W_hh, const Py_ssize_t *lens, int nonlinearity,
                            int T, int B, int I, int H, bint batch_first,
-                           bint transposed_step) noexcept nogil:
+                           bint transposed_step, bint packed) noexcept nogil:
     """rnn_forward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; scratch and lens may be NULL): the entry point the driver's fast path
     (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -88,6 +90,9 @@ cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
     cdef floating *h_prev
     cdef floating *h_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh^T packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, H, H, B, False) if packed else NULL
     # P = X W_ih^T: (T*B x H) = (T*B x I)(H x I)^T, every step in one GEMM
     input_product(X, W_ih, P, H, T * B, H, I)
     for t in range(T):
@@ -95,18 +100,20 @@ cdef void rnn_forward_loop(const floating *X, const floating *bias, floating *P,
         h_prev = hbuf + t * BH
         h_t = hbuf + (t + 1) * BH
         # P_t += h_{t-1} W_hh^T: (B x H) += (B x H)(H x H)^T, rows rs*H apart
-        recurrent_product(W_hh, h_prev, 1, P_t, rs * H, B, H, H, transposed_step, scratch)
+        recurrent_product(W_hh, h_prev, 1, P_t, rs * H, B, H, H, transposed_step, scratch,
+                          W_packed)
         # h_t = f(P_t + b_ih + b_hh); past a sequence's length, h_t = h_{t-1}
         for b in range(B):
             activate(nonlinearity, P_t + b * rs * H, bias, h_t + b * H, H)
             if lens != NULL and t >= lens[b]:
                 memcpy(h_t + b * H, h_prev + b * H, H * sizeof(floating))
+    free_step_weights(W_packed)
     one_thread_end(saved)
 
 
 def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object states,
                  object kept, object carries, object args, object work,
-                 bint transposed_step):
+                 bint transposed_step, bint packed=False):
     """Reverse time loop. carry (B, H) holds dL/dh_T from outside (dh_n, or zeros) on
     entry and dL/dh_0 on exit. dh (T*B, H, in X's row order) is the gradient arriving at
     every step, or None. dA (T*B, H) is workspace; dX, dW_ih, dW_hh, db are overwritten.
@@ -140,7 +147,7 @@ def rnn_backward(*, const floating[:, ::1] X, const floating[:, ::1] dh, object 
                           hold=&hold[0, 0] if hold is not None else NULL,
                           T=hbuf.shape[0] - 1, B=hbuf.shape[1], I=X.shape[1],
                           H=hbuf.shape[2], batch_first=batch_first,
-                          transposed_step=transposed_step)
+                          transposed_step=transposed_step, packed=packed)
 
 
 cdef void rnn_backward_loop(const floating *X, const floating *dh, const floating *hbuf,
@@ -149,7 +156,7 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
                             floating *dX, floating *dW_ih, floating *dW_hh, floating *db,
                             floating *W_hhT, floating *scratch, floating *hold, int T, int B,
                             int I, int H, bint batch_first,
-                            bint transposed_step) noexcept nogil:
+                            bint transposed_step, bint packed) noexcept nogil:
     """rnn_backward's time loops on its buffers' first elements (C-contiguous, shapes as
     there; dh, lens, W_hhT, scratch and hold may be NULL): the entry point the driver's
     fast path (cells/_fastpath.pyx) calls with no buffers to acquire."""
@@ -160,6 +167,9 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
     cdef floating *dA_t
     cdef const floating *dh_t
     cdef int saved = one_thread_begin()   # the whole call on one BLAS thread (blas.pxd)
+    # W_hh packed once for all T steps (step_packing.pxd; NULL if out of memory: the
+    # unpacked form)
+    cdef floating *W_packed = pack_step_weights(W_hh, H, H, B, True) if packed else NULL
     # db = 0; W_hhT = W_hh^T (H x H) for the transposed per-step GEMM
     begin_backward(db, H, W_hh, W_hhT, H, H, transposed_step)
     for t in range(T - 1, -1, -1):
@@ -177,8 +187,9 @@ cdef void rnn_backward_loop(const floating *X, const floating *dh, const floatin
         # carry = dL/dh_{t-1} = dA_t W_hh: (B x H) = (B x H)(H x H), dA_t's rows rs*H
         # apart; the rows of ended sequences keep theirs
         recurrent_product_grad(W_hh, W_hhT, dA_t, rs * H, 0, carry, B, H, H,
-                               transposed_step, scratch, lens, t, hold)
+                               transposed_step, scratch, lens, t, hold, W_packed)
 
     # dW_ih = dA^T X, dX = dA W_ih, dW_hh = sum_t dA_t^T h_{t-1}, as large GEMMs
     shared_weight_grads(X, W_ih, hbuf, dA, dX, dW_ih, dW_hh, T, B, I, H, H, batch_first)
+    free_step_weights(W_packed)
     one_thread_end(saved)

@@ -125,7 +125,7 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
             # P = X W_ih^T, then += h_prev W_hh^T, in h_new's rows (B x H); h_new = f(P + b)
             _input(X, <floating *> ly.W_ih, h_new, H, B, H, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 1, h_new, H, B, H, H,
-                              transposed, <floating *> ly.scratch)
+                              transposed, <floating *> ly.scratch, NULL)
             for b in range(B):
                 activate(code, h_new + b * H, <floating *> ly.bias, h_new + b * H, H)
         elif kind == LSTM:
@@ -133,7 +133,7 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
             gates = <floating *> ly.gates
             _input(X, <floating *> ly.W_ih, gates, GH, B, GH, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 1, gates, GH, B, GH, H,
-                              transposed, <floating *> ly.scratch)
+                              transposed, <floating *> ly.scratch, NULL)
             for b in range(B):
                 if floating is float:
                     fb_lstm_forward_f32(gates + b * GH, <float *> ly.bias,
@@ -148,7 +148,7 @@ cdef void _advance(floating *dummy, Layer *layers, int L, int kind, int code, in
             gates = <floating *> ly.gates
             _input(X, <floating *> ly.W_ih, gates, 4 * H, B, GH, ly.I, one_hot)
             recurrent_product(<floating *> ly.W_hh, h_prev, 0, <floating *> ly.R, GH, B, GH,
-                              H, transposed, <floating *> ly.scratch)
+                              H, transposed, <floating *> ly.scratch, NULL)
             for b in range(B):
                 if floating is float:
                     fb_gru_forward_f32(gates + b * 4 * H, <float *> ly.R + b * GH,

@@ -24,6 +24,7 @@ from fastbptt._kernels import gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_interleaved
 from fastbptt.bench.peers import PEERS, PeerUnavailable, check_peer, expected_result, peer
 from fastbptt.cells.spec import SPECS, get_spec, step_form
+from fastbptt.runtime.packing import packer
 
 # ---------------------------------------------------------------- cells
 # What the benchmark knows per cell comes from fastbptt.cells.spec (CellSpec); the only
@@ -58,7 +59,13 @@ _REFERENCE_STEP_SECONDS_PER_GATE = 30e-6
 def transposed_step(cell, B, H, dtype):
     """Whether the compiled cell runs its per-step product in the transposed form at batch
     B, hidden size H and this dtype (the wrappers' choice, which the roofline follows)."""
-    return step_form(cell, B, H, dtype) == "transposed"
+    return compiled_step_form(cell, B, H, dtype) == "transposed"
+
+
+def compiled_step_form(cell, B, H, dtype):
+    """The per-step product's form the compiled cell runs at batch B, hidden size H and
+    this dtype in this process (step_form with the process's packer)."""
+    return step_form(cell, B, H, dtype, packer())
 
 
 # ---------------------------------------------------------------- shapes and estimates
@@ -203,7 +210,7 @@ def _roofline_runner(cell, problem):
     GH = problem.W_hh.shape[0]
     dtype = problem.x.dtype
     layout = importlib.import_module(spec.kernel).gemm_layout(H)
-    transposed = transposed_step(cell, B, H, dtype)
+    form = compiled_step_form(cell, B, H, dtype)
     rng = np.random.default_rng(1)
     buffers = {
         "X": problem.x.reshape(T * B, I),
@@ -221,8 +228,9 @@ def _roofline_runner(cell, problem):
     }
 
     def run():
-        gemm_roofline.recurrent_gemms(**buffers, transposed=transposed,
-                                      front=layout["front"], back=layout["back"])
+        gemm_roofline.recurrent_gemms(**buffers, transposed=form == "transposed",
+                                      front=layout["front"], back=layout["back"],
+                                      packed=form == "packed")
 
     return run
 

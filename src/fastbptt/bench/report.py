@@ -56,6 +56,7 @@ def machine_header(threads=None, dtypes=(), ceiling=True, torch=None, peers=None
         "cpu_flags": config["cpu_flags"],
         "blas": config["blas"],
         "openblas_coretype": config["openblas_coretype"] or "auto-detected",
+        "per_step_packing": config["per_step_packing"],
         "threads": list(threads or []),
     }
     if peers is not None:
@@ -97,6 +98,9 @@ def format_header(header, legend=True):
     for lib in header["blas"]:
         lines.append(f"BLAS: {_config.blas_summary(lib)}")
     lines.append(f"OPENBLAS_CORETYPE: {header['openblas_coretype']}")
+    if "per_step_packing" in header:
+        lines.append("Per-step packed products: "
+                     + _config.per_step_packing_summary(header["per_step_packing"]))
     if header.get("threads"):
         lines.append("Threads per row: " + ", ".join(map(str, header["threads"])))
     if header.get("peers"):

@@ -24,6 +24,7 @@ from fastbptt._kernels.rnn cimport rnn_backward_loop, rnn_forward_loop
 import numpy as np
 
 from fastbptt.cells.spec import GEMV_ROWS as _GEMV_ROWS
+from fastbptt.cells.spec import PACKED_ROWS as _PACKED_ROWS
 from fastbptt.cells.spec import GRU, LSTM, RNN
 
 cnp.import_array()
@@ -48,6 +49,7 @@ cdef enum CellKind:
 
 cdef dict KINDS = {RNN: RNN_CELL, LSTM: LSTM_CELL, GRU: GRU_CELL}
 cdef Py_ssize_t GEMV_ROWS = _GEMV_ROWS   # spec.step_form's
+cdef Py_ssize_t PACKED_ROWS = _PACKED_ROWS   # spec.step_form's
 
 
 cdef class _Cell:
@@ -222,14 +224,22 @@ cdef inline object check_state(object value, Py_ssize_t B, Py_ssize_t H, int typ
     return None
 
 
-cdef inline object step_form(_Cell cell, Py_ssize_t B, Py_ssize_t H, int typenum):
-    """The driver's step_form: spec.step_form's "gemv", "transposed" or "plain" (the same
-    interned strings), computed here; a policy put in its place (as tests do) is called."""
+cdef inline object step_form(_Cell cell, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                             int typenum):
+    """The driver's step_form: spec.step_form's "gemv", "packed", "transposed" or "plain"
+    (the same interned strings), computed here but in the packed form's range of rows,
+    where it depends on the process's packer (spec.step_form is asked, as the driver's
+    _run_kernel asks it: no packer at T = 1); a policy put in its place (as tests do) is
+    called."""
     policy = DRIVER["step_form"]
     if policy is not POLICY:
-        return policy(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum))
+        return policy(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),
+                      DRIVER["packer"]() if T > 1 else None)
     if B <= GEMV_ROWS:
         return "gemv"
+    if B <= PACKED_ROWS:
+        return POLICY(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),
+                      DRIVER["packer"]() if T > 1 else None)
     if 1 < B < H and (cell.transposed_f32 if typenum == cnp.NPY_FLOAT else cell.transposed_f64):
         return "transposed"
     return "plain"
@@ -280,8 +290,9 @@ cdef tuple run_kernel(_Cell cell, object args):
         buf = new_array(3, dims, typenum, False)
         memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(initial), B * H * itemsize)
         states.append(buf)
-    form = step_form(cell, B, H, typenum)
+    form = step_form(cell, T, B, H, typenum)
     cdef bint transposed = form == "transposed"
+    cdef bint packed = form == "packed"
     bias = bias_rows(cell, args.b_ih, args.b_hh, H, typenum)
     # the buffers of the adapters' run_forward_kernel, cell by cell
     work = None   # the RNN's P batch-first (time-major it is hbuf[1:]), the GRU's R
@@ -299,9 +310,11 @@ cdef tuple run_kernel(_Cell cell, object args):
         work = cnp.PyArray_EMPTY(2, dims, typenum, 0)   # np.empty, as cells/gru.py's
         scratch = empty1(3 * H * B, typenum) if transposed else None
     if typenum == cnp.NPY_FLOAT:
-        forward_loop(<float>0, cell, args, states, kept, bias, work, scratch, transposed)
+        forward_loop(<float>0, cell, args, states, kept, bias, work, scratch, transposed,
+                     packed)
     else:
-        forward_loop(<double>0, cell, args, states, kept, bias, work, scratch, transposed)
+        forward_loop(<double>0, cell, args, states, kept, bias, work, scratch, transposed,
+                     packed)
     return states, kept, form
 
 
@@ -311,7 +324,8 @@ cdef inline void *data(object a):
 
 
 cdef void forward_loop(floating tag, _Cell cell, object args, list states, object kept,
-                       object bias, object work, object scratch, bint transposed):
+                       object bias, object work, object scratch, bint transposed,
+                       bint packed):
     """The cell's forward time loops (<cell>_forward_loop) on the buffers, for the dtype
     of tag: the adapters' kernel calls, without acquiring a memoryview per buffer."""
     cdef const floating *X = <const floating *>data(args.x)
@@ -332,15 +346,17 @@ cdef void forward_loop(floating tag, _Cell cell, object args, list states, objec
                              P=work_p if batch_first else hbuf + <Py_ssize_t>B * H,
                              hbuf=hbuf, scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL,
                              nonlinearity=code, T=T, B=B, I=I, H=H, batch_first=batch_first,
-                             transposed_step=transposed)
+                             transposed_step=transposed, packed=packed)
         elif cell.kind == LSTM_CELL:
             lstm_forward_loop(X=X, bias=bias_p, gates=kept_p, hbuf=hbuf, cbuf=cbuf,
                               scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL, T=T, B=B,
-                              I=I, H=H, batch_first=batch_first, transposed_step=transposed)
+                              I=I, H=H, batch_first=batch_first, transposed_step=transposed,
+                              packed=packed)
         else:
             gru_forward_loop(X=X, bias=bias_p, gates=kept_p, hbuf=hbuf, R=work_p,
                              scratch=scratch_p, W_ih=W_ih, W_hh=W_hh, lens=NULL, T=T, B=B,
-                             I=I, H=H, batch_first=batch_first, transposed_step=transposed)
+                             I=I, H=H, batch_first=batch_first, transposed_step=transposed,
+                             packed=packed)
 
 
 cdef cnp.ndarray outputs(cnp.ndarray hbuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
@@ -433,6 +449,7 @@ def backward(spec, dh, cache, object finals, check_finite):
     if not given:   # nothing to backpropagate: the general path raises
         return None
     cdef bint transposed = cache.form == "transposed"
+    cdef bint packed = cache.form == "packed"
     # the driver's BackwardBuffers, as arrays (no struct to build: the loop takes pointers)
     dA = empty2(T * B, GwH, typenum)
     dX = empty2(T * B, I, typenum)
@@ -443,10 +460,10 @@ def backward(spec, dh, cache, object finals, check_finite):
     scratch = empty1(H * B, typenum) if transposed else None
     if typenum == cnp.NPY_FLOAT:
         backward_loop(<float>0, cell, args, cache.states, cache.kept, dh, carries, dA, dX,
-                      dW_ih, dW_hh, db, W_hhT, scratch, transposed)
+                      dW_ih, dW_hh, db, W_hhT, scratch, transposed, packed)
     else:
         backward_loop(<double>0, cell, args, cache.states, cache.kept, dh, carries, dA, dX,
-                      dW_ih, dW_hh, db, W_hhT, scratch, transposed)
+                      dW_ih, dW_hh, db, W_hhT, scratch, transposed, packed)
     cdef cnp.PyArray_Dims x_shape
     x_shape.ptr, x_shape.len = cnp.PyArray_DIMS(x), 3
     dx = cnp.PyArray_Newshape(<cnp.ndarray>dX, &x_shape, cnp.NPY_CORDER)
@@ -461,7 +478,7 @@ def backward(spec, dh, cache, object finals, check_finite):
 cdef void backward_loop(floating tag, _Cell cell, object args, object states, object kept,
                         object dh, list carries, object dA, object dX, object dW_ih,
                         object dW_hh, object db, object W_hhT, object scratch,
-                        bint transposed):
+                        bint transposed, bint packed):
     """The cell's reverse time loops (<cell>_backward_loop) on the buffers, for the dtype
     of tag: driver.run_backward's kernel call, without acquiring a memoryview per buffer."""
     cdef const floating *X = <const floating *>data(args.x)
@@ -488,20 +505,20 @@ cdef void backward_loop(floating tag, _Cell cell, object args, object states, ob
                               lens=NULL, nonlinearity=code, dA=dA_p, dX=dX_p, dW_ih=dW_ih_p,
                               dW_hh=dW_hh_p, db=db_p, W_hhT=W_hhT_p, scratch=scratch_p,
                               hold=NULL, T=T, B=B, I=I, H=H, batch_first=batch_first,
-                              transposed_step=transposed)
+                              transposed_step=transposed, packed=packed)
         elif cell.kind == LSTM_CELL:
             lstm_backward_loop(X=X, dh=dh_p, hbuf=hbuf, cbuf=cbuf, gates=kept_p,
                                carry_h=carry_h, carry_c=carry_c, W_ih=W_ih, W_hh=W_hh,
                                lens=NULL, dA=dA_p, dX=dX_p, dW_ih=dW_ih_p, dW_hh=dW_hh_p,
                                db=db_p, W_hhT=W_hhT_p, scratch=scratch_p, hold=NULL, T=T,
                                B=B, I=I, H=H, batch_first=batch_first,
-                               transposed_step=transposed)
+                               transposed_step=transposed, packed=packed)
         else:
             gru_backward_loop(X=X, dh=dh_p, hbuf=hbuf, gates=kept_p, carry=carry_h,
                               W_ih=W_ih, W_hh=W_hh, lens=NULL, dA=dA_p, dX=dX_p,
                               dW_ih=dW_ih_p, dW_hh=dW_hh_p, db=db_p, W_hhT=W_hhT_p,
                               scratch=scratch_p, T=T, B=B, I=I, H=H,
-                              batch_first=batch_first, transposed_step=transposed)
+                              batch_first=batch_first, transposed_step=transposed, packed=packed)
 
 
 cdef tuple split_db(_Cell cell, cnp.ndarray db, Py_ssize_t H, int typenum):

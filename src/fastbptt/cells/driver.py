@@ -13,7 +13,7 @@ adapter's one function that calls a kernel:
 
 The backward kernels take one signature, called here directly (an adapter frame less on
 every call): <cell>_backward(X=, dh=, states=, kept=, carries=, args=, work=,
-transposed_step=). X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None;
+transposed_step=, packed=). X: x with its padding zeroed (x_for_weight_grads); dh (T*B, H) or None;
 states and kept as the forward left them; carries (B, H) each, the final states'
 gradients on entry and the initial states' on exit; args the CellArgs; work the
 BackwardBuffers below.
@@ -64,6 +64,7 @@ from fastbptt.cells.checkpoint import (
 )
 from fastbptt.cells.spec import NONLINEARITY_CODES, SPECS, step_form
 from fastbptt.runtime import validation
+from fastbptt.runtime.packing import packer
 
 _adapters = {}   # CellSpec -> its adapter module, imported once
 _backward_kernels = {}   # CellSpec -> its compiled backward, looked up once
@@ -203,7 +204,9 @@ def _run_kernel(args):
         buf = workspace.empty((T + 1, B, H), dtype)
         buf[0] = initial
         states.append(buf)
-    form = step_form(args.spec, B, H, dtype)
+    # no packing for one step: packing W_hh reads it once more than the step's product does
+    # (and one step is what driver.step and the Stepper run, unpacked both)
+    form = step_form(args.spec, B, H, dtype, packer() if T > 1 else None)
     run_args = _with_an_input_column(args) if args.I == 0 else args
     kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
     return run_args, states, kept, form
@@ -247,7 +250,8 @@ def run_backward(dh, cache, finals):
     X = (args.x if args.lengths is None else x_for_weight_grads(args)).reshape(T * B, I)
     _backward_kernel(spec)(X=X, dh=None if dh is None else dh.reshape(T * B, H),
                            states=cache.states, kept=cache.kept, carries=carries, args=args,
-                           work=work, transposed_step=transposed)
+                           work=work, transposed_step=transposed,
+                           packed=cache.form == "packed")
     if cache.no_input:
         # the zero input column of _with_an_input_column is not the caller's
         dx = np.zeros(args.x.shape[:-1] + (0,), dtype)

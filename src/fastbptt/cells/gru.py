@@ -77,6 +77,6 @@ def run_forward_kernel(args, states, form):
                         bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
                         hbuf=hbuf, R=np.empty((B, 3 * H), args.dtype),
                         scratch=_scratch(3 * H * B, args.dtype, form), args=args,
-                        transposed_step=form == "transposed")
+                        transposed_step=form == "transposed", packed=form == "packed")
     return gates
 

@@ -96,6 +96,7 @@ def run_forward_kernel(args, states, form):
     _kernel.lstm_forward(X=args.x.reshape(T * B, I),
                          bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), gates=gates,
                          hbuf=hbuf, cbuf=cbuf, scratch=_scratch(4 * H * B, args.dtype, form),
-                         args=args, transposed_step=form == "transposed")
+                         args=args, transposed_step=form == "transposed",
+                         packed=form == "packed")
     return gates
 

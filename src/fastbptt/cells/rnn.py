@@ -76,6 +76,6 @@ def run_forward_kernel(args, states, form):
     _kernel.rnn_forward(X=args.x.reshape(T * B, I),
                         bias=SPEC.bias_rows(args.b_ih, args.b_hh, H), P=P, hbuf=hbuf,
                         scratch=_scratch(H * B, args.dtype, form), args=args,
-                        transposed_step=form == "transposed")
+                        transposed_step=form == "transposed", packed=form == "packed")
     return None
 

@@ -145,14 +145,28 @@ def get_spec(cell):
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}") from None
 
 
-STEP_FORMS = ("gemv", "transposed", "plain")
+STEP_FORMS = ("gemv", "packed", "transposed", "plain")
+
+# The rows up to which the per-step product runs on W_hh packed once per call, with either
+# packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM and
+# fastbptt's own micro-kernel both beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md,
+# "The per-step product at B 5-64"), the own kernel but for float64 weights of
+# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 650), where it did not win. Past
+# the measured range the forms below stay as they were.
+PACKED_ROWS = 64
+PACKED_OWN_MAX_F64 = 4 * 650 * 650
 
 
-def step_form(spec, B, H, dtype):
+def step_form(spec, B, H, dtype, packer=None):
     """How the kernels make a step's recurrent product h_{t-1} W_hh^T (B x G*H):
 
     - "gemv": B <= GEMV_ROWS rows, one GEMV per row (a GEMM's fixed cost is not paid
       back by so few rows);
+    - "packed": W_hh packed once per call, every step a product on the packed form, by
+      `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
+      for GEMV_ROWS < B <= PACKED_ROWS; with "own" in float64 only while W_hh has fewer
+      than PACKED_OWN_MAX_F64 elements (bench/RESULTS.md, "The per-step product at B
+      5-64");
     - "transposed": the product as its transpose W_hh h^T (G*H x B), then a tiled
       transpose of the result, for 1 < B < H: OpenBLAS tiles a GEMM's output by its
       micro-kernel's column width, so few rows against many columns ran faster
@@ -164,6 +178,10 @@ def step_form(spec, B, H, dtype):
     """
     if B <= GEMV_ROWS:
         return "gemv"
+    if packer is not None and B <= PACKED_ROWS and (
+            packer == "mkl" or np.dtype(dtype) != np.float64
+            or get_spec(spec).gates * H * H < PACKED_OWN_MAX_F64):
+        return "packed"
     if 1 < B < H and np.dtype(dtype) in get_spec(spec).transposed_dtypes:
         return "transposed"
     return "plain"

@@ -77,6 +77,30 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def per_step_packing():
+    """How the per-step products at batch 5-64 run on packed weights here: the packer
+    ("mkl" or "own", fastbptt.runtime.packing), MKL's library when it is the packer, and
+    the own kernel's instruction-set instance; None without the compiled kernels."""
+    from fastbptt.runtime import packing
+    try:
+        from fastbptt._kernels import packed_product
+    except ImportError:
+        return None
+    packer = packing.packer()
+    return {"packer": packer,
+            "library": packing.mkl_library() if packer == "mkl" else None,
+            "own_instance": ("portable", "AVX2+FMA", "AVX-512")[packed_product.level()]}
+
+
+def per_step_packing_summary(info):
+    """One line for config()["per_step_packing"]."""
+    if info is None:
+        return "no compiled kernels"
+    if info["packer"] == "mkl":
+        return f"MKL's packed GEMM ({Path(info['library']).name}, sequential)"
+    return f"fastbptt's own kernel ({info['own_instance']} instance); mkl not in use"
+
+
 def config():
     """The configuration as a dict (JSON-ready); show_config() prints it."""
     import fastbptt
@@ -90,6 +114,7 @@ def config():
         "blas": _blas_libraries(),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "dtype_paths": dict(DTYPE_PATHS),
+        "per_step_packing": per_step_packing(),
         "workspace": {"limit_bytes": _workspace._limit,
                       "kept_bytes_this_thread": _workspace.workspace_bytes()},
         "thread_policy": thread_policy(),
@@ -123,8 +148,9 @@ def show_config():
     dict
         The versions; the BLAS that the compiled kernels (scipy's) and the reference
         (numpy's) call, with their kernel type (architecture) and thread counts;
-        OPENBLAS_CORETYPE; the dtype paths; the CPU's SIMD flags; the thread policy; the
-        recycled buffers kept between calls. ``fastbptt bench`` prints the same header.
+        OPENBLAS_CORETYPE; the dtype paths; the CPU's SIMD flags; the thread policy; what
+        the per-step products' packed form runs on (MKL's packed GEMM or fastbptt's own
+        kernel); the recycled buffers kept between calls. ``fastbptt bench`` prints the same header.
     """
     info = config()
     flags = ", ".join(f"{flag}{'' if on else ' (no)'}" for flag, on in info["cpu_flags"].items())
@@ -136,6 +162,8 @@ def show_config():
     for lib in info["blas"]:
         lines.append(f"BLAS for {lib['used_by']}: {blas_summary(lib)}")
     lines.append(f"OPENBLAS_CORETYPE: {info['openblas_coretype'] or 'not set (auto-detected)'}")
+    lines.append("per-step products on packed W_hh: "
+                 + per_step_packing_summary(info["per_step_packing"]))
     for dtype, path in info["dtype_paths"].items():
         lines.append(f"{dtype}: {path}")
     policy = info["thread_policy"]

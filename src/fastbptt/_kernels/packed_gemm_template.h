@@ -1,0 +1,84 @@
+/* One instance of the packed per-step product (packed_gemm.h includes this once per
+ * element type and instruction set; no include guard). The includer defines:
+ *   FB_T          the element type
+ *   FB_V          a vector of FB_VL elements (GCC vector extension), or FB_T itself (FB_VL 1)
+ *   FB_VU         the same vector aligned to one element and allowed to alias (the loads
+ *                 and stores of C and the panels through it take no address of a
+ *                 register: an accumulator whose address is taken lives in memory)
+ *   FB_VL         elements per vector
+ *   FB_NR         columns per packed panel (FB_PANEL_BYTES / sizeof(FB_T)), FB_VL divides it
+ *   FB_MR         rows per register block: FB_MR x (FB_NR / FB_VL) accumulators must fit
+ *                 the register file (AVX-512: 12 x 2 of 32 zmm; AVX2: 3 x 4 of 16 ymm)
+ *   FB_TARGET     the function attribute selecting the instruction set (or nothing)
+ *   FB_PG(name)   name with this instance's suffix
+ *
+ * C (M x N, rows ldc apart) = beta C + A (M x K, rows lda apart) Bp, Bp = op(B) (K x N)
+ * packed by fb_pack_* into panels of FB_NR columns: panel p, row k holds
+ * op(B)[k, p NR : (p+1) NR] contiguous (zero past N). beta is 0 or 1.
+ */
+
+/* One register block: C[0:m, 0:n] (+)= A[0:m, :] Bp_panel, m <= FB_MR, n <= FB_NR; m is
+ * a constant at every call site (the switch below), so the loops over i unroll and the
+ * accumulators stay in registers. acc[i][v] holds C[i, v VL : (v+1) VL]. */
+FB_TARGET FB_ALWAYS_INLINE void FB_PG(fb_pg_block)(int m, int K, const FB_T *A, ptrdiff_t lda,
+                                                   const FB_T *Bp, int n, int beta,
+                                                   FB_T *C, ptrdiff_t ldc)
+{
+    enum { NV = FB_NR / FB_VL };
+    FB_V acc[FB_MR][NV], bv[NV];
+    const FB_V zero = {0};
+    FB_T tail[FB_NR];
+    int i, v, j, k;
+    for (i = 0; i < m; i++)
+        for (v = 0; v < NV; v++) acc[i][v] = zero;
+    for (k = 0; k < K; k++) {
+        /* acc[i] += A[i, k] Bp[k, :]: one broadcast per row, NV vector FMAs */
+        for (v = 0; v < NV; v++) bv[v] = *(const FB_VU *) (Bp + (ptrdiff_t) k * FB_NR + v * FB_VL);
+        for (i = 0; i < m; i++) {
+            FB_T a = A[i * lda + k];
+            for (v = 0; v < NV; v++) acc[i][v] += bv[v] * a;
+        }
+    }
+    for (i = 0; i < m; i++) {
+        FB_T *c = C + i * ldc;
+        if (n == FB_NR) {
+            for (v = 0; v < NV; v++) {
+                FB_VU *cv = (FB_VU *) (c + v * FB_VL);
+                FB_V sum = acc[i][v];
+                if (beta) sum += *cv;
+                *cv = sum;
+            }
+        } else {
+            /* the last panel: only its first n columns are C's */
+            for (v = 0; v < NV; v++) *(FB_VU *) (tail + v * FB_VL) = acc[i][v];
+            for (j = 0; j < n; j++) c[j] = beta ? c[j] + tail[j] : tail[j];
+        }
+    }
+}
+
+FB_TARGET static void FB_PG(fb_packed_gemm)(int M, int N, int K, const FB_T *A, ptrdiff_t lda,
+                                            const FB_T *Bp, int beta, FB_T *C, ptrdiff_t ldc)
+{
+    int p, i0, m, n;
+    /* panel outer, rows inner: each panel (K x NR) is read from memory once per call and
+     * reused from cache by every row block; A (M x K) is small and stays in cache */
+    for (p = 0; p * FB_NR < N; p++) {
+        const FB_T *bp = Bp + (ptrdiff_t) p * K * FB_NR;
+        n = N - p * FB_NR < FB_NR ? N - p * FB_NR : FB_NR;
+        for (i0 = 0; i0 < M; i0 += FB_MR) {
+            const FB_T *a = A + i0 * lda;
+            FB_T *c = C + i0 * ldc + p * FB_NR;
+            m = M - i0 < FB_MR ? M - i0 : FB_MR;
+/* a case per row count, each with its count constant; counts above FB_MR never occur */
+#define FB_PG_CASE(r) case r: if ((r) <= FB_MR) FB_PG(fb_pg_block)((r) <= FB_MR ? (r) : FB_MR, \
+                                        K, a, lda, bp, n, beta, c, ldc); break;
+            switch (m) {
+                FB_PG_CASE(1) FB_PG_CASE(2) FB_PG_CASE(3) FB_PG_CASE(4) FB_PG_CASE(5)
+                FB_PG_CASE(6) FB_PG_CASE(7) FB_PG_CASE(8) FB_PG_CASE(9) FB_PG_CASE(10)
+                FB_PG_CASE(11) FB_PG_CASE(12)
+                default: break;
+            }
+#undef FB_PG_CASE
+        }
+    }
+}

@@ -1,0 +1,160 @@
+# The packers of the per-step product (see step_packing.pxd for how the kernels use
+# them): MKL's cblas_?gemm_pack / ?gemm_compute, reached through dlopen of the `mkl`
+# wheel's libmkl_rt (no build-time dependency: without it, or with FASTBPTT_MKL=0, the
+# own packer runs), or fastbptt's register-blocked micro-kernel over its own panels
+# (packed_gemm.h). bench/RESULTS.md, "The per-step product at B 5-64", says what each
+# bought against OpenBLAS's per-step GEMM.
+#
+# The products, row-major, with GH = G*H:
+#   forward   C (B x GH) = beta C + h (B x H) W_hh^T    packed operand op(B) = W_hh^T
+#   backward  C (B x H)  = beta C + dA (B x GH) W_hh    packed operand op(B) = W_hh
+
+from cython cimport floating
+
+from fastbptt._kernels.blas cimport log_packed
+from fastbptt._kernels.packed_gemm cimport pack, packed_gemm, packed_size
+
+cdef extern from "step_alloc.h" nogil:
+    void *fb_dlopen(const char *path)
+    void *fb_dlsym(void *lib, const char *name)
+    void *fb_pack_alloc(size_t nbytes, int kind)
+    int fb_pack_kind(const void *p)
+    void fb_pack_free(void *p)
+
+cdef enum:
+    OWN = 1
+    MKL = 2
+    CblasRowMajor = 101
+    CblasNoTrans = 111
+    CblasTrans = 112
+    CblasPacked = 151
+    CblasBMatrix = 162
+    MKL_THREADING_SEQUENTIAL = 1
+    MKL_INTERFACE_LP64 = 0
+
+# MKL's CBLAS in its LP64 interface (MKL_INT = int)
+ctypedef size_t (*get_size_t)(int, int, int, int) noexcept nogil
+ctypedef void (*spack_t)(int, int, int, int, int, int, float, const float *, int,
+                         float *) noexcept nogil
+ctypedef void (*dpack_t)(int, int, int, int, int, int, double, const double *, int,
+                         double *) noexcept nogil
+ctypedef void (*scompute_t)(int, int, int, int, int, int, const float *, int, const float *,
+                            int, float, float *, int) noexcept nogil
+ctypedef void (*dcompute_t)(int, int, int, int, int, int, const double *, int,
+                            const double *, int, double, double *, int) noexcept nogil
+ctypedef int (*set_int_t)(int) noexcept nogil
+
+cdef int _packer = OWN
+cdef get_size_t _s_size = NULL
+cdef get_size_t _d_size = NULL
+cdef spack_t _s_pack = NULL
+cdef dpack_t _d_pack = NULL
+cdef scompute_t _s_compute = NULL
+cdef dcompute_t _d_compute = NULL
+
+
+def load_mkl(str path):
+    """Load MKL's packed GEMM from its single dynamic library at path, sequential (no
+    OpenMP runtime loaded, no threads: the per-step products never run threaded), and
+    make it the packer. Returns whether it loaded."""
+    global _packer, _s_size, _d_size, _s_pack, _d_pack, _s_compute, _d_compute
+    cdef void *h = fb_dlopen(path.encode())
+    if h == NULL:
+        return False
+    cdef set_int_t set_layer = <set_int_t> fb_dlsym(h, b"MKL_Set_Threading_Layer")
+    cdef set_int_t set_interface = <set_int_t> fb_dlsym(h, b"MKL_Set_Interface_Layer")
+    cdef void *syms[6]
+    names = (b"cblas_sgemm_pack_get_size", b"cblas_dgemm_pack_get_size",
+             b"cblas_sgemm_pack", b"cblas_dgemm_pack", b"cblas_sgemm_compute",
+             b"cblas_dgemm_compute")
+    for i, name in enumerate(names):
+        syms[i] = fb_dlsym(h, name)
+        if syms[i] == NULL:
+            return False
+    if set_layer == NULL or set_interface == NULL:
+        return False
+    # both must precede every other MKL call, or they are ignored
+    set_interface(MKL_INTERFACE_LP64)
+    set_layer(MKL_THREADING_SEQUENTIAL)
+    _s_size = <get_size_t> syms[0]
+    _d_size = <get_size_t> syms[1]
+    _s_pack = <spack_t> syms[2]
+    _d_pack = <dpack_t> syms[3]
+    _s_compute = <scompute_t> syms[4]
+    _d_compute = <dcompute_t> syms[5]
+    _packer = MKL
+    return True
+
+
+def packer():
+    """"mkl" or "own": which packer the kernels' packed per-step products run."""
+    return "mkl" if _packer == MKL else "own"
+
+
+def set_packer(str name):
+    """Make "own" or "mkl" (if loaded) the packer; for the tests and the benchmark.
+    Returns the packer now in use."""
+    global _packer
+    if name == "mkl" and _s_compute == NULL:
+        raise ValueError("MKL's packed GEMM is not loaded")
+    if name not in ("mkl", "own"):
+        raise ValueError(f"packer must be 'mkl' or 'own', got {name!r}")
+    _packer = MKL if name == "mkl" else OWN
+    return packer()
+
+
+cdef floating *pack_step_weights(const floating *W_hh, int GH, int H, int B,
+                                 bint backward) noexcept nogil:
+    """The packed op(B) of the forward (W_hh^T, K = H, N = GH) or the backward (W_hh,
+    K = GH, N = H) product, or NULL when it cannot be allocated (the caller then runs
+    the unpacked form)."""
+    cdef int K = GH if backward else H
+    cdef int N = H if backward else GH
+    cdef size_t nbytes
+    cdef floating *dst
+    if _packer == MKL:
+        if floating is float:
+            nbytes = _s_size(CblasBMatrix, B, N, K)
+        else:
+            nbytes = _d_size(CblasBMatrix, B, N, K)
+        dst = <floating *> fb_pack_alloc(nbytes, MKL)
+        if dst == NULL:
+            return NULL
+        # W_hh (GH x H) row-major is op(B) itself (backward) or its transpose (forward)
+        if floating is float:
+            _s_pack(CblasRowMajor, CblasBMatrix, CblasNoTrans if backward else CblasTrans,
+                    B, N, K, 1, W_hh, H, dst)
+        else:
+            _d_pack(CblasRowMajor, CblasBMatrix, CblasNoTrans if backward else CblasTrans,
+                    B, N, K, 1, W_hh, H, dst)
+        return dst
+    dst = <floating *> fb_pack_alloc(packed_size(<floating *> W_hh, K, N) * sizeof(floating),
+                                     OWN)
+    if dst != NULL:
+        # element (k, n) of op(B): W_hh[n, k] (forward) or W_hh[k, n] (backward)
+        if backward:
+            pack(W_hh, K, N, H, 1, dst)
+        else:
+            pack(W_hh, K, N, 1, H, dst)
+    return dst
+
+
+cdef void packed_step(const floating *A, Py_ssize_t lda, const floating *W_packed,
+                      floating beta, floating *C, Py_ssize_t ldc, int M, int N,
+                      int K) noexcept nogil:
+    """C (M x N) = beta C + A (M x K) op(B), op(B) packed by pack_step_weights; beta 0
+    or 1."""
+    log_packed(M, N, K, beta, <int> lda, <int> ldc)
+    if fb_pack_kind(W_packed) == MKL:
+        if floating is float:
+            _s_compute(CblasRowMajor, CblasNoTrans, CblasPacked, M, N, K, A, <int> lda,
+                       W_packed, N, beta, C, <int> ldc)
+        else:
+            _d_compute(CblasRowMajor, CblasNoTrans, CblasPacked, M, N, K, A, <int> lda,
+                       W_packed, N, beta, C, <int> ldc)
+    else:
+        packed_gemm(M, N, K, A, lda, W_packed, beta != 0, C, ldc)
+
+
+cdef void free_step_weights(floating *W_packed) noexcept nogil:
+    fb_pack_free(W_packed)
