@@ -18,6 +18,12 @@ time blocks of about --block seconds in turn (old, new, new, old, ...), each aft
 untimed call, so a block of one build has one of the other beside it within milliseconds.
 Its ratio per row is the median over pairs of new/old block times. Its options: --shapes,
 --dtypes, --threads as `fastbptt bench`'s (defaults the same), and --cells.
+
+--workers N runs N worker processes per build, the pairs going round them: one process
+of a build can run a row steadily faster or slower than another process of the same build
+(an old-vs-old run held 0.86-1.27 with tight spreads at B = 1 rows; bench/RESULTS.md,
+"Issue 13: paired blocks"), so a ratio from one process per build measures the two
+processes as much as the two builds.
 """
 import argparse
 import json
@@ -77,9 +83,11 @@ def paired(opts):
         shapes = [(*s, s[2]) if len(s) == 3 else tuple(s) for s in sizes]
     dtypes = opts.dtypes.split(",") if opts.dtypes else DEFAULT_DTYPES
     threads = thread_counts(opts.threads or DEFAULT_THREADS)
-    workers = {"old": Worker(opts.old), "new": Worker(opts.new)}
+    workers = {"old": [Worker(opts.old) for _ in range(opts.workers)],
+               "new": [Worker(opts.new) for _ in range(opts.workers)]}
     print(f"old vs new build, paired blocks of about {opts.block * 1e3:.0f} ms, "
-          f"{opts.pairs} pairs per row; {os.cpu_count()} CPUs")
+          f"{opts.pairs} pairs per row, {opts.workers} worker process(es) per build; "
+          f"{os.cpu_count()} CPUs")
     print("| cell | T,B,I,H | dtype | threads | old ms | new ms | new/old | pairs' spread |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     ratios = []
@@ -87,16 +95,17 @@ def paired(opts):
         for dtype in dtypes:
             for cell in opts.cells.split(","):
                 for n in threads:
-                    for worker in workers.values():
+                    for worker in workers["old"] + workers["new"]:
                         worker.ask(op="setup", cell=cell, shape=list(shape), dtype=dtype,
                                    threads=n)
-                    probe = workers["old"].block(1)
+                    probe = workers["old"][0].block(1)
                     number = max(1, round(opts.block / max(probe, 1e-7)))
                     times = {"old": [], "new": []}
                     for pair in range(opts.pairs):
                         order = ("old", "new") if pair % 2 == 0 else ("new", "old")
                         for name in order:
-                            times[name].append(workers[name].block(number))
+                            worker = workers[name][pair % opts.workers]
+                            times[name].append(worker.block(number))
                     per_pair = sorted(b / a for a, b in zip(times["old"], times["new"]))
                     ratio = statistics.median(per_pair)
                     ratios.append(ratio)
@@ -105,7 +114,7 @@ def paired(opts):
                     print(f"| {cell} | {','.join(map(str, shape))} | {dtype} | {n} | "
                           f"{old:.4f} | {new:.4f} | {ratio:.3f} | "
                           f"{per_pair[q]:.3f}-{per_pair[-1 - q]:.3f} |", flush=True)
-    for worker in workers.values():
+    for worker in workers["old"] + workers["new"]:
         worker.close()
     print(f"new/old from {min(ratios):.3f} to {max(ratios):.3f}, "
           f"median {statistics.median(ratios):.3f} (pairs' spread: the middle half)")
@@ -120,6 +129,7 @@ def main():
                         help="paired blocks in two long-lived workers (see above)")
     parser.add_argument("--pairs", type=int, default=21)
     parser.add_argument("--block", type=float, default=0.02, help="seconds per block")
+    parser.add_argument("--workers", type=int, default=1, help="processes per build")
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--shapes")
     parser.add_argument("--dtypes")
