@@ -18,7 +18,12 @@ Two process-wide settings, and how the peer keeps them from leaking:
   The peer starts it at the first row's thread count (one thread: no Eigen threading and
   one intra-op thread), unless XLA_FLAGS already names a thread setting, which wins; a row
   at another thread count, or any row when JAX's backend was started before the peer
-  could set the flags, raises PeerUnavailable saying so.
+  could set the flags, raises PeerUnavailable saying so. The flags alone do not hold
+  XLA to one core: jax 0.10 at "one thread" used 1.9 CPU-seconds per second of a
+  (50,64,1024) RNN call (bench/RESULTS.md, "JAX's thread count"), its CPU client sizing
+  a pool of its own from the CPUs the process may run on. So the backend is started
+  with the calling thread's CPU affinity narrowed to `threads` CPUs, which the client
+  reads, and the affinity is restored at once (sched_setaffinity, where the OS has it).
 """
 import contextlib
 import functools
@@ -51,10 +56,29 @@ def _start(threads):
             ours = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} " \
                    f"intra_op_parallelism_threads={threads}"
             os.environ["XLA_FLAGS"] = f"{flags} {ours}".strip()
+        _start_backend(threads)
         _started_threads = threads
     elif threads != _started_threads:
         raise PeerUnavailable(f"JAX started with {_started_threads} thread(s) (XLA_FLAGS is "
                               f"read once); run --threads {threads} alone to time it there")
+
+
+def _start_backend(threads):
+    """Start JAX's CPU backend (and run one small jitted product, which makes its thread
+    pools) with this thread's CPU affinity narrowed to `threads` CPUs, then restore it."""
+    import jax
+    import jax.numpy as jnp
+
+    narrow = hasattr(os, "sched_getaffinity") and hasattr(os, "sched_setaffinity")
+    before = os.sched_getaffinity(0) if narrow else None
+    if narrow and threads < len(before):
+        os.sched_setaffinity(0, sorted(before)[:threads])
+    try:
+        jax.devices("cpu")
+        jax.jit(lambda a: a @ a)(jnp.ones((8, 8), jnp.float32)).block_until_ready()
+    finally:
+        if narrow:
+            os.sched_setaffinity(0, before)
 
 
 def _backend_started():
