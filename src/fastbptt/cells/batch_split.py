@@ -41,9 +41,10 @@ from fastbptt._kernels import blas
 from fastbptt.cells import workspace
 from fastbptt.cells.cache import CellCache
 
-# The least forward FLOPs, 2*T*B*(I+H)*G*H, for which a split is taken (provisional,
-# bench/RESULTS.md "Batch split").
-MIN_SPLIT_FLOPS = 100_000_000
+# The least forward FLOPs, 2*T*B*(I+H)*G*H, for which a split is taken: a split costs a
+# fixed hand-off and copies, so it lost at 1.0e8 (an LSTM at (50,8,128)) and won from
+# 4e8 on every cell (bench/RESULTS.md, "Batch split: the threshold on a quiet machine").
+MIN_SPLIT_FLOPS = 200_000_000
 
 _pool = None
 _pool_size = 0
