@@ -252,14 +252,20 @@ def run_backward(dh, cache, finals):
                            states=cache.states, kept=cache.kept, carries=carries, args=args,
                            work=work, transposed_step=transposed,
                            packed=cache.form == "packed")
-    if cache.no_input:
-        # the zero input column of _with_an_input_column is not the caller's
-        dx = np.zeros(args.x.shape[:-1] + (0,), dtype)
-        dW_ih = np.zeros((GH, 0), dtype)
-    else:
-        dx, dW_ih = work.dX.reshape(args.x.shape), work.dW_ih
+    dx, dW_ih = input_gradients(cache, work)
     db_ih, db_hh = spec.split_db(work.db, H) if args.has_bias else (None, None)
     return spec.grads(dx, *carries, dW_ih, work.dW_hh, db_ih, db_hh)
+
+
+def input_gradients(cache, work):
+    """(dx, dW_ih) of a backward from its buffers: the kernel's dX reshaped like x and its
+    dW_ih, or zeros of the caller's shapes when the caller's x had I = 0 (the zero input
+    column of _with_an_input_column is not the caller's)."""
+    args = cache.args
+    if cache.no_input:
+        return (np.zeros(args.x.shape[:-1] + (0,), args.dtype),
+                np.zeros((work.dW_ih.shape[0], 0), args.dtype))
+    return work.dX.reshape(args.x.shape), work.dW_ih
 
 
 def scratch(size, dtype, form):

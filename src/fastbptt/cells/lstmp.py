@@ -4,8 +4,8 @@ given (the equations and shapes: cells/projection.py; the time loops: _kernels/l
 The same steps as the driver's (validate -> empty problem -> checkpoint loop -> allocate
 -> kernel -> cache), on the projected shapes: the hidden state h (B, P) and the cell
 state c (B, H) differ in size, which the driver's buffers (every state (B, H)) do not
-allow. The driver's size-independent helpers (the outputs, the I = 0 column, the
-scratch) are reused. Nothing numeric happens here.
+allow. The driver's size-independent helpers (the outputs, the I = 0 column and its
+gradients, the scratch) are reused. Nothing numeric happens here.
 """
 from typing import NamedTuple
 
@@ -21,7 +21,13 @@ from fastbptt.cells.checkpoint import (
     checkpoint_forward,
     segment_length,
 )
-from fastbptt.cells.driver import EmptyCache, _outputs, _with_an_input_column, scratch
+from fastbptt.cells.driver import (
+    EmptyCache,
+    _outputs,
+    _with_an_input_column,
+    input_gradients,
+    scratch,
+)
 from fastbptt.cells.spec import LSTMP as SPEC
 from fastbptt.cells.spec import step_form
 
@@ -133,10 +139,6 @@ def run_backward(dh, cache, finals):
     _kernel.lstmp_backward(X=X, dh=None if dh is None else dh.reshape(T * B, P),
                            states=cache.states, kept=cache.kept, carries=carries, args=args,
                            work=work, transposed_step=transposed)
-    if cache.no_input:
-        dx = np.zeros(args.x.shape[:-1] + (0,), dtype)
-        dW_ih = np.zeros((GH, 0), dtype)
-    else:
-        dx, dW_ih = work.dX.reshape(args.x.shape), work.dW_ih
+    dx, dW_ih = input_gradients(cache, work)
     db_ih, db_hh = SPEC.split_db(work.db, H) if args.has_bias else (None, None)
     return SPEC.grads(dx, *carries, dW_ih, work.dW_hh, db_ih, db_hh, work.dW_hr)
