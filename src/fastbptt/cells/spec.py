@@ -22,8 +22,9 @@ import numpy as np
 
 from fastbptt.cells.grads import GRUGrads, LSTMGrads, LSTMPGrads, RNNGrads
 
-# The per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many rows: a GEMM
-# call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV rows").
+# Unpacked, the per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many
+# rows: a GEMM call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV
+# rows"); step_form says when they pack instead.
 # The kernels must agree (recurrent_gemm.pxd's GEMV_ROWS; tests/test_spec.py checks it).
 GEMV_ROWS = 4
 
