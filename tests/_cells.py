@@ -11,8 +11,10 @@ and runs them through one implementation (compiled or reference). The gradient r
 fields (spec.grads._fields: dx, dh0, [dc0,] dW_ih, dW_hh, db_ih, db_hh) are the gradients
 of the argument named by the field without its leading "d".
 
-The shapes that must reach each per-step product form (gemv / transposed / plain) are made
-from the policy itself (spec.step_form) by form_cases(), not written down by hand.
+The shapes that must reach each per-step product form (gemv / packed / transposed / plain)
+are made from the policy itself (spec.step_form) by form_cases() and, for the packed form
+at B <= GEMV_ROWS (which needs PACKED_MIN_STEPS steps), few_rows_packed_case(), not
+written down by hand.
 """
 import itertools
 from dataclasses import dataclass, field, replace
@@ -25,7 +27,15 @@ import fastbptt
 from _helpers import DTYPES, numerical_gradient, relative_error
 from _registry import spec_arrays
 from fastbptt import reference
-from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, CellSpec, get_spec, step_form
+from fastbptt.cells.spec import (
+    GEMV_ROWS,
+    PACKED_MIN_STEPS,
+    SPECS,
+    STEP_FORMS,
+    CellSpec,
+    get_spec,
+    step_form,
+)
 from fastbptt.runtime import packing
 
 SPEC_LIST = tuple(SPECS.values())
@@ -246,25 +256,29 @@ def assert_matches_finite_differences(p, impl, case=None):
 
 # ---------------------------------------------------------------- the step-form policy
 
-def process_step_form(spec, B, H, dtype):
-    """step_form as the compiled wrappers call it in this process: with its packer
-    (fastbptt.runtime.packing: "mkl" where the mkl package is installed, else "own")."""
-    return step_form(spec, B, H, dtype, packing.packer())
+def process_step_form(spec, B, H, dtype, steps=None):
+    """step_form as the compiled wrappers call it in this process, for a call of `steps`
+    steps: with its packer (fastbptt.runtime.packing: "mkl" where the mkl package is
+    installed, else "own")."""
+    return step_form(spec, B, H, dtype, packing.packer(), steps)
 
 
-def forced_step_form(spec, B, H, dtype, packer=None):
+def forced_step_form(spec, B, H, dtype, packer=None, steps=None):
     """step_form as if `dtype` were one of the spec's transposed_dtypes, and without
     packing: the transposed per-step product wherever its shape allows, also for a dtype
     whose policy never chooses it (the LSTM's float64), so that path is held to that
-    dtype's tolerances. (packer: the wrappers pass theirs; ignored.)"""
+    dtype's tolerances; and one GEMV per row at B <= GEMV_ROWS whatever the number of
+    steps. (packer, steps: the wrappers pass theirs; ignored.)"""
     return step_form(replace(spec, transposed_dtypes=(np.dtype(dtype),)), B, H, dtype)
 
 
-def forced_packed_step_form(spec, B, H, dtype, packer=None):
-    """step_form with the packed form wherever MKL's rows allow: this process's packer
-    then runs it also where the own packer's policy does not pack. (packer: the wrappers
-    pass theirs; ignored.)"""
-    return step_form(spec, B, H, dtype, "mkl")
+def forced_packed_step_form(spec, B, H, dtype, packer=None, steps=None):
+    """step_form with the packed form wherever either packer's policy packs (MKL's rows,
+    the own packer's few rows from PACKED_MIN_STEPS steps on; never one step): this
+    process's packer then runs it also where its own policy does not pack. (packer: the
+    wrappers pass theirs; ignored.)"""
+    forms = {step_form(spec, B, H, dtype, name, steps) for name in ("mkl", "own")}
+    return "packed" if "packed" in forms else step_form(spec, B, H, dtype, None, steps)
 
 
 def force_transposed(monkeypatch):
@@ -277,13 +291,14 @@ def _forced_policy(form):
     return forced_packed_step_form if form == "packed" else forced_step_form
 
 
-def batch_for(spec, form, H, dtype, policy=process_step_form):
+def batch_for(spec, form, H, dtype, steps, policy=process_step_form):
     """The batch size B whose per-step product (B rows against W_hh) `policy` runs as
-    `form` at hidden size H: the most rows one GEMV per row takes, the fewest rows the
-    transposed or the plain GEMM takes; None when the policy never gives that form."""
+    `form` at hidden size H in a call of `steps` steps: the most rows one GEMV per row
+    takes, the fewest rows the packed, the transposed or the plain form takes; None when
+    the policy never gives that form."""
     candidates = range(GEMV_ROWS, 0, -1) if form == "gemv" else range(1, 2 * H + 2)
     for B in candidates:
-        if policy(spec, B, H, dtype) == form:
+        if policy(spec, B, H, dtype, steps=steps) == form:
             return B
     return None
 
@@ -304,7 +319,7 @@ class FormCase:
     def runs(self):
         """The form the chosen policy gives this shape."""
         T, B, I, H = self.shape
-        return self.policy()(self.spec, B, H, self.dtype)
+        return self.policy()(self.spec, B, H, self.dtype, steps=T)
 
     @property
     def id(self):
@@ -314,15 +329,26 @@ class FormCase:
 
 def form_cases(spec, dtype, T, I, H):
     """One FormCase per step form at (T, ., I, H): B from the policy (batch_for), forced
-    where the spec's own policy never runs that form in this dtype."""
+    where the spec's own policy never runs that form in this dtype; none for a form that
+    not even the forced policy runs in T steps (the packed form at T = 1)."""
     cases = []
     for form in STEP_FORMS:
-        B = batch_for(spec, form, H, dtype)
+        B = batch_for(spec, form, H, dtype, T)
         forced = B is None
         if forced:
-            B = batch_for(spec, form, H, dtype, policy=_forced_policy(form))
-        cases.append(FormCase(spec, np.dtype(dtype), form, (T, B, I, H), forced))
+            B = batch_for(spec, form, H, dtype, T, policy=_forced_policy(form))
+        if B is not None:
+            cases.append(FormCase(spec, np.dtype(dtype), form, (T, B, I, H), forced))
     return cases
+
+
+def few_rows_packed_case(spec, dtype, I, H):
+    """The packed form at one row (B = 1 <= GEMV_ROWS), in a call of PACKED_MIN_STEPS
+    steps, the fewest that pack so few rows (spec.step_form); forced where this process's
+    packer does not pack them."""
+    shape = (PACKED_MIN_STEPS, 1, I, H)
+    forced = process_step_form(spec, 1, H, dtype, PACKED_MIN_STEPS) != "packed"
+    return FormCase(spec, np.dtype(dtype), "packed", shape, forced)
 
 
 def apply_policy(case, monkeypatch):

@@ -26,6 +26,7 @@ from _cells import (
     assert_matches_finite_differences,
     assert_ran,
     dtype_param,
+    few_rows_packed_case,
     final_states,
     force_transposed,
     form_cases,
@@ -138,9 +139,13 @@ EDGE_SHAPES = [
 ]
 
 # compiled == reference: every edge shape, and one shape per step form at every dtype
-REFERENCE_CASES = [c for s in SPEC_LIST for dt in DTYPES for c in form_cases(s, dt, 6, 3, 11)]
+# (and the packed form at one row, which takes PACKED_MIN_STEPS steps)
+REFERENCE_CASES = [c for s in SPEC_LIST for dt in DTYPES
+                   for c in form_cases(s, dt, 6, 3, 11) + [few_rows_packed_case(s, dt, 3, 11)]]
 # finite differences (float64) and torch.nn: one small shape per step form
-FD_CASES = [c for s in SPEC_LIST for c in form_cases(s, np.float64, 4, 3, 6)]
+FD_CASES = [c for s in SPEC_LIST
+            for c in form_cases(s, np.float64, 4, 3, 6) + [few_rows_packed_case(s, np.float64,
+                                                                                 2, 5)]]
 TORCH_CASES = [c for s in SPEC_LIST for dt in DTYPES for c in form_cases(s, dt, 5, 4, 7)]
 # variable lengths: (T, B, I, H) per step form, lengths from 0 to T
 LENGTH_CASES = [c for s in SPEC_LIST for dt in DTYPES for c in form_cases(s, dt, 7, 3, 10)]
@@ -162,7 +167,7 @@ def test_oracle_shapes_cover_every_step_form(oracle):
                 assert c.runs() == c.form, c.id
                 # forcing is only for forms the spec's own policy never runs in this dtype
                 T, B, I, H = c.shape
-                assert c.forced == (process_step_form(spec, B, H, dtype) != c.form), c.id
+                assert c.forced == (process_step_form(spec, B, H, dtype, T) != c.form), c.id
 
 
 def _lengths_for(case, seed):

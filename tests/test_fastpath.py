@@ -13,7 +13,14 @@ import pytest
 
 from _registry import Case, spec_arrays
 from fastbptt.cells import driver
-from fastbptt.cells.spec import GEMV_ROWS, SPECS, STEP_FORMS, step_form
+from fastbptt.cells.spec import (
+    GEMV_ROWS,
+    PACKED_MIN_STEPS,
+    PACKED_ROWS,
+    SPECS,
+    STEP_FORMS,
+    step_form,
+)
 from fastbptt.runtime.packing import packer
 
 SPEC_LIST = list(SPECS.values())
@@ -76,28 +83,35 @@ def _assert_identical(a, b):
     np.testing.assert_array_equal(a, b)
 
 
+# (T, B, H) candidates: GEMV rows, the packed form at few rows (PACKED_MIN_STEPS steps)
+# and past them, past PACKED_ROWS the transposed (where the spec allows it) and plain forms
+_FORM_SHAPES = ((3, 1, 5), (PACKED_MIN_STEPS, 1, 5), (3, GEMV_ROWS + 1, 12),
+                (2, PACKED_ROWS + 1, 70), (2, PACKED_ROWS + 1, 8))
+
+
 def _form_cases():
-    """(spec, dtype, B, H) covering each step form of each cell and dtype, B from the
-    policy (spec.step_form): GEMV rows, plain and (where the spec allows it) transposed."""
+    """(spec, dtype, T, B, H) covering each step form of each cell and dtype as this
+    process's policy (spec.step_form with its packer) gives them."""
     cases = []
     for spec in SPEC_LIST:
         for dtype in DTYPES:
-            for B, H in ((1, 5), (GEMV_ROWS + 1, 12), (GEMV_ROWS + 8, 6)):
-                cases.append((spec, dtype, B, H))
-            forms = {step_form(spec, B, H, dtype) for _, _, B, H in cases[-3:]}
-            assert forms == ({"gemv", "plain", "transposed"}
-                             if np.dtype(dtype) in spec.transposed_dtypes
-                             else {"gemv", "plain"}), (spec, dtype, forms)
+            for T, B, H in _FORM_SHAPES:
+                cases.append((spec, dtype, T, B, H))
+            forms = {step_form(spec, B, H, dtype, packer(), T)
+                     for _, _, T, B, H in cases[-len(_FORM_SHAPES):]}
+            assert forms == (set(STEP_FORMS) if np.dtype(dtype) in spec.transposed_dtypes
+                             else set(STEP_FORMS) - {"transposed"}), (spec, dtype, forms)
     return cases
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batch_first", [False, True])
-@pytest.mark.parametrize("spec,dtype,B,H", _form_cases(),
+@pytest.mark.parametrize("spec,dtype,T,B,H", _form_cases(),
                          ids=lambda v: getattr(v, "name", getattr(v, "__name__", str(v))))
-def test_fast_and_general_path_give_identical_results(spec, dtype, B, H, batch_first, bias,
-                                                       general, monkeypatch):
-    arrays, upstream = _problem(spec, dtype, B=B, H=H, batch_first=batch_first, bias=bias)
+def test_fast_and_general_path_give_identical_results(spec, dtype, T, B, H, batch_first,
+                                                       bias, general, monkeypatch):
+    arrays, upstream = _problem(spec, dtype, B=B, T=T, H=H, batch_first=batch_first,
+                                bias=bias)
     if batch_first:
         upstream["dh"] = np.ascontiguousarray(upstream["dh"])
 
@@ -260,10 +274,11 @@ def test_the_fast_path_obeys_a_replaced_step_form(spec, monkeypatch):
     arrays, _ = _problem(spec, np.float64, B=GEMV_ROWS + 2, H=12)
     assert arrays["x"].shape[0] > 1   # one step is never packed (driver._run_kernel)
     _, cache = _forward(spec, arrays)
-    assert cache.form == step_form(spec, GEMV_ROWS + 2, 12, np.float64, packer()) == "packed"
+    assert cache.form == step_form(spec, GEMV_ROWS + 2, 12, np.float64, packer(),
+                                   arrays["x"].shape[0]) == "packed"
     forced = replace(spec, transposed_dtypes=(np.dtype(np.float64),))
     monkeypatch.setattr(driver, "step_form",
-                        lambda s, B, H, dtype, packer: step_form(forced, B, H, dtype))
+                        lambda s, B, H, dtype, packer, steps: step_form(forced, B, H, dtype))
     _, cache = _forward(spec, arrays)
     assert cache.form == "transposed"
 
@@ -283,3 +298,27 @@ def test_one_step_is_not_packed(spec, general, monkeypatch):
     arrays, _ = _problem(spec, np.float64, T=2, B=B, H=12)
     _, cache = _forward(spec, arrays)
     assert cache.form == "packed"
+
+
+@pytest.mark.parametrize("spec", SPEC_LIST, ids=lambda s: s.name)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_fast_path_chooses_as_spec_step_form(spec, dtype, monkeypatch):
+    """The fast path's C step_form gives spec.step_form's form (with the process's packer
+    and T) around each of its bounds: one step, PACKED_MIN_STEPS at GEMV_ROWS rows and
+    fewer, and the packed rows' ends."""
+    reached = []
+
+    def refuse(*args, **kwargs):
+        reached.append(True)
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(driver, "check_forward_args", refuse)
+    seen = set()
+    for T in (1, 2, PACKED_MIN_STEPS - 1, PACKED_MIN_STEPS, PACKED_MIN_STEPS + 1):
+        for B in (1, GEMV_ROWS, GEMV_ROWS + 1, PACKED_ROWS, PACKED_ROWS + 1):
+            arrays, _ = _problem(spec, dtype, T=T, B=B, H=7)
+            _, cache = _forward(spec, arrays)
+            assert cache.form == step_form(spec, B, 7, dtype, packer(), T), (T, B)
+            seen.add(cache.form)
+    assert not reached
+    assert {"gemv", "packed"} <= seen

@@ -13,14 +13,15 @@ import pytest
 
 from fastbptt._kernels import blas
 from fastbptt.bench.problems import make_problem, runner
-from fastbptt.cells.spec import SPECS, STEP_FORMS, step_form
+from fastbptt.cells.spec import GEMV_ROWS, PACKED_MIN_STEPS, SPECS, step_form
 from fastbptt.runtime import packing
 
 # (T, B, I, H) candidates; the cases below keep, per packer, cell and dtype, the first
-# shape of each step form that step_form picks for it (the packed form comes at B 5-64;
-# past 64 rows the other forms again).
+# shape of each step form that step_form picks for it, the packed form once at most
+# GEMV_ROWS rows and once past them (it comes at B 5-64, and at B 1-4 from
+# PACKED_MIN_STEPS steps on with the own packer; past 64 rows the other forms again).
 _CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4),
-               (2, 6, 3, 256), (2, 70, 3, 80), (2, 66, 3, 8)]
+               (2, 6, 3, 256), (2, 70, 3, 80), (2, 66, 3, 8), (PACKED_MIN_STEPS, 2, 3, 8)]
 _DTYPES = ("float32", "float64")
 PACKERS = ["own"] + (["mkl"] if packing.packer() == "mkl" else [])
 
@@ -32,8 +33,9 @@ def _cases():
             for dtype in _DTYPES:
                 seen = {}
                 for T, B, I, H in _CANDIDATES:
-                    seen.setdefault(step_form(spec, B, H, dtype, packer), (T, B, I, H))
-                for form, shape in seen.items():
+                    form = step_form(spec, B, H, dtype, packer, T)
+                    seen.setdefault((form, B <= GEMV_ROWS), (T, B, I, H))
+                for (form, _), shape in seen.items():
                     label = "x".join(map(str, shape))
                     cases.append(pytest.param(packer, name, dtype, shape,
                                               id=f"{packer}-{name}-{dtype}-{form}-{label}"))
@@ -55,11 +57,15 @@ def test_the_cases_cover_every_step_form():
     for packer in PACKERS:
         for name, spec in SPECS.items():
             for dtype in _DTYPES:
-                forms = {step_form(spec, shape[1], shape[3], dtype, packer)
+                forms = {(step_form(spec, shape[1], shape[3], dtype, packer, shape[0]),
+                          shape[1] <= GEMV_ROWS)
                          for p, n, d, shape in (c.values for c in CASES)
                          if (p, n, d) == (packer, name, dtype)}
-                expected = set(STEP_FORMS) if np.dtype(dtype) in spec.transposed_dtypes \
-                    else set(STEP_FORMS) - {"transposed"}
+                expected = {("gemv", True), ("packed", False), ("plain", False)}
+                if np.dtype(dtype) in spec.transposed_dtypes:
+                    expected.add(("transposed", False))
+                if packer == "own":   # the one packer that packs so few rows
+                    expected.add(("packed", True))
                 assert forms == expected, (packer, name, dtype)
 
 
@@ -80,7 +86,7 @@ def test_roofline_makes_the_kernels_calls(packer, cell, dtype, shape, use_packer
     roofline = _calls(runner(cell, "roofline", problem))
     # at least the input product and one product per step each way: a log that records
     # nothing would compare equal
-    form = step_form(cell, B, H, dtype, packer)
+    form = step_form(cell, B, H, dtype, packer, T)
     per_step = B if form == "gemv" else 1
     assert len(compiled) >= 2 + 2 * T * per_step
     # the packed form logs its products as such, one per step each way

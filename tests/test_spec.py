@@ -86,19 +86,31 @@ def test_step_form_policy(spec, dtype):
 @spec_param
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_step_form_policy_with_a_packer(spec, dtype):
-    """The packed form takes the rows its packer was measured to win at, and only those;
-    every other shape keeps the form it has without packing."""
+    """The packed form takes the rows and calls its packer was measured to win at, and
+    only those; every other shape keeps the form it has without packing."""
     packed_rows = range(cellspec.GEMV_ROWS + 1, cellspec.PACKED_ROWS + 1)
+    few_rows = range(1, cellspec.GEMV_ROWS + 1)
+    min_steps = cellspec.PACKED_MIN_STEPS
     for packer in ("mkl", "own"):
-        for B in range(1, 70):
-            for H in (1, 8, 64, 256, 649, 650, 1024):
-                form = step_form(spec, B, H, dtype, packer)
-                big_f64 = (np.dtype(dtype) == np.float64
-                           and spec.gates * H * H >= cellspec.PACKED_OWN_MAX_F64)
-                packs = B in packed_rows and (packer == "mkl" or not big_f64)
-                assert (form == "packed") == packs, (packer, B, H)
-                if not packs:
-                    assert form == step_form(spec, B, H, dtype), (packer, B, H)
+        for steps in (None, 1, 2, min_steps - 1, min_steps, 1000):
+            for B in range(1, 70):
+                for H in (1, 8, 64, 256, 649, 650, 1024):
+                    form = step_form(spec, B, H, dtype, packer, steps)
+                    big_f64 = (np.dtype(dtype) == np.float64
+                               and spec.gates * H * H >= cellspec.PACKED_OWN_MAX_F64)
+                    long_call = steps is None or steps >= min_steps
+                    packs = steps != 1 and (
+                        (B in packed_rows and (packer == "mkl" or not big_f64))
+                        or (B in few_rows and packer == "own" and long_call
+                            and not big_f64))
+                    assert (form == "packed") == packs, (packer, steps, B, H)
+                    if not packs:
+                        assert form == step_form(spec, B, H, dtype), (packer, steps, B, H)
+    # one step never packs; one row packs from PACKED_MIN_STEPS steps on
+    assert step_form(spec, 5, 8, dtype, "own", 1) == step_form(spec, 5, 8, dtype)
+    assert step_form(spec, 1, 8, dtype, "own", min_steps - 1) == "gemv"
+    assert step_form(spec, 1, 8, dtype, "own", min_steps) == "packed"
+    assert step_form(spec, 1, 8, dtype, "mkl", min_steps) == "gemv"
     assert step_form(spec, 5, 8, dtype, "own") == "packed"
     assert step_form(spec, 64, 8, dtype, "mkl") == "packed"
     assert step_form(spec, 65, 8, dtype, "mkl") == "plain"

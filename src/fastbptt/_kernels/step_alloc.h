@@ -29,30 +29,122 @@ static void *fb_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_L
 static void *fb_dlsym(void *lib, const char *name) { return dlsym(lib, name); }
 #endif
 
-/* (raw + 128) rounded down to 64 bytes leaves 65 to 128 bytes before it for the header */
+/* The header before a buffer p (65 to 128 bytes are free there; raw + 128 rounded down
+ * to 64 bytes): the pointer malloc returned at p - 8, the packer's kind below it, then
+ * the buffer's capacity in bytes. */
+#define FB_PACK_RAW(p) ((unsigned char *) (p) - sizeof(void *))
+#define FB_PACK_KIND(p) (FB_PACK_RAW(p) - sizeof(int))
+#define FB_PACK_CAP(p) (FB_PACK_KIND(p) - sizeof(size_t))
+
+static size_t fb_pack_capacity(const void *p)
+{
+    size_t cap;
+    memcpy(&cap, FB_PACK_CAP(p), sizeof cap);
+    return cap;
+}
+
+static void fb_pack_release(void *p)
+{
+    void *raw;
+    memcpy(&raw, FB_PACK_RAW(p), sizeof raw);
+    free(raw);
+}
+
+/* Freed buffers are kept for the next call. Why: a forward or backward call packs W_hh
+ * into a fresh buffer and frees it at its end; a buffer past malloc's mmap threshold
+ * (128 KiB at first, moved up by glibc only as it sees such frees) is then new pages
+ * that every call faults in and zeroes, which at B = 1 and 25 steps cost more than the
+ * packed product saved (bench/RESULTS.md, "The packed product at B = 1-4"). Calls are
+ * sequential in a thread (the forward's buffer is free before the backward packs), so a
+ * few slots cover the driver's threads (the batch split's two): a call takes the first
+ * kept buffer and keeps it if large enough, else frees it and allocates (so the slots
+ * converge to the largest size in use); a free puts the buffer in an empty slot, or in
+ * the last one, freeing what was there. Buffers above FB_PACK_KEEP_MAX bytes are not
+ * kept: their calls' per-step products dwarf the page faults. The slots are swapped
+ * atomically (the kernels run without the GIL); without atomics nothing is kept. */
+#define FB_PACK_SLOTS 4
+#define FB_PACK_KEEP_MAX ((size_t) 1 << 26)
+
+#if defined(_WIN32) && !defined(__GNUC__)
+#define FB_PACK_KEEP 1
+#define FB_SWAP(slot, p) InterlockedExchangePointer((PVOID volatile *) (slot), (p))
+#define FB_PUT_IF_EMPTY(slot, p) \
+    (InterlockedCompareExchangePointer((PVOID volatile *) (slot), (p), NULL) == NULL)
+#elif defined(__GNUC__)
+#define FB_PACK_KEEP 1
+#define FB_SWAP(slot, p) __atomic_exchange_n((slot), (p), __ATOMIC_ACQ_REL)
+static int fb_put_if_empty(void **slot, void *p)
+{
+    void *expected = NULL;
+    return __atomic_compare_exchange_n(slot, &expected, p, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+#define FB_PUT_IF_EMPTY(slot, p) fb_put_if_empty((slot), (p))
+#else
+#define FB_PACK_KEEP 0
+#endif
+
+#if FB_PACK_KEEP
+static void *fb_pack_slots[FB_PACK_SLOTS];
+
+#if defined(__GNUC__)
+/* at exit (or unload) the kept buffers go back too, for the memory checkers' sake */
+__attribute__((destructor)) static void fb_pack_release_kept(void)
+{
+    int i;
+    for (i = 0; i < FB_PACK_SLOTS; i++) {
+        void *p = FB_SWAP(&fb_pack_slots[i], NULL);
+        if (p != NULL) fb_pack_release(p);
+    }
+}
+#endif
+#endif
+
 static void *fb_pack_alloc(size_t nbytes, int kind)
 {
-    unsigned char *raw = (unsigned char *) malloc(nbytes + 128), *p;
-    if (raw == NULL) return NULL;
-    p = (unsigned char *) (((uintptr_t) raw + 128) & ~(uintptr_t) 63);
-    memcpy(p - sizeof raw, &raw, sizeof raw);
-    memcpy(p - sizeof raw - sizeof kind, &kind, sizeof kind);
+    unsigned char *raw, *p = NULL;
+#if FB_PACK_KEEP
+    int i;
+    for (i = 0; i < FB_PACK_SLOTS && p == NULL; i++) {
+        void *kept = FB_SWAP(&fb_pack_slots[i], NULL);
+        if (kept == NULL) continue;
+        if (fb_pack_capacity(kept) >= nbytes)
+            p = (unsigned char *) kept;
+        else
+            fb_pack_release(kept);
+    }
+#endif
+    if (p == NULL) {
+        raw = (unsigned char *) malloc(nbytes + 128);
+        if (raw == NULL) return NULL;
+        p = (unsigned char *) (((uintptr_t) raw + 128) & ~(uintptr_t) 63);
+        memcpy(FB_PACK_RAW(p), &raw, sizeof raw);
+        memcpy(FB_PACK_CAP(p), &nbytes, sizeof nbytes);
+    }
+    memcpy(FB_PACK_KIND(p), &kind, sizeof kind);
     return p;
 }
 
 static int fb_pack_kind(const void *p)
 {
     int kind;
-    memcpy(&kind, (const unsigned char *) p - sizeof(void *) - sizeof kind, sizeof kind);
+    memcpy(&kind, FB_PACK_KIND(p), sizeof kind);
     return kind;
 }
 
 static void fb_pack_free(void *p)
 {
-    void *raw;
     if (p == NULL) return;
-    memcpy(&raw, (unsigned char *) p - sizeof raw, sizeof raw);
-    free(raw);
+#if FB_PACK_KEEP
+    if (fb_pack_capacity(p) <= FB_PACK_KEEP_MAX) {
+        int i;
+        for (i = 0; i < FB_PACK_SLOTS; i++)
+            if (FB_PUT_IF_EMPTY(&fb_pack_slots[i], p)) return;
+        p = FB_SWAP(&fb_pack_slots[FB_PACK_SLOTS - 1], p);
+        if (p == NULL) return;
+    }
+#endif
+    fb_pack_release(p);
 }
 
 #endif

@@ -62,10 +62,11 @@ def transposed_step(cell, B, H, dtype):
     return compiled_step_form(cell, B, H, dtype) == "transposed"
 
 
-def compiled_step_form(cell, B, H, dtype):
+def compiled_step_form(cell, B, H, dtype, T=None):
     """The per-step product's form the compiled cell runs at batch B, hidden size H and
-    this dtype in this process (step_form with the process's packer)."""
-    return step_form(cell, B, H, dtype, packer())
+    this dtype in this process (step_form with the process's packer), in a call of T
+    steps (None: of as many steps as packing needs)."""
+    return step_form(cell, B, H, dtype, packer(), T)
 
 
 # ---------------------------------------------------------------- shapes and estimates
@@ -210,7 +211,7 @@ def _roofline_runner(cell, problem):
     GH = problem.W_hh.shape[0]
     dtype = problem.x.dtype
     layout = importlib.import_module(spec.kernel).gemm_layout(H)
-    form = compiled_step_form(cell, B, H, dtype)
+    form = compiled_step_form(cell, B, H, dtype, T)
     rng = np.random.default_rng(1)
     buffers = {
         "X": problem.x.reshape(T * B, I),

@@ -24,6 +24,7 @@ from fastbptt._kernels.rnn cimport rnn_backward_loop, rnn_forward_loop
 import numpy as np
 
 from fastbptt.cells.spec import GEMV_ROWS as _GEMV_ROWS
+from fastbptt.cells.spec import PACKED_MIN_STEPS as _PACKED_MIN_STEPS
 from fastbptt.cells.spec import PACKED_ROWS as _PACKED_ROWS
 from fastbptt.cells.spec import GRU, LSTM, RNN
 
@@ -50,6 +51,7 @@ cdef enum CellKind:
 cdef dict KINDS = {RNN: RNN_CELL, LSTM: LSTM_CELL, GRU: GRU_CELL}
 cdef Py_ssize_t GEMV_ROWS = _GEMV_ROWS   # spec.step_form's
 cdef Py_ssize_t PACKED_ROWS = _PACKED_ROWS   # spec.step_form's
+cdef Py_ssize_t PACKED_MIN_STEPS = _PACKED_MIN_STEPS   # spec.step_form's
 
 
 cdef class _Cell:
@@ -227,19 +229,20 @@ cdef inline object check_state(object value, Py_ssize_t B, Py_ssize_t H, int typ
 cdef inline object step_form(_Cell cell, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                              int typenum):
     """The driver's step_form: spec.step_form's "gemv", "packed", "transposed" or "plain"
-    (the same interned strings), computed here but in the packed form's range of rows,
-    where it depends on the process's packer (spec.step_form is asked, as the driver's
-    _run_kernel asks it: no packer at T = 1); a policy put in its place (as tests do) is
-    called."""
+    (the same interned strings), computed here but where it depends on the process's
+    packer: in the packed form's range of rows, and at B <= GEMV_ROWS from
+    PACKED_MIN_STEPS steps on (spec.step_form is asked there, as the driver's _run_kernel
+    asks it, with the packer and T); a policy put in its place (as tests do) is called.
+    tests/test_fastpath.py holds the two to the same forms."""
     policy = DRIVER["step_form"]
     if policy is not POLICY:
         return policy(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),
-                      DRIVER["packer"]() if T > 1 else None)
-    if B <= GEMV_ROWS:
+                      DRIVER["packer"](), T)
+    if B <= GEMV_ROWS and T < PACKED_MIN_STEPS:
         return "gemv"
     if B <= PACKED_ROWS:
         return POLICY(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),
-                      DRIVER["packer"]() if T > 1 else None)
+                      DRIVER["packer"](), T)
     if 1 < B < H and (cell.transposed_f32 if typenum == cnp.NPY_FLOAT else cell.transposed_f64):
         return "transposed"
     return "plain"

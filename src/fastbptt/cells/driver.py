@@ -204,9 +204,9 @@ def _run_kernel(args):
         buf = workspace.empty((T + 1, B, H), dtype)
         buf[0] = initial
         states.append(buf)
-    # no packing for one step: packing W_hh reads it once more than the step's product does
-    # (and one step is what driver.step and the Stepper run, unpacked both)
-    form = step_form(args.spec, B, H, dtype, packer() if T > 1 else None)
+    # the number of steps is the policy's too: packing is paid once per call (never for
+    # one step, which is what driver.step and the Stepper run)
+    form = step_form(args.spec, B, H, dtype, packer(), T)
     run_args = _with_an_input_column(args) if args.I == 0 else args
     kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
     return run_args, states, kept, form

@@ -22,10 +22,16 @@ import numpy as np
 
 from fastbptt.cells.grads import GRUGrads, LSTMGrads, LSTMPGrads, RNNGrads
 
-# The per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many rows: a GEMM
-# call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV rows").
+# Unpacked, the per-step product h_{t-1} W_hh^T runs as one GEMV per row up to this many
+# rows: a GEMM call's fixed cost is not paid back by so few rows (bench/RESULTS.md, "GEMV
+# rows"); step_form says when they pack instead.
 # The kernels must agree (recurrent_gemm.pxd's GEMV_ROWS; tests/test_spec.py checks it).
 GEMV_ROWS = 4
+
+# At B <= GEMV_ROWS the packed form (step_form) pays only from this many steps of a call
+# on: packing W_hh once per forward and per backward call costs a pass over it that short
+# sequences do not win back (bench/RESULTS.md, "The packed product at B = 1-4").
+PACKED_MIN_STEPS = 32
 
 # The RNN's nonlinearities (PyTorch's tanh and relu, plus sigmoid and identity) and the
 # codes the kernels know them by (the enum in _kernels/activations.pxd).
@@ -157,30 +163,39 @@ PACKED_ROWS = 64
 PACKED_OWN_MAX_F64 = 4 * 650 * 650
 
 
-def step_form(spec, B, H, dtype, packer=None):
+def step_form(spec, B, H, dtype, packer=None, steps=None):
     """How the kernels make a step's recurrent product h_{t-1} W_hh^T (B x G*H):
 
-    - "gemv": B <= GEMV_ROWS rows, one GEMV per row (a GEMM's fixed cost is not paid
-      back by so few rows);
     - "packed": W_hh packed once per call, every step a product on the packed form, by
       `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
-      for GEMV_ROWS < B <= PACKED_ROWS; with "own" in float64 only while W_hh has fewer
-      than PACKED_OWN_MAX_F64 elements (bench/RESULTS.md, "The per-step product at B
-      5-64");
+      for B <= PACKED_ROWS; with "own" in float64 only while W_hh has fewer than
+      PACKED_OWN_MAX_F64 elements (bench/RESULTS.md, "The per-step product at B 5-64");
+      at B <= GEMV_ROWS only with "own" (the packer measured there) and from
+      PACKED_MIN_STEPS steps on (bench/RESULTS.md, "The packed product at B = 1-4");
+      never for one step (steps = 1: packing reads W_hh once more than the step's product
+      does; driver.step and nn.Stepper run one step, unpacked);
+    - "gemv": B <= GEMV_ROWS rows that do not pack, one GEMV per row (a GEMM's fixed
+      cost is not paid back by so few rows);
     - "transposed": the product as its transpose W_hh h^T (G*H x B), then a tiled
       transpose of the result, for 1 < B < H: OpenBLAS tiles a GEMM's output by its
       micro-kernel's column width, so few rows against many columns ran faster
       transposed (bench/RESULTS.md, "step forms"); only for the spec's transposed_dtypes;
     - "plain": h W_hh^T as it stands.
 
+    steps is the number of time steps of the call (T); None asks about the product alone,
+    the packing counted as paid (as a per-product benchmark does).
+
     The one policy: the wrappers choose with it, the kernels obey, and the tests derive
     the shapes that cover each form from it.
     """
+    packs = packer is not None and steps != 1 and B <= PACKED_ROWS and (
+        packer == "mkl" or np.dtype(dtype) != np.float64
+        or get_spec(spec).gates * H * H < PACKED_OWN_MAX_F64)
     if B <= GEMV_ROWS:
-        return "gemv"
-    if packer is not None and B <= PACKED_ROWS and (
-            packer == "mkl" or np.dtype(dtype) != np.float64
-            or get_spec(spec).gates * H * H < PACKED_OWN_MAX_F64):
+        few_rows_pack = packs and packer == "own" and (steps is None
+                                                       or steps >= PACKED_MIN_STEPS)
+        return "packed" if few_rows_pack else "gemv"
+    if packs:
         return "packed"
     if 1 < B < H and np.dtype(dtype) in get_spec(spec).transposed_dtypes:
         return "transposed"
