@@ -200,6 +200,31 @@ def test_a_failing_block_raises_in_the_caller_and_the_workers_recover(split_all)
         assert batch_split._run_blocks([lambda: 0, lambda: 1, lambda: 2]) == [0, 1, 2]
 
 
+def test_a_worker_whose_wait_was_interrupted_is_not_reused(monkeypatch):
+    """A caller interrupted (KeyboardInterrupt) while a worker runs its block must not
+    hand that worker a new job: its lock would say "ended" for the old one."""
+    taken, release = [], threading.Event()
+    take = batch_split._take_worker
+
+    def recording():
+        taken.append(take())
+        return taken[-1]
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_split, "_take_worker", recording)
+    with fastbptt.threads(2):
+        with monkeypatch.context() as patch:
+            patch.setattr(batch_split._Worker, "wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                batch_split._run_blocks([lambda: 0, lambda: release.wait(10)])
+        release.set()
+        assert taken[0] not in batch_split._idle
+        assert batch_split._run_blocks([lambda: 0, lambda: 1]) == [0, 1]
+        assert taken[1] is not taken[0] and taken[1] in batch_split._idle
+
+
 def test_no_input_features(split_all):
     p = make_problem(SPECS["rnn"], 4, 3, 0, 5, np.float64)
     split, cache = _split_run(p)

@@ -83,13 +83,11 @@ class _Worker:
         self._go.release()
 
     def wait(self):
-        """The job's result (its exception raised here)."""
+        """Wait for the job to end: (its result, the exception it raised or None)."""
         self._done.acquire()
         result, error = self._result, self._error
         self._result = self._error = None
-        if error is not None:
-            raise error
-        return result
+        return result, error
 
 
 def _forget_pool():
@@ -195,14 +193,18 @@ def _run_blocks(jobs):
             first = _as_block(jobs[0])
         finally:
             # wait for every started block even if one failed; a worker goes back to the
-            # idle list only once its block has ended
+            # idle list only once its block has ended (one whose wait was interrupted, by
+            # KeyboardInterrupt, may still be running it: it is never handed a job again)
             others, error = [], None
             for worker in workers:
                 try:
-                    others.append(worker.wait())
+                    result, failed = worker.wait()
                 except BaseException as exc:
                     error = error or exc
+                    continue
                 _idle.append(worker)
+                others.append(result)
+                error = error or failed
             if error is not None:
                 raise error
         return [first, *others]
