@@ -16,15 +16,22 @@ and, once, the parts of a hand-off with nothing to run:
     executor      the same through a ThreadPoolExecutor (submit, Future.result)
     blas section  one_thread_enter + one_thread_exit around nothing
 
-    python bench/batch_split_cost.py --against b835ab5
+and, with --timeline, when each block of a split of the first problem starts and ends,
+in microseconds from the start of its _run_blocks (medians over the calls; block 0 runs
+in the caller's thread, block 1 in a worker; "back": the caller has every result), for
+each module: whether the worker's block overlaps the caller's or waits for it.
+
+    python bench/batch_split_cost.py --against b835ab5 --timeline
     python bench/batch_split_cost.py --shapes "10,2,16;100,32,256;35,20,650" --cells rnn
 """
 import argparse
+import statistics
 import subprocess
 import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from time import perf_counter
 
 import fastbptt
 from fastbptt import bench
@@ -62,6 +69,39 @@ def serial_blocks(module):
     return run
 
 
+def timeline(module, run, calls):
+    """Median start and end of each block, and the return, in us from the start of each
+    _run_blocks of module over `calls` calls of run()."""
+    plain, records = module._run_blocks, []
+
+    def stamped(jobs):
+        record = {"start": perf_counter()}
+
+        def wrap(k, job):
+            def stamped_job():
+                record[f"block {k} starts"] = perf_counter()
+                result = job()
+                record[f"block {k} ends"] = perf_counter()
+                return result
+            return stamped_job
+
+        results = plain([wrap(k, job) for k, job in enumerate(jobs)])
+        record["back"] = perf_counter()
+        records.append(record)
+        return results
+
+    module._run_blocks = stamped
+    try:
+        for _ in range(calls):
+            run()
+    finally:
+        module._run_blocks = plain
+    keys = [key for key in records[0] if key != "start"]
+    return {key: statistics.median((r[key] - r["start"]) * 1e6 for r in records)
+            for key in sorted(keys, key=lambda key: statistics.median(
+                r[key] - r["start"] for r in records))}
+
+
 def stats(timing):
     return f"{timing.median * 1e6:.1f} / {min(timing.times) * 1e6:.1f}"
 
@@ -72,6 +112,7 @@ def main(argv=None):
     parser.add_argument("--cells", default="rnn")
     parser.add_argument("--against", default=None, metavar="REV")
     parser.add_argument("--repeat", type=int, default=201)
+    parser.add_argument("--timeline", action="store_true")
     opts = parser.parse_args(argv)
     modules = {"split": batch_split}
     if opts.against:
@@ -117,6 +158,13 @@ def main(argv=None):
                     t = bench.time_interleaved(calls, opts.repeat)
                     print(f"| {cell} | {T},{B},{H} | "
                           + " | ".join(stats(t[name]) for name in calls) + " |", flush=True)
+                    if opts.timeline:
+                        for name, module in modules.items():
+                            use(module)
+                            module.MIN_SPLIT_FLOPS = 0
+                            line = timeline(module, run, opts.repeat)
+                            print(f"  timeline, {name}: " + ", ".join(
+                                f"{key} {us:.1f}" for key, us in line.items()), flush=True)
     finally:
         use(batch_split)
         batch_split._run_blocks = plain_run_blocks
