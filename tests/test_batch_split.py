@@ -9,6 +9,8 @@ from run to run, float32 in and out, finite differences in float64, the blocks r
 running in two threads, and bad input refused as before. MIN_SPLIT_FLOPS is set to 0 so
 that small problems split (the threshold itself is a speed choice, not a property).
 """
+import os
+import signal
 import threading
 
 import numpy as np
@@ -223,6 +225,26 @@ def test_a_worker_whose_wait_was_interrupted_is_not_reused(monkeypatch):
         assert taken[0] not in batch_split._idle
         assert batch_split._run_blocks([lambda: 0, lambda: 1]) == [0, 1]
         assert taken[1] is not taken[0] and taken[1] in batch_split._idle
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_splits_on_workers_of_its_own(split_all):
+    """The parent's workers are not in a forked child: its splits start their own (a
+    worker of the parent's list would never answer; the alarm ends the child then)."""
+    p = make_problem(SPECS["rnn"], 5, 4, 3, 6, np.float64)
+    expected, _ = _split_run(p)   # the parent's workers exist from here on
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - the child reports by its exit status
+        code = 3
+        try:
+            signal.alarm(60)
+            got, cache = _split_run(p)
+            same = all(np.array_equal(got[k], expected[k]) for k in expected)
+            code = 0 if type(cache) is SplitCache and same else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_no_input_features(split_all):
