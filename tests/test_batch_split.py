@@ -9,6 +9,8 @@ from run to run, float32 in and out, finite differences in float64, the blocks r
 running in two threads, and bad input refused as before. MIN_SPLIT_FLOPS is set to 0 so
 that small problems split (the threshold itself is a speed choice, not a property).
 """
+import os
+import signal
 import threading
 
 import numpy as np
@@ -146,18 +148,103 @@ def test_checkpointed_segments_split(cell, split_all):
 
 def test_blocks_run_in_two_threads(split_all, monkeypatch):
     seen = set()
-    plain = driver._run_kernel
+    plain = batch_split._forward_block
 
-    def recording(args):
+    def recording(*args):
         seen.add(threading.get_ident())
-        return plain(args)
+        return plain(*args)
 
-    monkeypatch.setattr(driver, "_run_kernel", recording)
+    monkeypatch.setattr(batch_split, "_forward_block", recording)
     p = make_problem(SPECS["gru"], 5, 4, 3, 6, np.float32)
     with fastbptt.threads(2):
         p.forward()
         assert blas.blas_threads() == 2, "the caller's count is restored"
     assert len(seen) == 2 and threading.get_ident() in seen
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_blocks_take_the_fast_path(split_all, batch_first):
+    """A block without lengths runs through the compiled fast path (the driver's plain
+    forward and backward, given here as ones that fail, are never called), its cache a
+    plain CompiledCache of its rows, its outputs written into its rows of one array."""
+    def unused(*_):
+        raise AssertionError("the general path ran a block the fast path takes")
+
+    p = make_problem(SPECS["lstm"], 6, 5, 3, 4, np.float64, batch_first=batch_first)
+    spec = SPECS["lstm"]
+    from fastbptt.cells.args import check_forward_args
+    args = check_forward_args(spec, p["x"], [p[s] for s in spec.initial_states], p["W_ih"],
+                              p["W_hh"], p["b_ih"], p["b_hh"], batch_first)
+    with fastbptt.threads(2):
+        h, cache = batch_split.forward(args, [(0, 2), (2, 5)], unused)
+        grads = batch_split.backward(p["dh"], cache, (None, None), unused)
+        whole, whole_cache = p.forward()
+        expected = fastbptt.lstm_backward(p["dh"], whole_cache)
+    assert [type(c) for c in cache.caches] == [driver.CompiledCache] * 2
+    for c, (lo, hi) in zip(cache.caches, cache.blocks):
+        rows = h[lo:hi] if batch_first else h[:, lo:hi]
+        block_h = c.states[0][1:]
+        np.testing.assert_array_equal(rows, block_h.transpose(1, 0, 2) if batch_first
+                                      else block_h)
+    np.testing.assert_array_equal(h, whole)   # the same blocks as the driver's split
+    for name, value in grads._asdict().items():
+        np.testing.assert_array_equal(value, getattr(expected, name), err_msg=name)
+
+
+def test_a_failing_block_raises_in_the_caller_and_the_workers_recover(split_all):
+    def boom():
+        raise RuntimeError("block 1 failed")
+
+    with fastbptt.threads(2):
+        with pytest.raises(RuntimeError, match="block 1 failed"):
+            batch_split._run_blocks([lambda: "first", boom])
+        assert blas.blas_threads() == 2, "the caller's count is restored"
+        assert batch_split._run_blocks([lambda: 0, lambda: 1, lambda: 2]) == [0, 1, 2]
+
+
+def test_a_worker_whose_wait_was_interrupted_is_not_reused(monkeypatch):
+    """A caller interrupted (KeyboardInterrupt) while a worker runs its block must not
+    hand that worker a new job: its lock would say "ended" for the old one."""
+    taken, release = [], threading.Event()
+    take = batch_split._take_worker
+
+    def recording():
+        taken.append(take())
+        return taken[-1]
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_split, "_take_worker", recording)
+    with fastbptt.threads(2):
+        with monkeypatch.context() as patch:
+            patch.setattr(batch_split._Worker, "wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                batch_split._run_blocks([lambda: 0, lambda: release.wait(10)])
+        release.set()
+        assert taken[0] not in batch_split._idle
+        assert batch_split._run_blocks([lambda: 0, lambda: 1]) == [0, 1]
+        assert taken[1] is not taken[0] and taken[1] in batch_split._idle
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_splits_on_workers_of_its_own(split_all):
+    """The parent's workers are not in a forked child: its splits start their own (a
+    worker of the parent's list would never answer; the alarm ends the child then)."""
+    p = make_problem(SPECS["rnn"], 5, 4, 3, 6, np.float64)
+    expected, _ = _split_run(p)   # the parent's workers exist from here on
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - the child reports by its exit status
+        code = 3
+        try:
+            signal.alarm(60)
+            got, cache = _split_run(p)
+            same = all(np.array_equal(got[k], expected[k]) for k in expected)
+            code = 0 if type(cache) is SplitCache and same else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_no_input_features(split_all):

@@ -397,8 +397,11 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
     args = check_forward(cell, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, nonlinearity)
     if args is None:
         return None
-    if args.B >= 2 and DRIVER["batch_split"].blocks(args) is not None:
-        return None   # two cores for it: the general path's batch split (cells/batch_split.py)
+    if args.B >= 2:
+        split = DRIVER["batch_split"]
+        bounds = split.blocks(args)
+        if bounds is not None:   # two cores for it (cells/batch_split.py), on these CellArgs
+            return split.forward(args, bounds, DRIVER["run_forward"])
     states_, kept, form = run_kernel(cell, args)
     h = outputs(states_[0], args.T, args.B, args.H, args.batch_first)
     return h, CompiledCache(args, states_, kept, form, False)

@@ -1,7 +1,9 @@
 """The PyTorch peer: torch.nn.RNN/LSTM/GRU (CPU) holding the problem's weights, timed as
 training runs it: forward over all steps, out.backward(dh), the gradients of the input,
 the initial states and every parameter (reset to None before each call, as zero_grad
-does). Its threads are set by the harness's thread_limit (torch's intra-op pool)."""
+does). Its intra-op threads are set to the row's count here, in prepare: the harness's
+thread_limit sets them only when torch is loaded as the block starts, and the first row
+imports torch inside it (so that row ran at torch's default, all cores)."""
 import numpy as np
 
 from fastbptt.bench.peers._common import PeerUnavailable, Prepared, import_available, result_of
@@ -23,6 +25,7 @@ def prepare(cell, problem, threads=1):
         import torch
     except ImportError as exc:
         raise PeerUnavailable(f"not importable ({exc})") from None
+    torch.set_num_threads(threads)
     T, B, I = problem.x.shape
     H = problem.W_hh.shape[1]
     dtype = torch.float32 if problem.x.dtype == np.float32 else torch.float64
