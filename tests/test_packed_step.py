@@ -44,10 +44,12 @@ def packer(request):
 @pytest.mark.parametrize("lvl", LEVELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (5, 7, 33), (12, 16, 32), (13, 40, 31),
-                                     (25, 3, 100), (64, 130, 96)])
+                                     (25, 3, 100), (64, 130, 96), (13, 300, 47),
+                                     (4, 256, 64), (3, 0, 5)])
 def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
     # shapes around the register blocks (12 or 3 or 1 rows, 32 float / 16 double columns
-    # a panel) and their edges
+    # a panel), the K blocks (FB_KC = 128 rows: one partial, two whole, two and a part,
+    # none at K = 0) and their edges
     assert packed_product.set_level(lvl) == lvl
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(dtype)
@@ -62,6 +64,26 @@ def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
     want = A.astype(np.float64) @ W2.astype(np.float64)   # beta 0: NaN in C is not read
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * 4)
     assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("lvl", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [False, True])
+def test_micro_kernel_rows_do_not_depend_on_the_row_blocks(lvl, dtype, beta, level):
+    # each element of C is one chain over k in order (packed_gemm_template.h), so a row
+    # comes out bit-identical whether it runs in a block of 12 or 3 rows or alone (the
+    # packed step at B = 1-4 against the same rows in a larger batch); K = 300 spans three
+    # K blocks and N = 47 ends in a partial panel
+    assert packed_product.set_level(lvl) == lvl
+    rng = np.random.default_rng(lvl)
+    M, K, N = 17, 300, 47
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((N, K)).astype(dtype)
+    C = rng.standard_normal((M, N)).astype(dtype)
+    whole = packed_product.product_py(A, W, True, beta, C.copy())
+    for i in range(M):
+        row = packed_product.product_py(A[i:i + 1], W, True, beta, C[i:i + 1].copy())
+        np.testing.assert_array_equal(row[0], whole[i])
 
 
 def test_micro_kernel_rejects_shapes_that_do_not_agree():
