@@ -10,9 +10,10 @@ call (packed_gemm.h):
 2 B GH H FLOP a product. bench/_packed_kernel_ab.pyx is compiled twice, once against the
 base revision's packed_gemm*.h and vmath.h (git show) and once against the worktree's,
 into build/packed_kernel_ab/; both modules run in this process, interleaved: every round
-times both builds on every case, their order alternating from round to round. The
+times every build on every case, their order rotated from round to round. The
 ceiling is fastbptt.bench.gemm_ceiling_gflops (one CEILING_N-square GEMM in the kernels'
-BLAS), measured once a round; efficiency = GFLOP/s / the median ceiling. One thread.
+BLAS), measured once a round; efficiency = GFLOP/s / the highest ceiling of the rounds
+(the least disturbed, as the products' minimum times are). One thread.
 
     python bench/packed_kernel_ab.py --base main --rounds 7
     python bench/packed_kernel_ab.py --B 20 --H 650 --G 4 --dtype float32 --rounds 9
@@ -38,9 +39,9 @@ HEADERS = ("packed_gemm.h", "packed_gemm_template.h", "vmath.h")
 SLOTS = 4
 
 
-def build(tag, include_dir):
-    """Compile _packed_kernel_ab.pyx against the headers in include_dir as module
-    _pk_<tag> and import it."""
+def build(tag, include_dir, defines=()):
+    """Compile _packed_kernel_ab.pyx against the headers in include_dir (and the -D flags
+    in defines) as module _pk_<tag> and import it."""
     from Cython.Build import cythonize
     from setuptools import Distribution, Extension
 
@@ -50,7 +51,7 @@ def build(tag, include_dir):
     src = out / f"{name}.pyx"
     src.write_text((HERE / "_packed_kernel_ab.pyx").read_text())
     ext = Extension(name, [str(src)], include_dirs=[str(include_dir)],
-                    extra_compile_args=["-O3"])
+                    extra_compile_args=["-O3", *defines])
     modules = cythonize([ext], build_dir=str(out), quiet=True, force=True)
     dist = Distribution({"ext_modules": modules})
     cmd = dist.get_command_obj("build_ext")
@@ -103,10 +104,17 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--flops", type=float, default=4e7,
                         help="work per timed loop (its step count follows, 4 to 64)")
+    parser.add_argument("--variants", default="",
+                        help='more worktree builds: "name=-DX=1 -DY=2;name2=..."')
     opts = parser.parse_args(argv)
 
-    mods = {"base": build("base", base_headers(opts.base)),
-            "new": build("new", Path(fastbptt.__file__).resolve().parent / "_kernels")}
+    kernels = Path(fastbptt.__file__).resolve().parent / "_kernels"
+    mods = {"base": build("base", base_headers(opts.base)), "new": build("new", kernels)}
+    for spec in filter(None, opts.variants.split(";")):
+        name, _, flags = spec.partition("=")
+        if not all(f.startswith("-D") for f in flags.split()):
+            parser.error(f"--variants: {spec!r} is not name=-DX=.. -DY=..")
+        mods[name] = build(name, kernels, flags.split())
     rng = np.random.default_rng(0)
     cases = []
     dtypes = opts.dtype.split(",")
@@ -134,31 +142,35 @@ def main(argv=None):
                 ceilings[d].append(bench.gemm_ceiling_gflops(d))
             for case in cases:
                 W, A, C = case["arrays"]
-                order = list(mods) if r % 2 == 0 else list(mods)[::-1]
+                order = list(mods)[r % len(mods):] + list(mods)[:r % len(mods)]
                 for key in order:
                     _, loop_ns = mods[key].run(W, not case["backward"], A, C,
                                                case["steps"], not case["backward"])
                     case["ns"][key].append(loop_ns / case["steps"])
             print(f"round {r + 1}/{opts.rounds} done", file=sys.stderr)
 
-    ceiling = {d: statistics.median(v) for d, v in ceilings.items()}
-    print("\nceiling GFLOP/s (median over rounds): "
+    ceiling = {d: max(v) for d, v in ceilings.items()}
+    print("\nceiling GFLOP/s (highest of the rounds): "
           + ", ".join(f"{d} {c:.1f}" for d, c in ceiling.items()))
-    print("\nGFLOP/s from the minimum time over the rounds, efficiency = that / ceiling;"
-          " base / new time ratios, minimum and median over the rounds (above 1: new "
-          "faster)")
-    print("| dtype | G | B | H | dir | base GFLOP/s | eff | new GFLOP/s | eff | "
-          "ratio min | ratio median |")
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    others = [k for k in mods if k != "base"]
+    print("\nGFLOP/s from the minimum time over the rounds (efficiency = that / ceiling);"
+          " base / build time ratios, minimum and median over the rounds (above 1: the"
+          " build is faster)")
+    print("| dtype | G | B | H | dir | base GFLOP/s (eff) | "
+          + " | ".join(f"{k} GFLOP/s (eff) | {k} ratio min, median" for k in others) + " |")
+    print("|---|---:|---:|---:|---|---:|" + "---:|---:|" * len(others))
     for case in cases:
         ns = case["ns"]
-        g = {k: case["flops"] / min(v) for k, v in ns.items()}
-        ratios = [b / n for b, n in zip(ns["base"], ns["new"], strict=True)]
         c = ceiling[case["dtype"]]
+        cells = []
+        for key in ["base", *others]:
+            g = case["flops"] / min(ns[key])
+            cells.append(f"{g:.1f} ({g / c:.0%})")
+            if key != "base":
+                ratios = [b / n for b, n in zip(ns["base"], ns[key], strict=True)]
+                cells.append(f"{min(ratios):.2f}, {statistics.median(ratios):.2f}")
         print(f"| {case['dtype']} | {case['G']} | {case['B']} | {case['H']} | "
-              f"{'bwd' if case['backward'] else 'fwd'} | {g['base']:.1f} | "
-              f"{g['base'] / c:.0%} | {g['new']:.1f} | {g['new'] / c:.0%} | "
-              f"{min(ratios):.2f} | {statistics.median(ratios):.2f} |")
+              f"{'bwd' if case['backward'] else 'fwd'} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

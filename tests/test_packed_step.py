@@ -48,8 +48,8 @@ def packer(request):
                                      (4, 256, 64), (3, 0, 5)])
 def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
     # shapes around the register blocks (12 or 3 or 1 rows, 32 float / 16 double columns
-    # a panel), the K blocks (FB_KC = 128 rows: one partial, two whole, two and a part,
-    # none at K = 0) and their edges
+    # a panel) and their edges, K = 0 (C = beta C) and panels longer than the prefetch
+    # distance (its requests run past the panels' end)
     assert packed_product.set_level(lvl) == lvl
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(dtype)
@@ -70,10 +70,10 @@ def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [False, True])
 def test_micro_kernel_rows_do_not_depend_on_the_row_blocks(lvl, dtype, beta, level):
-    # each element of C is one chain over k in order (packed_gemm_template.h), so a row
+    # each element of C is one sum over k in order (packed_gemm.h), so a row
     # comes out bit-identical whether it runs in a block of 12 or 3 rows or alone (the
-    # packed step at B = 1-4 against the same rows in a larger batch); K = 300 spans three
-    # K blocks and N = 47 ends in a partial panel
+    # packed step at B = 1-4 against the same rows in a larger batch); N = 47 ends in a
+    # partial panel
     assert packed_product.set_level(lvl) == lvl
     rng = np.random.default_rng(lvl)
     M, K, N = 17, 300, 47

@@ -31,15 +31,10 @@
 #define FB_PANEL_BYTES 128
 #define FB_NR_F32 ((int) (FB_PANEL_BYTES / sizeof(float)))
 #define FB_NR_F64 ((int) (FB_PANEL_BYTES / sizeof(double)))
-/* K blocking: a K block of a panel is FB_KC rows (FB_KC FB_PANEL_BYTES = 16 KiB), which
- * stays in a 32-48 KiB L1 beside the row block's slice of A (FB_MR x FB_KC elements) while
- * every row block runs over it; the panel's first pass prefetches FB_PG_PREFETCH rows
- * (4 KiB) ahead, one cache line (FB_PG_LINE_BYTES) at a time; a prefetch never faults, past
- * the end of the panels included. (Both can be set at compile time, for
- * bench/packed_kernel_ab.py's variants.) */
-#ifndef FB_KC
-#define FB_KC 128
-#endif
+/* Software prefetch of the panels: the micro-kernel asks for the panel row FB_PG_PREFETCH
+ * rows (4 KiB) ahead of the one it loads, one cache line (FB_PG_LINE_BYTES) at a time; a
+ * prefetch never faults, past the end of the panels included. Settable at compile time
+ * for bench/packed_kernel_ab.py's variants (0: no prefetch ahead). */
 #ifndef FB_PG_PREFETCH
 #define FB_PG_PREFETCH 32
 #endif
