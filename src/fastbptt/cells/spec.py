@@ -151,10 +151,11 @@ STEP_FORMS = ("gemv", "packed", "transposed", "plain")
 # packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM and
 # fastbptt's own micro-kernel both beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md,
 # "The per-step product at B 5-64"), the own kernel but for float64 weights of
-# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 650), where it did not win. Past
-# the measured range the forms below stay as they were.
+# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 1024), where it was only level
+# (bench/RESULTS.md, "The own packed micro-kernel: prefetch, K blocking"). Past the
+# measured range the forms below stay as they were.
 PACKED_ROWS = 64
-PACKED_OWN_MAX_F64 = 4 * 650 * 650
+PACKED_OWN_MAX_F64 = 4 * 1024 * 1024
 
 
 def step_form(spec, B, H, dtype, packer=None):
