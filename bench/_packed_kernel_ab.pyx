@@ -8,6 +8,11 @@ from cython cimport floating
 from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.stdlib cimport posix_memalign
+
+cdef extern from "sys/mman.h" nogil:
+    int madvise(void *addr, size_t length, int advice)
+    int MADV_HUGEPAGE
 
 cdef extern from "packed_gemm.h" nogil:
     size_t fb_packed_size_f32(int K, int N)
@@ -34,16 +39,26 @@ def level():
 
 
 def run(const floating[:, ::1] W, bint transposed_w, const floating[:, :, ::1] A,
-        floating[:, :, ::1] C, int steps, bint beta):
+        floating[:, :, ::1] C, int steps, bint beta, bint huge=False):
     """(pack_ns, loop_ns): pack op(W) (W^T if transposed_w, else W) once, then `steps`
-    products C[s] = beta C[s] + A[s] op(W), s cycling over the slots of A and C."""
+    products C[s] = beta C[s] + A[s] op(W), s cycling over the slots of A and C. huge: the
+    packed buffer on 2 MiB pages (madvise MADV_HUGEPAGE), to see what the TLB costs."""
     cdef int slots = A.shape[0], M = A.shape[1], K = A.shape[2], N = C.shape[2]
     cdef size_t size
     if floating is float:
         size = fb_packed_size_f32(K, N)
     else:
         size = fb_packed_size_f64(K, N)
-    cdef floating *Wp = <floating *> malloc(size * sizeof(floating))
+    cdef void *mem = NULL
+    cdef size_t nbytes = size * sizeof(floating)
+    if huge:
+        nbytes = (nbytes + (2 << 20) - 1) & ~(<size_t> (2 << 20) - 1)
+        if posix_memalign(&mem, 2 << 20, nbytes) != 0:
+            raise MemoryError()
+        madvise(mem, nbytes, MADV_HUGEPAGE)
+    else:
+        mem = malloc(nbytes)
+    cdef floating *Wp = <floating *> mem
     if Wp == NULL:
         raise MemoryError()
     cdef int64_t t0, t1, t2

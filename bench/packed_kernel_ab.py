@@ -104,6 +104,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--flops", type=float, default=4e7,
                         help="work per timed loop (its step count follows, 4 to 64)")
+    parser.add_argument("--huge", action="store_true",
+                        help="add a build 'huge': the worktree's with the packed W on 2 MiB pages")
     parser.add_argument("--variants", default="",
                         help='more worktree builds: "name=-DX=1 -DY=2;name2=..."')
     opts = parser.parse_args(argv)
@@ -115,6 +117,10 @@ def main(argv=None):
         if not all(f.startswith("-D") for f in flags.split()):
             parser.error(f"--variants: {spec!r} is not name=-DX=.. -DY=..")
         mods[name] = build(name, kernels, flags.split())
+    huge = {}
+    if opts.huge:
+        mods["huge"] = build("huge", kernels)
+        huge = {"huge": True}
     rng = np.random.default_rng(0)
     cases = []
     dtypes = opts.dtype.split(",")
@@ -145,7 +151,8 @@ def main(argv=None):
                 order = list(mods)[r % len(mods):] + list(mods)[:r % len(mods)]
                 for key in order:
                     _, loop_ns = mods[key].run(W, not case["backward"], A, C,
-                                               case["steps"], not case["backward"])
+                                               case["steps"], not case["backward"],
+                                               key in huge)
                     case["ns"][key].append(loop_ns / case["steps"])
             print(f"round {r + 1}/{opts.rounds} done", file=sys.stderr)
 
