@@ -150,12 +150,13 @@ STEP_FORMS = ("gemv", "packed", "transposed", "plain")
 # The rows up to which the per-step product runs on W_hh packed once per call, with either
 # packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM and
 # fastbptt's own micro-kernel both beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md,
-# "The per-step product at B 5-64"), the own kernel but for float64 weights of
-# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 1024), where it was only level
-# (bench/RESULTS.md, "The own packed micro-kernel: prefetch, K blocking"). Past the
-# measured range the forms below stay as they were.
+# "The per-step product at B 5-64"). The own kernel packs float64 weights below
+# PACKED_OWN_MAX_F64 elements: no bound now, since with its panel prefetch and the packed
+# buffer on huge pages it won at every float64 size measured, to the LSTM at H = 1024
+# (bench/RESULTS.md, "The own packed micro-kernel: prefetch, K blocking"); the name stays
+# for the policy and its tests. Past the measured rows the forms below stay as they were.
 PACKED_ROWS = 64
-PACKED_OWN_MAX_F64 = 4 * 1024 * 1024
+PACKED_OWN_MAX_F64 = float("inf")
 
 
 def step_form(spec, B, H, dtype, packer=None):
