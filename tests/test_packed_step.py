@@ -44,10 +44,14 @@ def packer(request):
 @pytest.mark.parametrize("lvl", LEVELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (5, 7, 33), (12, 16, 32), (13, 40, 31),
-                                     (25, 3, 100), (64, 130, 96)])
+                                     (25, 3, 100), (64, 130, 96), (13, 300, 47),
+                                     (4, 256, 64), (3, 0, 5), (2, 50, 200),
+                                     (3, 20, 130), (5, 9, 96)])
 def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
     # shapes around the register blocks (12 or 3 or 1 rows, 32 float / 16 double columns
-    # a panel) and their edges
+    # a panel) and their edges, the few-rows path (1-5 rows over 2 or 4 full panels a
+    # pass, then the rest one at a time), K = 0 (C = beta C) and panels longer than the prefetch
+    # distance (its requests run past the panels' end)
     assert packed_product.set_level(lvl) == lvl
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(dtype)
@@ -62,6 +66,29 @@ def test_micro_kernel_matches_numpy(lvl, dtype, M, K, N, level):
     want = A.astype(np.float64) @ W2.astype(np.float64)   # beta 0: NaN in C is not read
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * 4)
     assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("lvl", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [False, True])
+def test_micro_kernel_rows_do_not_depend_on_the_row_blocks(lvl, dtype, beta, level):
+    # each element of C is one sum over k in order (packed_gemm.h), so a row
+    # comes out bit-identical whether it runs in a block of 12 or 3 rows, alone or in the
+    # few-rows path (the packed step at B = 1-4 against the same rows in a larger batch);
+    # N = 147 is four full float32 panels (nine float64) and a partial one
+    assert packed_product.set_level(lvl) == lvl
+    rng = np.random.default_rng(lvl)
+    M, K, N = 17, 300, 147
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((N, K)).astype(dtype)
+    C = rng.standard_normal((M, N)).astype(dtype)
+    whole = packed_product.product_py(A, W, True, beta, C.copy())
+    for i in range(M):
+        row = packed_product.product_py(A[i:i + 1], W, True, beta, C[i:i + 1].copy())
+        np.testing.assert_array_equal(row[0], whole[i])
+    for i0 in range(0, M - 5, 5):
+        rows = packed_product.product_py(A[i0:i0 + 5], W, True, beta, C[i0:i0 + 5].copy())
+        np.testing.assert_array_equal(rows, whole[i0:i0 + 5])
 
 
 def test_micro_kernel_rejects_shapes_that_do_not_agree():

@@ -18,8 +18,9 @@
  * Instruction sets: an AVX-512 instance (12 rows x 2 zmm accumulators), an AVX2+FMA one
  * (3 rows x 4 ymm) and a portable one (GCC vector extensions at the baseline, or plain C
  * where those are missing), chosen once at first use from the CPU (fb_packed_level).
- * The three differ only in how many rows share a pass over a panel, and in rounding
- * (FMA or not): each sum runs over k in the same order.
+ * The three differ only in how many rows share a pass over a panel (and, in the AVX-512
+ * one, for 1-5 rows, how many panels), and in rounding (FMA or not): each sum runs over k
+ * in the same order.
  */
 #ifndef FASTBPTT_PACKED_GEMM_H
 #define FASTBPTT_PACKED_GEMM_H
@@ -31,6 +32,23 @@
 #define FB_PANEL_BYTES 128
 #define FB_NR_F32 ((int) (FB_PANEL_BYTES / sizeof(float)))
 #define FB_NR_F64 ((int) (FB_PANEL_BYTES / sizeof(double)))
+/* Software prefetch of the panels: the micro-kernel asks for the panel row FB_PG_PREFETCH
+ * rows (4 KiB) ahead of the one it loads, one cache line (FB_PG_LINE_BYTES) at a time; a
+ * prefetch never faults, past the end of the panels included. Settable at compile time
+ * for bench/packed_kernel_ab.py's variants (0: no prefetch ahead). */
+#ifndef FB_PG_PREFETCH
+#define FB_PG_PREFETCH 32
+#endif
+#define FB_PG_LINE_BYTES 64
+/* the few-rows path of the AVX-512 instance (packed_gemm_template.h, fb_pg_wide): up to
+ * FB_WIDE_ROWS rows run over up to FB_WIDE_PANELS panels a pass */
+#define FB_WIDE_ROWS 5
+#define FB_WIDE_PANELS 4
+#if defined(__GNUC__)
+#define FB_PG_PREFETCH_READ(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FB_PG_PREFETCH_READ(p) ((void) 0)
+#endif
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) \
     && !defined(FASTBPTT_NO_CLONES)
@@ -88,6 +106,7 @@ typedef double fb_pg_f64x2u;
 /* portable: 8 (or 32 scalar) accumulators for one row */
 #define FB_TARGET
 #define FB_MR 1
+#define FB_WIDE 0
 #define FB_T float
 #define FB_V fb_pg_f32x4
 #define FB_VU fb_pg_f32x4u
@@ -115,6 +134,7 @@ typedef double fb_pg_f64x2u;
 #undef FB_NR
 #undef FB_PG
 #undef FB_MR
+#undef FB_WIDE
 #undef FB_TARGET
 
 #if FB_PG_X86
@@ -129,6 +149,7 @@ typedef double fb_pg_f64x8u __attribute__((vector_size(64), aligned(8), may_alia
 
 #define FB_TARGET __attribute__((target("avx2,fma")))
 #define FB_MR 3
+#define FB_WIDE 0
 #define FB_T float
 #define FB_V fb_pg_f32x8
 #define FB_VU fb_pg_f32x8u
@@ -156,10 +177,12 @@ typedef double fb_pg_f64x8u __attribute__((vector_size(64), aligned(8), may_alia
 #undef FB_NR
 #undef FB_PG
 #undef FB_MR
+#undef FB_WIDE
 #undef FB_TARGET
 
 #define FB_TARGET __attribute__((target("avx2,fma,avx512f")))
 #define FB_MR 12
+#define FB_WIDE 1
 #define FB_T float
 #define FB_V fb_pg_f32x16
 #define FB_VU fb_pg_f32x16u
@@ -187,6 +210,7 @@ typedef double fb_pg_f64x8u __attribute__((vector_size(64), aligned(8), may_alia
 #undef FB_NR
 #undef FB_PG
 #undef FB_MR
+#undef FB_WIDE
 #undef FB_TARGET
 #endif
 

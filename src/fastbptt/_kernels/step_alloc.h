@@ -29,6 +29,31 @@ static void *fb_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_L
 static void *fb_dlsym(void *lib, const char *name) { return dlsym(lib, name); }
 #endif
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+#define FB_HUGE_PAGE ((size_t) 2 << 20)
+
+/* The raw block of a packed buffer: a buffer of FB_HUGE_PAGE bytes or more is read once
+ * per step, from L3 or memory, and on 4 KiB pages each pass takes a TLB miss every 4 KiB
+ * (the hardware prefetchers stop there too); on Linux it is asked for on 2 MiB pages
+ * (2 MiB aligned, whole pages, madvise MADV_HUGEPAGE, which transparent huge pages set to
+ * "madvise" or "always" honour; a refusal leaves 4 KiB pages). bench/RESULTS.md, "The own
+ * packed micro-kernel: prefetch, K blocking", has what it bought. free() releases both. */
+static unsigned char *fb_pack_raw(size_t nbytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (nbytes >= FB_HUGE_PAGE) {
+        void *mem = NULL;
+        size_t len = (nbytes + FB_HUGE_PAGE - 1) & ~(FB_HUGE_PAGE - 1);
+        if (posix_memalign(&mem, FB_HUGE_PAGE, len) != 0) return NULL;
+        (void) madvise(mem, len, MADV_HUGEPAGE);
+        return (unsigned char *) mem;
+    }
+#endif
+    return (unsigned char *) malloc(nbytes);
+}
+
 /* The header before a buffer p (65 to 128 bytes are free there; raw + 128 rounded down
  * to 64 bytes): the pointer malloc returned at p - 8, the packer's kind below it, then
  * the buffer's capacity in bytes. */
@@ -115,7 +140,7 @@ static void *fb_pack_alloc(size_t nbytes, int kind)
     }
 #endif
     if (p == NULL) {
-        raw = (unsigned char *) malloc(nbytes + 128);
+        raw = fb_pack_raw(nbytes + 128);
         if (raw == NULL) return NULL;
         p = (unsigned char *) (((uintptr_t) raw + 128) & ~(uintptr_t) 63);
         memcpy(FB_PACK_RAW(p), &raw, sizeof raw);

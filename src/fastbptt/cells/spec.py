@@ -156,11 +156,11 @@ STEP_FORMS = ("gemv", "packed", "transposed", "plain")
 # The rows up to which the per-step product runs on W_hh packed once per call, with either
 # packer (fastbptt.runtime.packing says which one this process has): MKL's packed GEMM and
 # fastbptt's own micro-kernel both beat OpenBLAS's per-step GEMM at B 5-64 (bench/RESULTS.md,
-# "The per-step product at B 5-64"), the own kernel but for float64 weights of
-# PACKED_OWN_MAX_F64 elements or more (the LSTM at H >= 650), where it did not win. Past
-# the measured range the forms below stay as they were.
+# "The per-step product at B 5-64"), in float64 too at every size measured, to the LSTM at
+# H = 1024 (the own kernel with its panel prefetch and the packed buffer on huge pages:
+# "The own packed micro-kernel: prefetch, K blocking"). Past the measured rows the forms
+# below stay as they were.
 PACKED_ROWS = 64
-PACKED_OWN_MAX_F64 = 4 * 650 * 650
 
 
 def step_form(spec, B, H, dtype, packer=None, steps=None):
@@ -168,9 +168,8 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
 
     - "packed": W_hh packed once per call, every step a product on the packed form, by
       `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
-      for B <= PACKED_ROWS; with "own" in float64 only while W_hh has fewer than
-      PACKED_OWN_MAX_F64 elements (bench/RESULTS.md, "The per-step product at B 5-64");
-      at B <= GEMV_ROWS only with "own" (the packer measured there) and from
+      for B <= PACKED_ROWS (bench/RESULTS.md, "The per-step product at B 5-64"); at
+      B <= GEMV_ROWS only with "own" (the packer measured there) and from
       PACKED_MIN_STEPS steps on (bench/RESULTS.md, "The packed product at B = 1-4");
       never for one step (steps = 1: packing reads W_hh once more than the step's product
       does; driver.step and nn.Stepper run one step, unpacked);
@@ -188,9 +187,7 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
     The one policy: the wrappers choose with it, the kernels obey, and the tests derive
     the shapes that cover each form from it.
     """
-    packs = packer is not None and steps != 1 and B <= PACKED_ROWS and (
-        packer == "mkl" or np.dtype(dtype) != np.float64
-        or get_spec(spec).gates * H * H < PACKED_OWN_MAX_F64)
+    packs = packer is not None and steps != 1 and B <= PACKED_ROWS
     if B <= GEMV_ROWS:
         few_rows_pack = packs and packer == "own" and (steps is None
                                                        or steps >= PACKED_MIN_STEPS)
