@@ -29,6 +29,7 @@ cdef extern from "gate_split.h" nogil:
         gs_gemv_t_f gemv
         int cpu[2]
         long budget_ns
+        int futex
         long abandoned_at
     ctypedef struct gs_job_d:
         int form, G, H, T
@@ -42,6 +43,7 @@ cdef extern from "gate_split.h" nogil:
         gs_gemv_t_d gemv
         int cpu[2]
         long budget_ns
+        int futex
         long abandoned_at
     double gs_run_f(gs_job_f *job)
     double gs_run_d(gs_job_d *job)
@@ -52,7 +54,7 @@ FORMS = {"whole": GS_WHOLE, "halves": GS_HALVES, "split": GS_SPLIT,
 
 def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] Ws,
         floating[::1] bs, floating[:, ::1] h, floating[:, ::1] c, floating[::1] z,
-        int cpu0, int cpu1, long budget_ns):
+        int cpu0, int cpu1, long budget_ns, bint futex=False):
     """Run `form` over the h.shape[0] - 1 steps; (loop ns, step the fallback went to one
     thread at or 0). Shapes are the caller's (gate_split.py's Case) to get right."""
     cdef gs_job_f jf
@@ -75,6 +77,7 @@ def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] W
         jf.cpu[0] = cpu0
         jf.cpu[1] = cpu1
         jf.budget_ns = budget_ns
+        jf.futex = futex
         with nogil:
             ns = gs_run_f(&jf)
         return ns, jf.abandoned_at
@@ -94,6 +97,7 @@ def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] W
         jd.cpu[0] = cpu0
         jd.cpu[1] = cpu1
         jd.budget_ns = budget_ns
+        jd.futex = futex
         with nogil:
             ns = gs_run_d(&jd)
         return ns, jd.abandoned_at

@@ -27,6 +27,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 static inline void gs_pause(void) { _mm_pause(); }
@@ -63,10 +66,13 @@ static inline void gs_pin_self(int cpu)
 }
 
 /* A sense-reversing barrier for two threads: the last to arrive resets the counter and
- * flips the sense; the other spins (with a pause) until it sees the flip. */
+ * flips the sense; the other spins (with a pause) until it sees the flip or, with futex
+ * set, sleeps in the kernel on the sense word until the last one wakes it (the form
+ * "split futex": what a thread costs that does not burn its core while it waits). */
 typedef struct {
     atomic_int count;
     atomic_int sense;
+    int futex;
 } gs_barrier;
 
 static inline void gs_barrier_wait(gs_barrier *b, int *local_sense)
@@ -76,6 +82,12 @@ static inline void gs_barrier_wait(gs_barrier *b, int *local_sense)
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->sense, s, memory_order_release);
+        if (b->futex)
+            syscall(SYS_futex, (int *)&b->sense, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    } else if (b->futex) {
+        /* sleeps only while the sense is still the old one, !s: no lost wake-up */
+        while (atomic_load_explicit(&b->sense, memory_order_acquire) != s)
+            syscall(SYS_futex, (int *)&b->sense, FUTEX_WAIT_PRIVATE, !s, NULL, NULL, 0);
     } else {
         while (atomic_load_explicit(&b->sense, memory_order_acquire) != s)
             gs_pause();

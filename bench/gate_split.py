@@ -11,7 +11,8 @@ here at first use into build/gate_split/):
     split      two threads, each the G*H/2 rows of its own half of the hidden units (for
                the LSTM rows i, f, g, o of units [0, H/2) and of [H/2, H), stored
                contiguously once per call: split_rows), its element-wise pass, then one
-               spinning barrier a step (an atomic counter, sense-reversing, with a pause)
+               spinning barrier a step (an atomic counter, sense-reversing, with a pause);
+               "split futex" the same barrier sleeping in a futex instead of spinning
     fallback   the split with a spin budget per step: when the worker is later than
                --budget-us, the main thread takes its half (a compare-exchange on the
                worker's claim of the step, so exactly one thread computes it) and runs the
@@ -52,21 +53,25 @@ from fastbptt import bench
 
 HERE = Path(__file__).resolve().parent
 
-# (name, form, pinned, hog): what one round times per case
+# (name, form, pinned, hog, futex): what one round times per case
 FORMS = [
-    ("whole", "whole", True, False),
-    ("halves", "halves", True, False),
-    ("split", "split", True, False),
-    ("split free", "split", False, False),
-    ("fallback", "fallback", True, False),
-    ("whole+hog", "whole", True, True),
-    ("split+hog", "split", True, True),
-    ("split free+hog", "split", False, True),
-    ("fallback+hog", "fallback", True, True),
-    ("fallback free+hog", "fallback", False, True),
+    ("whole", "whole", True, False, False),
+    ("halves", "halves", True, False, False),
+    ("split", "split", True, False, False),
+    ("split free", "split", False, False, False),
+    ("split futex", "split", True, False, True),
+    ("fallback", "fallback", True, False, False),
+    ("whole+hog", "whole", True, True, False),
+    ("split+hog", "split", True, True, False),
+    ("split free+hog", "split", False, True, False),
+    ("split futex+hog", "split", True, True, True),
+    ("fallback+hog", "fallback", True, True, False),
+    ("fallback free+hog", "fallback", False, True, False),
 ]
-BARRIER_FORMS = [("barrier", True, False), ("barrier free", False, False),
-                 ("barrier+hog", True, True), ("barrier free+hog", False, True)]
+BARRIER_FORMS = [("barrier", True, False, False), ("barrier free", False, False, False),
+                 ("barrier futex", True, False, True), ("barrier+hog", True, True, False),
+                 ("barrier free+hog", False, True, False),
+                 ("barrier futex+hog", True, True, True)]
 
 
 def build():
@@ -122,12 +127,12 @@ class Case:
         self.c[0] = rng.uniform(-1, 1, H)
         self.z = np.zeros(2 * G * H, self.dtype)
 
-    def run(self, mod, form, cpus, budget_ns=0):
+    def run(self, mod, form, cpus, budget_ns=0, futex=False):
         """(ns of the loop, abandoned-at step) of one form; h and c hold its result."""
         self.h[1:] = 0
         self.c[1:] = 0
         return mod.run(form, self.G, self.W, self.b, self.Ws, self.bs, self.h, self.c,
-                       self.z, cpus[0], cpus[1], budget_ns)
+                       self.z, cpus[0], cpus[1], budget_ns, futex)
 
 
 def reference_chain(case, steps):
@@ -169,9 +174,10 @@ def check(mod, case, cpus, steps=None):
         if not err < tol:
             raise AssertionError(f"whole: {name} off NumPy by {err:.2e} over {steps} steps")
     halves = None
-    for form, budget_ns in (("halves", 0), ("split", 0), ("fallback", 10**9),
-                            ("fallback", 0)):
-        _, abandoned = case.run(mod, form, cpus, budget_ns)
+    for form, budget_ns, futex in (("halves", 0, False), ("split", 0, False),
+                                   ("split", 0, True), ("fallback", 10**9, False),
+                                   ("fallback", 0, False)):
+        _, abandoned = case.run(mod, form, cpus, budget_ns, futex)
         got = case.h.copy(), case.c.copy()
         err = max(np.abs(got[0] - whole[0]).max(), np.abs(got[1] - whole[1]).max())
         if not err < tol:
@@ -222,6 +228,8 @@ def main(argv=None):
     parser.add_argument("--budget-us", type=float, default=50.0,
                         help="the fallback's spin budget per step")
     parser.add_argument("--no-hog", action="store_true", help="skip the +hog forms")
+    parser.add_argument("--forms", default=None,
+                        help="comma-separated subset of the forms' names (whole always)")
     parser.add_argument("--out", default=None, help="write the per-round times as JSON here")
     opts = parser.parse_args(argv)
 
@@ -232,6 +240,10 @@ def main(argv=None):
     budget_ns = int(opts.budget_us * 1e3)
     forms = [f for f in FORMS if not (opts.no_hog and f[3])]
     barrier_forms = [f for f in BARRIER_FORMS if not (opts.no_hog and f[2])]
+    if opts.forms:
+        wanted = set(opts.forms.split(",")) | {"whole"}
+        forms = [f for f in forms if f[0] in wanted]
+        barrier_forms = [f for f in barrier_forms if f[0] in wanted]
 
     cases = []
     with bench.thread_limit(1):
@@ -251,15 +263,16 @@ def main(argv=None):
             for r in range(opts.rounds):
                 for case, times in cases:
                     k = r % len(forms)
-                    for name, form, pin, busy in forms[k:] + forms[:k]:
+                    for name, form, pin, busy, futex in forms[k:] + forms[:k]:
                         hog.busy(busy)
                         ns, abandoned = case.run(mod, form, pinned if pin else free,
-                                                 budget_ns)
+                                                 budget_ns, futex)
                         hog.busy(False)
                         times.setdefault(name, []).append((ns / case.T, abandoned))
-                for name, pin, busy in barrier_forms:
+                for name, pin, busy, futex in barrier_forms:
                     hog.busy(busy)
-                    ns, _ = barrier_case.run(mod, "barrier", pinned if pin else free)
+                    ns, _ = barrier_case.run(mod, "barrier", pinned if pin else free, 0,
+                                             futex)
                     hog.busy(False)
                     barrier_times.setdefault(name, []).append(ns / barrier_case.T)
                 print(f"round {r + 1}/{opts.rounds} done, load average "
@@ -277,7 +290,7 @@ def main(argv=None):
             print(f"| {case.dtype} | {case.G} | {case.H} | {ns['whole'] / 1e3:.2f} | "
                   + " | ".join(cells) + " |")
     print("\nthe barrier alone, ns per empty step (median, min over the rounds)")
-    for name, _, _ in barrier_forms:
+    for name, *_ in barrier_forms:
         print(f"  {name:18s} {statistics.median(barrier_times[name]):9.0f} "
               f"{min(barrier_times[name]):9.0f}")
     print("\nthe fallback's calls that went to one thread (of the rounds), and the median "

@@ -18,6 +18,7 @@ typedef struct {
     GS_NAME(gs_gemv_t) gemv;
     int cpu[2];          /* the main thread's and the worker's CPU, -1 = not pinned */
     long budget_ns;      /* the fallback's spin budget per step */
+    int futex;           /* the barrier sleeps in a futex instead of spinning */
     long abandoned_at;   /* out: the step the fallback went to one thread at, 0 = never */
     gs_barrier barrier;
     gs_handoff handoff;
@@ -121,6 +122,7 @@ static double GS_NAME(gs_run)(GS_NAME(gs_job) *job)
     gs_pin_self(job->cpu[0]);
     atomic_init(&job->barrier.count, 0);
     atomic_init(&job->barrier.sense, 0);
+    job->barrier.futex = job->futex;
     atomic_init(&job->handoff.main_done, 0);
     atomic_init(&job->handoff.worker_done, 0);
     atomic_init(&job->handoff.claim, 0);
