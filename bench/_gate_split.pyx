@@ -13,6 +13,7 @@ cdef extern from "gate_split.h" nogil:
         GS_SPLIT
         GS_FALLBACK
         GS_BARRIER
+        GS_STEAL
     ctypedef void (*gs_gemv_t_f)(char *, int *, int *, float *, float *, int *, float *,
                                  int *, float *, float *, int *)
     ctypedef void (*gs_gemv_t_d)(char *, int *, int *, double *, double *, int *, double *,
@@ -26,6 +27,7 @@ cdef extern from "gate_split.h" nogil:
         float *h
         float *c
         float *z
+        float *priv
         gs_gemv_t_f gemv
         int cpu[2]
         long budget_ns
@@ -40,6 +42,7 @@ cdef extern from "gate_split.h" nogil:
         double *h
         double *c
         double *z
+        double *priv
         gs_gemv_t_d gemv
         int cpu[2]
         long budget_ns
@@ -49,12 +52,12 @@ cdef extern from "gate_split.h" nogil:
     double gs_run_d(gs_job_d *job)
 
 FORMS = {"whole": GS_WHOLE, "halves": GS_HALVES, "split": GS_SPLIT,
-         "fallback": GS_FALLBACK, "barrier": GS_BARRIER}
+         "fallback": GS_FALLBACK, "barrier": GS_BARRIER, "steal": GS_STEAL}
 
 
 def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] Ws,
         floating[::1] bs, floating[:, ::1] h, floating[:, ::1] c, floating[::1] z,
-        int cpu0, int cpu1, long budget_ns, bint futex=False):
+        floating[::1] priv, int cpu0, int cpu1, long budget_ns, bint futex=False):
     """Run `form` over the h.shape[0] - 1 steps; (loop ns, step the fallback went to one
     thread at or 0). Shapes are the caller's (gate_split.py's Case) to get right."""
     cdef gs_job_f jf
@@ -73,6 +76,7 @@ def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] W
         jf.h = &h[0, 0]
         jf.c = &c[0, 0]
         jf.z = &z[0]
+        jf.priv = &priv[0]
         jf.gemv = <gs_gemv_t_f>sgemv
         jf.cpu[0] = cpu0
         jf.cpu[1] = cpu1
@@ -93,6 +97,7 @@ def run(str form, int G, floating[:, ::1] W, floating[::1] b, floating[:, ::1] W
         jd.h = &h[0, 0]
         jd.c = &c[0, 0]
         jd.z = &z[0]
+        jd.priv = &priv[0]
         jd.gemv = <gs_gemv_t_d>dgemv
         jd.cpu[0] = cpu0
         jd.cpu[1] = cpu1

@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -42,7 +43,8 @@ enum {
     GS_HALVES = 1,     /* one thread, the split's two blocks one after the other */
     GS_SPLIT = 2,      /* two threads, a spinning barrier on an atomic counter a step */
     GS_FALLBACK = 3,   /* two threads, spin with a budget, then the rest on one thread */
-    GS_BARRIER = 4     /* two threads, the barrier alone (empty steps) */
+    GS_BARRIER = 4,    /* two threads, the barrier alone (empty steps) */
+    GS_STEAL = 5       /* the fallback without waiting on a step the worker has begun */
 };
 
 #define GS_ABANDONED (-1L)
@@ -100,7 +102,16 @@ static inline void gs_barrier_wait(gs_barrier *b, int *local_sense)
  * (claim: t-1 -> GS_ABANDONED): exactly one of the two compare-exchanges wins, so a step's
  * worker half is computed by one thread only, and once abandoned the main thread runs
  * both halves alone for the rest of the call, in the same order of operations as the
- * split (so the same bits, whenever the fallback happens). */
+ * split (so the same bits, whenever the fallback happens).
+ *
+ * The steal form uses the same words differently, so that the main thread never waits
+ * for a worker the scheduler has stopped in the middle of a step: the worker computes its
+ * half of step t into a private slot (priv, by step parity) and then commits it
+ * (claim: t-1 -> t); the main thread, after the budget, abandons (claim: t-1 ->
+ * GS_ABANDONED) whether or not the worker has begun the step, and the worker's late
+ * result is dropped when its commit fails.  A committed half is copied into the
+ * histories by the main thread, which then publishes main_done = t; the worker starts
+ * step t+1 only after that, so it never writes a slot the main thread is reading. */
 typedef struct {
     atomic_long main_done;
     atomic_long worker_done;

@@ -17,9 +17,13 @@ here at first use into build/gate_split/):
                --budget-us, the main thread takes its half (a compare-exchange on the
                worker's claim of the step, so exactly one thread computes it) and runs the
                rest of the call alone, in the split's order of operations (same bits)
+    steal      the fallback without its flaw: the main thread gives up on a step even when
+               the worker has begun it (the worker computes into a private slot and commits
+               by compare-exchange; a late result is dropped), so a worker the scheduler
+               stops mid-step costs the budget, not a slice
     barrier    the two threads' barrier alone, over empty steps: its own cost
 
-"halves", "split" and "fallback" give the same bits; "whole" the same values to rounding
+"halves", "split", "fallback" and "steal" give the same bits; "whole" the same values to rounding
 (checked before anything is timed, and by bench/test_gate_split.py). The two threads are
 the caller's and one worker per call; the worker's start, the first barrier and the join
 are outside the clock (as a persistent worker per process would make them). "pinned" runs
@@ -61,12 +65,15 @@ FORMS = [
     ("split free", "split", False, False, False),
     ("split futex", "split", True, False, True),
     ("fallback", "fallback", True, False, False),
+    ("steal", "steal", True, False, False),
     ("whole+hog", "whole", True, True, False),
     ("split+hog", "split", True, True, False),
     ("split free+hog", "split", False, True, False),
     ("split futex+hog", "split", True, True, True),
     ("fallback+hog", "fallback", True, True, False),
     ("fallback free+hog", "fallback", False, True, False),
+    ("steal+hog", "steal", True, True, False),
+    ("steal free+hog", "steal", False, True, False),
 ]
 BARRIER_FORMS = [("barrier", True, False, False), ("barrier free", False, False, False),
                  ("barrier futex", True, False, True), ("barrier+hog", True, True, False),
@@ -126,13 +133,14 @@ class Case:
         self.h[0] = rng.uniform(-1, 1, H)
         self.c[0] = rng.uniform(-1, 1, H)
         self.z = np.zeros(2 * G * H, self.dtype)
+        self.priv = np.zeros(2 * H, self.dtype)
 
     def run(self, mod, form, cpus, budget_ns=0, futex=False):
         """(ns of the loop, abandoned-at step) of one form; h and c hold its result."""
         self.h[1:] = 0
         self.c[1:] = 0
         return mod.run(form, self.G, self.W, self.b, self.Ws, self.bs, self.h, self.c,
-                       self.z, cpus[0], cpus[1], budget_ns, futex)
+                       self.z, self.priv, cpus[0], cpus[1], budget_ns, futex)
 
 
 def reference_chain(case, steps):
@@ -176,7 +184,8 @@ def check(mod, case, cpus, steps=None):
     halves = None
     for form, budget_ns, futex in (("halves", 0, False), ("split", 0, False),
                                    ("split", 0, True), ("fallback", 10**9, False),
-                                   ("fallback", 0, False)):
+                                   ("fallback", 0, False), ("steal", 10**9, False),
+                                   ("steal", 0, False)):
         _, abandoned = case.run(mod, form, cpus, budget_ns, futex)
         got = case.h.copy(), case.c.copy()
         err = max(np.abs(got[0] - whole[0]).max(), np.abs(got[1] - whole[1]).max())
@@ -296,7 +305,7 @@ def main(argv=None):
     print("\nthe fallback's calls that went to one thread (of the rounds), and the median "
           "step they went at")
     for name in names:
-        if not name.startswith("fallback"):
+        if not name.startswith(("fallback", "steal")):
             continue
         for case, times in cases:
             steps = [a for _, a in times[name] if a]

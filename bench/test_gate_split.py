@@ -57,7 +57,8 @@ def test_check_catches_a_wrong_row_order(mod, cpus):
         gate_split.check(mod, case, cpus)
 
 
-def test_fallback_to_one_thread_gives_the_split_bits(mod, cpus):
+@pytest.mark.parametrize("form", ["fallback", "steal"])
+def test_fallback_to_one_thread_gives_the_split_bits(mod, cpus, form):
     # both threads on one CPU and no spin budget: the main thread takes the worker's half
     # at the first step the worker is late, and the bits stay the split's
     case = gate_split.Case(4, 64, 40, "float32", seed=3)
@@ -65,10 +66,10 @@ def test_fallback_to_one_thread_gives_the_split_bits(mod, cpus):
     want = case.h.copy(), case.c.copy()
     abandoned = []
     for _ in range(5):
-        _, at = case.run(mod, "fallback", (cpus[0], cpus[0]), 0)
+        _, at = case.run(mod, form, (cpus[0], cpus[0]), 0)
         abandoned.append(at)
         assert np.array_equal(case.h, want[0]) and np.array_equal(case.c, want[1])
-    assert any(abandoned), "the fallback never went to one thread"
+    assert any(abandoned), f"{form} never went to one thread"
 
 
 def test_the_barrier_form_runs_and_takes_time(mod, cpus):
