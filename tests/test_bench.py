@@ -315,6 +315,23 @@ def test_measure_rows_checks_times_and_ranks_the_peers(fake_peers, monkeypatch):
     assert two["best_peer"] is None and two["best_peer_speedup"] is None
 
 
+def test_measure_rows_times_the_reference_apart_at_more_than_one_thread(monkeypatch):
+    """The reference's spinning BLAS threads must not land on the others' timed calls."""
+    groups = []
+    real = bench.problems.time_interleaved
+
+    def recording(runs, repeat=None, **kwargs):
+        groups.append(sorted(runs))
+        return real(runs, repeat, **kwargs)
+
+    monkeypatch.setattr(bench.problems, "time_interleaved", recording)
+    rows = list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], threads=[1, 2],
+                                   repeat=1, roofline=True, peers=[], torch=False))
+    assert groups == [["compiled", "reference", "roofline"],
+                      ["compiled", "roofline"], ["reference"]]
+    assert all(row["reference_ms"] > 0 and row["speedup"] > 0 for row in rows)
+
+
 def test_measure_rows_refuses_a_peer_doing_other_work(fake_peers):
     fake_peers(wrong=_FakePeer(scale=1.5))
     with pytest.raises(bench.PeerMismatch, match="wrong's h differs .* at rnn 3,2,4,4"):

@@ -325,7 +325,18 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
                             runs[name] = prepared.run
                         if roofline:
                             runs["roofline"] = runner(cell, "roofline", problem)
+                        # At more than one thread the reference's NumPy BLAS leaves its
+                        # idle threads spinning after each call (OpenBLAS's threads
+                        # busy-wait before they sleep) on the core that the next
+                        # backend's second thread needs: interleaved, it slowed torch
+                        # and fastbptt 1.5-2.5x at two threads (bench/RESULTS.md, "The
+                        # reference's spinning threads"). So there it is timed in a round
+                        # of its own, after the others.
+                        alone = {"reference": runs.pop("reference")} \
+                            if n > 1 and "reference" in runs else {}
                         timings = time_interleaved(runs, repeat)
+                        if alone:
+                            timings.update(time_interleaved(alone, repeat))
                     for backend, timing in timings.items():
                         row[f"{backend}_ms"] = timing.median * 1e3
                         row[f"{backend}_gflops"] = work / timing.median / 1e9
