@@ -83,26 +83,15 @@ BARRIER_FORMS = [("barrier", True, False, False), ("barrier free", False, False,
 
 def build():
     """Compile bench/_gate_split.pyx (once per change) and import it."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
+    from setuptools import Extension
 
-    out = HERE.parent / "build" / "gate_split"
-    out.mkdir(parents=True, exist_ok=True)
+    from _probe_build import build_probe
+
     ext = Extension("_gate_split", [str(HERE / "_gate_split.pyx")],
                     include_dirs=[str(HERE)], depends=[str(HERE / "gate_split.h"),
                                                        str(HERE / "gate_split_template.h")],
                     extra_compile_args=["-O3", "-std=gnu11"], libraries=["pthread", "m"])
-    modules = cythonize([ext], build_dir=str(out), quiet=True)
-    dist = Distribution({"ext_modules": modules})
-    cmd = dist.get_command_obj("build_ext")
-    cmd.build_lib = str(out)
-    cmd.build_temp = str(out / "tmp")
-    cmd.ensure_finalized()
-    cmd.run()
-    if str(out) not in sys.path:
-        sys.path.insert(0, str(out))
-    import _gate_split
-    return _gate_split
+    return build_probe(ext, HERE.parent / "build" / "gate_split")
 
 
 def split_rows(a, G):

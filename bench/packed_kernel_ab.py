@@ -21,7 +21,6 @@ BLAS), measured once a round; efficiency = GFLOP/s / the highest ceiling of the 
 On a busy machine the figures are provisional: re-run on a quiet one.
 """
 import argparse
-import importlib
 import math
 import statistics
 import subprocess
@@ -42,8 +41,9 @@ SLOTS = 4
 def build(tag, include_dir, defines=()):
     """Compile _packed_kernel_ab.pyx against the headers in include_dir (and the -D flags
     in defines) as module _pk_<tag> and import it."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
+    from setuptools import Extension
+
+    from _probe_build import build_probe
 
     out = ROOT / "build" / "packed_kernel_ab" / tag
     out.mkdir(parents=True, exist_ok=True)
@@ -52,15 +52,7 @@ def build(tag, include_dir, defines=()):
     src.write_text((HERE / "_packed_kernel_ab.pyx").read_text())
     ext = Extension(name, [str(src)], include_dirs=[str(include_dir)],
                     extra_compile_args=["-O3", *defines])
-    modules = cythonize([ext], build_dir=str(out), quiet=True, force=True)
-    dist = Distribution({"ext_modules": modules})
-    cmd = dist.get_command_obj("build_ext")
-    cmd.build_lib = str(out)
-    cmd.build_temp = str(out / "tmp")
-    cmd.ensure_finalized()
-    cmd.run()
-    sys.path.insert(0, str(out))
-    return importlib.import_module(name)
+    return build_probe(ext, out, force=True)
 
 
 def base_headers(rev):

@@ -60,28 +60,17 @@ def _have_blis():
 
 def build_options():
     """Compile bench/_step_options.pyx (once per change) and import it."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
+    from setuptools import Extension
 
-    out = HERE.parent / "build" / "step_options"
-    out.mkdir(parents=True, exist_ok=True)
+    from _probe_build import build_probe
+
     kernels = Path(fastbptt.__file__).resolve().parent / "_kernels"
-    have_blis = _have_blis()
     ext = Extension("_step_options", [str(HERE / "_step_options.pyx")],
                     include_dirs=[np.get_include(), str(kernels)],
                     extra_compile_args=["-O3"], libraries=["dl"])
-    modules = cythonize([ext], compile_time_env={"HAVE_BLIS": have_blis},
-                        include_path=[str(kernels.parents[1])], build_dir=str(out),
-                        quiet=True)
-    dist = Distribution({"ext_modules": modules})
-    cmd = dist.get_command_obj("build_ext")
-    cmd.build_lib = str(out)
-    cmd.build_temp = str(out / "tmp")
-    cmd.ensure_finalized()
-    cmd.run()
-    sys.path.insert(0, str(out))
-    import _step_options
-    return _step_options
+    return build_probe(ext, HERE.parent / "build" / "step_options",
+                       compile_time_env={"HAVE_BLIS": _have_blis()},
+                       include_path=[str(kernels.parents[1])])
 
 
 def case_arrays(B, H, G, dtype, backward, rng):
