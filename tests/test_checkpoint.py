@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastbptt
+from fastbptt.cells import spec as cellspec
 from fastbptt.cells.checkpoint import segment_length
 from fastbptt.cells.spec import SPECS
 
@@ -76,6 +77,26 @@ def test_same_as_plain(cell, dtype, checkpoint):
     plain = run(cell, x, states, weights, dh, [None] * len(dn), None)
     assert_same(cell, plain, run(cell, x, states, weights, dh, [None] * len(dn), checkpoint),
                 dtype)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_segments_make_the_whole_calls_products(cell, dtype, rows):
+    """Segments shorter than the steps from which a call of few rows packs W_hh still make
+    the whole call's per-step products (the step form is chosen for the call's T), so the
+    states stay the plain path's bit for bit."""
+    steps = cellspec.packed_min_steps(rows)
+    rng = np.random.default_rng(7)
+    G = GATES[cell]
+    x = rng.standard_normal((steps + 3, rows, I)).astype(dtype)
+    states = [rng.standard_normal((rows, H)).astype(dtype) for _ in SPECS[cell].states]
+    weights = [(0.4 * rng.standard_normal(shape)).astype(dtype)
+               for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    dh = rng.standard_normal((steps + 3, rows, H)).astype(dtype)
+    none = [None] * len(states)
+    plain = run(cell, x, states, weights, dh, none, None)
+    assert_same(cell, plain, run(cell, x, states, weights, dh, none, 4), dtype)
 
 
 @pytest.mark.parametrize("cell", list(GATES))

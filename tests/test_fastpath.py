@@ -16,6 +16,7 @@ from fastbptt.cells import driver
 from fastbptt.cells.spec import (
     GEMV_ROWS,
     PACKED_MIN_STEPS,
+    PACKED_MIN_STEPS_ROWS,
     PACKED_ROWS,
     SPECS,
     STEP_FORMS,
@@ -304,7 +305,7 @@ def test_one_step_is_not_packed(spec, general, monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_fast_path_chooses_as_spec_step_form(spec, dtype, monkeypatch):
     """The fast path's C step_form gives spec.step_form's form (with the process's packer
-    and T) around each of its bounds: one step, PACKED_MIN_STEPS at GEMV_ROWS rows and
+    and T) around each of its bounds: one step, PACKED_MIN_STEPS(_ROWS) at GEMV_ROWS rows and
     fewer, and the packed rows' ends."""
     reached = []
 
@@ -314,8 +315,9 @@ def test_the_fast_path_chooses_as_spec_step_form(spec, dtype, monkeypatch):
 
     monkeypatch.setattr(driver, "check_forward_args", refuse)
     seen = set()
-    for T in (1, 2, PACKED_MIN_STEPS - 1, PACKED_MIN_STEPS, PACKED_MIN_STEPS + 1):
-        for B in (1, GEMV_ROWS, GEMV_ROWS + 1, PACKED_ROWS, PACKED_ROWS + 1):
+    for T in (1, 2, PACKED_MIN_STEPS_ROWS - 1, PACKED_MIN_STEPS_ROWS, PACKED_MIN_STEPS - 1,
+              PACKED_MIN_STEPS, PACKED_MIN_STEPS + 1):
+        for B in (1, 2, GEMV_ROWS, GEMV_ROWS + 1, PACKED_ROWS, PACKED_ROWS + 1):
             arrays, _ = _problem(spec, dtype, T=T, B=B, H=7)
             _, cache = _forward(spec, arrays)
             assert cache.form == step_form(spec, B, 7, dtype, packer(), T), (T, B)

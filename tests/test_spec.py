@@ -92,11 +92,12 @@ def test_step_form_policy_with_a_packer(spec, dtype):
     few_rows = range(1, cellspec.GEMV_ROWS + 1)
     min_steps = cellspec.PACKED_MIN_STEPS
     for packer in ("mkl", "own"):
-        for steps in (None, 1, 2, min_steps - 1, min_steps, 1000):
+        rows_min = cellspec.PACKED_MIN_STEPS_ROWS
+        for steps in (None, 1, 2, rows_min - 1, rows_min, min_steps - 1, min_steps, 1000):
             for B in range(1, 70):
                 for H in (1, 8, 64, 256, 649, 650, 1024):
                     form = step_form(spec, B, H, dtype, packer, steps)
-                    long_call = steps is None or steps >= min_steps
+                    long_call = steps is None or steps >= (min_steps if B == 1 else rows_min)
                     packs = steps != 1 and (
                         B in packed_rows
                         or (B in few_rows and packer == "own" and long_call))
@@ -108,6 +109,12 @@ def test_step_form_policy_with_a_packer(spec, dtype):
     assert step_form(spec, 1, 8, dtype, "own", min_steps - 1) == "gemv"
     assert step_form(spec, 1, 8, dtype, "own", min_steps) == "packed"
     assert step_form(spec, 1, 8, dtype, "mkl", min_steps) == "gemv"
+    # two to GEMV_ROWS rows pack from PACKED_MIN_STEPS_ROWS steps on
+    for B in range(2, cellspec.GEMV_ROWS + 1):
+        assert cellspec.packed_min_steps(B) == cellspec.PACKED_MIN_STEPS_ROWS < min_steps
+        assert step_form(spec, B, 8, dtype, "own", cellspec.PACKED_MIN_STEPS_ROWS) == "packed"
+        assert step_form(spec, B, 8, dtype, "own",
+                         cellspec.PACKED_MIN_STEPS_ROWS - 1) == "gemv"
     assert step_form(spec, 5, 8, dtype, "own") == "packed"
     assert step_form(spec, 64, 8, dtype, "mkl") == "packed"
     assert step_form(spec, 65, 8, dtype, "mkl") == "plain"

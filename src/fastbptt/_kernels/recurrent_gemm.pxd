@@ -25,7 +25,7 @@ from fastbptt._kernels.transpose cimport transpose
 # Up to this many rows, the per-step products that are not packed (W_packed NULL) run as
 # one GEMV per row: OpenBLAS's GEMM driver (packing, blocking) costs microseconds per call
 # that a few rows do not pay back (bench/RESULTS.md, "GEMV rows"); from
-# spec.PACKED_MIN_STEPS steps on such calls pack (spec.step_form). fastbptt.cells.spec.
+# spec.packed_min_steps(B) steps on such calls pack (spec.step_form). fastbptt.cells.spec.
 # GEMV_ROWS must agree (tests/test_spec.py).
 cdef enum:
     GEMV_ROWS = 4

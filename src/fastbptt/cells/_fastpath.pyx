@@ -25,6 +25,7 @@ import numpy as np
 
 from fastbptt.cells.spec import GEMV_ROWS as _GEMV_ROWS
 from fastbptt.cells.spec import PACKED_MIN_STEPS as _PACKED_MIN_STEPS
+from fastbptt.cells.spec import PACKED_MIN_STEPS_ROWS as _PACKED_MIN_STEPS_ROWS
 from fastbptt.cells.spec import PACKED_ROWS as _PACKED_ROWS
 from fastbptt.cells.spec import GRU, LSTM, RNN
 
@@ -52,6 +53,7 @@ cdef dict KINDS = {RNN: RNN_CELL, LSTM: LSTM_CELL, GRU: GRU_CELL}
 cdef Py_ssize_t GEMV_ROWS = _GEMV_ROWS   # spec.step_form's
 cdef Py_ssize_t PACKED_ROWS = _PACKED_ROWS   # spec.step_form's
 cdef Py_ssize_t PACKED_MIN_STEPS = _PACKED_MIN_STEPS   # spec.step_form's
+cdef Py_ssize_t PACKED_MIN_STEPS_ROWS = _PACKED_MIN_STEPS_ROWS   # spec.step_form's
 
 
 cdef class _Cell:
@@ -231,14 +233,14 @@ cdef inline object step_form(_Cell cell, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
     """The driver's step_form: spec.step_form's "gemv", "packed", "transposed" or "plain"
     (the same interned strings), computed here but where it depends on the process's
     packer: in the packed form's range of rows, and at B <= GEMV_ROWS from
-    PACKED_MIN_STEPS steps on (spec.step_form is asked there, as the driver's _run_kernel
+    spec.packed_min_steps(B) steps on (spec.step_form is asked there, as the driver's _run_kernel
     asks it, with the packer and T); a policy put in its place (as tests do) is called.
     tests/test_fastpath.py holds the two to the same forms."""
     policy = DRIVER["step_form"]
     if policy is not POLICY:
         return policy(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),
                       DRIVER["packer"](), T)
-    if B <= GEMV_ROWS and T < PACKED_MIN_STEPS:
+    if B <= GEMV_ROWS and T < (PACKED_MIN_STEPS if B == 1 else PACKED_MIN_STEPS_ROWS):
         return "gemv"
     if B <= PACKED_ROWS:
         return POLICY(cell.spec, B, H, cnp.PyArray_DescrFromType(typenum),

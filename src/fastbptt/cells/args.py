@@ -39,6 +39,9 @@ class CellArgs(NamedTuple):
     G: int
     nonlinearity: Optional[str] = None   # rnn only
     code: int = 0                        # rnn only: spec.nonlinearity_code
+    # the steps the step form is chosen for (spec.step_form): None, T; a checkpoint segment
+    # carries its whole call's T, so that it makes the whole call's per-step products
+    steps: Optional[int] = None
 
     @property
     def dtype(self):

@@ -80,7 +80,8 @@ def segment_args(args, s, e, states):
     again, the segment's own lengths are each sequence's steps inside [s, e)."""
     lengths = None if args.lengths is None else np.clip(args.lengths - s, 0, e - s)
     return args._replace(x=_segment(args, args.x, s, e), h0=states[0],
-                         c0=states[1] if len(states) > 1 else None, lengths=lengths, T=e - s)
+                         c0=states[1] if len(states) > 1 else None, lengths=lengths, T=e - s,
+                         steps=args.T if args.steps is None else args.steps)
 
 
 def checkpoint_forward(args, k, run_forward, run_backward, backend):

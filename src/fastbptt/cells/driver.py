@@ -205,8 +205,9 @@ def _run_kernel(args):
         buf[0] = initial
         states.append(buf)
     # the number of steps is the policy's too: packing is paid once per call (never for
-    # one step, which is what driver.step and the Stepper run)
-    form = step_form(args.spec, B, H, dtype, packer(), T)
+    # one step, which is what driver.step and the Stepper run); a checkpoint segment asks
+    # for its whole call's steps (args.steps), so it makes the same products as the call
+    form = step_form(args.spec, B, H, dtype, packer(), T if args.steps is None else args.steps)
     run_args = _with_an_input_column(args) if args.I == 0 else args
     kept = _adapter(args.spec).run_forward_kernel(run_args, states, form)
     return run_args, states, kept, form

@@ -45,6 +45,9 @@ class ProjArgs(NamedTuple):
     G: int                         # 4
     W_hr: np.ndarray               # (P, H)
     P: int                         # h's size
+    # as CellArgs.steps (a checkpoint segment's whole call's T); the projected LSTM's step
+    # form does not depend on it (it never packs), the segments carry it all the same
+    steps: Optional[int] = None
 
     @property
     def dtype(self):

@@ -31,7 +31,16 @@ GEMV_ROWS = 4
 # At B <= GEMV_ROWS the packed form (step_form) pays only from this many steps of a call
 # on: packing W_hh once per forward and per backward call costs a pass over it that short
 # sequences do not win back (bench/RESULTS.md, "The packed product at B = 1-4").
+# PACKED_MIN_STEPS for one row; PACKED_MIN_STEPS_ROWS for 2 to GEMV_ROWS rows, whose every
+# step makes that many row products against the packed W_hh, so the packing is paid back
+# sooner (the quiet re-run in "Quiet re-runs after the third session's merges").
 PACKED_MIN_STEPS = 32
+PACKED_MIN_STEPS_ROWS = 8
+
+
+def packed_min_steps(B):
+    """The fewest steps from which a call of B <= GEMV_ROWS rows packs W_hh."""
+    return PACKED_MIN_STEPS if B == 1 else PACKED_MIN_STEPS_ROWS
 
 # The RNN's nonlinearities (PyTorch's tanh and relu, plus sigmoid and identity) and the
 # codes the kernels know them by (the enum in _kernels/activations.pxd).
@@ -170,7 +179,7 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
       `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
       for B <= PACKED_ROWS (bench/RESULTS.md, "The per-step product at B 5-64"); at
       B <= GEMV_ROWS only with "own" (the packer measured there) and from
-      PACKED_MIN_STEPS steps on (bench/RESULTS.md, "The packed product at B = 1-4");
+      packed_min_steps(B) steps on (bench/RESULTS.md, "The packed product at B = 1-4");
       never for one step (steps = 1: packing reads W_hh once more than the step's product
       does; driver.step and nn.Stepper run one step, unpacked);
     - "gemv": B <= GEMV_ROWS rows that do not pack, one GEMV per row (a GEMM's fixed
@@ -190,7 +199,7 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
     packs = packer is not None and steps != 1 and B <= PACKED_ROWS
     if B <= GEMV_ROWS:
         few_rows_pack = packs and packer == "own" and (steps is None
-                                                       or steps >= PACKED_MIN_STEPS)
+                                                       or steps >= packed_min_steps(B))
         return "packed" if few_rows_pack else "gemv"
     if packs:
         return "packed"
