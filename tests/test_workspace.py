@@ -117,6 +117,22 @@ def test_lowering_the_limit_frees_and_release_frees():
     assert fastbptt.workspace_bytes() == 0
 
 
+def test_release_frees_the_kept_packed_weights():
+    """The packed copies of W_hh kept between calls go with release_workspace()."""
+    from fastbptt._kernels import step_packing
+    from fastbptt.cells.spec import step_form
+    from fastbptt.runtime.packing import packer
+
+    T, B, H = 10, 6, 16
+    assert step_form("gru", B, H, np.float64, packer(), T) == "packed"
+    run("gru", T, B, H)
+    assert step_packing.kept_weight_bytes() >= 3 * H * H * 8   # W_hh (3H x H), packed
+    fastbptt.release_workspace()
+    assert step_packing.kept_weight_bytes() == 0
+    run("gru", T, B, H)
+    assert step_packing.kept_weight_bytes() > 0
+
+
 def test_small_arrays_are_plain(monkeypatch):
     monkeypatch.setattr(_workspace, "MIN_BYTES", 1 << 20)
     run("rnn", 5, 3, 8)

@@ -111,19 +111,39 @@ static int fb_put_if_empty(void **slot, void *p)
 
 #if FB_PACK_KEEP
 static void *fb_pack_slots[FB_PACK_SLOTS];
+#endif
 
-#if defined(__GNUC__)
-/* at exit (or unload) the kept buffers go back too, for the memory checkers' sake */
-__attribute__((destructor)) static void fb_pack_release_kept(void)
+/* Free the kept buffers now (fastbptt.release_workspace); also at exit (or unload), for
+ * the memory checkers' sake. A buffer in use by a running call is in no slot. */
+#if FB_PACK_KEEP && defined(__GNUC__)
+__attribute__((destructor))
+#endif
+static void fb_pack_release_kept(void)
 {
+#if FB_PACK_KEEP
     int i;
     for (i = 0; i < FB_PACK_SLOTS; i++) {
         void *p = FB_SWAP(&fb_pack_slots[i], NULL);
         if (p != NULL) fb_pack_release(p);
     }
+#endif
 }
+
+/* The bytes of the kept buffers (a snapshot: other threads may take or put one meanwhile). */
+static size_t fb_pack_kept_bytes(void)
+{
+    size_t total = 0;
+#if FB_PACK_KEEP
+    int i;
+    for (i = 0; i < FB_PACK_SLOTS; i++) {
+        void *p = FB_SWAP(&fb_pack_slots[i], NULL);
+        if (p == NULL) continue;
+        total += fb_pack_capacity(p);
+        if (!FB_PUT_IF_EMPTY(&fb_pack_slots[i], p)) fb_pack_release(p);
+    }
 #endif
-#endif
+    return total;
+}
 
 static void *fb_pack_alloc(size_t nbytes, int kind)
 {

@@ -20,6 +20,8 @@ cdef extern from "step_alloc.h" nogil:
     void *fb_pack_alloc(size_t nbytes, int kind)
     int fb_pack_kind(const void *p)
     void fb_pack_free(void *p)
+    void fb_pack_release_kept()
+    size_t fb_pack_kept_bytes()
 
 cdef enum:
     OWN = 1
@@ -51,6 +53,19 @@ cdef spack_t _s_pack = NULL
 cdef dpack_t _d_pack = NULL
 cdef scompute_t _s_compute = NULL
 cdef dcompute_t _d_compute = NULL
+
+
+def release_kept_weights():
+    """Free the packed-weight buffers kept between calls (step_alloc.h keeps a few, so
+    that a call does not fault in fresh pages for them); fastbptt.release_workspace calls
+    it."""
+    with nogil:
+        fb_pack_release_kept()
+
+
+def kept_weight_bytes():
+    """The bytes of packed-weight buffers kept between calls now."""
+    return fb_pack_kept_bytes()
 
 
 def load_mkl(str path):

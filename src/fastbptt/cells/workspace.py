@@ -20,7 +20,8 @@ The pool is per thread (threading.local): two threads never hand out the same bu
 Its size is bounded: the buffers it keeps, in use or free, total at most the limit
 (set_workspace_limit, default 1 GiB per thread); past it, requests get plain new arrays.
 release_workspace() drops the calling thread's buffers (those still in use live on with
-their arrays).
+their arrays), and the packed copies of W_hh that the kernels keep between calls
+(_kernels/step_alloc.h: a few for the process, for the same reason).
 """
 import math
 import sys
@@ -100,11 +101,16 @@ def _drop_free(buffers):
 
 
 def release_workspace():
-    """Forget the calling thread's kept buffers.
+    """Forget the calling thread's kept buffers, and the packed weights kept for every thread.
 
-    The free ones are freed now, those still in use when the arrays using them are.
+    The free ones are freed now, those still in use when the arrays using them are. The
+    packed copies of W_hh that the compiled kernels keep between calls (a few, for the
+    process) are freed too; the next packed call allocates afresh.
     """
     _buffers().clear()
+    from fastbptt._kernels import step_packing
+
+    step_packing.release_kept_weights()
 
 
 def set_workspace_limit(nbytes):
