@@ -19,7 +19,8 @@ from fastbptt.runtime import packing
 # (T, B, I, H) candidates; the cases below keep, per packer, cell and dtype, the first
 # shape of each step form that step_form picks for it, the packed form once at most
 # GEMV_ROWS rows and once past them (it comes at B 5-64, and at B 1-4 from
-# PACKED_MIN_STEPS steps on with the own packer; past 64 rows the other forms again).
+# packed_min_steps(B) steps on, by the own kernel with either packer; past 64 rows the
+# other forms again).
 _CANDIDATES = [(3, 1, 5, 6), (4, 3, 3, 8), (3, 6, 4, 16), (4, 9, 5, 7), (2, 12, 3, 4),
                (2, 6, 3, 256), (2, 70, 3, 80), (2, 66, 3, 8), (PACKED_MIN_STEPS, 2, 3, 8)]
 _DTYPES = ("float32", "float64")
@@ -64,8 +65,7 @@ def test_the_cases_cover_every_step_form():
                 expected = {("gemv", True), ("packed", False), ("plain", False)}
                 if np.dtype(dtype) in spec.transposed_dtypes:
                     expected.add(("transposed", False))
-                if packer == "own":   # the one packer that packs so few rows
-                    expected.add(("packed", True))
+                expected.add(("packed", True))   # by the own kernel, with either packer
                 assert forms == expected, (packer, name, dtype)
 
 

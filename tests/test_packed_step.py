@@ -219,3 +219,13 @@ def test_mkl_is_the_packer_when_installed():
                          env={k: v for k, v in os.environ.items() if k != "FASTBPTT_MKL"},
                          timeout=120)
     assert out.stdout.strip() == "mkl", out.stderr
+
+
+def test_few_rows_pack_with_the_own_kernel_whatever_the_packer():
+    """At B <= GEMV_ROWS step_form packs with either packer, because the kernels then pack
+    with the own kernel (the one measured there): the two bounds must be the same."""
+    from fastbptt._kernels import step_packing
+    from fastbptt.cells.spec import GEMV_ROWS
+
+    assert step_packing.OWN_ONLY_ROWS_PY == GEMV_ROWS
+    assert step_form("lstm", GEMV_ROWS, 8, np.float32, "mkl", 1000) == "packed"

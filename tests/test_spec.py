@@ -100,7 +100,7 @@ def test_step_form_policy_with_a_packer(spec, dtype):
                     long_call = steps is None or steps >= (min_steps if B == 1 else rows_min)
                     packs = steps != 1 and (
                         B in packed_rows
-                        or (B in few_rows and packer == "own" and long_call))
+                        or (B in few_rows and long_call))
                     assert (form == "packed") == packs, (packer, steps, B, H)
                     if not packs:
                         assert form == step_form(spec, B, H, dtype), (packer, steps, B, H)
@@ -108,7 +108,8 @@ def test_step_form_policy_with_a_packer(spec, dtype):
     assert step_form(spec, 5, 8, dtype, "own", 1) == step_form(spec, 5, 8, dtype)
     assert step_form(spec, 1, 8, dtype, "own", min_steps - 1) == "gemv"
     assert step_form(spec, 1, 8, dtype, "own", min_steps) == "packed"
-    assert step_form(spec, 1, 8, dtype, "mkl", min_steps) == "gemv"
+    # with either packer: at B <= GEMV_ROWS the own kernel packs (step_packing.pyx)
+    assert step_form(spec, 1, 8, dtype, "mkl", min_steps) == "packed"
     # two to GEMV_ROWS rows pack from PACKED_MIN_STEPS_ROWS steps on
     for B in range(2, cellspec.GEMV_ROWS + 1):
         assert cellspec.packed_min_steps(B) == cellspec.PACKED_MIN_STEPS_ROWS < min_steps

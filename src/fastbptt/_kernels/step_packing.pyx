@@ -26,6 +26,10 @@ cdef extern from "step_alloc.h" nogil:
 cdef enum:
     OWN = 1
     MKL = 2
+    # Up to this many rows the own kernel packs whatever the process's packer: only it was
+    # measured there (bench/RESULTS.md, "The packed product at B = 1-4"). It is
+    # fastbptt.cells.spec.GEMV_ROWS (tests/test_packed_step.py holds the two together).
+    OWN_ONLY_ROWS = 4
     CblasRowMajor = 101
     CblasNoTrans = 111
     CblasTrans = 112
@@ -101,6 +105,9 @@ def load_mkl(str path):
     return True
 
 
+OWN_ONLY_ROWS_PY = OWN_ONLY_ROWS   # for the tests
+
+
 def packer():
     """"mkl" or "own": which packer the kernels' packed per-step products run."""
     return "mkl" if _packer == MKL else "own"
@@ -127,7 +134,7 @@ cdef floating *pack_step_weights(const floating *W_hh, int GH, int H, int B,
     cdef int N = H if backward else GH
     cdef size_t nbytes
     cdef floating *dst
-    if _packer == MKL:
+    if _packer == MKL and B > OWN_ONLY_ROWS:
         if floating is float:
             nbytes = _s_size(CblasBMatrix, B, N, K)
         else:

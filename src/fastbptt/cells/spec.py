@@ -178,8 +178,9 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
     - "packed": W_hh packed once per call, every step a product on the packed form, by
       `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
       for B <= PACKED_ROWS (bench/RESULTS.md, "The per-step product at B 5-64"); at
-      B <= GEMV_ROWS only with "own" (the packer measured there) and from
-      packed_min_steps(B) steps on (bench/RESULTS.md, "The packed product at B = 1-4");
+      B <= GEMV_ROWS by the own kernel whatever `packer` says (the one measured there;
+      _kernels/step_packing.pyx) and from packed_min_steps(B) steps on (bench/RESULTS.md,
+      "The packed product at B = 1-4");
       never for one step (steps = 1: packing reads W_hh once more than the step's product
       does; driver.step and nn.Stepper run one step, unpacked);
     - "gemv": B <= GEMV_ROWS rows that do not pack, one GEMV per row (a GEMM's fixed
@@ -198,8 +199,7 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
     """
     packs = packer is not None and steps != 1 and B <= PACKED_ROWS
     if B <= GEMV_ROWS:
-        few_rows_pack = packs and packer == "own" and (steps is None
-                                                       or steps >= packed_min_steps(B))
+        few_rows_pack = packs and (steps is None or steps >= packed_min_steps(B))
         return "packed" if few_rows_pack else "gemv"
     if packs:
         return "packed"
