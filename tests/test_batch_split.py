@@ -146,6 +146,20 @@ def test_checkpointed_segments_split(cell, split_all):
         assert_close(value, one[name], rtol, atol, err_msg=name)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_checkpointed_split_states_are_the_plain_splits(cell, split_all):
+    """A checkpoint segment's blocks make the whole call's per-step products (its step
+    form is chosen for the call's T, also where a block takes the fast path), so the
+    states are the plain split call's bit for bit."""
+    p = make_problem(SPECS[cell], 11, 6, 4, 5, np.float32, seed=6)
+    forward = fastbptt.__dict__[f"{cell}_forward"]
+    with fastbptt.threads(2):
+        plain, plain_cache = forward(*p.forward_args(), **p.forward_kwargs())
+        checkpointed, cache = forward(*p.forward_args(), checkpoint=3, **p.forward_kwargs())
+    assert type(plain_cache) is SplitCache and type(cache) is CheckpointCache
+    np.testing.assert_array_equal(checkpointed, plain)
+
+
 def test_blocks_run_in_two_threads(split_all, monkeypatch):
     seen = set()
     plain = batch_split._forward_block

@@ -231,10 +231,12 @@ def _optional_bias(args, b):
 def _forward_block(args, lo, hi, run_forward, h):
     """The forward of rows lo..hi-1, its outputs written into h; returns its cache. The
     compiled fast path runs it when it can (no lengths, I >= 1: a block's arrays are
-    C-contiguous), else the driver's plain forward: both give the same bits."""
+    C-contiguous; not a checkpoint segment's block, whose step form is its whole call's,
+    args.steps, which the fast path does not take), else the driver's plain forward: both
+    give the same bits."""
     block = _block_args(args, lo, hi)
     done = None
-    if block.lengths is None and block.I:
+    if block.lengths is None and block.I and block.steps is None:
         done = _fastpath.forward(block.spec, block.x, block.states, block.W_ih, block.W_hh,
                                  _optional_bias(args, block.b_ih),
                                  _optional_bias(args, block.b_hh), block.batch_first, None,
