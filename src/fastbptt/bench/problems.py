@@ -329,9 +329,9 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
                         # idle threads spinning after each call (OpenBLAS's threads
                         # busy-wait before they sleep) on the core that the next
                         # backend's second thread needs: interleaved, it slowed torch
-                        # and fastbptt 1.5-2.5x at two threads (bench/RESULTS.md, "The
-                        # reference's spinning threads"). So there it is timed in a round
-                        # of its own, after the others.
+                        # and fastbptt at two threads (bench/RESULTS.md, "The reference's
+                        # spinning threads"). So there it is timed in a round of its own,
+                        # after the others.
                         alone = {"reference": runs.pop("reference")} \
                             if n > 1 and "reference" in runs else {}
                         timings = time_interleaved(runs, repeat)
