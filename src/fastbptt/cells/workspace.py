@@ -29,6 +29,8 @@ import threading
 
 import numpy as np
 
+from fastbptt._kernels import step_packing
+
 MIN_BYTES = 1 << 20
 DEFAULT_LIMIT = 1 << 30
 
@@ -108,8 +110,6 @@ def release_workspace():
     process) are freed too; the next packed call allocates afresh.
     """
     _buffers().clear()
-    from fastbptt._kernels import step_packing
-
     step_packing.release_kept_weights()
 
 
