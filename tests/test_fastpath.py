@@ -7,6 +7,7 @@ exception with the same message on both, and the common case does take the fast 
 (the general checks are never called for it) while the others do not.
 """
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -245,6 +246,37 @@ def test_a_wrong_cache_gives_the_same_error(spec, general, monkeypatch):
         fast, slow = _both(lambda: _outcome(lambda: (_backward(spec, up, wrong),)),
                            general, monkeypatch)
         assert fast == slow and fast[0] is TypeError
+
+
+def test_the_fast_path_reads_cellargs_fields_where_they_are():
+    """The fast path builds and reads a CellArgs by position: its field order is pinned,
+    and install() refuses a CellArgs whose fields moved."""
+    from fastbptt.cells import _fastpath
+    from fastbptt.cells.args import CellArgs
+    assert CellArgs._fields == _fastpath.ARGS_FIELDS
+
+    class Moved(NamedTuple):
+        x: object
+        spec: object
+
+    with pytest.raises(RuntimeError, match="by position"):
+        _fastpath.install(specs=(), compiled_cache=None, cell_args=Moved,
+                          workspace_globals={}, nonlinearity_codes={}, driver_globals={},
+                          policy=None, validation_globals={})
+
+
+@pytest.mark.parametrize("spec", SPEC_LIST, ids=lambda s: s.name)
+def test_a_cache_with_other_args_leaves_the_fast_path(spec, general, monkeypatch):
+    """A CompiledCache whose args are not an exact CellArgs (the fast path reads its
+    fields by position) goes to the general path, which says what is wrong."""
+    arrays, upstream = _problem(spec, np.float32)
+    _, cache = _forward(spec, arrays)
+    # a plain tuple of the same fields (read by name, it has none), and no tuple at all
+    for other in (tuple(cache.args), object()):
+        cache.args = other
+        fast, slow = _both(lambda: _outcome(lambda: (_backward(spec, upstream, cache),)),
+                           general, monkeypatch)
+        assert fast == slow and fast[0] is AttributeError
 
 
 @pytest.mark.parametrize("spec", SPEC_LIST, ids=lambda s: s.name)

@@ -15,6 +15,7 @@
 
 cimport numpy as cnp
 from cython cimport floating
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.string cimport memcpy
 
 from fastbptt._kernels.gru cimport gru_backward_loop, gru_forward_loop
@@ -41,6 +42,45 @@ cdef dict NONLINEARITY = {}   # the RNN's nonlinearity names -> kernel codes
 cdef dict DRIVER = {}         # the driver's globals: its step_form may be replaced (tests)
 cdef object POLICY = None     # spec.step_form, which step_form() below computes in C
 cdef dict VALIDATION = {}     # runtime.validation's globals: the 32-bit limit, _BLAS_INT_MAX
+cdef object tuple_new = tuple.__new__
+
+# CellArgs' fields, in order (install() checks them against the class): the fast path
+# builds a CellArgs as tuple.__new__ does in its generated __new__, and reads its fields by
+# position, as C, instead of by name through a Python descriptor each (about 30 ns a read,
+# twenty reads a call, in a call whose fixed cost the issue puts at 3 us)
+ARGS_FIELDS = ("spec", "x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh", "has_bias",
+               "batch_first", "lengths", "T", "B", "I", "H", "G", "nonlinearity", "code",
+               "steps")
+cdef enum ArgsField:
+    A_SPEC = 0
+    A_X = 1
+    A_H0 = 2
+    A_C0 = 3
+    A_W_IH = 4
+    A_W_HH = 5
+    A_B_IH = 6
+    A_B_HH = 7
+    A_HAS_BIAS = 8
+    A_BATCH_FIRST = 9
+    A_LENGTHS = 10
+    A_T = 11
+    A_B = 12
+    A_I = 13
+    A_H = 14
+    A_G = 15
+    A_NONLINEARITY = 16
+    A_CODE = 17
+    A_STEPS = 18
+
+
+cdef inline object field(object args, ArgsField i):
+    """Field i of a CellArgs (the caller knows args is one: exact type checked)."""
+    return <object>PyTuple_GET_ITEM(args, i)
+
+
+cdef inline Py_ssize_t size_field(object args, ArgsField i):
+    """The int field i (T, B, I, H or code) of a CellArgs, as C."""
+    return <Py_ssize_t>field(args, i)
 
 # which time loops, forward buffers and bias layout a cell takes (its adapter's
 # run_forward_kernel, spec.bias_rows and spec.split_db, written here in C)
@@ -75,6 +115,9 @@ def install(*, specs, compiled_cache, cell_args,
     runtime.validation's globals. The globals are read at each use, as the general path
     reads them (tests change MIN_BYTES, the 32-bit limit and the driver's step_form)."""
     global CompiledCache, CellArgs, WORKSPACE, DRIVER, POLICY, VALIDATION
+    if tuple(cell_args._fields) != ARGS_FIELDS:
+        raise RuntimeError(f"_fastpath reads CellArgs by position: its fields are "
+                           f"{cell_args._fields}, not ARGS_FIELDS {ARGS_FIELDS}")
     DRIVER, POLICY, VALIDATION = driver_globals, policy, validation_globals
     CompiledCache, CellArgs = compiled_cache, cell_args
     WORKSPACE = workspace_globals
@@ -214,9 +257,10 @@ cdef object check_forward(_Cell cell, object x, object states, object W_ih, obje
         c0 = check_state(states[1], B, H, typenum)
         if c0 is None:
             return None
-    return CellArgs(cell.spec, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias,
-                    True if batch_first else False, None, T, B, I, H, cell.G,
-                    nonlinearity, code)
+    # CellArgs(...), without its generated __new__'s Python frame (steps: None)
+    return tuple_new(CellArgs, (cell.spec, x, h0, c0, W_ih, W_hh, b_ih, b_hh, has_bias,
+                                True if batch_first else False, None, T, B, I, H, cell.G,
+                                nonlinearity, code, None))
 
 
 cdef inline object check_state(object value, Py_ssize_t B, Py_ssize_t H, int typenum):
@@ -283,27 +327,29 @@ cdef inline void add_rows(floating *out, const floating *b_ih, const floating *b
 cdef tuple run_kernel(_Cell cell, object args):
     """driver._run_kernel on validated common-case arguments: (states, kept, form), the
     state buffers (T+1, B, H) each, [0] the initial states, and what backward needs."""
-    cdef Py_ssize_t T = args.T, B = args.B, H = args.H
-    cdef cnp.ndarray x = args.x
+    cdef Py_ssize_t T = size_field(args, A_T), B = size_field(args, A_B)
+    cdef Py_ssize_t H = size_field(args, A_H)
+    cdef cnp.ndarray x = field(args, A_X)
     cdef int typenum = cnp.PyArray_TYPE(x)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
     cdef cnp.npy_intp dims[3]
     cdef cnp.ndarray buf, initial
     dims[0], dims[1], dims[2] = T + 1, B, H
     states = []
-    for initial in args.states:
+    for initial in ((field(args, A_H0), field(args, A_C0)) if cell.n_states == 2
+                    else (field(args, A_H0),)):   # args.states
         buf = new_array(3, dims, typenum, False)
         memcpy(cnp.PyArray_DATA(buf), cnp.PyArray_DATA(initial), B * H * itemsize)
         states.append(buf)
     form = step_form(cell, T, B, H, typenum)
     cdef bint transposed = form == "transposed"
     cdef bint packed = form == "packed"
-    bias = bias_rows(cell, args.b_ih, args.b_hh, H, typenum)
+    bias = bias_rows(cell, field(args, A_B_IH), field(args, A_B_HH), H, typenum)
     # the buffers of the adapters' run_forward_kernel, cell by cell
     work = None   # the RNN's P batch-first (time-major it is hbuf[1:]), the GRU's R
     if cell.kind == RNN_CELL:
         kept = None
-        if args.batch_first:
+        if field(args, A_BATCH_FIRST):
             work = empty2(T * B, H, typenum)
         scratch = empty1(H * B, typenum) if transposed else None
     elif cell.kind == LSTM_CELL:
@@ -333,17 +379,19 @@ cdef void forward_loop(floating tag, _Cell cell, object args, list states, objec
                        bint packed):
     """The cell's forward time loops (<cell>_forward_loop) on the buffers, for the dtype
     of tag: the adapters' kernel calls, without acquiring a memoryview per buffer."""
-    cdef const floating *X = <const floating *>data(args.x)
-    cdef const floating *W_ih = <const floating *>data(args.W_ih)
-    cdef const floating *W_hh = <const floating *>data(args.W_hh)
+    cdef const floating *X = <const floating *>data(field(args, A_X))
+    cdef const floating *W_ih = <const floating *>data(field(args, A_W_IH))
+    cdef const floating *W_hh = <const floating *>data(field(args, A_W_HH))
     cdef const floating *bias_p = <const floating *>data(bias)
     cdef floating *hbuf = <floating *>data(states[0])
     cdef floating *cbuf = <floating *>data(states[1]) if cell.n_states == 2 else NULL
     cdef floating *kept_p = <floating *>data(kept)
     cdef floating *work_p = <floating *>data(work)
     cdef floating *scratch_p = <floating *>data(scratch)
-    cdef int T = args.T, B = args.B, I = args.I, H = args.H, code = args.code
-    cdef bint batch_first = args.batch_first
+    cdef int T = size_field(args, A_T), B = size_field(args, A_B)
+    cdef int I = size_field(args, A_I), H = size_field(args, A_H)
+    cdef int code = size_field(args, A_CODE)
+    cdef bint batch_first = field(args, A_BATCH_FIRST)
     with nogil:
         if cell.kind == RNN_CELL:
             # time-major, the pre-activations are computed in place in hbuf[1:] (cells/rnn.py)
@@ -399,13 +447,14 @@ def forward(spec, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, lengths, check
     args = check_forward(cell, x, states, W_ih, W_hh, b_ih, b_hh, batch_first, nonlinearity)
     if args is None:
         return None
-    if args.B >= 2:
+    if size_field(args, A_B) >= 2:
         split = DRIVER["batch_split"]
         bounds = split.blocks(args)
         if bounds is not None:   # two cores for it (cells/batch_split.py), on these CellArgs
             return split.forward(args, bounds, DRIVER["run_forward"])
     states_, kept, form = run_kernel(cell, args)
-    h = outputs(states_[0], args.T, args.B, args.H, args.batch_first)
+    h = outputs(states_[0], size_field(args, A_T), size_field(args, A_B),
+                size_field(args, A_H), field(args, A_BATCH_FIRST))
     return h, CompiledCache(args, states_, kept, form, False)
 
 
@@ -415,7 +464,7 @@ def step(spec, x, states, W_ih, W_hh, b_ih, b_hh, nonlinearity):
     if cell is None:
         return None
     args = check_forward(cell, x, states, W_ih, W_hh, b_ih, b_hh, False, nonlinearity)
-    if args is None or args.T != 1:
+    if args is None or size_field(args, A_T) != 1:
         return None
     buffers, _, _ = run_kernel(cell, args)
     return [buf[1] for buf in buffers]
@@ -430,13 +479,16 @@ def backward(spec, dh, cache, object finals, check_finite):
     if cell is None:
         return None
     args = cache.args
-    if args.spec is not spec or args.lengths is not None or cache.no_input:
+    # a CellArgs of this spec (the type checked: its fields are read by position)
+    if (type(args) is not CellArgs or field(args, A_SPEC) is not spec
+            or field(args, A_LENGTHS) is not None or cache.no_input):
         return None
-    cdef cnp.ndarray x = args.x
+    cdef cnp.ndarray x = field(args, A_X)
     cdef int typenum = cnp.PyArray_TYPE(x)
-    cdef Py_ssize_t T = args.T, B = args.B, I = args.I, H = args.H
+    cdef Py_ssize_t T = size_field(args, A_T), B = size_field(args, A_B)
+    cdef Py_ssize_t I = size_field(args, A_I), H = size_field(args, A_H)
     cdef Py_ssize_t GH = cell.G * H, GwH = cell.Gw * H
-    cdef bint batch_first = args.batch_first
+    cdef bint batch_first = field(args, A_BATCH_FIRST)
     cdef bint given = dh is not None
     if given:
         if not plain(dh, 3, typenum):
@@ -456,8 +508,9 @@ def backward(spec, dh, cache, object finals, check_finite):
             return None
     if not given:   # nothing to backpropagate: the general path raises
         return None
-    cdef bint transposed = cache.form == "transposed"
-    cdef bint packed = cache.form == "packed"
+    form = cache.form
+    cdef bint transposed = form == "transposed"
+    cdef bint packed = form == "packed"
     # the driver's BackwardBuffers, as arrays (no struct to build: the loop takes pointers)
     dA = empty2(T * B, GwH, typenum)
     dX = empty2(T * B, I, typenum)
@@ -476,11 +529,13 @@ def backward(spec, dh, cache, object finals, check_finite):
     x_shape.ptr, x_shape.len = cnp.PyArray_DIMS(x), 3
     dx = cnp.PyArray_Newshape(<cnp.ndarray>dX, &x_shape, cnp.NPY_CORDER)
     db_ih = db_hh = None
-    if args.has_bias:
+    if field(args, A_HAS_BIAS):
         db_ih, db_hh = split_db(cell, db, H, typenum)
     if cell.n_states == 2:
-        return cell.grads(dx, carries[0], carries[1], dW_ih, dW_hh, db_ih, db_hh)
-    return cell.grads(dx, carries[0], dW_ih, dW_hh, db_ih, db_hh)
+        # cell.grads(...), a NamedTuple, without its generated __new__'s Python frame
+        return tuple_new(cell.grads, (dx, carries[0], carries[1], dW_ih, dW_hh, db_ih,
+                                      db_hh))
+    return tuple_new(cell.grads, (dx, carries[0], dW_ih, dW_hh, db_ih, db_hh))
 
 
 cdef void backward_loop(floating tag, _Cell cell, object args, object states, object kept,
@@ -489,9 +544,9 @@ cdef void backward_loop(floating tag, _Cell cell, object args, object states, ob
                         bint transposed, bint packed):
     """The cell's reverse time loops (<cell>_backward_loop) on the buffers, for the dtype
     of tag: driver.run_backward's kernel call, without acquiring a memoryview per buffer."""
-    cdef const floating *X = <const floating *>data(args.x)
-    cdef const floating *W_ih = <const floating *>data(args.W_ih)
-    cdef const floating *W_hh = <const floating *>data(args.W_hh)
+    cdef const floating *X = <const floating *>data(field(args, A_X))
+    cdef const floating *W_ih = <const floating *>data(field(args, A_W_IH))
+    cdef const floating *W_hh = <const floating *>data(field(args, A_W_HH))
     cdef const floating *dh_p = <const floating *>data(dh)
     cdef const floating *hbuf = <const floating *>data(states[0])
     cdef const floating *cbuf = <const floating *>data(states[1]) if cell.n_states == 2 else NULL
@@ -505,8 +560,10 @@ cdef void backward_loop(floating tag, _Cell cell, object args, object states, ob
     cdef floating *db_p = <floating *>data(db)
     cdef floating *W_hhT_p = <floating *>data(W_hhT)
     cdef floating *scratch_p = <floating *>data(scratch)
-    cdef int T = args.T, B = args.B, I = args.I, H = args.H, code = args.code
-    cdef bint batch_first = args.batch_first
+    cdef int T = size_field(args, A_T), B = size_field(args, A_B)
+    cdef int I = size_field(args, A_I), H = size_field(args, A_H)
+    cdef int code = size_field(args, A_CODE)
+    cdef bint batch_first = field(args, A_BATCH_FIRST)
     with nogil:
         if cell.kind == RNN_CELL:
             rnn_backward_loop(X=X, dh=dh_p, hbuf=hbuf, carry=carry_h, W_ih=W_ih, W_hh=W_hh,

@@ -77,7 +77,9 @@ def lstm_backward(dh, cache, dh_n=None, dc_n=None, check_finite=False):
 
     {backward_sections}
     """
-    if getattr(cache, "spec", None) is PROJECTED:
+    # a CompiledCache is never the projected LSTM's (that is a ProjectedCache, or an
+    # Empty/CheckpointCache): the test first spares the common call the spec property
+    if type(cache) is not driver.CompiledCache and getattr(cache, "spec", None) is PROJECTED:
         return _projected().backward(dh, cache, (dh_n, dc_n), check_finite)
     return driver.backward(SPEC, dh, cache, (dh_n, dc_n), check_finite)
 
