@@ -213,16 +213,21 @@ def _roofline_runner(cell, problem):
     layout = importlib.import_module(spec.kernel).gemm_layout(H)
     form = compiled_step_form(cell, B, H, dtype, T)
     rng = np.random.default_rng(1)
+    # P and carry are read before they are written: P's columns past GH (the GRU's fourth
+    # block, dP's last block in the backward) and carry (added to at every step where the
+    # cell owns its product). Zeros, not np.empty: whatever memory they got (denormals
+    # included, which slow every product that reads them several times over) made the
+    # GRU's roofline take 1-5 times the compiled call from run to run.
     buffers = {
         "X": problem.x.reshape(T * B, I),
         "W_ih": problem.W_ih,
         "W_hh": problem.W_hh,
         "W_hhT": np.ascontiguousarray(problem.W_hh.T),
-        "P": np.empty((T * B, spec.work_gates * H), dtype),
+        "P": np.zeros((T * B, spec.work_gates * H), dtype),
         "R": np.empty((B, GH), dtype) if layout["own_product"] else None,
         "hbuf": (0.1 * rng.standard_normal((T + 1, B, H))).astype(dtype),
         "scratch": np.empty(GH * B, dtype),
-        "carry": np.empty((B, H), dtype),
+        "carry": np.zeros((B, H), dtype),
         "dX": np.empty((T * B, I), dtype),
         "dW_ih": np.empty((GH, I), dtype),
         "dW_hh": np.empty((GH, H), dtype),
