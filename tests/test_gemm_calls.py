@@ -132,7 +132,7 @@ def test_the_roofline_reads_no_uninitialised_memory(cell, monkeypatch):
     """The roofline's buffers that its products read before writing (P past the gates,
     the carry it adds to) start as values, not as whatever np.empty returned: with
     np.empty made to return NaN, its products still give finite results. (Garbage there
-    had made the GRU's roofline 1-5 times slower than the compiled call, from run to run.)"""
+    had made the GRU's roofline slower than the whole compiled call, from run to run.)"""
     from fastbptt.bench import problems
     real_empty, real_gemms = np.empty, problems.gemm_roofline.recurrent_gemms
     seen = {}

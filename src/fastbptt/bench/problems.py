@@ -216,8 +216,9 @@ def _roofline_runner(cell, problem):
     # P and carry are read before they are written: P's columns past GH (the GRU's fourth
     # block, dP's last block in the backward) and carry (added to at every step where the
     # cell owns its product). Zeros, not np.empty: whatever memory they got (denormals
-    # included, which slow every product that reads them several times over) made the
-    # GRU's roofline take 1-5 times the compiled call from run to run.
+    # included, which slow every product that reads them many times over) made the GRU's
+    # roofline slower than the whole compiled call, by a factor that changed from run to
+    # run (bench/RESULTS.md, "The roofline's uninitialised buffers").
     buffers = {
         "X": problem.x.reshape(T * B, I),
         "W_ih": problem.W_ih,
