@@ -46,8 +46,9 @@ cdef object tuple_new = tuple.__new__
 
 # CellArgs' fields, in order (install() checks them against the class): the fast path
 # builds a CellArgs as tuple.__new__ does in its generated __new__, and reads its fields by
-# position, as C, instead of by name through a Python descriptor each (about 30 ns a read,
-# twenty reads a call, in a call whose fixed cost the issue puts at 3 us)
+# position, as C, instead of by name through a Python descriptor each: some twenty reads
+# a call, a share of the fixed cost that issue 14 holds to 3 us (bench/RESULTS.md, "The
+# fourth session")
 ARGS_FIELDS = ("spec", "x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh", "has_bias",
                "batch_first", "lengths", "T", "B", "I", "H", "G", "nonlinearity", "code",
                "steps")
