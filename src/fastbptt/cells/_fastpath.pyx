@@ -68,10 +68,7 @@ cdef enum ArgsField:
     A_B = 12
     A_I = 13
     A_H = 14
-    A_G = 15
-    A_NONLINEARITY = 16
-    A_CODE = 17
-    A_STEPS = 18
+    A_CODE = 17   # (15 G, 16 nonlinearity and 18 steps are not read here)
 
 
 cdef inline object field(object args, ArgsField i):
@@ -119,6 +116,13 @@ def install(*, specs, compiled_cache, cell_args,
     if tuple(cell_args._fields) != ARGS_FIELDS:
         raise RuntimeError(f"_fastpath reads CellArgs by position: its fields are "
                            f"{cell_args._fields}, not ARGS_FIELDS {ARGS_FIELDS}")
+    # the positions this module reads (ArgsField) are those of ARGS_FIELDS
+    if [ARGS_FIELDS.index(name) for name in ("spec", "x", "h0", "c0", "W_ih", "W_hh", "b_ih",
+                                             "b_hh", "has_bias", "batch_first", "lengths",
+                                             "T", "B", "I", "H", "code")] \
+            != [A_SPEC, A_X, A_H0, A_C0, A_W_IH, A_W_HH, A_B_IH, A_B_HH, A_HAS_BIAS,
+                A_BATCH_FIRST, A_LENGTHS, A_T, A_B, A_I, A_H, A_CODE]:
+        raise RuntimeError("_fastpath's ArgsField positions disagree with ARGS_FIELDS")
     DRIVER, POLICY, VALIDATION = driver_globals, policy, validation_globals
     CompiledCache, CellArgs = compiled_cache, cell_args
     WORKSPACE = workspace_globals
