@@ -98,8 +98,10 @@ def run(str form, const floating[:, ::1] W, const floating[::1] bias,
         for k, (lo, rows) in enumerate(sides):
             _side_back(j32.side[k].h, &h[0, 0, 0], T + 1, B, lo, rows, H)
             _side_back(j32.side[k].c, &c[0, 0, 0], T + 1, B, lo, rows, H)
-            free(j32.side[k].Wp); free(j32.side[k].z)
-            free(j32.side[k].h); free(j32.side[k].c)
+            free(j32.side[k].Wp)
+            free(j32.side[k].z)
+            free(j32.side[k].h)
+            free(j32.side[k].c)
     else:
         j64.form, j64.T, j64.H, j64.bias = FORMS[form], T, H, &bias[0]
         np_ = fb_packed_size_f64(H, GH)
@@ -118,8 +120,10 @@ def run(str form, const floating[:, ::1] W, const floating[::1] bias,
         for k, (lo, rows) in enumerate(sides):
             _side_back(j64.side[k].h, &h[0, 0, 0], T + 1, B, lo, rows, H)
             _side_back(j64.side[k].c, &c[0, 0, 0], T + 1, B, lo, rows, H)
-            free(j64.side[k].Wp); free(j64.side[k].z)
-            free(j64.side[k].h); free(j64.side[k].c)
+            free(j64.side[k].Wp)
+            free(j64.side[k].z)
+            free(j64.side[k].h)
+            free(j64.side[k].c)
     if seconds < 0:
         raise RuntimeError("could not start the second thread")
     return seconds
