@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastbptt
+from fastbptt._kernels.blas import gemm_library
 from fastbptt.cells import spec as cellspec
 from fastbptt.cells.checkpoint import segment_length
 from fastbptt.cells.spec import SPECS
@@ -50,12 +51,27 @@ def run(cell, x, states, weights, dh, dn, checkpoint, **kw):
     return h, finals, backward(dh, cache, *dn)
 
 
+# On scipy's OpenBLAS a row of a GEMM's result does not depend on the other rows of the
+# call at these sizes, so a segment's input projection gives the plain call's bits and so
+# do the states; MKL's GEMM (the mkl extra) blocks by the call's shape, so there they agree
+# to rounding (docs/guide/performance.md, "checkpoint=").
+EXACT_ROWS = gemm_library() == "scipy"
+
+
+def assert_equal_rows(a, b, dtype, err_msg=""):
+    if EXACT_ROWS:
+        np.testing.assert_array_equal(a, b, err_msg=err_msg)
+    else:
+        tol = WEIGHT_TOL[np.dtype(dtype)]
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=err_msg)
+
+
 def assert_same(cell, plain, checkpointed, dtype):
     h0, finals0, grads0 = plain
     h1, finals1, grads1 = checkpointed
-    np.testing.assert_array_equal(h1, h0)
+    assert_equal_rows(h1, h0, dtype)
     for a, b in zip(finals1, finals0):
-        np.testing.assert_array_equal(a, b)
+        assert_equal_rows(a, b, dtype)
     assert type(grads1) is type(grads0)
     for name, a, b in zip(grads0._fields, grads1, grads0):
         if b is None:
@@ -66,7 +82,7 @@ def assert_same(cell, plain, checkpointed, dtype):
             np.testing.assert_allclose(a, b, rtol=WEIGHT_TOL[np.dtype(dtype)],
                                        atol=WEIGHT_TOL[np.dtype(dtype)], err_msg=name)
         else:
-            np.testing.assert_array_equal(a, b, err_msg=name)
+            assert_equal_rows(a, b, dtype, err_msg=name)
 
 
 @pytest.mark.parametrize("cell", list(GATES))

@@ -221,6 +221,32 @@ def test_mkl_is_the_packer_when_installed():
     assert out.stdout.strip() == "mkl", out.stderr
 
 
+def test_the_gemms_follow_the_packer():
+    """MKL the packer: every other product of the kernels on MKL's GEMM too; the own
+    packer: on scipy's BLAS. Set before any kernel runs (fastbptt._kernels asks the
+    packer at import), so that a process never mixes the two."""
+    from fastbptt._kernels import blas
+
+    code = "import fastbptt._kernels.blas as b; print(b.gemm_library())"
+    for value, want in (("0", "scipy"), ("1", "mkl" if "mkl" in PACKERS else "scipy")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ, FASTBPTT_MKL=value), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == want
+    before = packing.packer()
+    try:
+        for name in PACKERS:
+            packing.set_packer(name)
+            assert blas.gemm_library() == ("mkl" if name == "mkl" else "scipy")
+            # the shim's answer is NumPy's whichever library runs it
+            rng = np.random.default_rng(3)
+            A, B = rng.standard_normal((37, 19)), rng.standard_normal((23, 19))
+            C = blas.gemm_py(False, True, 1.0, A, B, 0.0, np.empty((37, 23)))
+            np.testing.assert_allclose(C, A @ B.T, rtol=1e-12, atol=1e-12)
+    finally:
+        packing.set_packer(before)
+
+
 def test_few_rows_pack_with_the_own_kernel_whatever_the_packer():
     """At B <= GEMV_ROWS step_form packs with either packer, because the kernels then pack
     with the own kernel (the one measured there): the two bounds must be the same."""

@@ -33,6 +33,10 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, i
 cdef int one_thread_begin() noexcept nogil
 cdef void one_thread_end(int saved) noexcept nogil
 
+# MKL's row-major cblas_sgemm / cblas_dgemm (step_packing.pyx loads them with MKL's
+# packed GEMM), or NULL: gemm runs on them instead of scipy's BLAS while they are set.
+cdef void use_mkl_gemm(void *sgemm_, void *dgemm_) noexcept nogil
+
 # The call log's entry for a per-step product that runs on packed weights
 # (step_packing.pyx) instead of gemm: ("packed", m, n, k, beta, lda, ldc).
 cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil

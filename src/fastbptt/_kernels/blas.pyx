@@ -14,6 +14,34 @@ cdef extern from "blas_threads.h":
 cdef bint _thread_control = fb_find_thread_control(<void *> sgemm)
 
 
+# MKL's CBLAS GEMMs (LP64, sequential), when step_packing has loaded MKL and it is the
+# packer: (layout, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+ctypedef void (*cblas_sgemm_t)(int, int, int, int, int, int, float, const float *, int,
+                               const float *, int, float, float *, int) noexcept nogil
+ctypedef void (*cblas_dgemm_t)(int, int, int, int, int, int, double, const double *, int,
+                               const double *, int, double, double *, int) noexcept nogil
+cdef cblas_sgemm_t _mkl_sgemm = NULL
+cdef cblas_dgemm_t _mkl_dgemm = NULL
+
+cdef enum:
+    CblasRowMajor = 101
+    CblasNoTrans = 111
+    CblasTrans = 112
+
+
+cdef void use_mkl_gemm(void *sgemm_, void *dgemm_) noexcept nogil:
+    global _mkl_sgemm, _mkl_dgemm
+    _mkl_sgemm = <cblas_sgemm_t> sgemm_
+    _mkl_dgemm = <cblas_dgemm_t> dgemm_
+
+
+def gemm_library():
+    """"mkl" when the kernels' GEMMs run on MKL's cblas_?gemm (the mkl extra installed
+    and MKL the packer: fastbptt.runtime.packing, which fastbptt._kernels asks at import),
+    else "scipy" (scipy's BLAS)."""
+    return "mkl" if _mkl_sgemm != NULL else "scipy"
+
+
 # The call log, for the tests that hold gemm_roofline to the kernels
 # (tests/test_gemm_calls.py): while on, every gemm and gemv call appends its arguments
 # (not its operands) to _calls. Off, it costs each call one test of a module-level flag
@@ -148,6 +176,18 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
             for j in range(n):
                 C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
         return
+    if floating is float:
+        if _mkl_sgemm != NULL:
+            _mkl_sgemm(CblasRowMajor, CblasNoTrans if ta == NoTrans else CblasTrans,
+                       CblasNoTrans if tb == NoTrans else CblasTrans, m, n, k, alpha, A, lda,
+                       B, ldb, beta, C, ldc)
+            return
+    else:
+        if _mkl_dgemm != NULL:
+            _mkl_dgemm(CblasRowMajor, CblasNoTrans if ta == NoTrans else CblasTrans,
+                       CblasNoTrans if tb == NoTrans else CblasTrans, m, n, k, alpha, A, lda,
+                       B, ldb, beta, C, ldc)
+            return
     # Column-major: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
     if floating is float:
         sgemm(&tb_, &ta_, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,

@@ -11,7 +11,7 @@
 
 from cython cimport floating
 
-from fastbptt._kernels.blas cimport log_packed
+from fastbptt._kernels.blas cimport log_packed, use_mkl_gemm
 from fastbptt._kernels.packed_gemm cimport pack, packed_gemm, packed_size
 
 cdef extern from "step_alloc.h" nogil:
@@ -57,6 +57,8 @@ cdef spack_t _s_pack = NULL
 cdef dpack_t _d_pack = NULL
 cdef scompute_t _s_compute = NULL
 cdef dcompute_t _d_compute = NULL
+cdef void *_s_gemm = NULL   # cblas_sgemm, cblas_dgemm: blas.gemm's while MKL is the packer
+cdef void *_d_gemm = NULL
 
 
 def release_kept_weights():
@@ -73,19 +75,22 @@ def kept_weight_bytes():
 
 
 def load_mkl(str path):
-    """Load MKL's packed GEMM from its single dynamic library at path, sequential (no
-    OpenMP runtime loaded, no threads: the per-step products never run threaded), and
-    make it the packer. Returns whether it loaded."""
+    """Load MKL's packed GEMM and its cblas_?gemm from its single dynamic library at
+    path, sequential (no OpenMP runtime loaded, no threads: the kernels' products never
+    run threaded), and make it the packer: the per-step products run on MKL's packed
+    GEMM, the kernels' other products on its GEMM (blas.use_mkl_gemm). Returns whether
+    it loaded."""
     global _packer, _s_size, _d_size, _s_pack, _d_pack, _s_compute, _d_compute
+    global _s_gemm, _d_gemm
     cdef void *h = fb_dlopen(path.encode())
     if h == NULL:
         return False
     cdef set_int_t set_layer = <set_int_t> fb_dlsym(h, b"MKL_Set_Threading_Layer")
     cdef set_int_t set_interface = <set_int_t> fb_dlsym(h, b"MKL_Set_Interface_Layer")
-    cdef void *syms[6]
     names = (b"cblas_sgemm_pack_get_size", b"cblas_dgemm_pack_get_size",
              b"cblas_sgemm_pack", b"cblas_dgemm_pack", b"cblas_sgemm_compute",
-             b"cblas_dgemm_compute")
+             b"cblas_dgemm_compute", b"cblas_sgemm", b"cblas_dgemm")
+    cdef void *syms[8]
     for i, name in enumerate(names):
         syms[i] = fb_dlsym(h, name)
         if syms[i] == NULL:
@@ -101,7 +106,9 @@ def load_mkl(str path):
     _d_pack = <dpack_t> syms[3]
     _s_compute = <scompute_t> syms[4]
     _d_compute = <dcompute_t> syms[5]
+    _s_gemm, _d_gemm = syms[6], syms[7]
     _packer = MKL
+    use_mkl_gemm(_s_gemm, _d_gemm)
     return True
 
 
@@ -122,6 +129,11 @@ def set_packer(str name):
     if name not in ("mkl", "own"):
         raise ValueError(f"packer must be 'mkl' or 'own', got {name!r}")
     _packer = MKL if name == "mkl" else OWN
+    # the other products follow: MKL's GEMM with its packed one, scipy's BLAS with the own
+    if _packer == MKL:
+        use_mkl_gemm(_s_gemm, _d_gemm)
+    else:
+        use_mkl_gemm(NULL, NULL)
     return packer()
 
 

@@ -79,17 +79,20 @@ def cpu_model():
 
 def per_step_packing():
     """How the per-step products at batch 5-64 run on packed weights here: the packer
-    ("mkl" or "own", fastbptt.runtime.packing), MKL's library when it is the packer, and
-    the own kernel's instruction-set instance; None without the compiled kernels."""
+    ("mkl" or "own", fastbptt.runtime.packing), MKL's library when it is the packer, the
+    own kernel's instruction-set instance, and the library of the kernels' other matrix
+    products ("mkl" with MKL the packer, else "scipy"); None without the compiled
+    kernels."""
     from fastbptt.runtime import packing
     try:
-        from fastbptt._kernels import packed_product
+        from fastbptt._kernels import blas, packed_product
     except ImportError:
         return None
     packer = packing.packer()
     return {"packer": packer,
             "library": packing.mkl_library() if packer == "mkl" else None,
-            "own_instance": ("portable", "AVX2+FMA", "AVX-512")[packed_product.level()]}
+            "own_instance": ("portable", "AVX2+FMA", "AVX-512")[packed_product.level()],
+            "gemm": blas.gemm_library()}
 
 
 def per_step_packing_summary(info):
@@ -97,7 +100,8 @@ def per_step_packing_summary(info):
     if info is None:
         return "no compiled kernels"
     if info["packer"] == "mkl":
-        return f"MKL's packed GEMM ({Path(info['library']).name}, sequential)"
+        return (f"MKL's packed GEMM ({Path(info['library']).name}, sequential); the other "
+                "products on MKL's GEMM")
     return f"fastbptt's own kernel ({info['own_instance']} instance); mkl not in use"
 
 
