@@ -4,6 +4,7 @@ bench/ rely on, the softmax-head problem, and that the CLI loads it only for `be
 The `fastbptt bench` command itself and the table's arithmetic are tested in
 test_cli.py."""
 import json
+import mmap
 import subprocess
 import sys
 
@@ -406,3 +407,90 @@ def test_jax_peer_refuses_a_backend_it_did_not_start(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "JAX's backend started before the peer could set its threads" in result.stdout
+
+
+# ---------------------------------------------------------------- the allocator's state
+
+# Faults of malloc + touch + free cycles of `blocks` blocks of 20 MB each, in a fresh
+# process, after bench.harness.steady_allocator when argv[1] is "steady". One block: its
+# second cycle reuses the heap only if the mmap threshold was raised past 20 MB before the
+# first (else the first is mmapped and unmapped, and the second grows the heap, both fresh
+# pages). Four blocks, 80 MB freed at the top of the heap: more than glibc's largest trim
+# threshold (64 MiB), so the third cycle reuses them only if trimming is off.
+_CYCLES = """
+import ctypes, sys
+from fastbptt.bench import harness
+if sys.argv[1] == "steady":
+    harness.steady_allocator()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+SIZE = 20 * 2**20
+
+def cycle(blocks):
+    before = harness.minor_faults()
+    pointers = [libc.malloc(SIZE) for _ in range(blocks)]
+    for p in pointers:
+        ctypes.memset(p, 1, SIZE)
+    for p in pointers:
+        libc.free(p)
+    return harness.minor_faults() - before
+
+print(*[cycle(int(sys.argv[2])) for _ in range(3)])
+"""
+
+
+def _glibc_only():
+    if not bench.harness._glibc():
+        pytest.skip("steady_allocator changes glibc's malloc only")
+
+
+def _cycle_faults(mode, blocks):
+    result = subprocess.run([sys.executable, "-c", _CYCLES, mode, str(blocks)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [int(n) for n in result.stdout.split()]
+
+
+@pytest.mark.parametrize("blocks, settled_from", [(1, 1), (4, 2)])
+def test_steady_allocator_keeps_freed_blocks_for_the_next_call(blocks, settled_from):
+    # settled_from: the first cycle (0-based) that the plain process still faults in, the
+    # steady one no more (1: the raised mmap threshold; 2: trimming off)
+    _glibc_only()
+    pages = blocks * 20 * 2**20 // mmap.PAGESIZE
+    plain, steady = _cycle_faults("plain", blocks), _cycle_faults("steady", blocks)
+    assert plain[settled_from] > pages // 2, plain      # the premise: glibc gives them back
+    assert all(n < pages // 100 for n in steady[1:]), steady
+    assert steady[0] > pages // 2, steady                # the first cycle's pages are new
+
+
+def test_steady_allocator_elsewhere_leaves_the_allocator_alone(monkeypatch):
+    def no_such_name(name):
+        raise ValueError("unrecognized configuration name")
+
+    monkeypatch.setattr(bench.harness.os, "confstr", no_such_name)
+    assert bench.harness._glibc() is None
+    assert bench.harness.steady_allocator() == "not glibc: left as it is"
+
+
+# ---------------------------------------------------------------- page faults per call
+
+# Fewer faults than this a call is no fresh memory: 40 MiB is 20 faults even where
+# transparent huge pages of 2 MiB back it (10,240 of 4 KiB pages here).
+_FEW = 10
+
+
+def _fresh_pages():
+    """A run that writes 40 MiB of fresh memory each call: above any mmap threshold that
+    glibc reaches by itself (32 MiB), so mapped afresh and given back every time."""
+    return lambda: b"\1" * (40 * 2**20)
+
+
+@pytest.mark.skipif(harness.resource is None, reason="no getrusage (Windows)")
+def test_time_interleaved_counts_each_calls_page_faults():
+    timings = bench.time_interleaved({"fresh": _fresh_pages(), "none": lambda: None},
+                                     repeat=3, number={"fresh": 2, "none": 1})
+    assert len(timings["fresh"].faults) == 3
+    assert all(n >= 2 * _FEW for n in timings["fresh"].faults), timings["fresh"].faults
+    assert all(n < _FEW for n in timings["none"].faults), timings["none"].faults

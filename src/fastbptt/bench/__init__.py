@@ -6,7 +6,8 @@ definition of the timed work, its FLOP count, the timer and the machine descript
 their figures mean the same thing. Three modules and the peers, each importable alone:
 
 - harness: the timer (time_once, time_call, time_interleaved, adaptive_repeat), thread
-  limits and thread-count parsing; it knows nothing of cells or backends.
+  limits and thread-count parsing, the page-fault count (minor_faults) and the
+  allocator's state (steady_allocator); it knows nothing of cells or backends.
 - problems: the timed work (Cell, CELLS, Problem, make_problem, flops, the runners per
   backend in RUNNERS, measure_rows); every cell-specific table of the benchmark is here.
 - report: the machine header with the GEMM ceiling, the table, the JSON report, the plot.
@@ -25,6 +26,8 @@ from fastbptt.bench.harness import (
                                     REWARM_BELOW,
                                     Timing,
                                     adaptive_repeat,
+                                    minor_faults,
+                                    steady_allocator,
                                     thread_counts,
                                     thread_limit,
                                     time_call,
@@ -76,8 +79,8 @@ from fastbptt.bench.report import (
 __all__ = [
     # harness
     "DEFAULT_THREADS", "MAX_REPEAT", "MIN_REPEAT", "REPEAT_BUDGET", "REWARM_BELOW",
-    "Timing", "adaptive_repeat", "thread_counts", "thread_limit", "time_call",
-    "time_interleaved", "time_once",
+    "Timing", "adaptive_repeat", "minor_faults", "steady_allocator", "thread_counts",
+    "thread_limit", "time_call", "time_interleaved", "time_once",
     # peers
     "PEERS", "PeerMismatch", "PeerUnavailable", "check_peer", "expected_result", "peer",
     # problems
