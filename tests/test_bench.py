@@ -275,10 +275,12 @@ def test_unknown_peer_names():
 
 class _FakePeer:
     """A peer module stand-in: fastbptt's own result, scaled by `scale` (1: right),
-    unavailable with `missing`, unable to run at more than one thread."""
+    unavailable with `missing`, unable to run at more than one thread; its timed call is
+    `run` (one that does nothing by default)."""
 
-    def __init__(self, scale=1.0, missing=None):
+    def __init__(self, scale=1.0, missing=None, run=None):
         self.scale, self.missing, self.prepared = scale, missing, 0
+        self.run = run or (lambda: None)
 
     def available(self):
         return bench.peers.Availability(self.missing is None, self.missing or "fake 1.0")
@@ -288,7 +290,7 @@ class _FakePeer:
             raise bench.PeerUnavailable("one thread only")
         self.prepared += 1
         result = {k: v * self.scale for k, v in bench.expected_result(cell, problem).items()}
-        return bench.peers.Prepared(lambda: None, result)
+        return bench.peers.Prepared(self.run, result)
 
 
 @pytest.fixture
@@ -494,3 +496,41 @@ def test_time_interleaved_counts_each_calls_page_faults():
     assert len(timings["fresh"].faults) == 3
     assert all(n >= 2 * _FEW for n in timings["fresh"].faults), timings["fresh"].faults
     assert all(n < _FEW for n in timings["none"].faults), timings["none"].faults
+
+
+def test_no_getrusage_no_fault_counts(monkeypatch, fake_peers):
+    monkeypatch.setattr(harness, "resource", None)
+    assert bench.minor_faults() is None
+    assert bench.time_interleaved({"a": lambda: None}, repeat=2)["a"].faults is None
+    fake_peers(good=_FakePeer())
+    row, = bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], repeat=1,
+                              reference=False, roofline=False, peers=["good"])
+    assert row["compiled_faults"] is None and row["good_faults_samples"] is None
+    assert bench.fault_lines([row]) == []
+
+
+@pytest.mark.skipif(harness.resource is None, reason="no getrusage (Windows)")
+def test_rows_and_the_lines_below_the_table_carry_the_faults(fake_peers):
+    fake_peers(fresh=_FakePeer(run=_fresh_pages()))
+    rows = list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], repeat=3,
+                                   reference=False, roofline=False, peers=["fresh"]))
+    row, = rows
+    assert row["fresh_faults"] >= 2 * _FEW and len(row["fresh_faults_samples"]) == 3
+    assert row["compiled_faults"] < _FEW
+    heading, line = bench.fault_lines(rows)
+    assert heading.startswith("Minor page faults per timed call (median)")
+    assert line.startswith("- 3,2,4,4 float64 rnn, 1 thread: fresh ")
+
+
+def test_fault_lines_name_only_the_backends_that_took_any():
+    def row(cell, **faults):
+        return {"shape": [3, 2, 4, 4], "dtype": "float32", "cell": cell, "threads": 2,
+                **{f"{name}_faults": n for name, n in faults.items()}}
+
+    assert bench.fault_lines([row("rnn", compiled=0, torch=0.5)]) == [
+        "Minor page faults per timed call (median): none, in every backend and row"]
+    assert bench.fault_lines([row("rnn", compiled=0, torch=12428, jax=None),
+                              row("gru", compiled=0, torch=0)]) == [
+        "Minor page faults per timed call (median), where a backend took any (the others "
+        "took none):",
+        "- 3,2,4,4 float32 rnn, 2 threads: torch 12,428"]
