@@ -476,6 +476,13 @@ def test_steady_allocator_elsewhere_leaves_the_allocator_alone(monkeypatch):
     assert bench.harness.steady_allocator() == "not glibc: left as it is"
 
 
+def test_the_command_settles_the_allocator_first(allocator_calls, capsys):
+    # conftest's stand-in records the call; the header names the state it returned
+    status, out, _ = _bench_cli(capsys)
+    assert status == 0 and allocator_calls == [True]
+    assert "Allocator: left as it is (the test process)" in out.splitlines()
+
+
 # ---------------------------------------------------------------- page faults per call
 
 # Fewer faults than this a call is no fresh memory: 40 MiB is 20 faults even where
@@ -510,7 +517,7 @@ def test_no_getrusage_no_fault_counts(monkeypatch, fake_peers):
 
 
 @pytest.mark.skipif(harness.resource is None, reason="no getrusage (Windows)")
-def test_rows_and_the_lines_below_the_table_carry_the_faults(fake_peers):
+def test_rows_and_the_lines_below_the_table_carry_the_faults(fake_peers, capsys):
     fake_peers(fresh=_FakePeer(run=_fresh_pages()))
     rows = list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], repeat=3,
                                    reference=False, roofline=False, peers=["fresh"]))
@@ -520,6 +527,12 @@ def test_rows_and_the_lines_below_the_table_carry_the_faults(fake_peers):
     heading, line = bench.fault_lines(rows)
     assert heading.startswith("Minor page faults per timed call (median)")
     assert line.startswith("- 3,2,4,4 float64 rnn, 1 thread: fresh ")
+    # and the command prints them below its table
+    fake_peers(fresh=_FakePeer(run=_fresh_pages()))
+    status, out, _ = _bench_cli(capsys, "--peers", "fresh")
+    assert status == 0
+    below = out.split("\n\n")[-1].splitlines()
+    assert below[0] == heading and below[1].startswith("- 3,2,4,4 float64 rnn, 1 thread: fresh ")
 
 
 def test_fault_lines_name_only_the_backends_that_took_any():
