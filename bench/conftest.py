@@ -8,6 +8,11 @@ core count, and compare with the single-thread anchors in the design notes.
 FASTBPTT_BENCH_THREADS=all (or a number) runs the suite under that many instead, the
 `fastbptt bench --threads` rows. The run's report header is the command's machine header,
 taken under the same limit.
+
+As the command does, the session puts the C allocator into a long-running process's state
+before any benchmark runs (bench.steady_allocator, pytest_configure), so that a figure does
+not depend on which benchmarks ran before it; each benchmark's extra_info carries its
+minor page faults per call (faults_per_call).
 """
 import os
 
@@ -16,6 +21,12 @@ import pytest
 from fastbptt import bench
 
 THREADS = bench.thread_counts(os.environ.get("FASTBPTT_BENCH_THREADS", "1"))[0]
+ALLOCATOR = None   # what steady_allocator did, for the header
+
+
+def pytest_configure(config):
+    global ALLOCATOR
+    ALLOCATOR = bench.steady_allocator()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,11 +39,28 @@ def pinned_blas_threads():
 
 def pytest_report_header():
     with bench.thread_limit(THREADS):
-        return bench.format_header(bench.machine_header([THREADS], ceiling=False))
+        header = bench.machine_header([THREADS], ceiling=False)
+    header["allocator"] = ALLOCATOR
+    return bench.format_header(header)
 
 
 @pytest.fixture
-def forward_backward_benchmark(benchmark):
+def timed_rounds(benchmark):
+    """benchmark.pedantic(run) as the suites call it: call the returned function with run.
+    About a second of rounds (3 to 100), sized by one untimed warm-up call; the minor page
+    faults per call in extra_info["faults_per_call"] (where getrusage exists and the rounds
+    ran: not under --benchmark-disable, which runs the target once)."""
+    def time_rounds(run):
+        rounds = bench.adaptive_repeat(bench.time_once(run))
+        before = bench.minor_faults()
+        benchmark.pedantic(run, rounds=rounds)
+        if before is not None and benchmark.stats:
+            benchmark.extra_info["faults_per_call"] = (bench.minor_faults() - before) / rounds
+    return time_rounds
+
+
+@pytest.fixture
+def forward_backward_benchmark(benchmark, timed_rounds):
     """benchmark() of one cell's forward+backward, as `fastbptt bench` times it: call the
     returned function with (cell, shape, dtype, backend).
 
@@ -54,10 +82,8 @@ def forward_backward_benchmark(benchmark):
         # would time a colder cache than the command's figures do.
         problem = bench.make_problem(cell, *shape, dtype)
         run = bench.runner(cell, backend, problem)
-        # The untimed warm-up call also sizes the rounds: about a second of them, 3 to 100.
-        rounds = bench.adaptive_repeat(bench.time_once(run))
         benchmark.group = f"{cell} T,B,I,H={bench.shape_text(shape)} {dtype}"
-        benchmark.pedantic(run, rounds=rounds)
+        timed_rounds(benchmark, run)
 
         work = bench.flops(cell, *shape)
         benchmark.extra_info.update(cell=cell, shape=list(shape), dtype=dtype, flops=work)

@@ -17,17 +17,15 @@ SHAPES = [(35 * 20, 650, 10000), (25, 100, 65)]
 @pytest.mark.parametrize("backend", list(bench.BACKENDS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_softmax_cross_entropy(benchmark, shape, dtype, backend):
+def test_softmax_cross_entropy(benchmark, timed_rounds, shape, dtype, backend):
     h, W, b, targets = bench.make_head_problem(*shape, dtype)
     fn = bench.BACKENDS[backend].softmax_cross_entropy
 
     def run():
         return fn(h, W, b, targets)
 
-    # The untimed warm-up call also sizes the rounds: about a second of them, 3 to 100.
-    rounds = bench.adaptive_repeat(bench.time_once(run))
     benchmark.group = f"softmax_cross_entropy N,H,V={','.join(map(str, shape))} {dtype}"
-    benchmark.pedantic(run, rounds=rounds)
+    timed_rounds(run)
 
     work = bench.head_flops(*shape)
     benchmark.extra_info.update(loss="softmax_cross_entropy", shape=list(shape), dtype=dtype,

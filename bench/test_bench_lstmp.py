@@ -13,7 +13,7 @@ from fastbptt.bench import lstmp
 @pytest.mark.parametrize("dtype", bench.DEFAULT_DTYPES)
 @pytest.mark.parametrize("shape", lstmp.PROJECTION_SHAPES,
                          ids=lambda shape: "x".join(map(str, shape)))
-def test_projected_lstm_forward_backward(benchmark, shape, dtype, backend):
+def test_projected_lstm_forward_backward(benchmark, timed_rounds, shape, dtype, backend):
     T, B, I, H = shape
     P = lstmp.PROJ_SIZE
     problem = lstmp.make_projected_problem(T, B, I, H, P, dtype)
@@ -28,9 +28,8 @@ def test_projected_lstm_forward_backward(benchmark, shape, dtype, backend):
             pytest.skip(f"torch: {exc}")
         bench.check_peer("torch", result, lstmp.expected_projected_result(problem),
                          f" at lstm proj_size={P} {bench.shape_text(shape)} {dtype}")
-    rounds = bench.adaptive_repeat(bench.time_once(run))
     benchmark.group = f"lstm proj_size={P} T,B,I,H={bench.shape_text(shape)} {dtype}"
-    benchmark.pedantic(run, rounds=rounds)
+    timed_rounds(run)
     work = lstmp.projected_flops(T, B, I, H, P)
     benchmark.extra_info.update(shape=list(shape), proj_size=P, dtype=dtype, flops=work,
                                 backend=backend)

@@ -23,7 +23,7 @@ THREADS = bench.thread_counts(os.environ.get("FASTBPTT_BENCH_THREADS", "1"))[0]
 @pytest.mark.parametrize("shape", bench.ISSUE_SHAPES,
                          ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("cell", list(bench.CELLS))
-def test_peer_forward_backward(benchmark, cell, shape, dtype, backend):
+def test_peer_forward_backward(benchmark, timed_rounds, cell, shape, dtype, backend):
     problem = bench.make_problem(cell, *shape, dtype)
     if backend == "compiled":
         run = bench.runner(cell, backend, problem)
@@ -38,10 +38,8 @@ def test_peer_forward_backward(benchmark, cell, shape, dtype, backend):
         bench.check_peer(backend, prepared.result, bench.expected_result(cell, problem),
                          f" at {cell} {bench.shape_text(shape)} {dtype}")
         run = prepared.run
-    # the warm-up call (prepare's call already paid any compilation) sizes the rounds
-    rounds = bench.adaptive_repeat(bench.time_once(run))
     benchmark.group = f"{cell} T,B,I,H={bench.shape_text(shape)} {dtype} peers"
-    benchmark.pedantic(run, rounds=rounds)
+    timed_rounds(run)   # its warm-up call sizes the rounds (prepare paid any compilation)
 
     work = bench.flops(cell, *shape)
     benchmark.extra_info.update(cell=cell, shape=list(shape), dtype=dtype, flops=work,

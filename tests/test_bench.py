@@ -4,6 +4,7 @@ bench/ rely on, the softmax-head problem, and that the CLI loads it only for `be
 The `fastbptt bench` command itself and the table's arithmetic are tested in
 test_cli.py."""
 import json
+import mmap
 import subprocess
 import sys
 
@@ -274,10 +275,12 @@ def test_unknown_peer_names():
 
 class _FakePeer:
     """A peer module stand-in: fastbptt's own result, scaled by `scale` (1: right),
-    unavailable with `missing`, unable to run at more than one thread."""
+    unavailable with `missing`, unable to run at more than one thread; its timed call is
+    `run` (one that does nothing by default)."""
 
-    def __init__(self, scale=1.0, missing=None):
+    def __init__(self, scale=1.0, missing=None, run=None):
         self.scale, self.missing, self.prepared = scale, missing, 0
+        self.run = run or (lambda: None)
 
     def available(self):
         return bench.peers.Availability(self.missing is None, self.missing or "fake 1.0")
@@ -287,7 +290,7 @@ class _FakePeer:
             raise bench.PeerUnavailable("one thread only")
         self.prepared += 1
         result = {k: v * self.scale for k, v in bench.expected_result(cell, problem).items()}
-        return bench.peers.Prepared(lambda: None, result)
+        return bench.peers.Prepared(self.run, result)
 
 
 @pytest.fixture
@@ -406,3 +409,141 @@ def test_jax_peer_refuses_a_backend_it_did_not_start(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "JAX's backend started before the peer could set its threads" in result.stdout
+
+
+# ---------------------------------------------------------------- the allocator's state
+
+# Faults of malloc + touch + free cycles of `blocks` blocks of 20 MB each, in a fresh
+# process, after bench.harness.steady_allocator when argv[1] is "steady". One block: its
+# second cycle reuses the heap only if the mmap threshold was raised past 20 MB before the
+# first (else the first is mmapped and unmapped, and the second grows the heap, both fresh
+# pages). Four blocks, 80 MB freed at the top of the heap: more than glibc's largest trim
+# threshold (64 MiB), so the third cycle reuses them only if trimming is off.
+_CYCLES = """
+import ctypes, sys
+from fastbptt.bench import harness
+if sys.argv[1] == "steady":
+    harness.steady_allocator()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+SIZE = 20 * 2**20
+
+def cycle(blocks):
+    before = harness.minor_faults()
+    pointers = [libc.malloc(SIZE) for _ in range(blocks)]
+    for p in pointers:
+        ctypes.memset(p, 1, SIZE)
+    for p in pointers:
+        libc.free(p)
+    return harness.minor_faults() - before
+
+print(*[cycle(int(sys.argv[2])) for _ in range(3)])
+"""
+
+
+def _glibc_only():
+    if not bench.harness._glibc():
+        pytest.skip("steady_allocator changes glibc's malloc only")
+
+
+def _cycle_faults(mode, blocks):
+    result = subprocess.run([sys.executable, "-c", _CYCLES, mode, str(blocks)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [int(n) for n in result.stdout.split()]
+
+
+@pytest.mark.parametrize("blocks, settled_from", [(1, 1), (4, 2)])
+def test_steady_allocator_keeps_freed_blocks_for_the_next_call(blocks, settled_from):
+    # settled_from: the first cycle (0-based) that the plain process still faults in, the
+    # steady one no more (1: the raised mmap threshold; 2: trimming off)
+    _glibc_only()
+    pages = blocks * 20 * 2**20 // mmap.PAGESIZE
+    plain, steady = _cycle_faults("plain", blocks), _cycle_faults("steady", blocks)
+    assert plain[settled_from] > pages // 2, plain      # the premise: glibc gives them back
+    assert all(n < pages // 100 for n in steady[1:]), steady
+    assert steady[0] > pages // 2, steady                # the first cycle's pages are new
+
+
+def test_steady_allocator_elsewhere_leaves_the_allocator_alone(monkeypatch):
+    def no_such_name(name):
+        raise ValueError("unrecognized configuration name")
+
+    monkeypatch.setattr(bench.harness.os, "confstr", no_such_name)
+    assert bench.harness._glibc() is None
+    assert bench.harness.steady_allocator() == "not glibc: left as it is"
+
+
+def test_the_command_settles_the_allocator_first(allocator_calls, capsys):
+    # conftest's stand-in records the call; the header names the state it returned
+    status, out, _ = _bench_cli(capsys)
+    assert status == 0 and allocator_calls == [True]
+    assert "Allocator: left as it is (the test process)" in out.splitlines()
+
+
+# ---------------------------------------------------------------- page faults per call
+
+# Fewer faults than this a call is no fresh memory: 40 MiB is 20 faults even where
+# transparent huge pages of 2 MiB back it (10,240 of 4 KiB pages here).
+_FEW = 10
+
+
+def _fresh_pages():
+    """A run that writes 40 MiB of fresh memory each call: above any mmap threshold that
+    glibc reaches by itself (32 MiB), so mapped afresh and given back every time."""
+    return lambda: b"\1" * (40 * 2**20)
+
+
+@pytest.mark.skipif(harness.resource is None, reason="no getrusage (Windows)")
+def test_time_interleaved_counts_each_calls_page_faults():
+    timings = bench.time_interleaved({"fresh": _fresh_pages(), "none": lambda: None},
+                                     repeat=3, number={"fresh": 2, "none": 1})
+    assert len(timings["fresh"].faults) == 3
+    assert all(n >= 2 * _FEW for n in timings["fresh"].faults), timings["fresh"].faults
+    assert all(n < _FEW for n in timings["none"].faults), timings["none"].faults
+
+
+def test_no_getrusage_no_fault_counts(monkeypatch, fake_peers):
+    monkeypatch.setattr(harness, "resource", None)
+    assert bench.minor_faults() is None
+    assert bench.time_interleaved({"a": lambda: None}, repeat=2)["a"].faults is None
+    fake_peers(good=_FakePeer())
+    row, = bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], repeat=1,
+                              reference=False, roofline=False, peers=["good"])
+    assert row["compiled_faults"] is None and row["good_faults_samples"] is None
+    assert bench.fault_lines([row]) == []
+
+
+@pytest.mark.skipif(harness.resource is None, reason="no getrusage (Windows)")
+def test_rows_and_the_lines_below_the_table_carry_the_faults(fake_peers, capsys):
+    fake_peers(fresh=_FakePeer(run=_fresh_pages()))
+    rows = list(bench.measure_rows(["rnn"], [(3, 2, 4, 4)], ["float64"], repeat=3,
+                                   reference=False, roofline=False, peers=["fresh"]))
+    row, = rows
+    assert row["fresh_faults"] >= 2 * _FEW and len(row["fresh_faults_samples"]) == 3
+    assert row["compiled_faults"] < _FEW
+    heading, line = bench.fault_lines(rows)
+    assert heading.startswith("Minor page faults per timed call (median)")
+    assert line.startswith("- 3,2,4,4 float64 rnn, 1 thread: fresh ")
+    # and the command prints them below its table
+    fake_peers(fresh=_FakePeer(run=_fresh_pages()))
+    status, out, _ = _bench_cli(capsys, "--peers", "fresh")
+    assert status == 0
+    below = out.split("\n\n")[-1].splitlines()
+    assert below[0] == heading and below[1].startswith("- 3,2,4,4 float64 rnn, 1 thread: fresh ")
+
+
+def test_fault_lines_name_only_the_backends_that_took_any():
+    def row(cell, **faults):
+        return {"shape": [3, 2, 4, 4], "dtype": "float32", "cell": cell, "threads": 2,
+                **{f"{name}_faults": n for name, n in faults.items()}}
+
+    assert bench.fault_lines([row("rnn", compiled=0, torch=0.5)]) == [
+        "Minor page faults per timed call (median): none, in every backend and row"]
+    assert bench.fault_lines([row("rnn", compiled=0, torch=12428, jax=None),
+                              row("gru", compiled=0, torch=0)]) == [
+        "Minor page faults per timed call (median), where a backend took any (the others "
+        "took none):",
+        "- 3,2,4,4 float32 rnn, 2 threads: torch 12,428"]

@@ -144,6 +144,12 @@ def test_python_m_fastbptt_bench():
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "compiled ms" in result.stdout and "2,1,3,3" in result.stdout
+    # a process of its own: the real steady_allocator, and the faults below the table
+    allocator = next(line for line in result.stdout.splitlines()
+                     if line.startswith("Allocator: "))
+    assert allocator.endswith(("heap trimming off (steady_allocator)", "left as it is"))
+    if bench.minor_faults() is not None:
+        assert "\nMinor page faults per timed call (median)" in result.stdout
 
 
 def test_flops_formula():

@@ -252,11 +252,14 @@ def _bench_options(bench_parser):
 
 def _run_bench(args):
     from fastbptt import bench
+    # Before anything is allocated for the rows: no row's figures may depend on the rows
+    # (or the imports) before it through the allocator's state.
+    allocator = bench.steady_allocator()
     shapes = bench.ISSUE_SHAPES if args.full else bench.DEFAULT_SHAPES
     if args.shapes:   # --shapes "a;b" c gives [[a, b], [c]]
         shapes = [shape for group in args.shapes for shape in group]
     if args.proj_size:
-        return _run_projection_bench(args, shapes if args.shapes else None)
+        return _run_projection_bench(args, shapes if args.shapes else None, allocator)
     requested = [p for p in args.peers if args.torch or p != "torch"]
     peers = bench.chosen_peers(requested)
     if args.plot:
@@ -270,25 +273,21 @@ def _run_bench(args):
     with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
         header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
                                       peers=requested)
+    header["allocator"] = allocator
     rows = bench.measure_rows(args.cells, shapes, args.dtypes, threads=args.threads,
                               repeat=args.repeat, reference=args.reference, peers=peers,
                               roofline=args.roofline,
                               reference_budget=args.reference_budget or None)
-    measured = []   # the rows, kept as they stream past for --json and --plot
-
-    def keep(rows):
-        for row in rows:
-            measured.append(row)
-            yield row
-
+    measured = []   # the rows, kept as they stream past for --json, --plot and the faults
     try:
         if args.json:
-            print(bench.json_report(header, keep(rows)))
+            print(bench.json_report(header, _kept(rows, measured)))
         else:
             print("\n".join(bench.format_header(header)), end="\n\n", flush=True)
-            for line in bench.table_lines(keep(rows), reference=args.reference, peers=peers,
-                                          roofline=args.roofline):
+            for line in bench.table_lines(_kept(rows, measured), reference=args.reference,
+                                          peers=peers, roofline=args.roofline):
                 print(line, flush=True)
+            _print_fault_lines(measured)
     except bench.PeerMismatch as exc:   # a peer doing other work than fastbptt: no figure
         print(f"fastbptt bench: error: {exc}", file=sys.stderr)
         return 1
@@ -302,7 +301,23 @@ def _run_bench(args):
     return 0
 
 
-def _run_projection_bench(args, shapes):
+def _kept(rows, measured):
+    """rows, each appended to measured as it streams past (for what follows the table)."""
+    for row in rows:
+        measured.append(row)
+        yield row
+
+
+def _print_fault_lines(rows):
+    """The page-fault lines below a table (fastbptt.bench.fault_lines), after a blank
+    line; nothing where they were not counted."""
+    from fastbptt import bench
+    lines = bench.fault_lines(rows)
+    if lines:
+        print("\n" + "\n".join(lines), flush=True)
+
+
+def _run_projection_bench(args, shapes, allocator):
     """`fastbptt bench --proj-size P`: fastbptt.bench.lstmp's rows."""
     from fastbptt import bench
     from fastbptt.bench import lstmp
@@ -315,6 +330,7 @@ def _run_projection_bench(args, shapes):
     with bench.thread_limit(args.threads[0]) if len(args.threads) == 1 else _nothing():
         header = bench.machine_header(args.threads, args.dtypes, ceiling=args.roofline,
                                       peers=["torch"] if args.torch else [])
+    header["allocator"] = allocator
     rows = lstmp.measure_projection_rows(
         shapes, args.dtypes, args.proj_size, threads=args.threads, repeat=args.repeat,
         torch=args.torch, reference=args.reference,
@@ -325,8 +341,10 @@ def _run_projection_bench(args, shapes):
         else:
             print("\n".join(bench.format_header(header, legend=False)), end="\n\n",
                   flush=True)
-            for line in lstmp.projection_table_lines(rows):
+            measured = []
+            for line in lstmp.projection_table_lines(_kept(rows, measured)):
                 print(line, flush=True)
+            _print_fault_lines(measured)
     except bench.PeerMismatch as exc:
         print(f"fastbptt bench: error: {exc}", file=sys.stderr)
         return 1

@@ -6,10 +6,13 @@ definition of the timed work, its FLOP count, the timer and the machine descript
 their figures mean the same thing. Three modules and the peers, each importable alone:
 
 - harness: the timer (time_once, time_call, time_interleaved, adaptive_repeat), thread
-  limits and thread-count parsing; it knows nothing of cells or backends.
+  limits and thread-count parsing, the page-fault count (minor_faults) and the
+  allocator's state (steady_allocator); it knows nothing of cells or backends.
 - problems: the timed work (Cell, CELLS, Problem, make_problem, flops, the runners per
-  backend in RUNNERS, measure_rows); every cell-specific table of the benchmark is here.
-- report: the machine header with the GEMM ceiling, the table, the JSON report, the plot.
+  backend in RUNNERS, measure_rows, fault_entries); every cell-specific table of the
+  benchmark is here.
+- report: the machine header with the GEMM ceiling, the table, the page-fault lines, the
+  JSON report, the plot.
 - peers: one module per peer (torch, jax, numba) behind one interface, the registry PEERS
   and check_peer, which holds a peer's outputs and gradients to fastbptt's.
 
@@ -25,6 +28,8 @@ from fastbptt.bench.harness import (
                                     REWARM_BELOW,
                                     Timing,
                                     adaptive_repeat,
+                                    minor_faults,
+                                    steady_allocator,
                                     thread_counts,
                                     thread_limit,
                                     time_call,
@@ -52,6 +57,7 @@ from fastbptt.bench.problems import (
                                     Problem,
                                     chosen_peers,
                                     estimated_reference_seconds,
+                                    fault_entries,
                                     flops,
                                     head_flops,
                                     make_head_problem,
@@ -63,6 +69,7 @@ from fastbptt.bench.problems import (
 )
 from fastbptt.bench.report import (
                                     CEILING_N,
+                                    fault_lines,
                                     format_header,
                                     gemm_ceiling_gflops,
                                     json_report,
@@ -76,16 +83,16 @@ from fastbptt.bench.report import (
 __all__ = [
     # harness
     "DEFAULT_THREADS", "MAX_REPEAT", "MIN_REPEAT", "REPEAT_BUDGET", "REWARM_BELOW",
-    "Timing", "adaptive_repeat", "thread_counts", "thread_limit", "time_call",
-    "time_interleaved", "time_once",
+    "Timing", "adaptive_repeat", "minor_faults", "steady_allocator", "thread_counts",
+    "thread_limit", "time_call", "time_interleaved", "time_once",
     # peers
     "PEERS", "PeerMismatch", "PeerUnavailable", "check_peer", "expected_result", "peer",
     # problems
     "ALL_BACKENDS", "BACKENDS", "CELLS", "DEFAULT_DTYPES", "DEFAULT_SHAPES", "ISSUE_SHAPES",
     "REFERENCE_BUDGET", "RUNNERS", "Cell", "Problem", "chosen_peers",
-    "estimated_reference_seconds", "flops", "head_flops", "make_head_problem", "make_problem",
-    "measure_rows", "runner", "torch_available", "transposed_step",
+    "estimated_reference_seconds", "fault_entries", "flops", "head_flops", "make_head_problem",
+    "make_problem", "measure_rows", "runner", "torch_available", "transposed_step",
     # report
-    "CEILING_N", "format_header", "gemm_ceiling_gflops", "json_report", "machine_header",
-    "machine_lines", "plot", "shape_text", "table_lines",
+    "CEILING_N", "fault_lines", "format_header", "gemm_ceiling_gflops", "json_report",
+    "machine_header", "machine_lines", "plot", "shape_text", "table_lines",
 ]

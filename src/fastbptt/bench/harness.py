@@ -5,8 +5,14 @@ unit is any function of no arguments, so a new peer or probe needs no change her
 A figure is the median of timed calls after one untimed warm-up call, rather than the
 minimum or the mean: it describes a typical call and ignores the occasional preemption on
 a small shared machine. Calls to be compared are timed interleaved (time_interleaved), so
-that a burst of load from other processes spreads over all of them instead of one.
+that a burst of load from other processes spreads over all of them instead of one; each
+timed sample also counts the process's minor page faults (minor_faults), which show how
+much fresh memory a call had the kernel hand it. steady_allocator puts the C allocator
+into the state of a long-running process before anything is timed, so that those faults,
+and the times, do not depend on what ran earlier in the process.
 """
+import ctypes
+import mmap
 import os
 import statistics
 import sys
@@ -16,6 +22,11 @@ from time import perf_counter
 from typing import NamedTuple, Optional
 
 from threadpoolctl import threadpool_limits
+
+try:
+    import resource
+except ImportError:   # Windows: no getrusage, so no page-fault counts
+    resource = None
 
 # `fastbptt bench --threads` without the option: one row at one thread, one at all cores.
 DEFAULT_THREADS = "1,all"
@@ -28,10 +39,84 @@ MAX_REPEAT = 100    # the smallest shapes: enough for a stable median, quickly
 REWARM_BELOW = 0.01
 
 
+# glibc's ceiling on its dynamic mmap threshold, DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+# (4 MiB * sizeof(long)); mallopt's parameter for the trim threshold (malloc.h).
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+_M_TRIM_THRESHOLD = -1
+
+
 class Timing(NamedTuple):
     median: float                    # seconds per call
     times: list                      # seconds per call, one per timed sample, in call order
     results: Optional[list] = None   # what each timed call returned (keep_results=True)
+    faults: Optional[list] = None    # minor page faults per call, one per timed sample
+    #                                  (time_interleaved; None without getrusage)
+
+
+def minor_faults():
+    """The minor page faults this process has taken so far, in all its threads (getrusage;
+    a peer's runtime may allocate in threads of its own), or None where there is no
+    resource module (Windows). A minor fault is the kernel handing the process a page it
+    had not touched yet, or had taken back: fresh, zeroed memory, 4 KiB a fault (2 MiB
+    where a transparent huge page backs it)."""
+    if resource is None:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def steady_allocator():
+    """Put glibc's malloc into the state of a long-running process before anything is
+    timed, so that no row's figures depend on the rows before it; a no-op elsewhere.
+    Returns the state in words, for the machine header.
+
+    Why: glibc serves a block of at least its mmap threshold (128 KiB at start) with a
+    fresh mmap and unmaps it on free, and it gives the top of its heap back to the kernel
+    (trims it) once more than its trim threshold (twice the mmap threshold) lies free
+    there. Either way the next call faults the same memory in again. The thresholds rise
+    as the process runs: freeing an mmapped block larger than the mmap threshold raises it
+    to that block's size, up to 32 MiB. So torch's LSTM at (35,20,650) took 12,428 faults
+    a call (48 MiB of fresh pages each time) and a quarter more time in a fresh process
+    than after a larger row had run (bench/RESULTS.md, "torch's LSTM time depends on the
+    rest of the row"). fastbptt's calls take none in either state (its workspace keeps its
+    buffers), so a state that spares the others faults can only favour them: the
+    conservative choice.
+
+    What, in this order: (1) malloc and free one block just under 32 MiB, which raises the
+    mmap threshold to its ceiling, where any long-running program that once freed a block
+    that large has it. The block's chunk (the block and malloc's 8-byte header, rounded up
+    to whole pages) must be at most 32 MiB counting the IS_MMAPPED flag bit of its size
+    word, so a chunk of exactly 32 MiB fails: the block is two pages short of 32 MiB.
+    (2) Turn heap trimming off (mallopt(M_TRIM_THRESHOLD, -1)). Step 1 alone did not do:
+    the backends of a row run interleaved on one heap, their freed blocks meet at its top
+    beyond the largest trim threshold glibc reaches (64 MiB) and go back to the kernel,
+    and torch still took a median 14,080-15,729 faults a call at (35,20,650) in five of
+    six rows measured (beside compiled and the roofline only, too), where torch timed
+    alone in a process took none after its first calls (bench/RESULTS.md, "The
+    allocator's state"). Step 2 also fixes the mmap threshold where step 1 left it.
+    Blocks of 32 MiB or more are still mapped afresh each call (JAX's 40 MiB buffer at
+    (35,20,650)), as in any glibc process; nothing else changes, and what a backend frees
+    stays with the process.
+    """
+    libc = _glibc()
+    if libc is None:
+        return "not glibc: left as it is"
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(_MMAP_THRESHOLD_MAX - 2 * mmap.PAGESIZE))
+    trimming = "off" if libc.mallopt(_M_TRIM_THRESHOLD, -1) == 1 else "on (mallopt failed)"
+    return (f"{os.confstr('CS_GNU_LIBC_VERSION')} malloc: mmap threshold raised to "
+            f"{_MMAP_THRESHOLD_MAX // 2**20} MiB, heap trimming {trimming} (steady_allocator)")
+
+
+def _glibc():
+    """The C library's symbols when it is glibc, else None (musl, macOS, Windows)."""
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+    except (AttributeError, ValueError, OSError):   # no confstr, or not this name
+        return None
+    return ctypes.CDLL(None)
 
 
 def thread_counts(text):
@@ -134,16 +219,24 @@ def time_interleaved(runs, repeat=None, number=1, keep_results=False):
     repeat: a count, None (adaptive_repeat of the warm-ups' total) or a function of that
     total. number: calls per timed sample (an int, or {name: int}), each sample then in
     seconds per call. keep_results: each Timing also carries what its timed calls
-    returned, in order (for probes whose call measures more than its wall time).
+    returned, in order (for probes whose call measures more than its wall time). Each
+    Timing's faults are the minor page faults per call of each timed sample, counted
+    outside its clock readings (None without getrusage).
     """
     numbers = number if isinstance(number, Mapping) else dict.fromkeys(runs, number)
     warm_up = {name: time_once(run) for name, run in runs.items()}
     rounds = _rounds(repeat, sum(warm_up[name] * numbers[name] for name in runs))
     times = {name: [] for name in runs}
+    faults = {name: [] for name in runs}
     results = {name: [] if keep_results else None for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             if warm_up[name] < REWARM_BELOW:
                 run()
+            before = minor_faults()
             times[name].append(_timed(run, numbers[name], results[name]))
-    return {name: Timing(statistics.median(t), t, results[name]) for name, t in times.items()}
+            if before is not None:
+                count = minor_faults() - before
+                faults[name].append(count if numbers[name] == 1 else count / numbers[name])
+    return {name: Timing(statistics.median(t), t, results[name], faults[name] or None)
+            for name, t in times.items()}

@@ -15,7 +15,8 @@ every step, of the projected LSTM (lstm_forward's W_hr): h_t = W_hr (o_t tanh(c_
 - reference: fastbptt.reference's twin, within the reference budget.
 
 torch_speedup is torch ms / compiled ms (above 1: fastbptt is faster), lstm_ratio
-compiled ms / lstm ms. Figures belong in bench/RESULTS.md, measured on a quiet machine.
+compiled ms / lstm ms; <backend>_faults the median minor page faults per call
+(problems.fault_entries). Figures belong in bench/RESULTS.md, measured on a quiet machine.
 """
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fastbptt.bench.peers import PeerUnavailable, check_peer, result_of
 from fastbptt.bench.problems import (
     REFERENCE_BUDGET,
     estimated_reference_seconds,
+    fault_entries,
     make_problem,
     runner,
 )
@@ -188,6 +190,7 @@ def measure_projection_rows(shapes=PROJECTION_SHAPES, dtypes=("float32",), proj_
                 for backend, timing in timings.items():
                     row[f"{backend}_ms"] = timing.median * 1e3
                     row[f"{backend}_times_ms"] = [t * 1e3 for t in timing.times]
+                    row.update(fault_entries(backend, timing))
                 compiled = row["compiled_ms"]
                 row["compiled_gflops"] = work / compiled / 1e6
                 row["lstm_ratio"] = compiled / row["lstm_ms"]

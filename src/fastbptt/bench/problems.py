@@ -15,6 +15,7 @@ here or in the harness changes.
 What the benchmark knows per cell it reads from the cell's CellSpec (block "cells" below).
 """
 import importlib
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,6 +285,15 @@ def chosen_peers(peers=None, torch=None):
             and peer(name).available().ok]
 
 
+def fault_entries(backend, timing):
+    """A row's page-fault entries of one backend's Timing: <backend>_faults, the median
+    minor page faults per call, and <backend>_faults_samples, those of each timed sample
+    (both None where the harness could not count them)."""
+    samples = timing.faults
+    return {f"{backend}_faults": None if samples is None else statistics.median(samples),
+            f"{backend}_faults_samples": samples}
+
+
 def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=True,
                  torch=None, peers=None, roofline=True, reference_budget=REFERENCE_BUDGET,
                  seed=0):
@@ -303,6 +313,11 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
     fastbptt is faster), or, where the peer cannot run the row (PeerUnavailable),
     <name>_ms None and <name>_skipped the reason. best_peer names the fastest peer of the
     row and best_peer_speedup is its ratio (None without one).
+
+    Page faults: <backend>_faults is the median of the minor page faults per call of its
+    timed samples and <backend>_faults_samples those per sample (harness.minor_faults;
+    None where getrusage is missing, or the backend did not run): how much fresh memory
+    each call took from the kernel. Run steady_allocator first, as `fastbptt bench` does.
     """
     peer_names = chosen_peers(peers, torch)
     for shape in shapes:
@@ -347,18 +362,21 @@ def measure_rows(cells, shapes, dtypes, *, threads=(1,), repeat=None, reference=
                         row[f"{backend}_ms"] = timing.median * 1e3
                         row[f"{backend}_gflops"] = work / timing.median / 1e9
                         row[f"{backend}_times_ms"] = [t * 1e3 for t in timing.times]
+                        row.update(fault_entries(backend, timing))
                     compiled = row["compiled_ms"]
                     if reference:
                         row["reference_skipped"] = skip
                         if skip:
                             row.update(reference_ms=None, reference_gflops=None,
-                                       reference_times_ms=None, speedup=None)
+                                       reference_times_ms=None, reference_faults=None,
+                                       reference_faults_samples=None, speedup=None)
                         else:
                             row["speedup"] = row["reference_ms"] / compiled
                     for name in peer_names:
                         if name in skipped:
                             row.update({f"{name}_ms": None, f"{name}_gflops": None,
                                         f"{name}_times_ms": None, f"{name}_speedup": None,
+                                        f"{name}_faults": None, f"{name}_faults_samples": None,
                                         f"{name}_skipped": skipped[name]})
                         else:
                             row[f"{name}_speedup"] = row[f"{name}_ms"] / compiled

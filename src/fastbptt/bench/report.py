@@ -1,5 +1,5 @@
 """What the benchmark prints and saves: the machine header (with the GEMM ceiling), the
-Markdown table, the JSON report and the plot."""
+Markdown table, the page-fault lines below it, the JSON report and the plot."""
 import json
 import math
 import platform
@@ -87,7 +87,9 @@ def _ceiling(dtype, n):
 
 def format_header(header, legend=True):
     """machine_header() as text lines, followed (legend=True) by what the table's figures
-    mean; a probe with its own columns passes legend=False for the machine alone."""
+    mean; a probe with its own columns passes legend=False for the machine alone. An
+    "allocator" entry (the text of harness.steady_allocator, which the caller adds) is
+    shown as the Allocator line."""
     versions = [f"fastbptt {header['fastbptt']}", f"Python {header['python']}",
                 f"NumPy {header['numpy']}", f"SciPy {header['scipy']}"]
     if "torch" in header:
@@ -104,6 +106,8 @@ def format_header(header, legend=True):
     if "per_step_packing" in header:
         lines.append("Per-step packed products: "
                      + _config.per_step_packing_summary(header["per_step_packing"]))
+    if header.get("allocator"):
+        lines.append(f"Allocator: {header['allocator']}")
     if header.get("threads"):
         lines.append("Threads per row: " + ", ".join(map(str, header["threads"])))
     if header.get("peers"):
@@ -145,6 +149,8 @@ def _legend():
         "efficiency: roofline ms / compiled ms",
         f"reference skipped where its estimated time per call exceeds "
         f"{REFERENCE_BUDGET:g} s (--reference-budget)",
+        "page faults: minor page faults per timed call (median), listed below the table "
+        "for each backend that took any",
     ]
 
 
@@ -221,6 +227,33 @@ def table_lines(rows, reference=True, torch=False, roofline=False, peers=None):
     yield line(["-" * (c.width - 1) + ":" if c.numeric else "-" * c.width for c in columns])
     for row in rows:
         yield line([c.text(row) for c in columns])
+
+
+def fault_lines(rows):
+    """The page faults of the rows' timed calls as text lines, for below the table: a
+    heading, then one line per row in which a backend took any (the median of its faults
+    per call, measure_rows' <backend>_faults, at least 1), naming those backends only; or
+    one line saying that no backend took any. No lines where nothing was counted (no
+    getrusage). A fault is a fresh page from the kernel: a backend that takes thousands a
+    call maps large blocks afresh or refills memory that its allocator gave back
+    (harness.steady_allocator)."""
+    counted, lines = False, []
+    for row in rows:
+        faults = {key[:-len("_faults")]: value for key, value in row.items()
+                  if key.endswith("_faults") and value is not None}
+        counted = counted or bool(faults)
+        taken = ", ".join(f"{backend} {value:,.0f}" for backend, value in faults.items()
+                          if value >= 1)
+        if taken:
+            threads = f"{row['threads']} thread{'s' * (row['threads'] != 1)}"
+            lines.append(f"- {shape_text(row['shape'])} {row['dtype']} {row['cell']}, "
+                         f"{threads}: {taken}")
+    if not counted:
+        return []
+    if not lines:
+        return ["Minor page faults per timed call (median): none, in every backend and row"]
+    return ["Minor page faults per timed call (median), where a backend took any "
+            "(the others took none):", *lines]
 
 
 def json_report(header, rows):
