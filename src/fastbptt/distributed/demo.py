@@ -13,7 +13,7 @@ import dataclasses
 import sys
 
 from fastbptt.distributed.optimizer import DistributedOptimizer
-from fastbptt.distributed.runtime import abort, init
+from fastbptt.distributed.runtime import abort, drain_stderr, init
 from fastbptt.distributed.sharding import stream_slice
 
 
@@ -73,8 +73,8 @@ def run_distributed(options, out, run, rank, size):
     try:
         return run(options, out if context.is_root else _quiet, hooks)
     except BaseException as err:   # the others may be waiting in a collective: end them
-        print(f"fastbptt demo: error on rank {context.rank}: {err}", file=sys.stderr,
-              flush=True)
+        print(f"fastbptt demo: error on rank {context.rank}: {err}", file=sys.stderr)
+        drain_stderr()   # so that the launcher forwards the line before the abort
         abort(context.comm)
 
 

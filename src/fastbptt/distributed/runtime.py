@@ -100,17 +100,21 @@ def _install_abort_hook(comm):
             previous(exc_type, exc, tb)
             sys.stderr.write(f"fastbptt.distributed: uncaught {exc_type.__name__} on rank "
                              f"{rank}; aborting all {comm.size} ranks\n")
-            sys.stderr.flush()
-            # The launcher forwards this rank's stderr through a pipe and, once asked to
-            # abort, may tear the job down before it has read what is in that pipe (with
-            # MPICH's hydra this line was now and then missing from the job's stderr). A
-            # moment's wait lets it forward the traceback and this line; a failing job can
-            # spare it.
-            time.sleep(_DRAIN_SECONDS)
+            drain_stderr()
         finally:
             abort(comm)
 
     sys.excepthook = abort_on_uncaught
+
+
+def drain_stderr():
+    """Flush stderr and give the launcher a moment to forward it before an abort. The
+    launcher forwards a rank's stderr through a pipe and, once asked to abort, may tear
+    the job down before it has read what is in that pipe (with MPICH's hydra a failing
+    rank's last lines were now and then missing from the job's stderr, most often with
+    the machine busy); a failing job can spare the wait."""
+    sys.stderr.flush()
+    time.sleep(_DRAIN_SECONDS)
 
 
 def abort(comm, code=1):
