@@ -9,7 +9,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastbptt._kernels.recurrent_gemm cimport recurrent_product, recurrent_product_grad
-from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights
+from fastbptt._kernels.step_packing cimport free_step_weights, pack_step_weights_by
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -78,8 +78,8 @@ def run(str option, bint backward, int steps, const floating[:, ::1] W_hh,
     """steps products of one direction in form `option`; returns (pack_ns, loop_ns): the
     once-per-call preparation (packing) and the loop. Forward: lhs (SLOTS, B, H), out
     (SLOTS, B, GH); backward: lhs (SLOTS, B, GH), out (SLOTS, B, H). "packed" and
-    "mkl_packed" run the kernels' own packed path (recurrent_product with W_packed) with
-    the packer the caller set (fastbptt.runtime.packing.set_packer)."""
+    "mkl_packed" run the kernels' own packed path (recurrent_product with W_packed),
+    packed by the own packer and by MKL's (step_packing.pack_step_weights_by)."""
     cdef int GH = W_hh.shape[0], H = W_hh.shape[1], B = lhs.shape[1]
     cdef int K = GH if backward else H
     cdef int N = H if backward else GH
@@ -99,7 +99,8 @@ def run(str option, bint backward, int steps, const floating[:, ::1] W_hh,
     with nogil:
         t0 = now_ns()
         if packs:
-            Wp = pack_step_weights(w, GH, H, B, backward)
+            # each option its own packer, whatever the kernels would pick at this shape
+            Wp = pack_step_weights_by(code == 5, w, GH, H, B, backward)
         t1 = now_ns()
         for t in range(steps):
             s = t % SLOTS

@@ -42,6 +42,7 @@ import numpy as np
 
 import fastbptt
 from fastbptt import bench
+from fastbptt._kernels import step_packing
 from fastbptt.cells.spec import SPECS, step_form
 from fastbptt.runtime import packing
 
@@ -83,14 +84,20 @@ def case_arrays(B, H, G, dtype, backward, rng):
     return W, WT, lhs, out, scratch
 
 
+def now_option(G, B, H, dtype, T):
+    """The option that is the kernels' form today for a T-step call at this shape (the
+    packed form by the packer step_packing.packer_for picks there)."""
+    form = step_form(_CELL_OF_GATES[G], B, H, dtype, packing.packer(), T)
+    if form != "packed":
+        return "openblas_" + form
+    mkl = step_packing.packer_for(B, G * H, H, np.dtype(dtype).itemsize) == "mkl"
+    return "mkl_packed" if mkl else "packed"
+
+
 def run(mod, option, backward, steps, arrays):
-    """(pack_ns, loop_ns) of `steps` products in form `option`."""
-    if option in _PACKERS:
-        packing.set_packer(_PACKERS[option])
+    """(pack_ns, loop_ns) of `steps` products in form `option` ("packed" and
+    "mkl_packed" each by its own packer, whatever the kernels would pick at the shape)."""
     return mod.run(option, backward, steps, *arrays)
-
-
-_PACKERS = {"packed": "own", "mkl_packed": "mkl"}
 
 
 def check(mod, option, arrays, backward):
@@ -144,10 +151,10 @@ def main(argv=None):
                             usable.remove("openblas_transposed")
                         for option in usable:
                             check(mod, option, arrays, backward)
-                        now = step_form(_CELL_OF_GATES[G], B, H, dtype)
                         cases.append(dict(dtype=dtype, G=G, H=H, B=B, backward=backward,
                                           steps=steps, arrays=arrays, options=usable,
-                                          now="openblas_" + now, loop={}, pack={}))
+                                          now=now_option(G, B, H, dtype, opts.T),
+                                          loop={}, pack={}))
 
     print("\n".join(bench.machine_lines()))
     print(f"fastbptt {fastbptt.__version__}, packed instance level {_level()}, "
@@ -190,12 +197,12 @@ def print_table(rows, options, key):
     print(head)
     print("|" + "---|" * (7 + len(options)))
     for row in rows:
-        now = row[key][row["now"]]
-        cells = [f"{now / row[key][o]:.2f}" if o in row[key] else "-"
+        now = row[key].get(row["now"])   # None when --options left today's form out
+        cells = [f"{now / row[key][o]:.2f}" if o in row[key] and now else "-"
                  for o in options]
         print(f"| {row['dtype']} | {row['G']} | {row['B']} | {row['H']} | "
-              f"{'bwd' if row['backward'] else 'fwd'} | {row['now'][9:]} | "
-              f"{now / 1e3:.2f} | " + " | ".join(cells) + " |")
+              f"{'bwd' if row['backward'] else 'fwd'} | {row['now']} | "
+              + (f"{now / 1e3:.2f} | " if now else "- | ") + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastbptt
-from fastbptt._kernels import blas, packed_product
+from fastbptt._kernels import blas, packed_product, step_packing
 from fastbptt.bench.peers import expected_result
 from fastbptt.bench.problems import make_problem
 from fastbptt.cells import driver
@@ -105,8 +105,10 @@ def test_set_level_is_clamped_to_the_cpu(level):
 
 
 # T, B, I, H: the packed form with either packer, around the register blocks (12 rows
-# AVX-512) and the panels (32 float, 16 double columns)
-SHAPES = [(4, 5, 3, 256), (3, 7, 2, 260), (2, 13, 3, 40), (2, 25, 2, 33)]
+# AVX-512) and the panels (32 float, 16 double columns); (2, 20, 3, 650): weights of 1.7
+# (the RNN's in float32) to 13.5 MiB, on either side of the lower bound of the own
+# kernel's share beside MKL (step_packing.step_packer)
+SHAPES = [(4, 5, 3, 256), (3, 7, 2, 260), (2, 13, 3, 40), (2, 25, 2, 33), (2, 20, 3, 650)]
 
 
 def _unpacked(monkeypatch):
@@ -125,7 +127,11 @@ def test_packed_cells_match_the_openblas_path(cell, dtype, shape, packer, monkey
     packed = expected_result(cell, problem)
     with monkeypatch.context() as m:
         _unpacked(m)
-        assert sum(c[0] == "packed" for c in blas.stop_call_log()) == 2 * T
+        calls = [c for c in blas.stop_call_log() if c[0] == "packed"]
+        assert len(calls) == 2 * T
+        # every product by the packer packer_for names for this shape
+        want = step_packing.packer_for(B, SPECS[cell].gates * H, H, np.dtype(dtype).itemsize)
+        assert {c[1] for c in calls} == {want}
         blas.start_call_log()
         plain = expected_result(cell, problem)
         assert not any(c[0] == "packed" for c in blas.stop_call_log())
@@ -194,6 +200,28 @@ def test_packed_float64_finite_differences(cell, packer):
     numeric = (loss(W_hh + eps * D) - loss(W_hh - eps * D)) / (2 * eps)
     analytic = float(np.sum(dW_hh * D))
     assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(analytic))
+
+
+def test_the_own_kernel_keeps_its_share_beside_mkl(packer):
+    """packer_for, the kernels' choice: with the own packer always the own kernel; with
+    MKL's, the own kernel at B <= OWN_ONLY_ROWS and at B <= 24 rows against weights of
+    more than 2 MiB up to 16 MiB (where it was measured faster), MKL everywhere else."""
+    rows, low, high = step_packing.OWN_BESIDE_MKL
+    assert (rows, low, high) == (24, 2 << 20, 16 << 20)
+    mkl = "mkl" if packer == "mkl" else "own"
+    H = 512                             # GH x H float32 weights: GH * 2 KiB
+    at = {GH: GH * H * 4 for GH in (1024, 1025, 8192, 8193)}
+    assert at == {1024: low, 1025: low + 2048, 8192: high, 8193: high + 2048}
+    cases = [((4, 8193, H, 4), "own"), ((5, 1024, H, 4), mkl), ((5, 1025, H, 4), "own"),
+             ((24, 8192, H, 4), "own"), ((25, 8192, H, 4), mkl), ((24, 8193, H, 4), mkl),
+             ((20, 2600, 650, 4), "own"), ((20, 2600, 650, 8), "own"),
+             ((20, 1024, 256, 4), mkl), ((32, 2600, 650, 4), mkl),
+             ((20, 4096, 1024, 8), mkl), ((64, 4096, 1024, 4), mkl)]
+    for args, want in cases:
+        assert step_packing.packer_for(*args) == want, args
+    for bad in ((0, 8, 8, 4), (5, 0, 8, 4), (5, 8, 0, 8), (5, 8, 8, 2)):
+        with pytest.raises(ValueError, match="itemsize 4 or 8"):
+            step_packing.packer_for(*bad)
 
 
 def test_set_packer_names_its_argument():

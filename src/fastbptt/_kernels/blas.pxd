@@ -39,4 +39,5 @@ cdef void use_mkl_gemm(void *sgemm_, void *dgemm_) noexcept nogil
 
 # The call log's entry for a per-step product that runs on packed weights
 # (step_packing.pyx) instead of gemm: ("packed", m, n, k, beta, lda, ldc).
-cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil
+cdef void log_packed(bint mkl, int m, int n, int k, double beta, int lda,
+                     int ldc) noexcept nogil

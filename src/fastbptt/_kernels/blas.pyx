@@ -66,11 +66,13 @@ cdef void _log_gemv(char ta, int m, int n, double alpha, int lda,
         _call_threads.append(fb_blas_threads())
 
 
-cdef void log_packed(int m, int n, int k, double beta, int lda, int ldc) noexcept nogil:
-    """Record a packed per-step product (step_packing.packed_step) while the log is on."""
+cdef void log_packed(bint mkl, int m, int n, int k, double beta, int lda,
+                     int ldc) noexcept nogil:
+    """Record a packed per-step product (step_packing.packed_step) and its packer while
+    the log is on."""
     if _logging:
         with gil:
-            _calls.append(("packed", m, n, k, beta, lda, ldc))
+            _calls.append(("packed", "mkl" if mkl else "own", m, n, k, beta, lda, ldc))
             _call_threads.append(fb_blas_threads())
 
 
@@ -87,7 +89,8 @@ def stop_call_log():
     """Stop recording and return the calls recorded since start_call_log: tuples
     ("gemm", transA, transB, m, n, k, alpha, lda, ldb, beta, ldc) and
     ("gemv", transA, m, n, alpha, lda, beta), row-major as the kernels call them, and
-    ("packed", m, n, k, beta, lda, ldc) for a per-step product on packed weights."""
+    ("packed", packer, m, n, k, beta, lda, ldc) for a per-step product on packed weights
+    ("mkl" or "own": the packer that packed them)."""
     global _logging, _last_threads
     _logging = False
     calls = list(_calls)

@@ -30,6 +30,14 @@ cdef enum:
     # measured there (bench/RESULTS.md, "The packed product at B = 1-4"). It is
     # fastbptt.cells.spec.GEMV_ROWS (tests/test_packed_step.py holds the two together).
     OWN_ONLY_ROWS = 4
+    # Beside MKL, the own kernel also packs at B <= OWN_ROWS_BESIDE_MKL rows when the
+    # weights, G*H x H elements, take more than OWN_MIN_BYTES and at most OWN_MAX_BYTES:
+    # too large for L2, so each step streams them from L3, and there the own kernel (its
+    # panel prefetch) ran the product and whole calls faster than MKL's packed GEMM, in
+    # float32 and float64 and for every cell. In L2, from 32 rows on, and past
+    # OWN_MAX_BYTES (the float64 LSTM and GRU at H = 1024) MKL was level or faster, so it
+    # keeps those (bench/RESULTS.md, "The sixth session").
+    OWN_ROWS_BESIDE_MKL = 24
     CblasRowMajor = 101
     CblasNoTrans = 111
     CblasTrans = 112
@@ -49,6 +57,9 @@ ctypedef void (*scompute_t)(int, int, int, int, int, int, const float *, int, co
 ctypedef void (*dcompute_t)(int, int, int, int, int, int, const double *, int,
                             const double *, int, double, double *, int) noexcept nogil
 ctypedef int (*set_int_t)(int) noexcept nogil
+
+cdef size_t OWN_MIN_BYTES = 2 << 20
+cdef size_t OWN_MAX_BYTES = 16 << 20
 
 cdef int _packer = OWN
 cdef get_size_t _s_size = NULL
@@ -113,6 +124,28 @@ def load_mkl(str path):
 
 
 OWN_ONLY_ROWS_PY = OWN_ONLY_ROWS   # for the tests
+# (rows, exclusive lower and inclusive upper bytes) of the own kernel's share beside MKL
+OWN_BESIDE_MKL = (OWN_ROWS_BESIDE_MKL, OWN_MIN_BYTES, OWN_MAX_BYTES)
+
+
+cdef inline int step_packer(int B, size_t weight_bytes) noexcept nogil:
+    """OWN or MKL: the packer of a per-step product of B rows against weights of
+    weight_bytes (G*H x H elements), by the process's packer and the bounds above."""
+    if _packer != MKL or B <= OWN_ONLY_ROWS:
+        return OWN
+    if B <= OWN_ROWS_BESIDE_MKL and OWN_MIN_BYTES < weight_bytes <= OWN_MAX_BYTES:
+        return OWN
+    return MKL
+
+
+def packer_for(int B, int GH, int H, int itemsize):
+    """"mkl" or "own": which packer packs the per-step product of B rows against a
+    GH x H W_hh of itemsize-byte elements (4: float32, 8: float64) in this process, as
+    the kernels choose it (step_packer)."""
+    if B < 1 or GH < 1 or H < 1 or itemsize not in (4, 8):
+        raise ValueError(f"B, GH, H must be >= 1 and itemsize 4 or 8, got {B}, {GH}, {H}, "
+                         f"{itemsize}")
+    return "mkl" if step_packer(B, <size_t> GH * H * itemsize) == MKL else "own"
 
 
 def packer():
@@ -140,13 +173,22 @@ def set_packer(str name):
 cdef floating *pack_step_weights(const floating *W_hh, int GH, int H, int B,
                                  bint backward) noexcept nogil:
     """The packed op(B) of the forward (W_hh^T, K = H, N = GH) or the backward (W_hh,
-    K = GH, N = H) product, or NULL when it cannot be allocated (the caller then runs
-    the unpacked form)."""
+    K = GH, N = H) product, by the packer step_packer picks for the shape, or NULL when
+    it cannot be allocated (the caller then runs the unpacked form)."""
+    return pack_step_weights_by(step_packer(B, <size_t> GH * H * sizeof(floating)) == MKL,
+                                W_hh, GH, H, B, backward)
+
+
+cdef floating *pack_step_weights_by(bint mkl, const floating *W_hh, int GH, int H, int B,
+                                    bint backward) noexcept nogil:
+    """pack_step_weights by the packer named, whatever step_packer would pick: MKL's
+    (when loaded; else the own) or the own. For the kernels' choice and for the probes
+    that time each packer at one shape (bench/_step_options.pyx)."""
     cdef int K = GH if backward else H
     cdef int N = H if backward else GH
     cdef size_t nbytes
     cdef floating *dst
-    if _packer == MKL and B > OWN_ONLY_ROWS:
+    if mkl and _s_compute != NULL:
         if floating is float:
             nbytes = _s_size(CblasBMatrix, B, N, K)
         else:
@@ -178,8 +220,9 @@ cdef void packed_step(const floating *A, Py_ssize_t lda, const floating *W_packe
                       int K) noexcept nogil:
     """C (M x N) = beta C + A (M x K) op(B), op(B) packed by pack_step_weights; beta 0
     or 1."""
-    log_packed(M, N, K, beta, <int> lda, <int> ldc)
-    if fb_pack_kind(W_packed) == MKL:
+    cdef bint mkl = fb_pack_kind(W_packed) == MKL
+    log_packed(mkl, M, N, K, beta, <int> lda, <int> ldc)
+    if mkl:
         if floating is float:
             _s_compute(CblasRowMajor, CblasNoTrans, CblasPacked, M, N, K, A, <int> lda,
                        W_packed, N, beta, C, <int> ldc)

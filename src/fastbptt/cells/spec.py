@@ -179,8 +179,9 @@ def step_form(spec, B, H, dtype, packer=None, steps=None):
       `packer` ("mkl" or "own", from fastbptt.runtime.packing.packer(); None: no packing)
       for B <= PACKED_ROWS (bench/RESULTS.md, "The per-step product at B 5-64"); at
       B <= GEMV_ROWS by the own kernel whatever `packer` says (the one measured there;
-      _kernels/step_packing.pyx) and from packed_min_steps(B) steps on (bench/RESULTS.md,
-      "The packed product at B = 1-4");
+      _kernels/step_packing.pyx, which also keeps the own kernel beside MKL at B <= 24
+      against weights that stream from L3: packer_for) and from packed_min_steps(B)
+      steps on (bench/RESULTS.md, "The packed product at B = 1-4");
       never for one step (steps = 1: packing reads W_hh once more than the step's product
       does; driver.step and nn.Stepper run one step, unpacked);
     - "gemv": B <= GEMV_ROWS rows that do not pack, one GEMV per row (a GEMM's fixed

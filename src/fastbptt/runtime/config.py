@@ -80,18 +80,22 @@ def cpu_model():
 def per_step_packing():
     """How the per-step products at batch 5-64 run on packed weights here: the packer
     ("mkl" or "own", fastbptt.runtime.packing), MKL's library when it is the packer, the
-    own kernel's instruction-set instance, and the library of the kernels' other matrix
-    products ("mkl" with MKL the packer, else "scipy"); None without the compiled
-    kernels."""
+    own kernel's instruction-set instance, the rows and the weights' bytes (more than the
+    first, up to the second) where the own kernel packs beside MKL
+    (step_packing.packer_for), and the library of the kernels' other matrix products
+    ("mkl" with MKL the packer, else "scipy"); None without the compiled kernels."""
     from fastbptt.runtime import packing
     try:
         from fastbptt._kernels import blas, packed_product
     except ImportError:
         return None
+    from fastbptt._kernels import step_packing
     packer = packing.packer()
+    rows, low, high = step_packing.OWN_BESIDE_MKL
     return {"packer": packer,
             "library": packing.mkl_library() if packer == "mkl" else None,
             "own_instance": ("portable", "AVX2+FMA", "AVX-512")[packed_product.level()],
+            "own_rows": rows, "own_bytes": [low, high],
             "gemm": blas.gemm_library()}
 
 
@@ -100,7 +104,10 @@ def per_step_packing_summary(info):
     if info is None:
         return "no compiled kernels"
     if info["packer"] == "mkl":
-        return (f"MKL's packed GEMM ({Path(info['library']).name}, sequential); the other "
+        return (f"MKL's packed GEMM ({Path(info['library']).name}, sequential), the own "
+                f"kernel at batch 1-4 and at 5-{info['own_rows']} against a W_hh of more "
+                f"than {info['own_bytes'][0] >> 20} up to {info['own_bytes'][1] >> 20} MiB; "
+                "the other "
                 "products on MKL's GEMM")
     return f"fastbptt's own kernel ({info['own_instance']} instance); mkl not in use"
 

@@ -2,7 +2,10 @@
 reads it through the driver): "mkl" when the `mkl` package is installed (pip install
 mkl, or the `mkl` extra) and its libmkl_rt loads, else "own", fastbptt's micro-kernel.
 FASTBPTT_MKL=0 in the environment keeps MKL out. Looked up once, at the first compiled
-call; MKL is loaded sequential (no OpenMP runtime, no threads of its own).
+call; MKL is loaded sequential (no OpenMP runtime, no threads of its own). With MKL the
+packer, the own kernel still packs the shapes where it was measured faster
+(fastbptt._kernels.step_packing.packer_for: batch 1-4, and 5-24 against weights of more
+than 2 MiB up to 16 MiB).
 
 bench/RESULTS.md, "The per-step product at B 5-64", has what each packer bought and what
 the mkl wheel costs to install.
