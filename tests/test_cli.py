@@ -322,6 +322,26 @@ def test_gemm_ceiling_is_positive():
     assert bench.gemm_ceiling_gflops(np.float64, n=64, repeat=1) > 0
 
 
+def test_the_ceiling_above_one_thread_with_a_sequential_blas(monkeypatch):
+    """Under MKL (sequential: one core per call) the n-thread ceiling is n one-thread
+    GEMMs at once, said in the header; the threaded BLAS keeps its own n-thread GEMM."""
+    from fastbptt._kernels import blas
+    from fastbptt.bench import report
+
+    assert report.concurrent_ceiling_gflops(np.float64, 2, n=64, repeat=1) > 0
+    calls = []
+    monkeypatch.setattr(report, "concurrent_ceiling_gflops",
+                        lambda dtype, n: calls.append(n) or 1.0)
+    for library, want in (("mkl", [2]), ("scipy", [])):
+        monkeypatch.setattr(blas, "gemm_library", lambda: library)
+        calls.clear()
+        header = report.machine_header(threads=[1, 2], dtypes=["float64"], torch=False)
+        assert calls == want
+        line = next(x for x in report.format_header(header, legend=False)
+                    if x.startswith("GEMM ceiling"))
+        assert ("one-thread GEMMs at once" in line) == (library == "mkl")
+
+
 @pytest.mark.parametrize("cell", list(bench.CELLS))
 def test_torch_runner_does_the_same_work(cell):
     pytest.importorskip("torch")

@@ -3,11 +3,12 @@ Markdown table, the page-fault lines below it, the JSON report and the plot."""
 import json
 import math
 import platform
+import threading
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from fastbptt._kernels import gemm_roofline
+from fastbptt._kernels import blas, gemm_roofline
 from fastbptt.bench.harness import thread_limit, time_call
 from fastbptt.bench.peers import PEERS, availability
 from fastbptt.bench.problems import ALL_BACKENDS, CELLS, REFERENCE_BUDGET, torch_available
@@ -35,6 +36,29 @@ def gemm_ceiling_gflops(dtype, n=None, repeat=5):
     C = np.empty((n, n), dtype)
     timing = time_call(lambda: gemm_roofline.square_gemm(A, B, C), repeat)
     return 2 * n ** 3 / min(timing.times) / 1e9
+
+
+def concurrent_ceiling_gflops(dtype, threads, n=None, repeat=5):
+    """GFLOP/s of `threads` n x n GEMMs at once, one per Python thread (the kernels
+    release the GIL), over the wall time of the slowest: the ceiling of a BLAS that runs
+    each call on one thread, as MKL does here (loaded sequential), where
+    gemm_ceiling_gflops would read one core's rate whatever the limit. It is also the
+    batch split's case: each block's products on its own core."""
+    n = n or CEILING_N
+    rng = np.random.default_rng(0)
+    jobs = [tuple(rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+            + (np.empty((n, n), dtype),) for _ in range(threads)]
+
+    def run_all():
+        workers = [threading.Thread(target=gemm_roofline.square_gemm, args=job)
+                   for job in jobs]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    timing = time_call(run_all, repeat)
+    return threads * 2 * n ** 3 / min(timing.times) / 1e9
 
 
 def machine_header(threads=None, dtypes=(), ceiling=True, torch=None, peers=None):
@@ -77,10 +101,13 @@ def machine_header(threads=None, dtypes=(), ceiling=True, torch=None, peers=None
             np.dtype(dtype).name: {str(n): _ceiling(dtype, n) for n in threads or [1]}
             for dtype in dtypes}
         header["ceiling_n"] = CEILING_N
+        header["ceiling_concurrent"] = blas.gemm_library() == "mkl"
     return header
 
 
 def _ceiling(dtype, n):
+    if n > 1 and blas.gemm_library() == "mkl":   # sequential: one core per call
+        return concurrent_ceiling_gflops(dtype, n)
     with thread_limit(n):
         return gemm_ceiling_gflops(dtype)
 
@@ -117,6 +144,8 @@ def format_header(header, legend=True):
     for dtype, by_threads in header.get("gemm_ceiling_gflops", {}).items():
         rates = ", ".join(f"{rate:.1f} GFLOP/s at {n} thread{'s' * (n != '1')}"
                           for n, rate in by_threads.items())
+        if header.get("ceiling_concurrent") and set(by_threads) - {"1"}:
+            rates += " (above 1 thread: that many one-thread GEMMs at once, MKL being sequential)"
         lines.append(f"GEMM ceiling ({header['ceiling_n']}^3 {dtype}, the compiled kernels' BLAS): "
                      + rates)
     if legend:
