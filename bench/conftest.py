@@ -83,7 +83,7 @@ def forward_backward_benchmark(benchmark, timed_rounds):
         problem = bench.make_problem(cell, *shape, dtype)
         run = bench.runner(cell, backend, problem)
         benchmark.group = f"{cell} T,B,I,H={bench.shape_text(shape)} {dtype}"
-        timed_rounds(benchmark, run)
+        timed_rounds(run)
 
         work = bench.flops(cell, *shape)
         benchmark.extra_info.update(cell=cell, shape=list(shape), dtype=dtype, flops=work)
