@@ -38,6 +38,7 @@ cdef void one_thread_end(int saved) noexcept nogil
 cdef void use_mkl_gemm(void *sgemm_, void *dgemm_) noexcept nogil
 
 # The call log's entry for a per-step product that runs on packed weights
-# (step_packing.pyx) instead of gemm: ("packed", m, n, k, beta, lda, ldc).
+# (step_packing.pyx) instead of gemm: ("packed", packer, m, n, k, beta, lda, ldc), packer
+# "mkl" when mkl is true, else "own".
 cdef void log_packed(bint mkl, int m, int n, int k, double beta, int lda,
                      int ldc) noexcept nogil

@@ -86,10 +86,9 @@ def per_step_packing():
     ("mkl" with MKL the packer, else "scipy"); None without the compiled kernels."""
     from fastbptt.runtime import packing
     try:
-        from fastbptt._kernels import blas, packed_product
+        from fastbptt._kernels import blas, packed_product, step_packing
     except ImportError:
         return None
-    from fastbptt._kernels import step_packing
     packer = packing.packer()
     rows, low, high = step_packing.OWN_BESIDE_MKL
     return {"packer": packer,
